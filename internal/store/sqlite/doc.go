@@ -1,0 +1,15 @@
+// Package sqlite implements keystile's stores on an embedded SQLite database
+// (modernc.org/sqlite: pure Go, no cgo), the single-machine default.
+//
+// The database runs in WAL mode with a busy timeout, foreign keys on and
+// synchronous=FULL so a committed write survives power loss. Schema changes
+// are embedded, numbered SQL migrations applied in order inside one
+// transaction each; the applied version is kept in schema_migrations, and a
+// database newer than this binary is refused rather than guessed at.
+//
+// Security model: the tables hold only sealed values (ciphertexts, wrapped
+// data keys, wrapped key-encryption keys), SHA-256 digests of client tokens
+// and keyed fingerprints. The file is created 0600 inside the 0700 data
+// directory. secure_delete is on so deleted ciphertext is overwritten in the
+// main file.
+package sqlite

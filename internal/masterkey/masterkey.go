@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"golang.org/x/crypto/argon2"
 
@@ -23,7 +22,7 @@ const KeySize = 32
 // Environment variables read by the sources.
 const (
 	EnvMasterKey      = "KEYSTILE_MASTER_KEY"
-	EnvPassphraseFile = "KEYSTILE_PASSPHRASE_FILE"
+	EnvPassphraseFile = "KEYSTILE_PASSPHRASE_FILE" // #nosec G101 -- a variable name
 )
 
 // Source names.
@@ -193,7 +192,7 @@ func Load(ctx context.Context, o Options, p Params) (secret.Value, error) {
 		}
 		v, err := o.Keyring.Get(p.KeyringService, p.KeyringUser)
 		if err != nil {
-			if errors.Is(err, ErrKeyringMissing) {
+			if errors.Is(err, ErrKeyringMissing) || errors.Is(err, ErrKeyringUnavailable) {
 				return secret.Value{}, err
 			}
 			return secret.Value{}, fmt.Errorf("%w: %v", ErrKeyringUnavailable, err)
@@ -351,8 +350,3 @@ func readPassphrase(o *Options, confirm bool) (secret.Value, error) {
 	return secret.New(p1), nil
 }
 
-// IsKeyringMissing reports whether err means "no such keyring entry",
-// for Keyring adapters.
-func IsKeyringMissing(err error) bool {
-	return err != nil && (errors.Is(err, ErrKeyringMissing) || strings.Contains(strings.ToLower(err.Error()), "not found"))
-}

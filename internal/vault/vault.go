@@ -37,6 +37,13 @@ var (
 	ErrClosed = errors.New("vault: closed")
 )
 
+// InputError is a refusal of invalid input (names, fields, sizes).
+type InputError struct{ Msg string }
+
+func (e *InputError) Error() string { return "vault: " + e.Msg }
+
+func inputErr(format string, args ...any) error { return &InputError{Msg: fmt.Sprintf(format, args...)} }
+
 // IntegrityError says which record failed to authenticate.
 type IntegrityError struct {
 	Record string // e.g. `credential "binance" version 3 field "secret"`
@@ -91,6 +98,9 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives operational messages (never values). If nil, none.
 	Logger *slog.Logger
+	// Observe, if set, is called with every field value the vault opens,
+	// so that the log redactor can learn the values it must scrub.
+	Observe func(secret.Value)
 }
 
 // Vault is an open vault. It is safe for concurrent use.
@@ -100,6 +110,7 @@ type Vault struct {
 	cacheTTL time.Duration
 	now      func() time.Time
 	log      *slog.Logger
+	observe  func(secret.Value)
 
 	writeMu sync.Mutex // serialises writes and rekey
 
@@ -172,6 +183,7 @@ func Open(ctx context.Context, o Options) (*Vault, error) {
 		cacheTTL: o.CacheTTL,
 		now:      o.Now,
 		log:      o.Logger,
+		observe:  o.Observe,
 		rootKey:  o.RootKey.Clone().Reveal(),
 		cache:    map[string]*cacheEntry{},
 		gen:      map[string]uint64{},
@@ -293,20 +305,20 @@ func (v *Vault) Set(ctx context.Context, name string, fields map[string]secret.V
 		}
 	}()
 	if !ValidName(name) {
-		return Info{}, fmt.Errorf("vault: invalid credential name %q (lowercase letters, digits, . _ -; up to 64)", name)
+		return Info{}, inputErr("invalid credential name %q (lowercase letters, digits, . _ -; up to 64)", name)
 	}
 	if len(fields) == 0 {
-		return Info{}, errors.New("vault: a credential needs at least one field")
+		return Info{}, inputErr("a credential needs at least one field")
 	}
 	for f, val := range fields {
 		if !ValidField(f) {
-			return Info{}, fmt.Errorf("vault: invalid field name %q (lowercase letters, digits, _; up to 32)", f)
+			return Info{}, inputErr("invalid field name %q (lowercase letters, digits, _; up to 32)", f)
 		}
 		if val.IsZero() {
-			return Info{}, fmt.Errorf("vault: field %q is empty", f)
+			return Info{}, inputErr("field %q is empty", f)
 		}
 		if val.Len() > MaxFieldSize {
-			return Info{}, fmt.Errorf("vault: field %q is larger than %d bytes", f, MaxFieldSize)
+			return Info{}, inputErr("field %q is larger than %d bytes", f, MaxFieldSize)
 		}
 	}
 	v.writeMu.Lock()
@@ -718,6 +730,11 @@ func (v *Vault) openVersion(rec VersionRecord, version int) (*Credential, error)
 	}
 	if len(c.fields) == 0 {
 		return nil, &IntegrityError{Record: fmt.Sprintf("credential %q version %d (no fields)", name, version)}
+	}
+	if v.observe != nil {
+		for _, f := range c.fields {
+			v.observe(f)
+		}
 	}
 	return c, nil
 }

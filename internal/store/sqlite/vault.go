@@ -175,7 +175,7 @@ func (s *VaultStore) fill(ctx context.Context, q interface {
 	return frows.Err()
 }
 
-const credentialCols = `name, current_version, state, rotation_days, created_at, rotated_at, revoked_at, last_used_at, mac`
+const credentialCols = `name, current_version, state, rotation_days, created_at, rotated_at, revoked_at, last_used_at, mac` // #nosec G101 -- column names
 
 func scanCredential(sc interface{ Scan(...any) error }) (vault.CredentialRecord, error) {
 	var c vault.CredentialRecord
@@ -207,12 +207,12 @@ func (s *VaultStore) Credentials(ctx context.Context) ([]vault.CredentialRecord,
 	for rows.Next() {
 		c, err := scanCredential(rows)
 		if err != nil {
-			rows.Close()
+			_ = rows.Close()
 			return nil, err
 		}
 		out = append(out, c)
 	}
-	rows.Close()
+	_ = rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}

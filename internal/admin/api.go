@@ -1,0 +1,46 @@
+package admin
+
+import (
+	"time"
+)
+
+// API paths.
+const (
+	PathStatus  = "/v1/status"
+	PathSecrets = "/v1/secrets"
+	PathRekey   = "/v1/vault/rekey"
+	PathTokens  = "/v1/tokens"
+)
+
+// ErrorBody is the JSON shape of every error answer.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail names an error: a stable code and a human message.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Status is the answer of GET /v1/status.
+type Status struct {
+	Version   string    `json:"version"`
+	PID       int       `json:"pid"`
+	StartedAt time.Time `json:"started_at"`
+	DataDir   string    `json:"data_dir"`
+	Gateway   string    `json:"gateway,omitempty"`
+}
+
+// SetSecretRequest is the body of PUT /v1/secrets/{name}. Values are raw
+// bytes (base64 in JSON). It is only ever sent over the admin socket.
+type SetSecretRequest struct {
+	Fields       map[string][]byte `json:"fields"`
+	RotationDays int               `json:"rotation_days,omitempty"`
+	MustExist    bool              `json:"must_exist,omitempty"`
+}
+
+// RevokeSecretRequest is the body of POST /v1/secrets/{name}/revoke.
+type RevokeSecretRequest struct {
+	Compromised bool `json:"compromised"`
+}

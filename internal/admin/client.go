@@ -1,0 +1,165 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/keystile/keystile/internal/vault"
+)
+
+// Client talks to a running server over its unix socket.
+type Client struct {
+	socket string
+	hc     *http.Client
+}
+
+// Errors the CLI branches on.
+var (
+	ErrNotRunning   = errors.New("admin: keystile server is not running (start it with `keystile serve`)")
+	ErrSocketOwner  = errors.New("admin: admin socket is owned by another user; refusing to talk to it")
+	ErrSocketNotOur = errors.New("admin: admin socket path is not a socket")
+)
+
+// APIError is an error answer from the server.
+type APIError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+// NewClient checks the socket (exists, is a socket, owned by this uid or
+// root) and returns a client for it.
+func NewClient(socket string) (*Client, error) {
+	st, err := os.Lstat(socket)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: no socket at %s", ErrNotRunning, socket)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	if st.Mode()&fs.ModeSocket == 0 {
+		return nil, fmt.Errorf("%w: %s", ErrSocketNotOur, socket)
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		if uid := int(sys.Uid); uid != os.Getuid() && uid != 0 {
+			return nil, fmt.Errorf("%w: %s belongs to uid %d, you are uid %d", ErrSocketOwner, socket, uid, os.Getuid())
+		}
+	}
+	return &Client{socket: socket, hc: &http.Client{
+		Timeout: 5 * time.Minute,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", socket)
+			},
+			Proxy:             nil,
+			DisableKeepAlives: true,
+		},
+	}}, nil
+}
+
+// Do sends a request and decodes a JSON answer into out (if non-nil).
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("admin: encode request: %w", err)
+		}
+		defer clear(b)
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://keystile"+path, body)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		var errno syscall.Errno
+		if errors.As(err, &errno) && (errno == syscall.ECONNREFUSED || errno == syscall.ENOENT) {
+			return fmt.Errorf("%w (socket %s)", ErrNotRunning, c.socket)
+		}
+		return fmt.Errorf("admin: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("admin: read answer: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		var eb ErrorBody
+		if json.Unmarshal(data, &eb) == nil && eb.Error.Message != "" {
+			return &APIError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+		}
+		return &APIError{Status: resp.StatusCode, Code: "http", Message: fmt.Sprintf("admin: server answered %s", resp.Status)}
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("admin: decode answer: %w", err)
+		}
+	}
+	return nil
+}
+
+// Status fetches the server status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	return s, c.Do(ctx, http.MethodGet, PathStatus, nil, &s)
+}
+
+// SetSecret stores fields as a new version. The request's byte slices are
+// wiped after sending.
+func (c *Client) SetSecret(ctx context.Context, name string, req SetSecretRequest) (vault.Info, error) {
+	defer func() {
+		for _, v := range req.Fields {
+			clear(v)
+		}
+	}()
+	var i vault.Info
+	return i, c.Do(ctx, http.MethodPut, PathSecrets+"/"+url.PathEscape(name), req, &i)
+}
+
+// ListSecrets lists credential metadata.
+func (c *Client) ListSecrets(ctx context.Context) ([]vault.Info, error) {
+	var l []vault.Info
+	return l, c.Do(ctx, http.MethodGet, PathSecrets, nil, &l)
+}
+
+// ShowSecret shows one credential's metadata.
+func (c *Client) ShowSecret(ctx context.Context, name string) (vault.Info, error) {
+	var i vault.Info
+	return i, c.Do(ctx, http.MethodGet, PathSecrets+"/"+url.PathEscape(name), nil, &i)
+}
+
+// RevokeSecret revokes a credential.
+func (c *Client) RevokeSecret(ctx context.Context, name string, compromised bool) (vault.Info, error) {
+	var i vault.Info
+	return i, c.Do(ctx, http.MethodPost, PathSecrets+"/"+url.PathEscape(name)+"/revoke", RevokeSecretRequest{Compromised: compromised}, &i)
+}
+
+// DeleteSecret removes a credential.
+func (c *Client) DeleteSecret(ctx context.Context, name string) error {
+	return c.Do(ctx, http.MethodDelete, PathSecrets+"/"+url.PathEscape(name), nil, nil)
+}
+
+// Rekey rotates the vault's key-encryption key.
+func (c *Client) Rekey(ctx context.Context) (vault.RekeyResult, error) {
+	var r vault.RekeyResult
+	return r, c.Do(ctx, http.MethodPost, PathRekey, nil, &r)
+}

@@ -1,0 +1,312 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/keystile/keystile/internal/secret"
+	"github.com/keystile/keystile/internal/vault"
+)
+
+// Vault is what the admin API needs of the vault.
+type Vault interface {
+	Set(ctx context.Context, name string, fields map[string]secret.Value, o vault.SetOptions) (vault.Info, error)
+	List(ctx context.Context) ([]vault.Info, error)
+	Show(ctx context.Context, name string) (vault.Info, error)
+	Revoke(ctx context.Context, name string, compromised bool) error
+	Delete(ctx context.Context, name string) error
+	Rekey(ctx context.Context) (vault.RekeyResult, error)
+}
+
+// Options configure a Server.
+type Options struct {
+	// Socket is the unix socket path. Required.
+	Socket string
+	// AllowedUIDs may connect besides the server's own uid.
+	AllowedUIDs []int
+	// Vault serves the secret endpoints. Required.
+	Vault Vault
+	// Extra registers more routes (tokens, ...) on the mux.
+	Extra func(mux *http.ServeMux)
+	// Status returns the status document.
+	Status func() Status
+	// Logger; if nil, discard.
+	Logger *slog.Logger
+}
+
+// Server is the admin API server.
+type Server struct {
+	o    Options
+	ln   net.Listener
+	srv  *http.Server
+	log  *slog.Logger
+	self int
+}
+
+// MaxBody bounds admin request bodies.
+const MaxBody = 1 << 20
+
+type ctxKey struct{}
+
+// Listen creates the socket (mode 0600) and returns a server ready to Serve.
+// A stale socket left by a dead server is replaced; a live one is an error.
+func Listen(o Options) (*Server, error) {
+	if o.Socket == "" || o.Vault == nil {
+		return nil, errors.New("admin: socket path and vault are required")
+	}
+	if len(o.Socket) > 100 {
+		return nil, fmt.Errorf("admin: socket path too long for a unix socket (%d bytes): use a shorter --data-dir or admin.socket", len(o.Socket))
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if _, err := os.Lstat(o.Socket); err == nil {
+		c, err := net.DialTimeout("unix", o.Socket, time.Second)
+		if err == nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("admin: another keystile server is listening on %s", o.Socket)
+		}
+		if err := os.Remove(o.Socket); err != nil {
+			return nil, fmt.Errorf("admin: remove stale socket: %w", err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("admin: socket: %w", err)
+	}
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", o.Socket)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("admin: listen %s: %w", o.Socket, err)
+	}
+	if err := os.Chmod(o.Socket, 0o600); err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("admin: chmod socket: %w", err)
+	}
+	s := &Server{o: o, ln: ln, log: log, self: os.Getuid()}
+	mux := http.NewServeMux()
+	s.routes(mux)
+	if o.Extra != nil {
+		o.Extra(mux)
+	}
+	s.srv = &http.Server{
+		Handler:           s.checkPeer(mux),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      5 * time.Minute,
+		IdleTimeout:       time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			uid := -1
+			if uc, ok := c.(*net.UnixConn); ok {
+				if id, err := peerUID(uc); err == nil {
+					uid = id
+				}
+			}
+			return context.WithValue(ctx, ctxKey{}, uid)
+		},
+	}
+	return s, nil
+}
+
+// Serve serves until Shutdown; it returns nil after a clean shutdown.
+func (s *Server) Serve() error {
+	err := s.srv.Serve(s.ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, waits for in-flight requests and removes the socket.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	_ = os.Remove(s.o.Socket)
+	return err
+}
+
+func peerUID(c *net.UnixConn) (int, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) // #nosec G115 -- fd fits int
+	}); err != nil {
+		return -1, err
+	}
+	if cerr != nil {
+		return -1, cerr
+	}
+	return int(cred.Uid), nil
+}
+
+// PeerUID returns the uid of the connection's peer (-1 if unknown).
+func PeerUID(ctx context.Context) int {
+	if v, ok := ctx.Value(ctxKey{}).(int); ok {
+		return v
+	}
+	return -1
+}
+
+func (s *Server) checkPeer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		uid := PeerUID(r.Context())
+		if uid < 0 || (uid != s.self && !slices.Contains(s.o.AllowedUIDs, uid)) {
+			s.log.Warn("admin: refused connection from disallowed uid", "uid", uid, "path", r.URL.Path)
+			WriteError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("uid %d may not use this keystile server (allowed: %d and admin.allowed_uids)", uid, s.self))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+PathStatus, func(w http.ResponseWriter, r *http.Request) {
+		st := Status{}
+		if s.o.Status != nil {
+			st = s.o.Status()
+		}
+		WriteJSON(w, http.StatusOK, st)
+	})
+	mux.HandleFunc("GET "+PathSecrets, func(w http.ResponseWriter, r *http.Request) {
+		l, err := s.o.Vault.List(r.Context())
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		WriteJSON(w, http.StatusOK, l)
+	})
+	mux.HandleFunc("GET "+PathSecrets+"/{name}", func(w http.ResponseWriter, r *http.Request) {
+		i, err := s.o.Vault.Show(r.Context(), r.PathValue("name"))
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		WriteJSON(w, http.StatusOK, i)
+	})
+	mux.HandleFunc("PUT "+PathSecrets+"/{name}", func(w http.ResponseWriter, r *http.Request) {
+		var req SetSecretRequest
+		if !DecodeJSON(w, r, &req) {
+			return
+		}
+		fields := make(map[string]secret.Value, len(req.Fields))
+		for k, v := range req.Fields {
+			fields[k] = secret.New(v)
+		}
+		req.Fields = nil
+		i, err := s.o.Vault.Set(r.Context(), r.PathValue("name"), fields, vault.SetOptions{RotationDays: req.RotationDays, MustExist: req.MustExist})
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		WriteJSON(w, http.StatusOK, i)
+	})
+	mux.HandleFunc("POST "+PathSecrets+"/{name}/revoke", func(w http.ResponseWriter, r *http.Request) {
+		var req RevokeSecretRequest
+		if !DecodeJSON(w, r, &req) {
+			return
+		}
+		if err := s.o.Vault.Revoke(r.Context(), r.PathValue("name"), req.Compromised); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		i, err := s.o.Vault.Show(r.Context(), r.PathValue("name"))
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		WriteJSON(w, http.StatusOK, i)
+	})
+	mux.HandleFunc("DELETE "+PathSecrets+"/{name}", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.o.Vault.Delete(r.Context(), r.PathValue("name")); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST "+PathRekey, func(w http.ResponseWriter, r *http.Request) {
+		res, err := s.o.Vault.Rekey(r.Context())
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		WriteJSON(w, http.StatusOK, res)
+	})
+}
+
+// fail maps a domain error to an answer. Admin callers are trusted local
+// operators, so the message is the error's own text (domain errors never
+// contain secret values).
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := http.StatusInternalServerError, "internal"
+	switch {
+	case errors.Is(err, vault.ErrNotFound):
+		status, code = http.StatusNotFound, "not_found"
+	case errors.Is(err, vault.ErrCompromised):
+		status, code = http.StatusConflict, "compromised"
+	case errors.Is(err, vault.ErrRevoked):
+		status, code = http.StatusConflict, "revoked"
+	case errors.Is(err, vault.ErrIntegrity):
+		status, code = http.StatusInternalServerError, "integrity"
+	case errors.Is(err, ErrBadRequest):
+		status, code = http.StatusBadRequest, "bad_request"
+	case isValidation(err):
+		status, code = http.StatusBadRequest, "invalid"
+	}
+	s.log.Warn("admin: request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	WriteError(w, status, code, err.Error())
+}
+
+// ErrBadRequest marks errors that are the caller's fault.
+var ErrBadRequest = errors.New("bad request")
+
+func isValidation(err error) bool {
+	var ie *vault.InputError
+	return errors.As(err, &ie)
+}
+
+// WriteJSON writes v as JSON with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// WriteError writes an ErrorBody.
+func WriteError(w http.ResponseWriter, status int, code, msg string) {
+	WriteJSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: msg}})
+}
+
+// DecodeJSON strictly decodes the request body into v, answering 400 itself
+// on failure.
+func DecodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		WriteError(w, http.StatusBadRequest, "bad_request", "malformed JSON request body")
+		return false
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		WriteError(w, http.StatusBadRequest, "bad_request", "trailing data after JSON body")
+		return false
+	}
+	return true
+}

@@ -1,0 +1,428 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/keystile/keystile/internal/admin"
+	"github.com/keystile/keystile/internal/audit"
+	"github.com/keystile/keystile/internal/config"
+	"github.com/keystile/keystile/internal/gateway"
+	"github.com/keystile/keystile/internal/logging"
+	"github.com/keystile/keystile/internal/masterkey"
+	"github.com/keystile/keystile/internal/secret"
+	"github.com/keystile/keystile/internal/store/sqlite"
+	"github.com/keystile/keystile/internal/token"
+	"github.com/keystile/keystile/internal/vault"
+	"github.com/keystile/keystile/internal/venue"
+)
+
+// Version is the keystile version, set at build time with
+// -ldflags "-X github.com/keystile/keystile/internal/app.Version=...".
+var Version = "0.1.0-dev" //nolint:gochecknoglobals // build-time constant
+
+// metaMasterKey is the vault metadata key holding masterkey.Params.
+const metaMasterKey = "master_key"
+
+// ErrAlreadyInitialized is returned by Init on an initialised data dir.
+var ErrAlreadyInitialized = errors.New("keystile is already initialised here; refusing to overwrite")
+
+// Env is what the process gives the app: environment and terminal.
+type Env struct {
+	Getenv func(string) string
+	// Prompt reads a line without echo; nil when there is no terminal.
+	Prompt func(prompt string) ([]byte, error)
+	// Keyring is the OS keyring; nil means masterkey.OSKeyring.
+	Keyring masterkey.Keyring
+	Stderr  io.Writer
+}
+
+func (e Env) keyring() masterkey.Keyring {
+	if e.Keyring != nil {
+		return e.Keyring
+	}
+	return masterkey.OSKeyring{}
+}
+
+// InitOptions configure Init.
+type InitOptions struct {
+	DataDir   string
+	Source    string // master key source; "" = file
+	Config    *config.Config
+	KDF       *masterkey.KDFParams // tests use a cheap one
+	WriteYAML bool                 // write a starter keystile.yaml into the data dir
+}
+
+// InitResult reports what Init created.
+type InitResult struct {
+	DataDir string `json:"data_dir"`
+	DB      string `json:"database"`
+	Source  string `json:"master_key_source"`
+	KeyFile string `json:"key_file,omitempty"`
+	Config  string `json:"config,omitempty"`
+}
+
+// Init creates a data directory (0700), a master key from the chosen source,
+// and an initialised database. It refuses to touch an existing keystile
+// data dir.
+func Init(ctx context.Context, env Env, o InitOptions) (InitResult, error) {
+	if o.Source == "" {
+		o.Source = masterkey.SourceFile
+	}
+	cfg := o.Config
+	if cfg == nil {
+		cfg = config.Default()
+	}
+	dir := o.DataDir
+	res := InitResult{DataDir: dir, DB: filepath.Join(dir, DBFile), Source: o.Source}
+	valid := false
+	for _, s := range masterkey.Sources {
+		valid = valid || s == o.Source
+	}
+	if !valid {
+		return res, masterkey.ErrUnknownSource
+	}
+	for _, f := range []string{DBFile, KeyFile} {
+		if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
+			return res, fmt.Errorf("%w (%s exists)", ErrAlreadyInitialized, filepath.Join(dir, f))
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return res, fmt.Errorf("%w %s: %v", ErrDataDir, dir, err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return res, fmt.Errorf("%w %s: %v", ErrDataDir, dir, err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil { // #nosec G302 -- a directory needs x; 0700 is owner-only
+		return res, fmt.Errorf("%w %s: %v", ErrDataDir, dir, err)
+	}
+	keyFile := cfg.MasterKey.File
+	if keyFile == "" {
+		keyFile = filepath.Join(dir, KeyFile)
+	}
+	mo := masterkey.Options{
+		Source: o.Source, KeyFile: keyFile, PassphraseFile: cfg.MasterKey.PassphraseFile,
+		Getenv: env.Getenv, Prompt: env.Prompt, Keyring: env.keyring(),
+		KeyringService: cfg.MasterKey.KeyringService, KeyringUser: "master-key:" + dir, KDF: o.KDF,
+	}
+	if o.Source != masterkey.SourceKeyring {
+		mo.Keyring = nil
+	}
+	root, params, err := masterkey.Create(ctx, mo)
+	if err != nil {
+		return res, err
+	}
+	defer root.Wipe()
+	if params.Source == masterkey.SourceFile {
+		res.KeyFile = keyFile
+	}
+	cleanup := func() {
+		for _, f := range []string{DBFile, DBFile + "-wal", DBFile + "-shm"} {
+			_ = os.Remove(filepath.Join(dir, f))
+		}
+		if params.Source == masterkey.SourceFile {
+			_ = os.Remove(keyFile)
+		}
+	}
+	db, err := sqlite.Open(ctx, res.DB)
+	if err != nil {
+		cleanup()
+		return res, err
+	}
+	pj, _ := json.Marshal(params)
+	if err := vault.Initialize(ctx, db.Vault(), root, map[string][]byte{metaMasterKey: pj}, time.Now()); err != nil {
+		_ = db.Close()
+		cleanup()
+		return res, err
+	}
+	if err := db.Close(); err != nil {
+		return res, err
+	}
+	if o.WriteYAML {
+		p := filepath.Join(dir, ConfigFile)
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) // #nosec G304 -- data dir
+		if err == nil {
+			_, _ = fmt.Fprintf(f, starterYAML, o.Source)
+			_ = f.Close()
+			res.Config = p
+		}
+	}
+	return res, nil
+}
+
+const starterYAML = `# keystile configuration. Every key is documented in the README.
+# Secrets never go here: only names of credentials held in the vault.
+log:
+  level: info
+  format: text
+master_key:
+  source: %s
+gateway:
+  listen: 127.0.0.1:7878
+tokens:
+  default_ttl: 24h
+  max_ttl: 720h
+# venues:
+#   dmarket:
+#     type: dmarket
+#     credential: dmarket-main
+#     base_url: https://api.dmarket.com
+`
+
+// OpenVault opens the database and the vault of an initialised data dir,
+// loading the master key the way init recorded. The caller closes both.
+func OpenVault(ctx context.Context, env Env, dataDir string, cfg *config.Config, log *slog.Logger, redactor *logging.Redactor) (*sqlite.DB, *vault.Vault, error) {
+	if err := CheckDataDir(dataDir); err != nil {
+		return nil, nil, err
+	}
+	db, err := sqlite.Open(ctx, filepath.Join(dataDir, DBFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	fail := func(err error) (*sqlite.DB, *vault.Vault, error) {
+		_ = db.Close()
+		return nil, nil, err
+	}
+	pj, err := db.Vault().Meta(ctx, metaMasterKey)
+	if err != nil {
+		return fail(fmt.Errorf("%w: %v", vault.ErrNotInitialized, err))
+	}
+	var params masterkey.Params
+	if err := json.Unmarshal(pj, &params); err != nil {
+		return fail(fmt.Errorf("app: stored master key parameters: %w", err))
+	}
+	mo := masterkey.Options{
+		KeyFile: cfg.MasterKey.File, PassphraseFile: cfg.MasterKey.PassphraseFile,
+		Getenv: env.Getenv, Prompt: env.Prompt, Keyring: env.keyring(),
+	}
+	if params.Source == masterkey.SourceFile && mo.KeyFile == "" {
+		mo.KeyFile = params.KeyFile
+		if mo.KeyFile == "" {
+			mo.KeyFile = filepath.Join(dataDir, KeyFile)
+		}
+	}
+	root, err := masterkey.Load(ctx, mo, params)
+	if err != nil {
+		return fail(err)
+	}
+	defer root.Wipe()
+	vo := vault.Options{Store: db.Vault(), RootKey: root, Logger: log}
+	if redactor != nil {
+		vo.Observe = func(v secret.Value) { redactor.Register(v) }
+	}
+	v, err := vault.Open(ctx, vo)
+	if err != nil {
+		return fail(err)
+	}
+	return db, v, nil
+}
+
+// DisableCoreDumps makes the process non-dumpable and sets RLIMIT_CORE to 0
+// so that a crash cannot write secrets to a core file.
+func DisableCoreDumps() error {
+	if err := unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{Cur: 0, Max: 0}); err != nil {
+		return fmt.Errorf("app: RLIMIT_CORE: %w", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("app: PR_SET_DUMPABLE: %w", err)
+	}
+	return nil
+}
+
+// Server is a running `keystile serve`.
+type Server struct {
+	cfg      *config.Config
+	dataDir  string
+	log      *slog.Logger
+	redactor *logging.Redactor
+	db       *sqlite.DB
+	vault    *vault.Vault
+	tokens   *token.Service
+	admin    *admin.Server
+	gateway  *gateway.Gateway
+	httpSrv  *http.Server
+	ln       []net.Listener
+	closers  []venue.Closer
+	started  time.Time
+}
+
+// GatewayAddr is the gateway's TCP address ("" if it listens on none).
+func (s *Server) GatewayAddr() string {
+	for _, l := range s.ln {
+		if l.Addr().Network() == "tcp" {
+			return l.Addr().String()
+		}
+	}
+	return ""
+}
+
+// ServerOptions configure NewServer.
+type ServerOptions struct {
+	DataDir  string
+	Config   *config.Config
+	Logger   *slog.Logger
+	Redactor *logging.Redactor
+}
+
+// NewServer builds every subsystem of serve without starting to serve.
+func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
+	s := &Server{cfg: o.Config, dataDir: o.DataDir, log: o.Logger, redactor: o.Redactor, started: time.Now()}
+	db, v, err := OpenVault(ctx, env, o.DataDir, o.Config, o.Logger, o.Redactor)
+	if err != nil {
+		return nil, err
+	}
+	s.db, s.vault = db, v
+	s.tokens, err = token.New(ctx, token.Options{Store: db.Tokens(), DefaultTTL: o.Config.Tokens.DefaultTTL,
+		MaxTTL: o.Config.Tokens.MaxTTL, Logger: o.Logger})
+	if err != nil {
+		s.closeStores(ctx)
+		return nil, err
+	}
+	venues, closers, err := BuildVenues(o.Config, v, o.Logger)
+	if err != nil {
+		s.closeStores(ctx)
+		return nil, err
+	}
+	s.closers = closers
+	var scrub gateway.Scrubber
+	if o.Redactor != nil {
+		scrub = o.Redactor
+	}
+	s.gateway, err = gateway.New(gateway.Options{
+		Tokens: s.tokens, Venues: venues, Events: audit.LogSink{Logger: o.Logger}, Scrubber: scrub,
+		MaxBodyBytes: o.Config.Gateway.MaxBodyBytes, Logger: o.Logger,
+	})
+	if err != nil {
+		s.closeStores(ctx)
+		return nil, err
+	}
+	g := o.Config.Gateway
+	s.httpSrv = s.gateway.Server(gateway.ServerOptions{ReadHeaderTimeout: g.ReadHeaderTimeout, ReadTimeout: g.ReadTimeout,
+		WriteTimeout: g.WriteTimeout, IdleTimeout: g.IdleTimeout, MaxHeaderBytes: g.MaxHeaderBytes})
+	if g.Listen != "" {
+		ln, err := net.Listen("tcp", g.Listen)
+		if err != nil {
+			s.closeStores(ctx)
+			return nil, fmt.Errorf("gateway: listen %s: %w", g.Listen, err)
+		}
+		s.ln = append(s.ln, ln)
+	}
+	if g.UnixSocket != "" {
+		_ = os.Remove(g.UnixSocket)
+		old := syscall.Umask(0o117)
+		ln, err := net.Listen("unix", g.UnixSocket)
+		syscall.Umask(old)
+		if err != nil {
+			s.closeListeners()
+			s.closeStores(ctx)
+			return nil, fmt.Errorf("gateway: listen %s: %w", g.UnixSocket, err)
+		}
+		s.ln = append(s.ln, ln)
+	}
+	sock := o.Config.Admin.Socket
+	if sock == "" {
+		sock = filepath.Join(o.DataDir, SocketFile)
+	}
+	as, err := admin.Listen(admin.Options{
+		Socket: sock, AllowedUIDs: o.Config.Admin.AllowedUIDs, Vault: v, Logger: o.Logger,
+		Extra: func(mux *http.ServeMux) { admin.TokenRoutes(mux, s.tokens, o.Logger) },
+		Status: func() admin.Status {
+			return admin.Status{Version: Version, PID: os.Getpid(), StartedAt: s.started, DataDir: s.dataDir, Gateway: s.GatewayAddr()}
+		},
+	})
+	if err != nil {
+		s.closeListeners()
+		s.closeStores(ctx)
+		return nil, err
+	}
+	s.admin = as
+	return s, nil
+}
+
+func (s *Server) closeListeners() {
+	for _, l := range s.ln {
+		_ = l.Close()
+	}
+}
+
+// Run serves until ctx is cancelled, then shuts down in order.
+func (s *Server) Run(ctx context.Context) error {
+	errc := make(chan error, 1+len(s.ln))
+	go func() { errc <- s.admin.Serve() }()
+	for _, ln := range s.ln {
+		go func() {
+			if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	flush := time.NewTicker(30 * time.Second)
+	defer flush.Stop()
+	s.log.Info("keystile: serving", "version", Version, "data_dir", s.dataDir, "gateway", s.GatewayAddr())
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-errc:
+			runErr = err
+			break loop
+		case <-flush.C:
+			if err := s.vault.FlushUsage(ctx); err != nil {
+				s.log.Warn("keystile: record credential usage", "err", err)
+			}
+			if err := s.tokens.FlushUsage(ctx); err != nil {
+				s.log.Warn("keystile: record token usage", "err", err)
+			}
+		}
+	}
+	s.log.Info("keystile: shutting down")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := s.httpSrv.Shutdown(sctx); err != nil && runErr == nil {
+		runErr = err
+	}
+	if err := s.admin.Shutdown(sctx); err != nil && runErr == nil {
+		runErr = err
+	}
+
+	s.closeStores(sctx)
+	s.log.Info("keystile: stopped")
+	return runErr
+}
+
+func (s *Server) closeStores(ctx context.Context) {
+	for _, c := range s.closers {
+		if err := c.Close(ctx); err != nil {
+			s.log.Warn("keystile: close venue session", "err", err)
+		}
+	}
+	if s.tokens != nil {
+		if err := s.tokens.FlushUsage(ctx); err != nil {
+			s.log.Warn("keystile: record token usage", "err", err)
+		}
+	}
+	if s.vault != nil {
+		if err := s.vault.Close(ctx); err != nil {
+			s.log.Warn("keystile: close vault", "err", err)
+		}
+	}
+	if s.db != nil {
+		if err := s.db.Close(); err != nil {
+			s.log.Warn("keystile: close database", "err", err)
+		}
+	}
+}

@@ -1,0 +1,65 @@
+package audit
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Decisions.
+const (
+	Allow = "allow"
+	Deny  = "deny"
+	Error = "error"
+)
+
+// Event is one gateway decision and its outcome.
+type Event struct {
+	Time      time.Time     `json:"time"`
+	RequestID string        `json:"request_id"`
+	TokenID   string        `json:"token_id,omitempty"` // public id, never the token
+	Source    string        `json:"source,omitempty"`
+	Venue     string        `json:"venue,omitempty"`
+	Method    string        `json:"method"`
+	Path      string        `json:"path"` // escaped path below the venue, no query
+	Operation string        `json:"operation,omitempty"`
+	Decision  string        `json:"decision"`
+	Rule      string        `json:"rule,omitempty"`  // e.g. token.scope, venue.unmapped_route
+	Status    int           `json:"status"`          // status answered to the bot
+	Upstream  int           `json:"upstream_status"` // 0 when nothing was forwarded
+	Latency   time.Duration `json:"latency_ns"`      // total time in keystile
+	Error     string        `json:"error,omitempty"` // internal detail (never a secret)
+}
+
+// Sink receives events. Record must not block the request path for long
+// and must be safe for concurrent use.
+type Sink interface {
+	Record(ctx context.Context, e Event)
+}
+
+// LogSink writes events to a structured logger at info level.
+type LogSink struct{ Logger *slog.Logger }
+
+// Record implements Sink.
+func (s LogSink) Record(ctx context.Context, e Event) {
+	if s.Logger == nil {
+		return
+	}
+	s.Logger.LogAttrs(ctx, slog.LevelInfo, "gateway: request",
+		slog.String("request_id", e.RequestID), slog.String("token_id", e.TokenID), slog.String("source", e.Source),
+		slog.String("venue", e.Venue), slog.String("method", e.Method), slog.String("path", e.Path),
+		slog.String("operation", e.Operation), slog.String("decision", e.Decision), slog.String("rule", e.Rule),
+		slog.Int("status", e.Status), slog.Int("upstream_status", e.Upstream), slog.Duration("latency", e.Latency),
+		slog.String("error", e.Error))
+}
+
+// Discard drops events.
+type Discard struct{}
+
+// Record implements Sink.
+func (Discard) Record(context.Context, Event) {}
+
+var (
+	_ Sink = LogSink{}
+	_ Sink = Discard{}
+)

@@ -1,0 +1,209 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keystile/keystile/internal/admin"
+)
+
+func newToken(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "Mint and manage the kst_ tokens bots use",
+		Long: `token manages client tokens. A token is shown once, when it is created or rotated; keystile
+keeps only its SHA-256 digest. Bots send it as "Authorization: Bearer kst_..." or "Keystile-Token: kst_...".`,
+	}
+	cmd.AddCommand(newTokenCreate(g), newTokenList(g), newTokenShow(g), newTokenRotate(g),
+		newTokenAction(g, "revoke", "Revoke a token now (no grace)"),
+		newTokenAction(g, "freeze", "Freeze a token until unfrozen"),
+		newTokenAction(g, "unfreeze", "Unfreeze a frozen token"))
+	return cmd
+}
+
+func idArg(cmd *cobra.Command, args []string) error {
+	if len(args) != 1 {
+		return usagef("%s: want one token ID (tok_...), got %d arguments", cmd.CommandPath(), len(args))
+	}
+	if strings.HasPrefix(args[0], "kst_") {
+		return usagef("pass the token's public ID (tok_..., see `keystile token list`), never the token itself")
+	}
+	return nil
+}
+
+func printMinted(g *globals, m admin.MintedToken, jsonOut bool) error {
+	if jsonOut {
+		return g.printJSON(m)
+	}
+	fmt.Fprintf(g.io.Stdout, "%s\n", m.Token)
+	fmt.Fprintf(g.io.Stderr, "Token %s (%s) for %s, expires %s. It is shown only once: store it in the bot's secret store.\n",
+		m.Info.ID, m.Info.Name, strings.Join(m.Info.Venues, ","), m.Info.ExpiresAt.Format(time.RFC3339))
+	return nil
+}
+
+func newTokenCreate(g *globals) *cobra.Command {
+	var req admin.CreateTokenRequest
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "create --name N --venue V [--scope S]... [--ttl D] [--cidr C]... [--test]",
+		Short: "Mint a token (printed once on stdout)",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if req.Name == "" || len(req.Venues) == 0 {
+				return usagef("--name and at least one --venue are required")
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			m, err := c.CreateToken(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			return printMinted(g, m, jsonOut)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.Name, "name", "", "a name for the bot (required)")
+	f.StringVar(&req.Policy, "policy", "", "policy name")
+	f.StringArrayVar(&req.Venues, "venue", nil, "venue id the token may reach (repeatable; required)")
+	f.StringArrayVar(&req.Scopes, "scope", nil, "operation pattern allowed, e.g. order.* (repeatable; default market.read, account.read, order.*)")
+	f.DurationVar(&req.TTL, "ttl", 0, "lifetime (default tokens.default_ttl, capped at tokens.max_ttl)")
+	f.StringArrayVar(&req.CIDRs, "cidr", nil, "source address or CIDR allowed (repeatable; default any)")
+	f.BoolVar(&req.Test, "test", false, "mint a kst_test_ token (test/demo endpoints only)")
+	f.BoolVar(&jsonOut, "json", false, "print JSON")
+	return cmd
+}
+
+func newTokenList(g *globals) *cobra.Command {
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List tokens (metadata only)",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			l, err := c.ListTokens(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if jsonOut {
+				if l == nil {
+					l = []admin.TokenInfo{}
+				}
+				return g.printJSON(l)
+			}
+			tw := tabwriter.NewWriter(g.io.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tNAME\tSTATE\tVENUES\tSCOPES\tTEST\tEXPIRES\tLAST USED")
+			for _, t := range l {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\t%s\t%s\n", t.ID, t.Name, t.State, strings.Join(t.Venues, ","),
+					strings.Join(t.Scopes, ","), t.Test, t.ExpiresAt.Format(time.RFC3339), age(t.LastUsedAt))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
+	return cmd
+}
+
+func printTokenInfo(g *globals, t admin.TokenInfo) error {
+	tw := tabwriter.NewWriter(g.io.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "id:\t%s\nname:\t%s\nstate:\t%s\nvenues:\t%s\nscopes:\t%s\ntest:\t%v\n", t.ID, t.Name, t.State,
+		strings.Join(t.Venues, ", "), strings.Join(t.Scopes, ", "), t.Test)
+	if len(t.CIDRs) > 0 {
+		fmt.Fprintf(tw, "sources:\t%s\n", strings.Join(t.CIDRs, ", "))
+	}
+	if t.Policy != "" {
+		fmt.Fprintf(tw, "policy:\t%s\n", t.Policy)
+	}
+	fmt.Fprintf(tw, "created:\t%s\nexpires:\t%s\nlast used:\t%s\n", t.CreatedAt.Format(time.RFC3339), t.ExpiresAt.Format(time.RFC3339), age(t.LastUsedAt))
+	if !t.GraceUntil.IsZero() {
+		fmt.Fprintf(tw, "valid until:\t%s (rotated to %s)\n", t.GraceUntil.Format(time.RFC3339), t.RotatedTo)
+	}
+	return tw.Flush()
+}
+
+func newTokenShow(g *globals) *cobra.Command {
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show one token's metadata",
+		Args:  idArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			t, err := c.ShowToken(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if jsonOut {
+				return g.printJSON(t)
+			}
+			return printTokenInfo(g, t)
+		},
+	}
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
+	return cmd
+}
+
+func newTokenRotate(g *globals) *cobra.Command {
+	var grace time.Duration
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "rotate ID [--grace D]",
+		Short: "Mint a successor token; the old one stays valid for the grace period",
+		Args:  idArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if grace < 0 {
+				return usagef("--grace must be >= 0")
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			m, err := c.RotateToken(cmd.Context(), args[0], grace)
+			if err != nil {
+				return err
+			}
+			return printMinted(g, m, jsonOut)
+		},
+	}
+	cmd.Flags().DurationVar(&grace, "grace", 0, "how long the old token stays valid")
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
+	return cmd
+}
+
+func newTokenAction(g *globals, action, short string) *cobra.Command {
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   action + " ID",
+		Short: short,
+		Args:  idArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			t, err := c.TokenAction(cmd.Context(), args[0], action)
+			if err != nil {
+				return err
+			}
+			if jsonOut {
+				return g.printJSON(t)
+			}
+			_, err = fmt.Fprintf(g.io.Stdout, "Token %s is now %s\n", t.ID, t.State)
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
+	return cmd
+}

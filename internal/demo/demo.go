@@ -1,0 +1,342 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/keystile/keystile/internal/admin"
+	"github.com/keystile/keystile/internal/app"
+	"github.com/keystile/keystile/internal/config"
+	"github.com/keystile/keystile/internal/logging"
+	"github.com/keystile/keystile/internal/sandbox"
+)
+
+// Options configure Run.
+type Options struct {
+	Out io.Writer // the readable summary
+	// Log receives keystile's own logs; if nil they are discarded.
+	Log io.Writer
+	// DataDir, if set, is used instead of a temporary directory (it must
+	// not exist yet) and kept afterwards.
+	DataDir string
+}
+
+// Result is what the demo observed, for tests.
+type Result struct {
+	Steps        []Step
+	OrdersByVenu map[string]int64
+	Refused      Step
+	FilesChecked int
+	Leaks        []string
+	DataDir      string
+}
+
+// Step is one request the scripted bot made.
+type Step struct {
+	Venue     string
+	Operation string
+	Method    string
+	Path      string
+	Status    int
+	Latency   time.Duration
+	RequestID string
+}
+
+// venueIDs are the demo's venue ids and types.
+var venueIDs = []struct{ id, kind, sandbox string }{
+	{"stake", config.TypeStake, sandbox.VenueStake},
+	{"dmarket", config.TypeDMarket, sandbox.VenueDMarket},
+	{"betfair", config.TypeBetfair, sandbox.VenueBetfair},
+	{"stapi", config.TypeSTAPI, sandbox.VenueSTAPI},
+	{"betpro", config.TypeGeneric, sandbox.VenueGeneric},
+}
+
+// Run runs the demo and returns what happened. It fails if any step does
+// not behave as expected.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	logw := o.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	res := &Result{OrdersByVenu: map[string]int64{}}
+	say := func(format string, args ...any) { fmt.Fprintf(o.Out, format+"\n", args...) }
+
+	// 1. The venues: emulators on loopback, over TLS with a fresh CA.
+	sb, err := sandbox.Start(ctx, sandbox.Options{TLS: true})
+	if err != nil {
+		return nil, fmt.Errorf("demo: start sandbox: %w", err)
+	}
+	defer sb.Close()
+	info := sb.Info()
+	say("keystile demo — everything below runs on loopback; nothing leaves this machine.")
+	say("")
+	say("1. Started venue emulators (TLS, throwaway CA): %s", strings.Join(sortedKeys(info.Venues), ", "))
+
+	// 2. A fresh data directory with a vault.
+	dir := o.DataDir
+	keep := dir != ""
+	if dir == "" {
+		dir, err = os.MkdirTemp("", "keystile-demo-")
+		if err != nil {
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+		dir = filepath.Join(dir, "data")
+	}
+	res.DataDir = dir
+	if !keep {
+		defer os.RemoveAll(filepath.Dir(dir))
+	}
+	if _, err := app.Init(ctx, app.Env{}, app.InitOptions{DataDir: dir, Source: "file"}); err != nil {
+		return nil, fmt.Errorf("demo: init: %w", err)
+	}
+	caFile := filepath.Join(dir, "sandbox-ca.pem")
+	if err := os.WriteFile(caFile, sb.CAPEM(), 0o600); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	cfgPath := filepath.Join(dir, "demo.yaml")
+	if err := os.WriteFile(cfgPath, []byte(configYAML(info, caFile)), 0o600); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return nil, fmt.Errorf("demo: config: %w", err)
+	}
+	say("2. Initialised a vault in %s (master key: file) and a config with 5 venues", dir)
+
+	// 3. A real keystile server, logging at debug level to a file in the
+	// data dir (swept for secrets at the end) and to Options.Log.
+	logFile, err := os.OpenFile(filepath.Join(dir, "keystile.log"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) // #nosec G304 -- our data dir
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	defer logFile.Close()
+	red := logging.NewRedactor()
+	log := logging.New(io.MultiWriter(logFile, logw), logging.Options{Level: slog.LevelDebug, Format: "json", Redactor: red})
+	srv, err := app.NewServer(ctx, app.Env{}, app.ServerOptions{DataDir: dir, Config: cfg, Logger: log, Redactor: red})
+	if err != nil {
+		return nil, fmt.Errorf("demo: server: %w", err)
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- srv.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-runErr
+	}()
+	gw := "http://" + srv.GatewayAddr()
+	say("3. keystile serve is running: gateway %s, admin API on %s", gw, filepath.Join(dir, app.SocketFile))
+
+	// 4. Credentials into the vault through the admin API, as
+	// `keystile secret set` does.
+	client, err := admin.NewClient(filepath.Join(dir, app.SocketFile))
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range venueIDs {
+		fields := map[string][]byte{}
+		for k, val := range info.Venues[v.sandbox].Credentials {
+			fields[k] = []byte(val)
+		}
+		if _, err := client.SetSecret(ctx, "demo-"+v.id, admin.SetSecretRequest{Fields: fields}); err != nil {
+			return nil, fmt.Errorf("demo: store %s credential: %w", v.id, err)
+		}
+	}
+	say("4. Stored the venues' credentials in the vault (encrypted; `keystile secret list` shows names only)")
+
+	// 5. One scoped, short-lived test token for the bot.
+	var venues []string
+	for _, v := range venueIDs {
+		venues = append(venues, v.id)
+	}
+	minted, err := client.CreateToken(ctx, admin.CreateTokenRequest{Name: "demo-bot", Venues: venues, Test: true,
+		Scopes: []string{"market.read", "account.read", "order.*", "media.*"}, TTL: 15 * time.Minute, CIDRs: []string{"127.0.0.1/32", "::1/128"}})
+	if err != nil {
+		return nil, fmt.Errorf("demo: mint token: %w", err)
+	}
+	tok := minted.Token
+	say("5. Minted token %s for the bot (kst_test_…, 15 min, loopback only, no withdrawals)", minted.Info.ID)
+	say("")
+	say("6. The bot, holding only that token, trades through the gateway:")
+
+	hc := &http.Client{Timeout: 30 * time.Second}
+	tw := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "   VENUE\tREQUEST\tSTATUS\tTIME")
+	for _, r := range script() {
+		st, err := call(ctx, hc, gw, tok, r)
+		if err != nil {
+			return nil, fmt.Errorf("demo: %s %s: %w", r.venue, r.path, err)
+		}
+		res.Steps = append(res.Steps, st)
+		fmt.Fprintf(tw, "   %s\t%s %s\t%d\t%s\n", r.venue, r.method, r.path, st.Status, st.Latency.Round(10*time.Microsecond))
+		if st.Status >= 300 {
+			_ = tw.Flush()
+			return res, fmt.Errorf("demo: %s %s answered %d (request id %s)", r.venue, r.path, st.Status, st.RequestID)
+		}
+	}
+	_ = tw.Flush()
+	for _, v := range venueIDs {
+		res.OrdersByVenu[v.id] = sb.Stats(v.sandbox).Orders
+	}
+	say("   orders the venues received: stake %d, dmarket %d, betfair %d, stapi %d, betpro %d",
+		res.OrdersByVenu["stake"], res.OrdersByVenu["dmarket"], res.OrdersByVenu["betfair"], res.OrdersByVenu["stapi"], res.OrdersByVenu["betpro"])
+	say("")
+
+	// 7. Panic button: revoke, and the very next request is refused.
+	if _, err := client.TokenAction(ctx, minted.Info.ID, "revoke"); err != nil {
+		return nil, fmt.Errorf("demo: revoke: %w", err)
+	}
+	st, err := call(ctx, hc, gw, tok, script()[0])
+	if err != nil {
+		return nil, err
+	}
+	res.Refused = st
+	say("7. Revoked the token (`keystile token revoke %s`); the next request: %d (refused before anything was signed)", minted.Info.ID, st.Status)
+	if st.Status != http.StatusUnauthorized {
+		return res, fmt.Errorf("demo: revoked token answered %d, want 401", st.Status)
+	}
+
+	// 8. Leak sweep: no credential value anywhere in the data dir.
+	cancel()
+	if err := <-runErr; err != nil {
+		return res, fmt.Errorf("demo: server: %w", err)
+	}
+	runErr <- nil
+	var needles []string
+	for _, v := range venueIDs {
+		for _, val := range info.Venues[v.sandbox].Credentials {
+			if len(val) >= 8 && !strings.Contains(val, "\n") {
+				needles = append(needles, val)
+			}
+		}
+	}
+	needles = append(needles, tok)
+	res.FilesChecked, res.Leaks, err = sweep(dir, needles, caFile, cfgPath)
+	if err != nil {
+		return res, err
+	}
+	say("8. Searched every file keystile wrote (%d files: database, key file, debug log) for the credentials and the token: %d found", res.FilesChecked, len(res.Leaks))
+	if len(res.Leaks) > 0 {
+		return res, fmt.Errorf("demo: secret values found in %v", res.Leaks)
+	}
+	say("")
+	say("Done. Try it yourself: see README.md, \"Quick start\".")
+	return res, nil
+}
+
+type request struct {
+	venue, method, path string
+	body                string
+}
+
+func script() []request {
+	return []request{
+		{"stake", "POST", "/graphql", `{"operationName":"UserBalances","query":"query UserBalances { user { id balances { available { amount currency } } } }"}`},
+		{"stake", "POST", "/graphql", `{"operationName":"SportBet","query":"mutation SportBet($outcomeIds: [String!]!, $amount: Float!, $currency: CurrencyEnum!, $odds: Float!, $identifier: String!) { sportBet(outcomeIds: $outcomeIds, amount: $amount, currency: $currency, odds: $odds, identifier: $identifier) { id status } }","variables":{"outcomeIds":["demo-outcome-1"],"amount":0.0001,"currency":"btc","odds":2.5,"identifier":"demo-1"}}`},
+		{"dmarket", "GET", "/account/v1/balance", ""},
+		{"dmarket", "POST", "/marketplace-api/v1/user-targets/create", `{"GameID":"a8db","Targets":[{"Amount":"1","Price":{"Currency":"USD","Amount":1.5},"Title":"AK-47 | Redline (Field-Tested)"}]}`},
+		{"betfair", "POST", "/exchange/account/rest/v1.0/getAccountFunds/", `{}`},
+		{"betfair", "POST", "/exchange/betting/rest/v1.0/placeOrders/", `{"marketId":"1.234567","instructions":[{"selectionId":47972,"handicap":0,"side":"BACK","orderType":"LIMIT","limitOrder":{"size":2,"price":2.1,"persistenceType":"LAPSE"}}],"customerRef":"demo-1"}`},
+		{"stapi", "GET", "/v1/account", ""},
+		{"stapi", "POST", "/v1/videos", `{"title":"keystile demo","client_ref":"demo-1"}`},
+		{"betpro", "GET", "/api/v1/balance", ""},
+		{"betpro", "POST", "/api/v1/orders", `{"market_id":"M1","selection_id":"S1","side":"back","price":2.0,"size":5,"client_order_id":"demo-1"}`},
+	}
+}
+
+func call(ctx context.Context, hc *http.Client, gw, tok string, r request) (Step, error) {
+	var body io.Reader
+	if r.body != "" {
+		body = strings.NewReader(r.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, gw+"/"+r.venue+r.path, body)
+	if err != nil {
+		return Step{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if r.body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	start := time.Now()
+	resp, err := hc.Do(req)
+	if err != nil {
+		return Step{}, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	st := Step{Venue: r.venue, Method: r.method, Path: r.path, Status: resp.StatusCode, Latency: time.Since(start), RequestID: resp.Header.Get("Keystile-Request-Id")}
+	if resp.StatusCode < 300 && strings.Contains(string(b), `"errors"`) && r.venue == "stake" {
+		var g struct {
+			Errors []struct{ Message string } `json:"errors"`
+		}
+		if json.Unmarshal(b, &g) == nil && len(g.Errors) > 0 {
+			return st, fmt.Errorf("venue error: %s", g.Errors[0].Message)
+		}
+	}
+	return st, nil
+}
+
+// sweep reads every file under dir (except the listed throwaway inputs,
+// given as paths) and reports which contain a needle. It walks through an
+// os.Root so symlinks cannot lead it outside dir.
+func sweep(dir string, needles []string, skip ...string) (int, []string, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return 0, nil, fmt.Errorf("demo: leak sweep: %w", err)
+	}
+	defer root.Close()
+	skipped := map[string]bool{}
+	for _, s := range skip {
+		if rel, err := filepath.Rel(dir, s); err == nil {
+			skipped[rel] = true
+		}
+	}
+	n := 0
+	var leaks []string
+	err = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || skipped[p] || !d.Type().IsRegular() {
+			return err
+		}
+		b, err := fs.ReadFile(root.FS(), p)
+		if err != nil {
+			return err
+		}
+		n++
+		for _, nd := range needles {
+			if bytes.Contains(b, []byte(nd)) {
+				leaks = append(leaks, p)
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return n, leaks, errors.Join(errors.New("demo: leak sweep"), err)
+	}
+	return n, leaks, nil
+}
+
+func sortedKeys(m map[string]sandbox.VenueInfo) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,23 @@
+// Package gateway is the bot-facing HTTP handler: keystile's main job.
+//
+// A bot calls http://127.0.0.1:7878/<venue>/<venue path> with only its
+// kst_ token (Authorization: Bearer, or Keystile-Token). For each request
+// the gateway, in order: verifies the token (format, digest lookup, expiry,
+// revocation, freeze, venue, source CIDR, live/test binding); routes by the
+// first path segment; refuses malformed paths (dot segments, encoded
+// slashes); reads the body under a size limit; names the operation from the
+// venue's table and refuses an unmapped route or one outside the token's
+// scopes — all before anything is signed. Then an httputil.ReverseProxy
+// (Rewrite, never Director) forwards it: our own headers, any credential
+// headers the bot sent, and forwarding headers are stripped; a signing
+// RoundTripper clones the request and has the venue authenticate the exact
+// bytes (once per attempt, inside vault.WithCredential); the upstream
+// transport (HTTPS only, allowlisted hosts, timeouts, safe retries) sends it.
+//
+// Answers are scrubbed: every registered secret value and every credential
+// header value keystile itself sent is replaced in response headers and
+// bodies, so a venue that echoes a credential cannot leak it to the bot.
+// Errors reach the bot as {status, fixed public message, request id}; the
+// detail goes to the log under the same Keystile-Request-Id. Every request,
+// allowed or refused, produces one audit.Event.
+package gateway

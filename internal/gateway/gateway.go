@@ -1,0 +1,658 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keystile/keystile/internal/audit"
+	"github.com/keystile/keystile/internal/token"
+	"github.com/keystile/keystile/internal/upstream"
+	"github.com/keystile/keystile/internal/venue"
+)
+
+// Header names keystile reads or sets.
+const (
+	HeaderToken     = "Keystile-Token"
+	HeaderRequestID = "Keystile-Request-Id"
+)
+
+// Defaults.
+const (
+	DefaultMaxBodyBytes     = 1 << 20
+	DefaultMaxResponseBytes = 32 << 20
+)
+
+// Tokens verifies client tokens. *token.Service satisfies it. Verify must
+// be safe for concurrent use and not touch a store on the hot path.
+type Tokens interface {
+	Verify(ctx context.Context, raw string, r token.VerifyRequest) (*token.Token, error)
+}
+
+// Scrubber replaces registered secret values in bytes. *logging.Redactor
+// satisfies it. Scrub returns its input unchanged (same slice) when
+// nothing matches.
+type Scrubber interface {
+	Scrub(b []byte) []byte
+}
+
+// Endpoint is one upstream base URL of a venue and the transport that
+// reaches it (upstream.Transport: allowlisted hosts, TLS, timeouts).
+type Endpoint struct {
+	BaseURL   *url.URL
+	Transport http.RoundTripper
+}
+
+// Venue is a venue as the gateway serves it.
+type Venue struct {
+	ID   string
+	Impl venue.Venue
+	// Live serves kst_live_ tokens, Test serves kst_test_ tokens; either
+	// may be nil (the token is then refused with ErrEnvironment).
+	Live, Test *Endpoint
+	// Retry is the retry policy; the session hooks are filled in from Impl
+	// when it implements venue.Session.
+	Retry upstream.RetryPolicy
+}
+
+// Options configure New. Zero values of optional fields are safe.
+type Options struct {
+	Tokens Tokens     // required
+	Venues []Venue    // the served venues
+	Events audit.Sink // if nil, events are dropped
+	// Scrubber scrubs answers; if nil only the credential header values
+	// sent on the request are scrubbed.
+	Scrubber Scrubber
+	// MaxBodyBytes caps request bodies. If 0, DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// MaxResponseBytes caps upstream answers (they are buffered to be
+	// scrubbed). If 0, DefaultMaxResponseBytes.
+	MaxResponseBytes int64
+	// Ready reports readiness for /-/readyz. If nil, always ready.
+	Ready func() error
+	// Logger receives error details. If nil, discard.
+	Logger *slog.Logger
+	// Now is the clock. If nil, time.Now.
+	Now func() time.Time
+}
+
+// Gateway is the bot-facing handler. It is safe for concurrent use.
+type Gateway struct {
+	o      Options
+	log    *slog.Logger
+	now    func() time.Time
+	venues map[string]*served
+}
+
+type served struct {
+	id         string
+	impl       venue.Venue
+	live, test *httputil.ReverseProxy
+	liveBase   *url.URL
+	testBase   *url.URL
+	credHdrs   []string
+}
+
+// New builds a gateway.
+func New(o Options) (*Gateway, error) {
+	if o.Tokens == nil {
+		return nil, errors.New("gateway: no token verifier")
+	}
+	g := &Gateway{o: o, log: o.Logger, now: o.Now, venues: map[string]*served{}}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	if g.now == nil {
+		g.now = time.Now
+	}
+	if g.o.Events == nil {
+		g.o.Events = audit.Discard{}
+	}
+	if g.o.MaxBodyBytes <= 0 {
+		g.o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if g.o.MaxResponseBytes <= 0 {
+		g.o.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	for _, v := range o.Venues {
+		if v.ID == "" || strings.ContainsAny(v.ID, "/?#%") || v.Impl == nil {
+			return nil, fmt.Errorf("gateway: invalid venue %q", v.ID)
+		}
+		if _, dup := g.venues[v.ID]; dup {
+			return nil, fmt.Errorf("gateway: venue %q configured twice", v.ID)
+		}
+		s := &served{id: v.ID, impl: v.Impl}
+		for _, h := range v.Impl.CredentialHeaders() {
+			s.credHdrs = append(s.credHdrs, http.CanonicalHeaderKey(h))
+		}
+		policy := v.Retry
+		if sess, ok := v.Impl.(venue.Session); ok {
+			policy.SessionExpired = sess.SessionExpired
+			policy.RefreshSession = sess.RefreshSession
+		}
+		if policy.Logger == nil {
+			policy.Logger = g.log
+		}
+		for _, ep := range []struct {
+			e    *Endpoint
+			rp   **httputil.ReverseProxy
+			base **url.URL
+		}{{v.Live, &s.live, &s.liveBase}, {v.Test, &s.test, &s.testBase}} {
+			if ep.e == nil {
+				continue
+			}
+			if ep.e.BaseURL == nil || ep.e.Transport == nil {
+				return nil, fmt.Errorf("gateway: venue %q: endpoint needs a base URL and a transport", v.ID)
+			}
+			rt, err := upstream.NewRetrier(&signer{impl: v.Impl, next: ep.e.Transport, credHdrs: s.credHdrs}, policy)
+			if err != nil {
+				return nil, fmt.Errorf("gateway: venue %q: %w", v.ID, err)
+			}
+			*ep.rp = g.proxy(ep.e.BaseURL, rt)
+			*ep.base = ep.e.BaseURL
+		}
+		if s.live == nil && s.test == nil {
+			return nil, fmt.Errorf("gateway: venue %q has no endpoint", v.ID)
+		}
+		g.venues[v.ID] = s
+	}
+	return g, nil
+}
+
+// reqState is the request-scoped state shared by the handler, Rewrite, the
+// signer and ModifyResponse (carried in the request context).
+type reqState struct {
+	id       string
+	path     string // escaped venue path
+	rawQuery string
+	body     []byte
+
+	mu       sync.Mutex
+	sent     [][]byte // credential header values sent upstream (to scrub)
+	upstream int
+	err      error
+}
+
+type stateKey struct{}
+
+func stateOf(ctx context.Context) *reqState {
+	st, _ := ctx.Value(stateKey{}).(*reqState)
+	return st
+}
+
+var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+func newRequestID() string {
+	var b [10]byte
+	_, _ = rand.Read(b[:])
+	return strings.ToLower(idEncoding.EncodeToString(b[:]))
+}
+
+// ServeHTTP implements http.Handler.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := g.now()
+	st := &reqState{id: newRequestID()}
+	w.Header().Set(HeaderRequestID, st.id)
+	ev := audit.Event{Time: start, RequestID: st.id, Method: r.Method, Source: sourceAddr(r).String()}
+	finish := func(status int, decision, rule string) {
+		ev.Status, ev.Decision, ev.Rule = status, decision, rule
+		ev.Latency = g.now().Sub(start)
+		st.mu.Lock()
+		ev.Upstream = st.upstream
+		if st.err != nil {
+			ev.Error = st.err.Error()
+		}
+		st.mu.Unlock()
+		g.o.Events.Record(r.Context(), ev)
+	}
+	deny := func(pe publicError, decision, rule string) {
+		writeError(w, pe, rule, st.id)
+		finish(pe.Status, decision, rule)
+	}
+
+	escaped := r.URL.EscapedPath()
+	switch escaped {
+	case "/-/healthz":
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
+		return
+	case "/-/readyz":
+		if g.o.Ready != nil {
+			if err := g.o.Ready(); err != nil {
+				g.log.Warn("gateway: not ready", "err", err)
+				writeError(w, publicError{http.StatusServiceUnavailable, "not_ready", "not ready"}, "", st.id)
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"ready"}`+"\n")
+		return
+	}
+
+	venueID, vpath, ok := splitVenue(escaped)
+	ev.Venue, ev.Path = venueID, vpath
+	if !ok || r.URL.Opaque != "" {
+		deny(errBadPath, audit.Deny, "request.path")
+		return
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+	default:
+		deny(errMethod, audit.Deny, "request.method")
+		return
+	}
+
+	// Authenticate the bot.
+	raw, ok := bearer(r)
+	if !ok {
+		deny(errNoToken, audit.Deny, "token.missing")
+		return
+	}
+	parsed, perr := token.Parse(raw)
+	isTest := perr == nil && parsed.Test
+	s := g.venues[venueID]
+	var proxy *httputil.ReverseProxy
+	endpointIsTest := false
+	if s != nil {
+		if isTest && s.test != nil {
+			proxy, endpointIsTest = s.test, true
+		} else if !isTest && s.live != nil {
+			proxy = s.live
+		} else if s.test != nil {
+			endpointIsTest = true
+		}
+	}
+	tok, err := g.o.Tokens.Verify(r.Context(), raw, token.VerifyRequest{Venue: venueID, Source: sourceAddr(r), TestEndpoint: endpointIsTest})
+	if tok != nil {
+		ev.TokenID = string(tok.ID)
+	} else {
+		var re *token.RefusedError
+		if errors.As(err, &re) {
+			ev.TokenID = string(re.ID)
+		}
+	}
+	if err != nil {
+		st.err = err
+		deny(tokenError(err), audit.Deny, "token."+tokenRule(err))
+		return
+	}
+	if s == nil {
+		deny(errUnknownVenue, audit.Deny, "route.unknown_venue")
+		return
+	}
+	if proxy == nil {
+		deny(errTokenForbidden, audit.Deny, "token.environment")
+		return
+	}
+
+	// Read the body under the size limit; everything downstream (the
+	// classifier, the signer, retries) uses these exact bytes.
+	body, err := readBody(w, r, g.o.MaxBodyBytes)
+	if err != nil {
+		st.err = err
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			deny(errTooLarge, audit.Deny, "request.body_size")
+		} else {
+			deny(errBadRequest, audit.Deny, "request.body")
+		}
+		return
+	}
+	st.path, st.rawQuery, st.body = vpath, r.URL.RawQuery, body
+
+	// Name the operation and check it against the token's scopes before
+	// anything is signed.
+	op, mapped := s.impl.Classify(&venue.Request{Method: r.Method, Path: vpath, RawQuery: r.URL.RawQuery, Header: r.Header, Body: body})
+	ev.Operation = op
+	if !mapped {
+		deny(errDenied, audit.Deny, "venue.unmapped_route")
+		return
+	}
+	if !tok.Allows(op) {
+		deny(errDenied, audit.Deny, "token.scope")
+		return
+	}
+
+	rw := &statusWriter{ResponseWriter: w}
+	ctx := venue.WithAttempt(context.WithValue(r.Context(), stateKey{}, st))
+	proxy.ServeHTTP(rw, r.WithContext(ctx))
+	decision := audit.Allow
+	st.mu.Lock()
+	if st.err != nil {
+		decision = audit.Error
+	}
+	st.mu.Unlock()
+	finish(rw.status(), decision, "")
+}
+
+func tokenRule(err error) string {
+	for _, c := range []struct {
+		e    error
+		name string
+	}{{token.ErrMalformed, "malformed"}, {token.ErrUnknown, "unknown"}, {token.ErrExpired, "expired"}, {token.ErrRevoked, "revoked"},
+		{token.ErrFrozen, "frozen"}, {token.ErrVenue, "venue"}, {token.ErrSource, "source"}, {token.ErrEnvironment, "environment"}} {
+		if errors.Is(err, c.e) {
+			return c.name
+		}
+	}
+	return "invalid"
+}
+
+// splitVenue splits "/<venue>/<rest>" and refuses dot segments and encoded
+// separators anywhere in the path, so no path can climb into another
+// venue's prefix upstream.
+func splitVenue(escaped string) (string, string, bool) {
+	if !strings.HasPrefix(escaped, "/") {
+		return "", "", false
+	}
+	lower := strings.ToLower(escaped)
+	if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(escaped, "\\") || strings.Contains(lower, "%00") {
+		return "", "", false
+	}
+	dec, err := url.PathUnescape(escaped)
+	if err != nil {
+		return "", "", false
+	}
+	for _, seg := range strings.Split(dec, "/") {
+		if seg == "." || seg == ".." {
+			return "", "", false
+		}
+	}
+	id, rest, _ := strings.Cut(escaped[1:], "/")
+	if id == "" {
+		return "", "", false
+	}
+	return id, "/" + rest, true
+}
+
+// bearer extracts the token from Authorization: Bearer or Keystile-Token.
+func bearer(r *http.Request) (string, bool) {
+	if v := r.Header.Get(HeaderToken); v != "" {
+		return strings.TrimSpace(v), true
+	}
+	if v := r.Header.Get("Authorization"); len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
+		return strings.TrimSpace(v[7:]), true
+	}
+	return "", false
+}
+
+func sourceAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	if r.ContentLength > limit {
+		return nil, &http.MaxBytesError{Limit: limit}
+	}
+	rd := http.MaxBytesReader(w, r.Body, limit)
+	if r.ContentLength > 0 {
+		b := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(rd, b); err != nil {
+			return nil, err
+		}
+		// Anything past Content-Length is a protocol error the server
+		// already handles; nothing more to read.
+		return b, nil
+	}
+	return io.ReadAll(rd)
+}
+
+// proxy builds the reverse proxy for one endpoint.
+func (g *Gateway) proxy(base *url.URL, rt http.RoundTripper) *httputil.ReverseProxy {
+	basePath := strings.TrimSuffix(base.EscapedPath(), "/")
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			st := stateOf(pr.In.Context())
+			escaped := basePath + st.path
+			u := &url.URL{Scheme: base.Scheme, Host: base.Host, RawQuery: st.rawQuery}
+			if p, err := url.PathUnescape(escaped); err == nil {
+				u.Path = p
+				if u.EscapedPath() != escaped {
+					u.RawPath = escaped
+				}
+			}
+			pr.Out.URL = u
+			pr.Out.Host = ""
+			stripHeaders(pr.Out.Header)
+			body := st.body
+			pr.Out.ContentLength = int64(len(body))
+			if len(body) == 0 {
+				pr.Out.Body = http.NoBody
+				pr.Out.GetBody = func() (io.ReadCloser, error) { return http.NoBody, nil }
+			} else {
+				pr.Out.Body = io.NopCloser(bytes.NewReader(body))
+				pr.Out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+			}
+		},
+		Transport:      rt,
+		ModifyResponse: g.modifyResponse,
+		ErrorHandler:   g.proxyError,
+		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// stripHeaders removes what must not reach the venue: keystile's own
+// headers, the bot's Authorization, cookies, forwarding information and
+// Accept-Encoding (so the transport decompresses and answers can be
+// scrubbed).
+func stripHeaders(h http.Header) {
+	for k := range h {
+		if strings.HasPrefix(k, "Keystile-") {
+			delete(h, k)
+		}
+	}
+	for _, k := range []string{"Authorization", "Proxy-Authorization", "Cookie", "Forwarded", "X-Forwarded-For",
+		"X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip", "Accept-Encoding", "X-Http-Method-Override",
+		"X-Http-Method", "X-Method-Override"} {
+		delete(h, k)
+	}
+}
+
+// signer authenticates each attempt on a clone of the request.
+type signer struct {
+	impl     venue.Venue
+	next     http.RoundTripper
+	credHdrs []string
+}
+
+func (s *signer) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	st := stateOf(ctx)
+	out := req.Clone(ctx)
+	var body []byte
+	if st != nil {
+		body = st.body
+	}
+	for _, h := range s.credHdrs {
+		out.Header.Del(h)
+	}
+	if len(body) > 0 {
+		out.Body = io.NopCloser(bytes.NewReader(body))
+	} else {
+		out.Body = http.NoBody
+	}
+	out.ContentLength = int64(len(body))
+	if err := s.impl.Authenticate(ctx, out, body); err != nil {
+		if req.Body != nil {
+			_ = req.Body.Close()
+		}
+		return nil, &credentialError{err: err}
+	}
+	if st != nil {
+		st.mu.Lock()
+		for _, h := range append([]string{"Authorization", "Cookie"}, s.credHdrs...) {
+			for _, v := range out.Header.Values(h) {
+				st.addSent(v)
+			}
+		}
+		st.mu.Unlock()
+	}
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
+	return s.next.RoundTrip(out)
+}
+
+// addSent remembers a credential header value (and the token part of an
+// "Scheme token" value) for scrubbing. Short values are skipped.
+func (st *reqState) addSent(v string) {
+	add := func(s string) {
+		if len(s) >= 8 {
+			st.sent = append(st.sent, []byte(s))
+		}
+	}
+	add(v)
+	if _, tok, ok := strings.Cut(v, " "); ok {
+		add(strings.TrimSpace(tok))
+	}
+}
+
+// modifyResponse buffers and scrubs the answer.
+func (g *Gateway) modifyResponse(resp *http.Response) error {
+	st := stateOf(resp.Request.Context())
+	var sent [][]byte
+	if st != nil {
+		st.mu.Lock()
+		st.upstream = resp.StatusCode
+		sent = st.sent
+		st.mu.Unlock()
+	}
+	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		_ = resp.Body.Close()
+		return errUnscrubbable
+	}
+	scrub := func(b []byte) []byte {
+		if g.o.Scrubber != nil {
+			b = g.o.Scrubber.Scrub(b)
+		}
+		for _, s := range sent {
+			if bytes.Contains(b, s) {
+				b = bytes.ReplaceAll(b, s, []byte("REDACTED"))
+			}
+		}
+		return b
+	}
+	for k, vs := range resp.Header {
+		for i, v := range vs {
+			if nv := scrub([]byte(v)); !bytes.Equal(nv, []byte(v)) {
+				resp.Header[k][i] = string(nv)
+			}
+		}
+	}
+	resp.Header.Del("Set-Cookie")
+	if resp.Body == nil || resp.Body == http.NoBody {
+		return nil
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, g.o.MaxResponseBytes+1))
+	_ = resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	if int64(len(data)) > g.o.MaxResponseBytes {
+		return errResponseTooLarge
+	}
+	data = scrub(data)
+	resp.Body = io.NopCloser(bytes.NewReader(data))
+	resp.ContentLength = int64(len(data))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(data)))
+	resp.Header.Del("Transfer-Encoding")
+	return nil
+}
+
+func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	st := stateOf(r.Context())
+	id := ""
+	if st != nil {
+		st.mu.Lock()
+		st.err = err
+		st.mu.Unlock()
+		id = st.id
+	}
+	pe := upstreamError(err)
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		pe = publicError{499, "client_closed", "client closed the request"}
+	}
+	g.log.Warn("gateway: upstream failed", "request_id", id, "err", err)
+	writeError(w, pe, "", id)
+}
+
+// statusWriter records the status written to the bot.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// ServerOptions are the listener-side limits of Server.
+type ServerOptions struct {
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	MaxHeaderBytes                                            int
+}
+
+// Server wraps the gateway in an http.Server with timeouts and limits.
+func (g *Gateway) Server(o ServerOptions) *http.Server {
+	def := func(d, v time.Duration) time.Duration {
+		if d <= 0 {
+			return v
+		}
+		return d
+	}
+	mhb := o.MaxHeaderBytes
+	if mhb <= 0 {
+		mhb = 64 << 10
+	}
+	return &http.Server{
+		Handler:           g,
+		ReadHeaderTimeout: def(o.ReadHeaderTimeout, 5*time.Second),
+		ReadTimeout:       def(o.ReadTimeout, 30*time.Second),
+		WriteTimeout:      def(o.WriteTimeout, 60*time.Second),
+		IdleTimeout:       def(o.IdleTimeout, 120*time.Second),
+		MaxHeaderBytes:    mhb,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+		ConnContext:       func(ctx context.Context, _ net.Conn) context.Context { return ctx },
+	}
+}

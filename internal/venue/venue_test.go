@@ -1,0 +1,54 @@
+package venue
+
+import "testing"
+
+func TestTableLookup(t *testing.T) {
+	tab := Table{
+		{"GET", "/account/v1/balance", OpAccountRead},
+		{"POST", "/marketplace-api/v1/user-targets/create", OpOrderPlace},
+		{"DELETE", "/api/v1/orders/{id}", OpOrderCancel},
+		{"GET", "/exchange/*", OpMarketRead},
+		{"*", "/graphql", "graphql"},
+	}
+	tests := []struct {
+		method, path string
+		want         string
+		ok           bool
+	}{
+		{"GET", "/account/v1/balance", OpAccountRead, true},
+		{"GET", "/account/v1/balance/", OpAccountRead, true},
+		{"POST", "/account/v1/balance", "", false},
+		{"POST", "/marketplace-api/v1/user-targets/create", OpOrderPlace, true},
+		{"DELETE", "/api/v1/orders/42", OpOrderCancel, true},
+		{"DELETE", "/api/v1/orders", "", false},
+		{"DELETE", "/api/v1/orders/42/x", "", false},
+		{"GET", "/exchange/v1/market/items", OpMarketRead, true},
+		{"GET", "/exchange", OpMarketRead, true},
+		{"GET", "/exchangex/v1", "", false},
+		{"PUT", "/graphql", "graphql", true},
+		{"GET", "/", "", false},
+		{"GET", "", "", false},
+		{"GET", "/account/v1", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			got, ok := tab.Lookup(tt.method, tt.path)
+			if got != tt.want || ok != tt.ok {
+				t.Fatalf("Lookup = %q, %v; want %q, %v", got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+func FuzzTableLookup(f *testing.F) {
+	tab := Table{{"GET", "/a/{x}/c", "x"}, {"GET", "/b/*", "y"}, {"*", "/", "root"}}
+	for _, s := range []string{"/a/1/c", "/b/", "//", "/a//c", "", "/b/x/y/z"} {
+		f.Add("GET", s)
+	}
+	f.Fuzz(func(t *testing.T, method, path string) {
+		op, ok := tab.Lookup(method, path)
+		if ok != (op != "") {
+			t.Fatalf("ok=%v with op %q", ok, op)
+		}
+	})
+}

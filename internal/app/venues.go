@@ -236,4 +236,3 @@ func newGeneric(vc config.Venue, v *vault.Vault, tr *upstream.Transport, creds v
 	}
 	return generic.New(o)
 }
-

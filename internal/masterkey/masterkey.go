@@ -349,4 +349,3 @@ func readPassphrase(o *Options, confirm bool) (secret.Value, error) {
 	}
 	return secret.New(p1), nil
 }
-

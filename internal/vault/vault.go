@@ -42,7 +42,9 @@ type InputError struct{ Msg string }
 
 func (e *InputError) Error() string { return "vault: " + e.Msg }
 
-func inputErr(format string, args ...any) error { return &InputError{Msg: fmt.Sprintf(format, args...)} }
+func inputErr(format string, args ...any) error {
+	return &InputError{Msg: fmt.Sprintf(format, args...)}
+}
 
 // IntegrityError says which record failed to authenticate.
 type IntegrityError struct {

@@ -44,3 +44,21 @@ type SetSecretRequest struct {
 type RevokeSecretRequest struct {
 	Compromised bool `json:"compromised"`
 }
+
+// OAuthLoginRequest is the body of POST /v1/oauth/{venue}/login.
+type OAuthLoginRequest struct {
+	Port    int           `json:"port,omitempty"`       // loopback redirect port; 0 = ephemeral
+	Timeout time.Duration `json:"timeout_ns,omitempty"` // how long to wait for the browser
+}
+
+// OAuthLoginEvent is one NDJSON line of the oauth login answer.
+type OAuthLoginEvent struct {
+	AuthURL    string `json:"auth_url,omitempty"`
+	Done       bool   `json:"done,omitempty"`
+	Credential string `json:"credential,omitempty"`
+	Version    int    `json:"version,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// PathOAuth is the prefix of the OAuth endpoints.
+const PathOAuth = "/v1/oauth"

@@ -163,3 +163,44 @@ func (c *Client) Rekey(ctx context.Context) (vault.RekeyResult, error) {
 	var r vault.RekeyResult
 	return r, c.Do(ctx, http.MethodPost, PathRekey, nil, &r)
 }
+
+// OAuthLogin runs the authorization-code flow on the server: onURL gets the
+// URL to open in a browser; the call returns when the flow completes.
+func (c *Client) OAuthLogin(ctx context.Context, venue string, req OAuthLoginRequest, onURL func(string)) (OAuthLoginEvent, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return OAuthLoginEvent{}, err
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://keystile"+PathOAuth+"/"+url.PathEscape(venue)+"/login", bytes.NewReader(b))
+	if err != nil {
+		return OAuthLoginEvent{}, err
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	resp, err := c.hc.Do(hreq)
+	if err != nil {
+		return OAuthLoginEvent{}, fmt.Errorf("admin: %w", err)
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode >= 300 {
+		var eb ErrorBody
+		if dec.Decode(&eb) == nil && eb.Error.Message != "" {
+			return OAuthLoginEvent{}, &APIError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+		}
+		return OAuthLoginEvent{}, &APIError{Status: resp.StatusCode, Code: "http", Message: resp.Status}
+	}
+	for {
+		var ev OAuthLoginEvent
+		if err := dec.Decode(&ev); err != nil {
+			return OAuthLoginEvent{}, fmt.Errorf("admin: oauth login: %w", err)
+		}
+		switch {
+		case ev.Error != "":
+			return ev, errors.New("oauth login: " + ev.Error)
+		case ev.AuthURL != "":
+			onURL(ev.AuthURL)
+		case ev.Done:
+			return ev, nil
+		}
+	}
+}

@@ -303,6 +303,11 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 	s.gateway, err = gateway.New(gateway.Options{
 		Tokens: s.tokens, Venues: venues, Events: audit.LogSink{Logger: o.Logger}, Scrubber: scrub,
 		MaxBodyBytes: o.Config.Gateway.MaxBodyBytes, Logger: o.Logger,
+		Ready: func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			return db.SQL().PingContext(ctx)
+		},
 	})
 	if err != nil {
 		s.closeStores(ctx)

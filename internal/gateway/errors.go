@@ -85,7 +85,9 @@ func upstreamError(err error) publicError {
 	switch {
 	case errors.As(err, &ce):
 		return errCredential
-	case errors.As(err, &uo):
+	case errors.As(err, &uo) && !safeMethod(uo.Method):
+		// Only a write can have an effect the bot must check; a read that
+		// timed out or was cut off is reported as such below.
 		return errUnknownOutcome
 	case errors.Is(err, errResponseTooLarge), errors.Is(err, errUnscrubbable):
 		return errRespTooLarge
@@ -96,4 +98,14 @@ func upstreamError(err error) publicError {
 	default:
 		return errUpstream
 	}
+}
+
+// safeMethod reports methods that never change venue state, for which an
+// unknown outcome does not matter.
+func safeMethod(m string) bool {
+	switch m {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions:
+		return true
+	}
+	return false
 }

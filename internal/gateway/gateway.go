@@ -214,7 +214,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.mu.Lock()
 		ev.Upstream = st.upstream
 		if st.err != nil {
+			// A venue's error may quote a credential; the audit log
+			// must not keep it.
 			ev.Error = st.err.Error()
+			if g.o.Scrubber != nil {
+				ev.Error = string(g.o.Scrubber.Scrub([]byte(ev.Error)))
+			}
 		}
 		st.mu.Unlock()
 		g.o.Events.Record(r.Context(), ev)
@@ -597,22 +602,45 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	writeError(w, pe, "", id)
 }
 
-// statusWriter records the status written to the bot.
+// statusWriter records the status written to the bot. It also keeps the
+// proxy's headers apart until the final status is written: the reverse
+// proxy relays 1xx informational answers (103 Early Hints) straight from
+// the venue, unscrubbed, and clears the whole header map after each one
+// (losing Keystile-Request-Id). statusWriter drops 1xx answers and copies
+// the proxy's headers into the real ones only with the final status.
 type statusWriter struct {
 	http.ResponseWriter
 	code int
+	hdr  http.Header
+}
+
+func (w *statusWriter) Header() http.Header {
+	if w.hdr == nil {
+		w.hdr = http.Header{}
+	}
+	return w.hdr
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		return
+	}
+	if w.code != 0 {
+		return
+	}
+	w.code = code
+	dst := w.ResponseWriter.Header()
+	for k, v := range w.hdr {
+		if k != HeaderRequestID { // ours, set before the proxy ran
+			dst[k] = v
+		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.code == 0 {
-		w.code = http.StatusOK
+		w.WriteHeader(http.StatusOK)
 	}
 	return w.ResponseWriter.Write(b)
 }

@@ -203,7 +203,11 @@ func (o *OAuth) fetch(ctx context.Context) (Token, error) {
 		if err != nil {
 			return err
 		}
-		if !toks.RefreshToken.IsZero() && !toks.RefreshToken.Equal(refresh) {
+		// Only a refresh grant rotates the refresh token (RFC 6749 §6). A
+		// refresh token issued with client credentials (§4.4.3 says it
+		// should not be) is ignored: adopting it would make the source
+		// depend on it and never fall back to client credentials.
+		if !refresh.IsZero() && !toks.RefreshToken.IsZero() && !toks.RefreshToken.Equal(refresh) {
 			o.mu.Lock()
 			o.rotated = toks.RefreshToken
 			o.mu.Unlock()

@@ -80,7 +80,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	say := func(format string, args ...any) { fmt.Fprintf(o.Out, format+"\n", args...) }
 
 	// 1. The venues: emulators on loopback, over TLS with a fresh CA.
-	sb, err := sandbox.Start(ctx, sandbox.Options{TLS: true})
+	// The emulators outlive the server so that its shutdown (Betfair logout)
+	// still reaches them; sb.Close runs last.
+	sb, err := sandbox.Start(context.WithoutCancel(ctx), sandbox.Options{TLS: true})
 	if err != nil {
 		return nil, fmt.Errorf("demo: start sandbox: %w", err)
 	}

@@ -32,6 +32,7 @@ var (
 	errTimeout        = publicError{http.StatusGatewayTimeout, "upstream_timeout", "the venue did not answer in time"}
 	errUnknownOutcome = publicError{http.StatusGatewayTimeout, "outcome_unknown", "the request was sent but its outcome is unknown; check before retrying"}
 	errRespTooLarge   = publicError{http.StatusBadGateway, "upstream_error", "the venue's answer was too large"}
+	errRateLimited    = publicError{http.StatusTooManyRequests, "rate_limited", "venue rate limit nearly reached; retry later"}
 	errMethod         = publicError{http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed"}
 )
 

@@ -101,6 +101,8 @@ type Gateway struct {
 type served struct {
 	id         string
 	impl       venue.Venue
+	carrier    venue.TokenCarrier
+	limiter    venue.RateLimiter
 	live, test *httputil.ReverseProxy
 	liveBase   *url.URL
 	testBase   *url.URL
@@ -136,6 +138,8 @@ func New(o Options) (*Gateway, error) {
 			return nil, fmt.Errorf("gateway: venue %q configured twice", v.ID)
 		}
 		s := &served{id: v.ID, impl: v.Impl}
+		s.carrier, _ = v.Impl.(venue.TokenCarrier)
+		s.limiter, _ = v.Impl.(venue.RateLimiter)
 		for _, h := range v.Impl.CredentialHeaders() {
 			s.credHdrs = append(s.credHdrs, http.CanonicalHeaderKey(h))
 		}
@@ -162,7 +166,7 @@ func New(o Options) (*Gateway, error) {
 			if err != nil {
 				return nil, fmt.Errorf("gateway: venue %q: %w", v.ID, err)
 			}
-			*ep.rp = g.proxy(ep.e.BaseURL, rt)
+			*ep.rp = g.proxy(ep.e.BaseURL, rt, s.limiter)
 			*ep.base = ep.e.BaseURL
 		}
 		if s.live == nil && s.test == nil {
@@ -261,15 +265,25 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// Authenticate the bot.
-	raw, ok := bearer(r)
+	// Authenticate the bot: Keystile-Token, the venue's own key place (an
+	// unmodified SDK puts the kst_ token where the API key goes), then
+	// Authorization: Bearer.
+	s := g.venues[venueID]
+	raw, ok := "", false
+	if v := r.Header.Get(HeaderToken); v != "" {
+		raw, ok = strings.TrimSpace(v), true
+	} else if s != nil && s.carrier != nil {
+		raw, ok = s.carrier.BotToken(r.Header, r.URL.RawQuery)
+	}
+	if !ok {
+		raw, ok = bearer(r)
+	}
 	if !ok {
 		deny(errNoToken, audit.Deny, "token.missing")
 		return
 	}
 	parsed, perr := token.Parse(raw)
 	isTest := perr == nil && parsed.Test
-	s := g.venues[venueID]
 	var proxy *httputil.ReverseProxy
 	endpointIsTest := false
 	if s != nil {
@@ -331,9 +345,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		deny(errDenied, audit.Deny, "token.scope")
 		return
 	}
+	if s.limiter != nil {
+		if wait, ok := s.limiter.Allow(op, g.now()); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(int(max(1, (wait+time.Second-1)/time.Second))))
+			deny(errRateLimited, audit.Deny, "venue.rate_limit")
+			return
+		}
+	}
 
 	rw := &statusWriter{ResponseWriter: w}
-	ctx := venue.WithAttempt(context.WithValue(r.Context(), stateKey{}, st))
+	ctx := venue.WithTestEndpoint(venue.WithAttempt(context.WithValue(r.Context(), stateKey{}, st)), endpointIsTest)
 	proxy.ServeHTTP(rw, r.WithContext(ctx))
 	decision := audit.Allow
 	st.mu.Lock()
@@ -424,7 +445,14 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 }
 
 // proxy builds the reverse proxy for one endpoint.
-func (g *Gateway) proxy(base *url.URL, rt http.RoundTripper) *httputil.ReverseProxy {
+func (g *Gateway) proxy(base *url.URL, rt http.RoundTripper, lim venue.RateLimiter) *httputil.ReverseProxy {
+	modify := g.modifyResponse
+	if lim != nil {
+		modify = func(resp *http.Response) error {
+			lim.Observe(resp, g.now())
+			return g.modifyResponse(resp)
+		}
+	}
 	basePath := strings.TrimSuffix(base.EscapedPath(), "/")
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -451,7 +479,7 @@ func (g *Gateway) proxy(base *url.URL, rt http.RoundTripper) *httputil.ReversePr
 			}
 		},
 		Transport:      rt,
-		ModifyResponse: g.modifyResponse,
+		ModifyResponse: modify,
 		ErrorHandler:   g.proxyError,
 		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}

@@ -854,3 +854,59 @@ func (v *Vault) Rekey(ctx context.Context) (RekeyResult, error) {
 	v.log.Info("vault: rekeyed", "old_kek", oldVersion, "new_kek", newVersion, "data_keys", len(re))
 	return RekeyResult{OldKEKVersion: oldVersion, NewKEKVersion: newVersion, DataKeys: len(re), SystemKeys: len(sys)}, nil
 }
+
+// ValueFingerprint is the keyed fingerprint of one stored value (every
+// field of every kept version) or of a value revoked as compromised. It
+// reveals the value's length, never its bytes.
+type ValueFingerprint struct {
+	Fingerprint []byte `json:"-"`
+	Credential  string `json:"credential"`
+	Field       string `json:"field"`
+	Version     int    `json:"version,omitempty"`
+	Len         int    `json:"len,omitempty"` // 0 for compromised values (length not kept)
+	Compromised bool   `json:"compromised,omitempty"`
+}
+
+// CompromisedLister is implemented by stores that can list every
+// compromised fingerprint (the SQLite store does).
+type CompromisedLister interface {
+	CompromisedAll(ctx context.Context) ([]Fingerprint, error)
+}
+
+// Fingerprints returns the keyed fingerprints of every value the vault
+// holds (all kept versions) and of every value revoked as compromised, so
+// that a leak scanner can recognise exact values (fingerprint candidates
+// with Fingerprint and compare) without handling the values themselves.
+func (v *Vault) Fingerprints(ctx context.Context) ([]ValueFingerprint, error) {
+	cs, err := v.store.Credentials(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("vault: list: %w", err)
+	}
+	var out []ValueFingerprint
+	for _, c := range cs {
+		if err := v.checkMAC(c); err != nil {
+			return nil, err
+		}
+		for _, ver := range c.Versions {
+			err := v.withVersion(ctx, c.Name, ver, func(cr *Credential) error {
+				for f, val := range cr.fields {
+					out = append(out, ValueFingerprint{Fingerprint: v.Fingerprint(val.Reveal()), Credential: c.Name, Field: f, Version: ver, Len: val.Len()})
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	if cl, ok := v.store.(CompromisedLister); ok {
+		fps, err := cl.CompromisedAll(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("vault: compromised: %w", err)
+		}
+		for _, f := range fps {
+			out = append(out, ValueFingerprint{Fingerprint: f.Value, Credential: f.Name, Field: f.Field, Compromised: true})
+		}
+	}
+	return out, nil
+}

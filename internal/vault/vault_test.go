@@ -480,3 +480,36 @@ func BenchmarkWithCredentialCached(b *testing.B) {
 		}
 	})
 }
+
+func TestFingerprints(t *testing.T) {
+	e := newEnv(t, vault.Options{})
+	ctx := context.Background()
+	if _, err := e.v.Set(ctx, "a", fields("secret", canary, "api_key", "public-1234"), vault.SetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.v.Set(ctx, "b", fields("secret", canary+"-b"), vault.SetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.v.Revoke(ctx, "b", true); err != nil {
+		t.Fatal(err)
+	}
+	fps, err := e.v.Fingerprints(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, f := range fps {
+		want[string(f.Fingerprint)] = true
+		if fmt.Sprintf("%+v", f) != "" && bytes.Contains([]byte(fmt.Sprint(f)), []byte(canary)) {
+			t.Fatal("fingerprint record prints the value")
+		}
+	}
+	for _, v := range []string{canary, "public-1234", canary + "-b"} {
+		if !want[string(e.v.Fingerprint([]byte(v)))] {
+			t.Errorf("value %d bytes not fingerprinted", len(v))
+		}
+	}
+	if want[string(e.v.Fingerprint([]byte("not-stored")))] {
+		t.Error("unrelated value matches")
+	}
+}

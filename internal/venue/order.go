@@ -1,0 +1,64 @@
+package venue
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// Order is the normalized content of an order placement: what policy
+// (limits, budgets) and idempotency need, read from the request before it
+// is signed. Amounts are decimal strings exactly as the bot sent them
+// (never floats).
+type Order struct {
+	Instrument    string // venue symbol, e.g. BTCUSDT, XBTUSD, BTC-USDT
+	Side          string // buy or sell (lower case)
+	Type          string // limit, market, ... (lower case)
+	Quantity      string // base quantity
+	Price         string // limit price, if any
+	Notional      string // quote amount, if the bot gave one
+	ClientOrderID string // the bot's client order id, if any
+}
+
+// Normalizer is implemented by venues that can read orders: Normalize
+// returns the order of an order.place request (nil, nil for other
+// operations) or an error for a malformed one.
+type Normalizer interface {
+	Normalize(r *Request) (*Order, error)
+	// ClientOrderIDField is the venue's field for the client order id
+	// (newClientOrderId, cl_ord_id, clOrdId, orderLinkId, client_order_id).
+	ClientOrderIDField() string
+}
+
+// TokenCarrier is implemented by venues whose SDKs put the API key in a
+// place of their own (X-MBX-APIKEY, API-Key, OK-ACCESS-KEY, a JWT claim):
+// a bot using the venue's unmodified SDK puts its kst_ token there, and the
+// gateway finds it. Authenticate must then remove everything the SDK added
+// (timestamps, nonces, signatures) and sign afresh.
+type TokenCarrier interface {
+	BotToken(h http.Header, rawQuery string) (string, bool)
+}
+
+// RateLimiter is implemented by venues that track the exchange's published
+// limits and usage headers: Allow is asked before a request is signed and
+// forwarded (false: answer 429 with Retry-After instead of risking a ban of
+// the shared key); Observe sees every answer.
+type RateLimiter interface {
+	Allow(op string, now time.Time) (retryAfter time.Duration, ok bool)
+	Observe(resp *http.Response, now time.Time)
+}
+
+type testKey struct{}
+
+// WithTestEndpoint marks ctx as a request to the venue's test/demo
+// endpoint (kst_test_ token). The gateway sets it.
+func WithTestEndpoint(ctx context.Context, test bool) context.Context {
+	return context.WithValue(ctx, testKey{}, test)
+}
+
+// TestEndpoint reports whether the request goes to the test/demo endpoint
+// (e.g. OKX adds x-simulated-trading: 1).
+func TestEndpoint(ctx context.Context) bool {
+	t, _ := ctx.Value(testKey{}).(bool)
+	return t
+}

@@ -30,7 +30,9 @@ const (
 
 // AllVenues lists every venue the sandbox can emulate, in start order.
 func AllVenues() []string {
-	return []string{VenueStake, VenueDMarket, VenueBetfair, VenueSTAPI, VenueGeneric}
+	v := []string{VenueStake, VenueDMarket, VenueBetfair, VenueSTAPI, VenueGeneric}
+	v = append(v, exchangesA()...)
+	return append(v, exchangesB()...)
 }
 
 // ControlPrefix is the reserved path prefix of the control endpoints served on
@@ -252,7 +254,13 @@ func (s *Server) startVenue(name, host string, o Options) (*venueServer, error) 
 	case VenueGeneric:
 		vs.emu, err = newGeneric(vs, creds)
 	default:
-		return nil, fmt.Errorf("sandbox: start %q: %w", name, ErrUnknownVenue)
+		var ok bool
+		if vs.emu, ok, err = newExchangeA(name, vs, creds); !ok && err == nil {
+			vs.emu, ok, err = newExchangeB(name, vs, creds)
+		}
+		if !ok && err == nil {
+			return nil, fmt.Errorf("sandbox: start %q: %w", name, ErrUnknownVenue)
+		}
 	}
 	if err != nil {
 		return nil, err

@@ -4,7 +4,7 @@
 # data dir and every output. Used by .ci/run; runnable by hand.
 set -euo pipefail
 work="$(mktemp -d /tmp/ks-rt.XXXXXX)"
-trap 'kill -INT "${pid:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'if [ -n "${pid:-}" ]; then kill -INT "$pid" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 bin="$work/keystile"
 go build -o "$bin" ./cmd/keystile
 export KEYSTILE_DATA_DIR="$work/d"

@@ -1,0 +1,413 @@
+package sandbox
+
+import (
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Binance verification errors; BinanceErrorCode maps them to Binance's
+// own codes and messages.
+var (
+	ErrBinanceKeyFormat = errors.New("sandbox: binance: api-key format invalid")
+	ErrBinanceKey       = errors.New("sandbox: binance: invalid api-key")
+	ErrBinanceTimestamp = errors.New("sandbox: binance: timestamp outside of the recvWindow")
+	ErrBinanceSignature = errors.New("sandbox: binance: signature not valid")
+	ErrBinanceParams    = errors.New("sandbox: binance: mandatory parameter missing or malformed")
+)
+
+// BinanceMaxWeight is the emulator's (and Binance spot's) request weight
+// per minute.
+const BinanceMaxWeight = 6000
+
+// BinanceErrorCode returns the HTTP status, code and msg Binance answers a
+// verification error with.
+func BinanceErrorCode(err error) (status, code int, msg string) {
+	switch {
+	case errors.Is(err, ErrBinanceKeyFormat):
+		return http.StatusUnauthorized, -2014, "API-key format invalid."
+	case errors.Is(err, ErrBinanceKey):
+		return http.StatusUnauthorized, -2015, "Invalid API-key, IP, or permissions for action."
+	case errors.Is(err, ErrBinanceTimestamp):
+		return http.StatusBadRequest, -1021, "Timestamp for this request is outside of the recvWindow."
+	case errors.Is(err, ErrBinanceParams):
+		return http.StatusBadRequest, -1102, "Mandatory parameter was not sent, was empty/null, or malformed."
+	default:
+		return http.StatusBadRequest, -1022, "Signature for this request is not valid."
+	}
+}
+
+// BinanceKey is the verifying half of a Binance API key: an HMAC secret or
+// an Ed25519 public key.
+type BinanceKey struct {
+	APIKey  string
+	Secret  []byte            // HMAC-SHA256 key, or nil
+	Ed25519 ed25519.PublicKey // or nil
+}
+
+// binanceDropSignature splits a raw parameter string into the string
+// without its signature pairs and the (last) signature value, still
+// percent-encoded.
+func binanceDropSignature(raw string) (rest, sig string, found bool) {
+	var keep []string
+	for _, p := range strings.Split(raw, "&") {
+		if k, v, _ := strings.Cut(p, "="); k == "signature" {
+			sig, found = v, true
+			continue
+		}
+		keep = append(keep, p)
+	}
+	return strings.Join(keep, "&"), sig, found
+}
+
+// VerifyBinance checks a SIGNED request: X-MBX-APIKEY, the timestamp
+// against recvWindow (default 5000 ms, at most 60000; at most 1000 ms in
+// the future) and signature = hex HMAC-SHA256 (or base64 Ed25519) of the
+// query (without signature) concatenated with the form body (without
+// signature), both exactly as sent.
+func VerifyBinance(rawQuery string, body []byte, headers http.Header, key BinanceKey, now time.Time) error {
+	k := headers.Get("X-MBX-APIKEY")
+	if len(k) != 64 || strings.Trim(k, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") != "" {
+		return ErrBinanceKeyFormat
+	}
+	if subtle.ConstantTimeCompare([]byte(k), []byte(key.APIKey)) != 1 {
+		return ErrBinanceKey
+	}
+	q, qsig, inQuery := binanceDropSignature(rawQuery)
+	b, bsig, inBody := binanceDropSignature(string(body))
+	if len(body) == 0 {
+		b = ""
+	}
+	sig := qsig
+	if !inQuery {
+		sig = bsig
+	}
+	if !inQuery && !inBody {
+		return ErrBinanceSignature
+	}
+	all, err := url.ParseQuery(q + "&" + b)
+	if err != nil {
+		return ErrBinanceParams
+	}
+	ts, err := strconv.ParseInt(all.Get("timestamp"), 10, 64)
+	if err != nil {
+		return ErrBinanceParams
+	}
+	window := int64(5000)
+	if rw := all.Get("recvWindow"); rw != "" {
+		if window, err = strconv.ParseInt(rw, 10, 64); err != nil || window <= 0 || window > 60000 {
+			return ErrBinanceParams
+		}
+	}
+	server := now.UnixMilli()
+	if ts >= server+1000 || server-ts > window {
+		return ErrBinanceTimestamp
+	}
+	payload := []byte(q + b)
+	switch {
+	case key.Ed25519 != nil:
+		s, err := url.QueryUnescape(sig)
+		if err != nil {
+			return ErrBinanceSignature
+		}
+		raw, err := base64.StdEncoding.DecodeString(s)
+		if err != nil || !ed25519.Verify(key.Ed25519, payload, raw) {
+			return ErrBinanceSignature
+		}
+	default:
+		m := hmac.New(sha256.New, key.Secret)
+		m.Write(payload)
+		want := hex.EncodeToString(m.Sum(nil))
+		if subtle.ConstantTimeCompare([]byte(strings.ToLower(sig)), []byte(want)) != 1 {
+			return ErrBinanceSignature
+		}
+	}
+	return nil
+}
+
+const binanceAlnum = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+func randAlnum(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = binanceAlnum[int(b[i])%len(binanceAlnum)]
+	}
+	return string(b)
+}
+
+type binance struct {
+	vs      *venueServer
+	key     BinanceKey
+	privPEM string // Ed25519 mode: the PEM given
+
+	mu          sync.Mutex
+	minute      int64
+	weight      int
+	limited     bool // answered 429 in this minute: more requests get 418
+	orderWindow int64
+	orders10s   int
+	orders1d    int
+}
+
+func newBinance(vs *venueServer, creds map[string]string) (*binance, error) {
+	b := &binance{vs: vs, key: BinanceKey{APIKey: creds["api_key"]}}
+	if b.key.APIKey == "" {
+		b.key.APIKey = randAlnum(64)
+	}
+	if len(b.key.APIKey) != 64 || strings.Trim(b.key.APIKey, binanceAlnum) != "" {
+		return nil, fmt.Errorf("sandbox: binance api_key must be 64 letters or digits: %w", ErrBadCredentials)
+	}
+	if p := creds["private_key"]; p != "" {
+		blk, _ := pem.Decode([]byte(p))
+		if blk == nil {
+			return nil, fmt.Errorf("sandbox: binance private_key must be a PKCS#8 PEM: %w", ErrBadCredentials)
+		}
+		k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+		ek, ok := k.(ed25519.PrivateKey)
+		if err != nil || !ok {
+			return nil, fmt.Errorf("sandbox: binance private_key must be an Ed25519 PKCS#8 PEM: %w", ErrBadCredentials)
+		}
+		b.key.Ed25519, _ = ek.Public().(ed25519.PublicKey)
+		b.privPEM = p
+		return b, nil
+	}
+	b.key.Secret = []byte(creds["secret"])
+	if len(b.key.Secret) == 0 {
+		b.key.Secret = []byte(randAlnum(64))
+	}
+	return b, nil
+}
+
+func (b *binance) credentials() map[string]string {
+	if b.key.Ed25519 != nil {
+		return map[string]string{"api_key": b.key.APIKey, "private_key": b.privPEM}
+	}
+	return map[string]string{"api_key": b.key.APIKey, "secret": string(b.key.Secret)}
+}
+func (b *binance) credentialHeaders() []string { return []string{"X-MBX-APIKEY"} }
+func (b *binance) expireSessions()             {}
+
+func binanceError(w http.ResponseWriter, status, code int, msg string) {
+	writeJSON(w, status, map[string]any{"code": code, "msg": msg})
+}
+
+type binanceRoute struct {
+	op     string
+	weight int
+	signed bool
+}
+
+// binanceRouteOf returns a route's operation name, weight and whether it
+// is SIGNED.
+func binanceRouteOf(route string) (binanceRoute, bool) {
+	switch route {
+	case "GET /api/v3/ping":
+		return binanceRoute{"ping", 1, false}, true
+	case "GET /api/v3/time":
+		return binanceRoute{"time", 1, false}, true
+	case "GET /api/v3/exchangeInfo":
+		return binanceRoute{"exchangeInfo", 20, false}, true
+	case "GET /api/v3/ticker/price":
+		return binanceRoute{"ticker.price", 2, false}, true
+	case "GET /api/v3/account":
+		return binanceRoute{"account", 20, true}, true
+	case "POST /api/v3/order":
+		return binanceRoute{"order.new", 1, true}, true
+	case "DELETE /api/v3/order":
+		return binanceRoute{"order.cancel", 1, true}, true
+	case "GET /api/v3/openOrders":
+		return binanceRoute{"openOrders", 6, true}, true
+	case "DELETE /api/v3/openOrders":
+		return binanceRoute{"openOrders.cancel", 1, true}, true
+	case "POST /api/v3/userDataStream":
+		return binanceRoute{"userDataStream", 2, false}, true
+	}
+	return binanceRoute{}, false
+}
+
+// useWeight adds weight to the current minute and reports the total, or
+// the status (429 then 418) and Retry-After seconds when over the limit.
+func (b *binance) useWeight(now time.Time, weight int) (used, status, retry int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if m := now.Unix() / 60; m != b.minute {
+		b.minute, b.weight, b.limited = m, 0, false
+	}
+	retry = int(60 - now.Unix()%60)
+	if b.limited {
+		return b.weight, http.StatusTeapot, retry + 120
+	}
+	if b.weight+weight > BinanceMaxWeight {
+		b.limited = true
+		return b.weight, http.StatusTooManyRequests, retry
+	}
+	b.weight += weight
+	return b.weight, 0, 0
+}
+
+func (b *binance) countOrder(now time.Time) (int, int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if w := now.Unix() / 10; w != b.orderWindow {
+		b.orderWindow, b.orders10s = w, 0
+	}
+	b.orders10s++
+	b.orders1d++
+	return b.orders10s, b.orders1d
+}
+
+func (b *binance) serve(w http.ResponseWriter, r *http.Request, body []byte) {
+	rt, ok := binanceRouteOf(r.Method + " " + r.URL.Path)
+	if !ok {
+		b.vs.count("not_found")
+		binanceError(w, http.StatusNotFound, -1000, "Unknown endpoint.")
+		return
+	}
+	b.vs.count(rt.op)
+	now := b.vs.clock()
+	used, status, retry := b.useWeight(now, rt.weight)
+	w.Header().Set("X-MBX-USED-WEIGHT-1M", strconv.Itoa(used))
+	if status != 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(retry))
+		if status == http.StatusTeapot {
+			binanceError(w, status, -1003, fmt.Sprintf("Way too much request weight used; IP banned until %d.", now.Add(time.Duration(retry)*time.Second).UnixMilli()))
+			return
+		}
+		binanceError(w, status, -1003, "Too much request weight used; current limit is 6000 request weight per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.")
+		return
+	}
+	if rt.signed {
+		if err := VerifyBinance(r.URL.RawQuery, body, r.Header, b.key, now); err != nil {
+			b.vs.authFailure()
+			st, code, msg := BinanceErrorCode(err)
+			binanceError(w, st, code, msg)
+			return
+		}
+	} else if rt.op == "userDataStream" && subtle.ConstantTimeCompare([]byte(r.Header.Get("X-MBX-APIKEY")), []byte(b.key.APIKey)) != 1 {
+		b.vs.authFailure()
+		st, code, msg := BinanceErrorCode(ErrBinanceKey)
+		binanceError(w, st, code, msg)
+		return
+	}
+	p, _ := url.ParseQuery(r.URL.RawQuery)
+	if len(body) > 0 {
+		if f, err := url.ParseQuery(string(body)); err == nil {
+			for k, v := range f {
+				p[k] = append(p[k], v...)
+			}
+		}
+	}
+	switch rt.op {
+	case "ping":
+		writeJSON(w, http.StatusOK, map[string]any{})
+	case "time":
+		writeJSON(w, http.StatusOK, map[string]int64{"serverTime": now.UnixMilli()})
+	case "exchangeInfo":
+		writeJSON(w, http.StatusOK, map[string]any{
+			"timezone": "UTC", "serverTime": now.UnixMilli(),
+			"rateLimits": []any{
+				map[string]any{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": BinanceMaxWeight},
+				map[string]any{"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+				map[string]any{"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+			},
+			"symbols": []any{map[string]any{"symbol": "BTCUSDT", "status": "TRADING", "baseAsset": "BTC", "quoteAsset": "USDT"}},
+		})
+	case "ticker.price":
+		sym := p.Get("symbol")
+		if sym == "" {
+			sym = "BTCUSDT"
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"symbol": sym, "price": "37500.00000000"})
+	case "userDataStream":
+		writeJSON(w, http.StatusOK, map[string]string{"listenKey": randAlnum(60)})
+	case "account":
+		writeJSON(w, http.StatusOK, map[string]any{
+			"canTrade": true, "canWithdraw": false, "accountType": "SPOT", "updateTime": now.UnixMilli(),
+			"balances": []any{
+				map[string]string{"asset": "BTC", "free": "2.50000000", "locked": "0.00000000"},
+				map[string]string{"asset": "USDT", "free": "150000.00000000", "locked": "0.00000000"},
+			},
+		})
+	case "order.new":
+		side, typ := p.Get("side"), p.Get("type")
+		if p.Get("symbol") == "" || (side != "BUY" && side != "SELL") || typ == "" || (p.Get("quantity") == "" && p.Get("quoteOrderQty") == "") {
+			binanceError(w, http.StatusBadRequest, -1102, "Mandatory parameter was not sent, was empty/null, or malformed.")
+			return
+		}
+		n10, n1d := b.countOrder(now)
+		w.Header().Set("X-MBX-ORDER-COUNT-10S", strconv.Itoa(n10))
+		w.Header().Set("X-MBX-ORDER-COUNT-1D", strconv.Itoa(n1d))
+		cid := p.Get("newClientOrderId")
+		if cid == "" {
+			cid = "x-" + randAlnum(20)
+		}
+		o := b.vs.addOrder("", Order{ClientOrderID: cid, Instrument: p.Get("symbol"), Side: strings.ToLower(side), Price: p.Get("price"), Size: p.Get("quantity")})
+		writeJSON(w, http.StatusOK, binanceOrderJSON(o, typ, "NEW", now))
+	case "order.cancel":
+		id := p.Get("orderId")
+		if id == "" {
+			id = b.byClientID(p.Get("origClientOrderId"))
+		}
+		o, ok := b.vs.cancelOrder(id)
+		if !ok {
+			binanceError(w, http.StatusBadRequest, -2011, "Unknown order sent.")
+			return
+		}
+		writeJSON(w, http.StatusOK, binanceOrderJSON(o, "LIMIT", "CANCELED", now))
+	case "openOrders":
+		out := []any{}
+		for _, o := range b.vs.openOrders() {
+			out = append(out, binanceOrderJSON(o, "LIMIT", "NEW", now))
+		}
+		writeJSON(w, http.StatusOK, out)
+	case "openOrders.cancel":
+		out := []any{}
+		for _, o := range b.vs.openOrders() {
+			if p.Get("symbol") != "" && o.Instrument != p.Get("symbol") {
+				continue
+			}
+			if c, ok := b.vs.cancelOrder(o.ID); ok {
+				out = append(out, binanceOrderJSON(c, "LIMIT", "CANCELED", now))
+			}
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+func (b *binance) byClientID(cid string) string {
+	if cid == "" {
+		return ""
+	}
+	for _, o := range b.vs.openOrders() {
+		if o.ClientOrderID == cid {
+			return o.ID
+		}
+	}
+	return ""
+}
+
+func binanceOrderJSON(o Order, typ, status string, now time.Time) map[string]any {
+	id, _ := strconv.ParseInt(o.ID, 10, 64)
+	return map[string]any{
+		"symbol": o.Instrument, "orderId": id, "clientOrderId": o.ClientOrderID, "transactTime": now.UnixMilli(),
+		"price": o.Price, "origQty": o.Size, "executedQty": "0.00000000", "status": status,
+		"timeInForce": "GTC", "type": typ, "side": strings.ToUpper(o.Side),
+	}
+}
+
+var _ emulator = (*binance)(nil)

@@ -1,0 +1,399 @@
+package kraken
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keystile/keystile/internal/secret"
+	"github.com/keystile/keystile/internal/venue"
+)
+
+// Credential fields.
+const (
+	FieldAPIKey = "api_key"
+	FieldSecret = "secret" // base64, as Kraken shows it
+)
+
+// Header names.
+const (
+	HeaderAPIKey  = "API-Key"
+	HeaderAPISign = "API-Sign"
+)
+
+// DefaultNonceBlock is how far ahead the nonce high-water mark is persisted.
+const DefaultNonceBlock = 10000
+
+// Errors.
+var (
+	// ErrSecretEncoding reports a secret that is not base64.
+	ErrSecretEncoding = errors.New("kraken: secret is not base64")
+	// ErrBody reports a private request whose body is not a form.
+	ErrBody = errors.New("kraken: private request body must be application/x-www-form-urlencoded")
+	// ErrUnreadableOrder reports an order.place request whose order fields
+	// keystile cannot read (AddOrderBatch, AmendOrder): refused rather than
+	// passed unchecked by policy limits.
+	ErrUnreadableOrder = errors.New("kraken: order fields of this endpoint cannot be checked")
+	// ErrNonceExhausted reports a nonce counter at its maximum.
+	ErrNonceExhausted = errors.New("kraken: nonce space exhausted")
+)
+
+// Operations is Kraken's spot REST operations table.
+var Operations = venue.Table{
+	{Method: "*", Path: "/0/public/*", Op: venue.OpMarketRead},
+	{Method: "POST", Path: "/0/private/Balance", Op: venue.OpAccountRead},
+	{Method: "POST", Path: "/0/private/BalanceEx", Op: venue.OpAccountRead},
+	{Method: "POST", Path: "/0/private/ExtendedBalance", Op: venue.OpAccountRead},
+	{Method: "POST", Path: "/0/private/TradeBalance", Op: venue.OpAccountRead},
+	{Method: "POST", Path: "/0/private/TradesHistory", Op: venue.OpAccountRead},
+	{Method: "POST", Path: "/0/private/QueryTrades", Op: venue.OpAccountRead},
+	{Method: "POST", Path: "/0/private/Ledgers", Op: venue.OpAccountRead},
+	{Method: "POST", Path: "/0/private/QueryLedgers", Op: venue.OpAccountRead},
+	{Method: "POST", Path: "/0/private/TradeVolume", Op: venue.OpAccountRead},
+	{Method: "POST", Path: "/0/private/DepositMethods", Op: venue.OpAccountRead},
+	{Method: "POST", Path: "/0/private/DepositAddresses", Op: venue.OpAccountRead},
+	{Method: "POST", Path: "/0/private/DepositStatus", Op: venue.OpAccountRead},
+	{Method: "POST", Path: "/0/private/WithdrawStatus", Op: venue.OpAccountRead},
+	{Method: "POST", Path: "/0/private/OpenOrders", Op: venue.OpOrderRead},
+	{Method: "POST", Path: "/0/private/ClosedOrders", Op: venue.OpOrderRead},
+	{Method: "POST", Path: "/0/private/QueryOrders", Op: venue.OpOrderRead},
+	{Method: "POST", Path: "/0/private/OpenPositions", Op: venue.OpOrderRead},
+	{Method: "POST", Path: "/0/private/AddOrder", Op: venue.OpOrderPlace},
+	{Method: "POST", Path: "/0/private/AddOrderBatch", Op: venue.OpOrderPlace},
+	{Method: "POST", Path: "/0/private/EditOrder", Op: venue.OpOrderPlace},
+	{Method: "POST", Path: "/0/private/AmendOrder", Op: venue.OpOrderPlace},
+	{Method: "POST", Path: "/0/private/CancelOrder", Op: venue.OpOrderCancel},
+	{Method: "POST", Path: "/0/private/CancelOrderBatch", Op: venue.OpOrderCancel},
+	{Method: "POST", Path: "/0/private/CancelAll", Op: venue.OpOrderCancelAll},
+	{Method: "POST", Path: "/0/private/CancelAllOrdersAfter", Op: venue.OpOrderCancelAll},
+	{Method: "POST", Path: "/0/private/Withdraw", Op: venue.OpWalletWithdraw},
+	{Method: "POST", Path: "/0/private/WithdrawCancel", Op: venue.OpWalletWithdraw},
+	{Method: "POST", Path: "/0/private/WithdrawInfo", Op: venue.OpWalletWithdraw},
+	{Method: "POST", Path: "/0/private/WithdrawMethods", Op: venue.OpWalletWithdraw},
+	{Method: "POST", Path: "/0/private/WithdrawAddresses", Op: venue.OpWalletWithdraw},
+	{Method: "POST", Path: "/0/private/WalletTransfer", Op: venue.OpWalletTransfer},
+	{Method: "POST", Path: "/0/private/AccountTransfer", Op: venue.OpWalletTransfer},
+	{Method: "POST", Path: "/0/private/Earn/Allocate", Op: venue.OpWalletTransfer},
+	{Method: "POST", Path: "/0/private/Earn/Deallocate", Op: venue.OpWalletTransfer},
+	{Method: "POST", Path: "/0/private/CreateSubaccount", Op: venue.OpAPIKeyManage},
+	{Method: "POST", Path: "/0/private/GetWebSocketsToken", Op: venue.OpAPIKeyManage},
+}
+
+// NonceStore persists nonce high-water marks so nonces keep increasing
+// across restarts. Implementations are safe for concurrent use (also by
+// several processes sharing the store).
+type NonceStore interface {
+	// Reserve atomically reserves the next size nonces of key at or above
+	// atLeast: lo = max(stored+1, atLeast), hi = lo+size-1, and the stored
+	// high-water mark becomes hi before Reserve returns. size >= 1.
+	Reserve(ctx context.Context, key string, atLeast, size uint64) (lo, hi uint64, err error)
+}
+
+// Options configure New.
+type Options struct {
+	Credentials venue.Credentials // required
+	Now         func() time.Time  // if nil, time.Now
+	// Nonces persists nonce reservations; if nil, nonces follow the wall
+	// clock in microseconds (see the package doc).
+	Nonces NonceStore
+	// NonceBlock is the reservation size; if 0, DefaultNonceBlock.
+	NonceBlock uint64
+	// Tier is the account's verification tier for the rate limiter:
+	// "starter" (default), "intermediate" or "pro".
+	Tier string
+	// Logger; if nil, logs are discarded.
+	Logger *slog.Logger
+}
+
+// Venue is a Kraken spot REST venue. It is safe for concurrent use.
+type Venue struct {
+	creds venue.Credentials
+	now   func() time.Time
+	store NonceStore
+	block uint64
+	log   *slog.Logger
+	rl    *limiter
+
+	mu     sync.Mutex
+	nonces map[string]*counter
+}
+
+type counter struct {
+	mu   sync.Mutex
+	next uint64 // next nonce to hand out
+	hi   uint64 // last reserved nonce (0: nothing reserved yet)
+}
+
+// New returns a Kraken venue.
+func New(o Options) (*Venue, error) {
+	if o.Credentials == nil {
+		return nil, errors.New("kraken: no credentials")
+	}
+	rl, err := newLimiter(o.Tier)
+	if err != nil {
+		return nil, err
+	}
+	v := &Venue{creds: o.Credentials, now: o.Now, store: o.Nonces, block: o.NonceBlock, log: o.Logger, rl: rl,
+		nonces: map[string]*counter{}}
+	if v.now == nil {
+		v.now = time.Now
+	}
+	if v.block == 0 {
+		v.block = DefaultNonceBlock
+	}
+	if v.log == nil {
+		v.log = slog.New(slog.DiscardHandler)
+	}
+	return v, nil
+}
+
+// Classify implements venue.Venue.
+func (v *Venue) Classify(r *venue.Request) (string, bool) { return Operations.Lookup(r.Method, r.Path) }
+
+// CredentialHeaders implements venue.Venue.
+func (v *Venue) CredentialHeaders() []string { return []string{HeaderAPIKey, HeaderAPISign} }
+
+// ClientOrderIDField implements venue.Normalizer.
+func (v *Venue) ClientOrderIDField() string { return "cl_ord_id" }
+
+// BotToken implements venue.TokenCarrier: an SDK puts the API key (here the
+// kst_ token) in API-Key.
+func (v *Venue) BotToken(h http.Header, _ string) (string, bool) {
+	t := strings.TrimSpace(h.Get(HeaderAPIKey))
+	if strings.HasPrefix(t, "kst_") {
+		return t, true
+	}
+	return "", false
+}
+
+// Sign returns API-Sign for uriPath and the exact postdata, whose nonce
+// field is nonce. secret is the raw (base64-decoded) secret.
+func Sign(secretKey []byte, uriPath, nonce string, postdata []byte) string {
+	h := sha256.New()
+	h.Write([]byte(nonce))
+	h.Write(postdata)
+	m := hmac.New(sha512.New, secretKey)
+	m.Write([]byte(uriPath))
+	m.Write(h.Sum(nil))
+	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// WithNonce returns the form body with every "nonce" field removed and
+// "nonce=<nonce>" as its first field; other fields keep their order and
+// encoding.
+func WithNonce(body []byte, nonce string) []byte {
+	out := make([]byte, 0, len(body)+len(nonce)+7)
+	out = append(out, "nonce="...)
+	out = append(out, nonce...)
+	for _, p := range bytes.Split(body, []byte("&")) {
+		if len(p) == 0 {
+			continue
+		}
+		k, _, _ := bytes.Cut(p, []byte("="))
+		if uk, err := url.QueryUnescape(string(k)); err == nil && uk == "nonce" || string(k) == "nonce" {
+			continue
+		}
+		out = append(out, '&')
+		out = append(out, p...)
+	}
+	return out
+}
+
+// Authenticate implements venue.Venue. Public requests get no credential;
+// private ones get a fresh nonce (replacing the bot's) and API-Key/API-Sign.
+func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte) error {
+	out.Header.Del(HeaderAPIKey)
+	out.Header.Del(HeaderAPISign)
+	if !strings.Contains(out.URL.Path, "/private/") {
+		return nil
+	}
+	if t := bytes.TrimSpace(body); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
+		return ErrBody
+	}
+	if _, err := url.ParseQuery(string(body)); err != nil {
+		return fmt.Errorf("%w: %w", ErrBody, err)
+	}
+	return v.creds(ctx, func(c venue.Credential) error {
+		key, err := c.Field(FieldAPIKey)
+		if err != nil {
+			return fmt.Errorf("kraken: credential: %w", err)
+		}
+		sec, err := c.Field(FieldSecret)
+		if err != nil {
+			return fmt.Errorf("kraken: credential: %w", err)
+		}
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(sec.Reveal())))
+		if err != nil {
+			return ErrSecretEncoding
+		}
+		defer secret.Wipe(raw)
+		n, err := v.nonce(ctx, keyID(key))
+		if err != nil {
+			return err
+		}
+		ns := strconv.FormatUint(n, 10)
+		nb := WithNonce(body, ns)
+		out.Body = io.NopCloser(bytes.NewReader(nb))
+		out.ContentLength = int64(len(nb))
+		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(nb)), nil }
+		if out.Header.Get("Content-Type") == "" {
+			out.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		out.Header.Set(HeaderAPIKey, string(key.Reveal()))
+		out.Header.Set(HeaderAPISign, Sign(raw, out.URL.EscapedPath(), ns, nb))
+		return nil
+	})
+}
+
+// keyID names an API key in the nonce store without revealing it.
+func keyID(key secret.Value) string {
+	s := sha256.Sum256(key.Reveal())
+	return "kraken:" + hex.EncodeToString(s[:12])
+}
+
+// nonce hands out the next nonce of key.
+func (v *Venue) nonce(ctx context.Context, key string) (uint64, error) {
+	v.mu.Lock()
+	c, ok := v.nonces[key]
+	if !ok {
+		c = &counter{}
+		v.nonces[key] = c
+	}
+	v.mu.Unlock()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	micros := uint64(max(v.now().UnixMicro(), 0)) // #nosec G115 -- clamped to >= 0
+	if v.store == nil {
+		n := max(c.next, micros)
+		if n == ^uint64(0) {
+			return 0, ErrNonceExhausted
+		}
+		c.next = n + 1
+		return n, nil
+	}
+	if c.hi == 0 || c.next > c.hi {
+		at := max(c.next, micros)
+		if at > ^uint64(0)-v.block {
+			return 0, ErrNonceExhausted
+		}
+		lo, hi, err := v.store.Reserve(ctx, key, at, v.block)
+		if err != nil {
+			return 0, fmt.Errorf("kraken: reserve nonces: %w", err)
+		}
+		if lo < at || hi < lo {
+			return 0, fmt.Errorf("kraken: reserve nonces: store returned [%d, %d] below %d", lo, hi, at)
+		}
+		c.next, c.hi = lo, hi
+		v.log.Debug("kraken: nonce block reserved", "key", key, "lo", lo, "hi", hi)
+	}
+	n := c.next
+	c.next++
+	return n, nil
+}
+
+// Normalize implements venue.Normalizer for AddOrder and EditOrder (form
+// or query); the other order.place endpoints give ErrUnreadableOrder.
+func (v *Venue) Normalize(r *venue.Request) (*venue.Order, error) {
+	if op, _ := v.Classify(r); op != venue.OpOrderPlace {
+		return nil, nil
+	}
+	p := strings.TrimRight(r.Path, "/")
+	switch p[strings.LastIndexByte(p, '/')+1:] {
+	case "AddOrder":
+		return ParseOrder(r.RawQuery, r.Body)
+	case "EditOrder":
+		return parseEdit(r.RawQuery, r.Body)
+	}
+	return nil, ErrUnreadableOrder
+}
+
+// parseEdit reads EditOrder's pair, new volume and price (no side: the
+// order keeps its own).
+func parseEdit(rawQuery string, body []byte) (*venue.Order, error) {
+	f, err := forms(rawQuery, body)
+	if err != nil {
+		return nil, err
+	}
+	o := &venue.Order{Instrument: f("pair"), Type: "edit", Quantity: f("volume"), Price: f("price"), ClientOrderID: f("cl_ord_id")}
+	if o.Instrument == "" {
+		return nil, fmt.Errorf("kraken: edit order needs pair")
+	}
+	return o, nil
+}
+
+// forms returns a lookup over the form body then the query.
+func forms(rawQuery string, body []byte) (func(string) string, error) {
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("kraken: order query: %w", err)
+	}
+	if t := bytes.TrimSpace(body); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
+		return nil, ErrBody
+	}
+	f, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, fmt.Errorf("kraken: order body: %w", err)
+	}
+	return func(k string) string {
+		if x := f.Get(k); x != "" {
+			return x
+		}
+		return q.Get(k)
+	}, nil
+}
+
+// ParseOrder reads an AddOrder request's fields from its query and form
+// body (the body wins).
+func ParseOrder(rawQuery string, body []byte) (*venue.Order, error) {
+	get, err := forms(rawQuery, body)
+	if err != nil {
+		return nil, err
+	}
+	o := &venue.Order{
+		Instrument:    get("pair"),
+		Side:          strings.ToLower(get("type")),
+		Type:          strings.ToLower(get("ordertype")),
+		Quantity:      get("volume"),
+		Price:         get("price"),
+		ClientOrderID: get("cl_ord_id"),
+	}
+	if o.ClientOrderID == "" {
+		o.ClientOrderID = get("userref")
+	}
+	if get("oflags") != "" && strings.Contains(get("oflags"), "viqc") {
+		// Volume in quote currency: the amount is a notional.
+		o.Notional, o.Quantity = o.Quantity, ""
+	}
+	if o.Instrument == "" || (o.Side != "buy" && o.Side != "sell") {
+		return nil, fmt.Errorf("kraken: order needs pair and type buy or sell")
+	}
+	return o, nil
+}
+
+// Allow implements venue.RateLimiter.
+func (v *Venue) Allow(op string, now time.Time) (time.Duration, bool) { return v.rl.allow(op, now) }
+
+// Observe implements venue.RateLimiter.
+func (v *Venue) Observe(resp *http.Response, now time.Time) { v.rl.observe(resp, now) }
+
+var (
+	_ venue.Venue        = (*Venue)(nil)
+	_ venue.Normalizer   = (*Venue)(nil)
+	_ venue.TokenCarrier = (*Venue)(nil)
+	_ venue.RateLimiter  = (*Venue)(nil)
+)

@@ -1,0 +1,106 @@
+package kraken
+
+import (
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/keystile/keystile/internal/venue"
+)
+
+// Tier limits from Kraken's "Spot REST API rate limits" page: the REST
+// counter (max, decay per second; every private call but orders costs 1)
+// and the per-account trading counter (AddOrder and cancels, counted here
+// at 1 each).
+type tierLimits struct {
+	restMax, restDecay   float64
+	tradeMax, tradeDecay float64
+}
+
+func tierOf(name string) (tierLimits, error) {
+	switch name {
+	case "", "starter":
+		return tierLimits{15, 0.33, 60, 1}, nil
+	case "intermediate":
+		return tierLimits{20, 0.5, 125, 2.34}, nil
+	case "pro":
+		return tierLimits{20, 1, 180, 3.75}, nil
+	}
+	return tierLimits{}, fmt.Errorf("kraken: unknown tier %q (starter, intermediate, pro)", name)
+}
+
+// headroom keeps 5% of each counter unused.
+const headroom = 0.95
+
+// defaultBackoff applies to a 429 without Retry-After.
+const defaultBackoff = 60 * time.Second
+
+type limiter struct {
+	lim tierLimits
+
+	mu           sync.Mutex
+	rest, trade  float64
+	at           time.Time
+	backoffUntil time.Time
+}
+
+func newLimiter(tier string) (*limiter, error) {
+	l, err := tierOf(tier)
+	if err != nil {
+		return nil, err
+	}
+	return &limiter{lim: l}, nil
+}
+
+// decay brings the counters to now.
+func (l *limiter) decay(now time.Time) {
+	if !l.at.IsZero() && now.After(l.at) {
+		s := now.Sub(l.at).Seconds()
+		l.rest = max(0, l.rest-s*l.lim.restDecay)
+		l.trade = max(0, l.trade-s*l.lim.tradeDecay)
+	}
+	if l.at.IsZero() || now.After(l.at) {
+		l.at = now
+	}
+}
+
+func (l *limiter) allow(op string, now time.Time) (time.Duration, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Before(l.backoffUntil) {
+		return l.backoffUntil.Sub(now), false
+	}
+	l.decay(now)
+	cnt, limit, decay := &l.rest, l.lim.restMax*headroom, l.lim.restDecay
+	switch op {
+	case venue.OpMarketRead:
+		return 0, true // public endpoints are limited per IP, not per key
+	case venue.OpOrderPlace, venue.OpOrderCancel, venue.OpOrderCancelAll:
+		cnt, limit, decay = &l.trade, l.lim.tradeMax*headroom, l.lim.tradeDecay
+	}
+	if *cnt+1 > limit {
+		// Rounded up to 100 ms so that waiting that long is enough.
+		wait := time.Duration(math.Ceil((*cnt+1-limit)/decay*10)) * 100 * time.Millisecond
+		return max(wait, time.Second), false
+	}
+	*cnt++
+	return 0, true
+}
+
+func (l *limiter) observe(resp *http.Response, now time.Time) {
+	if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+		return
+	}
+	d := defaultBackoff
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
+		d = time.Duration(s) * time.Second
+	}
+	l.mu.Lock()
+	if u := now.Add(d); u.After(l.backoffUntil) {
+		l.backoffUntil = u
+	}
+	l.mu.Unlock()
+}

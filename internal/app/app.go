@@ -290,7 +290,7 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		s.closeStores(ctx)
 		return nil, err
 	}
-	venues, closers, err := BuildVenues(o.Config, v, o.Logger)
+	venues, closers, err := BuildVenues(o.Config, v, db, o.Logger)
 	if err != nil {
 		s.closeStores(ctx)
 		return nil, err

@@ -89,6 +89,8 @@ func (b *syncBuffer) String() string {
 type harnessOptions struct {
 	// Credentials fix sandbox credentials (sandbox.Options.Credentials).
 	Credentials map[string]map[string]string
+	// Venues served; nil means e2eVenues().
+	Venues []e2eVenue
 }
 
 // harness is a running bot -> gateway -> sandbox setup: a TLS sandbox with
@@ -105,6 +107,9 @@ type harness struct {
 	log     *syncBuffer
 	hc      *http.Client
 
+	venues []e2eVenue
+	cfg    *config.Config
+
 	cancel   context.CancelFunc
 	runErr   chan error // nil until Run started
 	stopOnce sync.Once
@@ -115,7 +120,10 @@ type harness struct {
 func startHarness(t *testing.T, o harnessOptions) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{cancel: cancel, log: &syncBuffer{}}
+	h := &harness{cancel: cancel, log: &syncBuffer{}, venues: o.Venues}
+	if h.venues == nil {
+		h.venues = e2eVenues()
+	}
 	// The sandbox outlives the server (cleanups run last-in first-out),
 	// so that shutdown can log venue sessions out.
 	sb, err := sandbox.Start(context.Background(), sandbox.Options{TLS: true, Credentials: o.Credentials})
@@ -146,7 +154,7 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 	if err := os.WriteFile(caFile, sb.CAPEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse("e2e.yaml", []byte(e2eConfigYAML(h.info, caFile)))
+	cfg, err := config.Parse("e2e.yaml", []byte(e2eConfigYAML(h.info, caFile, h.venues)))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
@@ -157,7 +165,7 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 	if err != nil {
 		t.Fatalf("new server: %v", err)
 	}
-	h.srv = srv
+	h.srv, h.cfg = srv, cfg
 	h.runErr = make(chan error, 1)
 	go func() { h.runErr <- srv.Run(ctx) }()
 	h.gw = "http://" + srv.GatewayAddr()
@@ -166,7 +174,7 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 	if err != nil {
 		t.Fatalf("admin client: %v", err)
 	}
-	for _, v := range e2eVenues() {
+	for _, v := range h.venues {
 		fields := map[string][]byte{}
 		for k, val := range h.info.Venues[v.id].Credentials {
 			fields[k] = []byte(val)
@@ -201,16 +209,18 @@ func (h *harness) stop() error {
 // e2eConfigYAML renders keystile's config for a running sandbox: every
 // seed venue under its sandbox name, over TLS with the sandbox's CA, with
 // short retry backoffs so that fault tests stay fast.
-func e2eConfigYAML(info sandbox.Info, caFile string) string {
+func e2eConfigYAML(info sandbox.Info, caFile string, venues []e2eVenue) string {
 	var b strings.Builder
 	b.WriteString("log:\n  level: debug\ngateway:\n  listen: 127.0.0.1:0\ntokens:\n  default_ttl: 1h\n  max_ttl: 24h\nvenues:\n")
-	for _, v := range e2eVenues() {
+	for _, v := range venues {
 		fmt.Fprintf(&b, "  %s:\n    type: %s\n    credential: e2e-%s\n    base_url: %s\n    sandbox: true\n    tls:\n      ca_file: %q\n"+
 			"    retry:\n      max_attempts: 3\n      initial_backoff: 20ms\n      max_backoff: 200ms\n      max_retry_after: 5s\n",
 			v.id, v.kind, v.id, info.Venues[v.id].BaseURL, caFile)
 		switch v.id {
 		case sandbox.VenueBetfair:
 			fmt.Fprintf(&b, "    identity_url: %s\n    login: certlogin\n", info.Venues[v.id].IdentityURL)
+		case sandbox.VenueKraken:
+			b.WriteString("    tier: none\n")
 		case sandbox.VenueSTAPI:
 			fmt.Fprintf(&b, "    auth:\n      scheme: oauth2\n      oauth2:\n        token_url: %s/oauth/token\n", info.Venues[v.id].BaseURL)
 		case sandbox.VenueGeneric:
@@ -245,7 +255,7 @@ func (h *harness) mint(t *testing.T, req admin.CreateTokenRequest) admin.MintedT
 		req.Name = "e2e-bot"
 	}
 	if req.Venues == nil {
-		for _, v := range e2eVenues() {
+		for _, v := range h.venues {
 			req.Venues = append(req.Venues, v.id)
 		}
 	}

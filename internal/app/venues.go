@@ -16,12 +16,15 @@ import (
 	"github.com/keystile/keystile/internal/secret"
 	"github.com/keystile/keystile/internal/session"
 	"github.com/keystile/keystile/internal/sign"
+	"github.com/keystile/keystile/internal/store/sqlite"
 	"github.com/keystile/keystile/internal/upstream"
 	"github.com/keystile/keystile/internal/vault"
 	"github.com/keystile/keystile/internal/venue"
 	"github.com/keystile/keystile/internal/venue/betfair"
+	"github.com/keystile/keystile/internal/venue/binance"
 	"github.com/keystile/keystile/internal/venue/dmarket"
 	"github.com/keystile/keystile/internal/venue/generic"
+	"github.com/keystile/keystile/internal/venue/kraken"
 	"github.com/keystile/keystile/internal/venue/stake"
 	"github.com/keystile/keystile/internal/venue/stapi"
 )
@@ -101,7 +104,7 @@ func saveRefreshToken(v *vault.Vault, name string) func(ctx context.Context, tok
 
 // BuildVenues builds the gateway's venues from the configuration. The
 // returned closers log sessions out on shutdown.
-func BuildVenues(cfg *config.Config, v *vault.Vault, log *slog.Logger) ([]gateway.Venue, []venue.Closer, error) {
+func BuildVenues(cfg *config.Config, v *vault.Vault, db *sqlite.DB, log *slog.Logger) ([]gateway.Venue, []venue.Closer, error) {
 	ids := make([]string, 0, len(cfg.Venues))
 	for id := range cfg.Venues {
 		ids = append(ids, id)
@@ -157,6 +160,14 @@ func BuildVenues(cfg *config.Config, v *vault.Vault, log *slog.Logger) ([]gatewa
 			}
 		case config.TypeGeneric:
 			impl, err = newGeneric(vc, v, tr, creds, vlog)
+		case config.TypeBinance:
+			impl, err = binance.New(binance.Options{Credentials: creds, HTTPClient: tr.Client(), BaseURL: vc.BaseURL, Logger: vlog})
+		case config.TypeKraken:
+			ko := kraken.Options{Credentials: creds, Tier: vc.Tier, Logger: vlog}
+			if db != nil {
+				ko.Nonces = db.Nonces()
+			}
+			impl, err = kraken.New(ko)
 		default:
 			err = fmt.Errorf("unknown venue type %q", vc.Type)
 		}

@@ -100,11 +100,18 @@ const (
 	TypeBetfair = "betfair"
 	TypeSTAPI   = "stapi"
 	TypeGeneric = "generic"
+	// Crypto exchanges.
+	TypeBinance  = "binance"
+	TypeKraken   = "kraken"
+	TypeOKX      = "okx"
+	TypeBybit    = "bybit"
+	TypeCoinbase = "coinbase"
 )
 
 // Venue is one upstream API.
 type Venue struct {
-	// Type (venues.<id>.type) is stake, dmarket, betfair, stapi or generic.
+	// Type (venues.<id>.type) is stake, dmarket, betfair, stapi, generic,
+	// binance, kraken, okx, bybit or coinbase.
 	// Required.
 	Type string `yaml:"type"`
 	// Credential (venues.<id>.credential) is the name of the vault
@@ -124,6 +131,10 @@ type Venue struct {
 	// Login (venues.<id>.login) is the Betfair login flow: certlogin or
 	// login. Betfair only; default certlogin.
 	Login string `yaml:"login"`
+	// Tier (venues.<id>.tier) is the account's rate-limit tier, for
+	// venues whose limits depend on it. Kraken only: starter (default),
+	// intermediate, pro, or none (no local counter model).
+	Tier string `yaml:"tier"`
 	// Hosts (venues.<id>.hosts) are extra hosts the venue may reach. The
 	// hosts of the URLs above are always allowed.
 	Hosts []string `yaml:"hosts"`

@@ -115,7 +115,7 @@ func TestErrors(t *testing.T) {
 		{"missing type", "venues:\n  dm:\n    credential: c\n    base_url: https://a.example\n", `keystile.yaml:2:3: venues.dm.type: required`},
 		{"missing credential", "venues:\n  dm:\n    type: dmarket\n    base_url: https://a.example\n", `keystile.yaml:2:3: venues.dm.credential: required`},
 		{"missing base_url", "venues:\n  dm:\n    type: dmarket\n    credential: c\n", `keystile.yaml:2:3: venues.dm.base_url: required`},
-		{"unknown type", "venues:\n  dm:\n    type: binanse\n    credential: c\n    base_url: https://a.example\n", `keystile.yaml:3:5: venues.dm.type: must be one of stake|dmarket|betfair|stapi|generic, got "binanse"`},
+		{"unknown type", "venues:\n  dm:\n    type: binanse\n    credential: c\n    base_url: https://a.example\n", `keystile.yaml:3:5: venues.dm.type: must be one of stake|dmarket|betfair|stapi|generic|binance|kraken|okx|bybit|coinbase, got "binanse"`},
 		{"http without sandbox", "venues:\n  bf:\n    type: betfair\n    credential: c\n\n\n\n\n    base_url: http://127.0.0.1:8080\n", `keystile.yaml:9:5: venues.bf.base_url: must be https:// (plain http only with sandbox: true to a loopback host)`},
 		{"http sandbox non-loopback", "venues:\n  dm:\n    type: dmarket\n    credential: c\n    sandbox: true\n    base_url: http://api.dmarket.com\n", `keystile.yaml:6:5: venues.dm.base_url: must be https://: sandbox allows http:// only to a loopback host, got "api.dmarket.com"`},
 		{"http sandbox 10/8", "venues:\n  dm:\n    type: dmarket\n    credential: c\n    sandbox: true\n    base_url: http://10.0.0.1\n", `keystile.yaml:6:5: venues.dm.base_url: must be https://: sandbox allows`},

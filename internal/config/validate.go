@@ -123,10 +123,10 @@ func (ck *checker) venue(id string, v Venue, idRE *regexp.Regexp) {
 	}
 	switch v.Type {
 	case "":
-		ck.add(p+".type", "required (stake|dmarket|betfair|stapi|generic)")
-	case TypeStake, TypeDMarket, TypeBetfair, TypeSTAPI, TypeGeneric:
+		ck.add(p+".type", "required ("+venueTypes+")")
+	case TypeStake, TypeDMarket, TypeBetfair, TypeSTAPI, TypeGeneric, TypeBinance, TypeKraken, TypeOKX, TypeBybit, TypeCoinbase:
 	default:
-		ck.add(p+".type", "must be one of stake|dmarket|betfair|stapi|generic, got %q", v.Type)
+		ck.add(p+".type", "must be one of "+venueTypes+", got %q", v.Type)
 	}
 	if strings.TrimSpace(v.Credential) == "" {
 		ck.add(p+".credential", "required: the name of a vault credential")
@@ -149,6 +149,11 @@ func (ck *checker) venue(id string, v Venue, idRE *regexp.Regexp) {
 		}
 	} else {
 		ck.oneOf(p+".login", v.Login, "certlogin", "login")
+	}
+	if v.Type == TypeKraken {
+		ck.oneOf(p+".tier", v.Tier, "starter", "intermediate", "pro", "none")
+	} else if v.Tier != "" {
+		ck.add(p+".tier", "only valid for type kraken")
 	}
 	for i, h := range v.Hosts {
 		if h == "" || strings.ContainsAny(h, "/@?# \t") {
@@ -209,12 +214,14 @@ func (ck *checker) venue(id string, v Venue, idRE *regexp.Regexp) {
 	switch {
 	case v.Auth == nil && v.Type == TypeGeneric:
 		ck.add(p+".auth", "required for type generic")
-	case v.Auth != nil && (v.Type == TypeStake || v.Type == TypeDMarket || v.Type == TypeBetfair):
+	case v.Auth != nil && v.Type != TypeGeneric && v.Type != TypeSTAPI:
 		ck.add(p+".auth", "not allowed for type %s: its signing scheme is built in", v.Type)
 	case v.Auth != nil:
 		ck.auth(p+".auth", v.Auth, v.Sandbox)
 	}
 }
+
+const venueTypes = "stake|dmarket|betfair|stapi|generic|binance|kraken|okx|bybit|coinbase"
 
 var opName = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$`)
 

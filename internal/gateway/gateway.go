@@ -526,6 +526,16 @@ func (s *signer) RoundTrip(req *http.Request) (*http.Response, error) {
 		out.Body = http.NoBody
 	}
 	out.ContentLength = int64(len(body))
+	if seq, ok := s.impl.(venue.Sequencer); ok {
+		release, err := seq.Sequence(ctx, out)
+		if err != nil {
+			if req.Body != nil {
+				_ = req.Body.Close()
+			}
+			return nil, err
+		}
+		defer release()
+	}
 	if err := s.impl.Authenticate(ctx, out, body); err != nil {
 		if req.Body != nil {
 			_ = req.Body.Close()

@@ -62,3 +62,12 @@ func TestEndpoint(ctx context.Context) bool {
 	t, _ := ctx.Value(testKey{}).(bool)
 	return t
 }
+
+// Sequencer is implemented by venues whose requests must reach the venue
+// in the order they were signed (Kraken: strictly increasing nonces per
+// key). The gateway calls Sequence before Authenticate and release once the
+// venue's answer headers arrived (or the attempt failed), so signing and
+// sending are one critical section per key.
+type Sequencer interface {
+	Sequence(ctx context.Context, out *http.Request) (release func(), err error)
+}

@@ -113,7 +113,8 @@ type Options struct {
 	// NonceBlock is the reservation size; if 0, DefaultNonceBlock.
 	NonceBlock uint64
 	// Tier is the account's verification tier for the rate limiter:
-	// "starter" (default), "intermediate" or "pro".
+	// "starter" (default), "intermediate", "pro", or "none" (no local
+	// counter model; the venue's 429 back-off is still honoured).
 	Tier string
 	// Logger; if nil, logs are discarded.
 	Logger *slog.Logger
@@ -121,6 +122,7 @@ type Options struct {
 
 // Venue is a Kraken spot REST venue. It is safe for concurrent use.
 type Venue struct {
+	seq   chan struct{} // one private request in flight: nonces arrive in order
 	creds venue.Credentials
 	now   func() time.Time
 	store NonceStore
@@ -147,7 +149,7 @@ func New(o Options) (*Venue, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &Venue{creds: o.Credentials, now: o.Now, store: o.Nonces, block: o.NonceBlock, log: o.Logger, rl: rl,
+	v := &Venue{seq: make(chan struct{}, 1), creds: o.Credentials, now: o.Now, store: o.Nonces, block: o.NonceBlock, log: o.Logger, rl: rl,
 		nonces: map[string]*counter{}}
 	if v.now == nil {
 		v.now = time.Now
@@ -397,3 +399,21 @@ var (
 	_ venue.TokenCarrier = (*Venue)(nil)
 	_ venue.RateLimiter  = (*Venue)(nil)
 )
+
+// Sequence implements venue.Sequencer: private requests are signed and sent
+// one at a time, so the venue receives nonces in the order they were issued
+// (Kraken refuses a nonce not above the last one it saw for the key).
+// Public requests are not sequenced.
+func (v *Venue) Sequence(ctx context.Context, out *http.Request) (func(), error) {
+	if !strings.Contains(out.URL.Path, "/private/") {
+		return func() {}, nil
+	}
+	select {
+	case v.seq <- struct{}{}:
+		return func() { <-v.seq }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+var _ venue.Sequencer = (*Venue)(nil)

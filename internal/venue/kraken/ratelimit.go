@@ -29,7 +29,7 @@ func tierOf(name string) (tierLimits, error) {
 	case "pro":
 		return tierLimits{20, 1, 180, 3.75}, nil
 	}
-	return tierLimits{}, fmt.Errorf("kraken: unknown tier %q (starter, intermediate, pro)", name)
+	return tierLimits{}, fmt.Errorf("kraken: unknown tier %q (starter, intermediate, pro, none)", name)
 }
 
 // headroom keeps 5% of each counter unused.
@@ -39,7 +39,8 @@ const headroom = 0.95
 const defaultBackoff = 60 * time.Second
 
 type limiter struct {
-	lim tierLimits
+	lim  tierLimits
+	none bool // tier "none": no local counter model (429 back-off still applies)
 
 	mu           sync.Mutex
 	rest, trade  float64
@@ -48,6 +49,9 @@ type limiter struct {
 }
 
 func newLimiter(tier string) (*limiter, error) {
+	if tier == "none" {
+		return &limiter{none: true}, nil
+	}
 	l, err := tierOf(tier)
 	if err != nil {
 		return nil, err
@@ -72,6 +76,9 @@ func (l *limiter) allow(op string, now time.Time) (time.Duration, bool) {
 	defer l.mu.Unlock()
 	if now.Before(l.backoffUntil) {
 		return l.backoffUntil.Sub(now), false
+	}
+	if l.none {
+		return 0, true
 	}
 	l.decay(now)
 	cnt, limit, decay := &l.rest, l.lim.restMax*headroom, l.lim.restDecay

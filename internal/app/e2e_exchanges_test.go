@@ -195,8 +195,9 @@ func TestE2EKrakenNonces(t *testing.T) {
 
 type statusError struct{ r botResponse }
 
-func (e *statusError) Error() string { return "status " + http.StatusText(e.r.status) + ": " + e.r.raw() }
-
+func (e *statusError) Error() string {
+	return "status " + http.StatusText(e.r.status) + ": " + e.r.raw()
+}
 
 func adminLive(vs []e2eVenue) admin.CreateTokenRequest {
 	var ids []string

@@ -38,6 +38,8 @@ venues:
       oauth2:
         token_url: %s/oauth/token
 `, info.Venues[sandbox.VenueSTAPI].BaseURL))
+	venue("binance", "binance", sandbox.VenueBinance, "")
+	venue("kraken", "kraken", sandbox.VenueKraken, "")
 	venue("betpro", "generic", sandbox.VenueGeneric, `    auth:
       scheme: hmac
       key_field: api_key

@@ -62,6 +62,8 @@ var venueIDs = []struct{ id, kind, sandbox string }{
 	{"betfair", config.TypeBetfair, sandbox.VenueBetfair},
 	{"stapi", config.TypeSTAPI, sandbox.VenueSTAPI},
 	{"betpro", config.TypeGeneric, sandbox.VenueGeneric},
+	{"binance", config.TypeBinance, sandbox.VenueBinance},
+	{"kraken", config.TypeKraken, sandbox.VenueKraken},
 }
 
 // Run runs the demo and returns what happened. It fails if any step does
@@ -121,7 +123,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("demo: config: %w", err)
 	}
-	say("2. Initialised a vault in %s (master key: file) and a config with 5 venues", dir)
+	say("2. Initialised a vault in %s (master key: file) and a config with %d venues", dir, len(venueIDs))
 
 	// 3. A real keystile server, logging at debug level to a file in the
 	// data dir (swept for secrets at the end) and to Options.Log.
@@ -186,7 +188,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, fmt.Errorf("demo: %s %s: %w", r.venue, r.path, err)
 		}
 		res.Steps = append(res.Steps, st)
-		fmt.Fprintf(tw, "   %s\t%s %s\t%d\t%s\n", r.venue, r.method, r.path, st.Status, st.Latency.Round(10*time.Microsecond))
+		shown, _, _ := strings.Cut(r.path, "?")
+		fmt.Fprintf(tw, "   %s\t%s %s\t%d\t%s\n", r.venue, r.method, shown, st.Status, st.Latency.Round(10*time.Microsecond))
 		if st.Status >= 300 {
 			_ = tw.Flush()
 			return res, fmt.Errorf("demo: %s %s answered %d (request id %s)", r.venue, r.path, st.Status, st.RequestID)
@@ -196,8 +199,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	for _, v := range venueIDs {
 		res.OrdersByVenu[v.id] = sb.Stats(v.sandbox).Orders
 	}
-	say("   orders the venues received: stake %d, dmarket %d, betfair %d, stapi %d, betpro %d",
-		res.OrdersByVenu["stake"], res.OrdersByVenu["dmarket"], res.OrdersByVenu["betfair"], res.OrdersByVenu["stapi"], res.OrdersByVenu["betpro"])
+	var counts []string
+	for _, v := range venueIDs {
+		counts = append(counts, fmt.Sprintf("%s %d", v.id, res.OrdersByVenu[v.id]))
+	}
+	say("   orders the venues received: %s", strings.Join(counts, ", "))
 	say("")
 
 	// 7. Panic button: revoke, and the very next request is refused.
@@ -259,6 +265,10 @@ func script() []request {
 		{"stapi", "POST", "/v1/videos", `{"title":"keystile demo","client_ref":"demo-1"}`},
 		{"betpro", "GET", "/api/v1/balance", ""},
 		{"betpro", "POST", "/api/v1/orders", `{"market_id":"M1","selection_id":"S1","side":"back","price":2.0,"size":5,"client_order_id":"demo-1"}`},
+		{"binance", "GET", "/api/v3/account", ""},
+		{"binance", "POST", "/api/v3/order?symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=30000&newClientOrderId=demo-1", ""},
+		{"kraken", "POST", "/0/private/Balance", "x=1"},
+		{"kraken", "POST", "/0/private/AddOrder", "pair=XBTUSD&type=buy&ordertype=limit&price=30000&volume=0.01&cl_ord_id=demo-1"},
 	}
 }
 
@@ -273,7 +283,11 @@ func call(ctx context.Context, hc *http.Client, gw, tok string, r request) (Step
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	if r.body != "" {
-		req.Header.Set("Content-Type", "application/json")
+		ct := "application/json"
+		if !strings.HasPrefix(r.body, "{") {
+			ct = "application/x-www-form-urlencoded"
+		}
+		req.Header.Set("Content-Type", ct)
 	}
 	start := time.Now()
 	resp, err := hc.Do(req)
@@ -283,6 +297,9 @@ func call(ctx context.Context, hc *http.Client, gw, tok string, r request) (Step
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	st := Step{Venue: r.venue, Method: r.method, Path: r.path, Status: resp.StatusCode, Latency: time.Since(start), RequestID: resp.Header.Get("Keystile-Request-Id")}
+	if resp.StatusCode < 300 && r.venue == "kraken" && strings.Contains(string(b), `"error":["E`) {
+		return st, fmt.Errorf("venue error: %.200s", b)
+	}
 	if resp.StatusCode < 300 && strings.Contains(string(b), `"errors"`) && r.venue == "stake" {
 		var g struct {
 			Errors []struct{ Message string } `json:"errors"`

@@ -1,0 +1,38 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestDemo runs the whole demo: every venue's orders arrive once, the
+// revoked token is refused, and the leak sweep finds nothing in the data
+// dir (database, WAL, key file, debug log). The demo's own output never
+// contains a credential or the token.
+func TestDemo(t *testing.T) {
+	var out, logs bytes.Buffer
+	res, err := Run(context.Background(), Options{Out: &out, Log: &logs})
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	for _, v := range venueIDs {
+		if res.OrdersByVenu[v.id] != 1 {
+			t.Errorf("%s received %d orders, want 1", v.id, res.OrdersByVenu[v.id])
+		}
+	}
+	if res.Refused.Status != http.StatusUnauthorized {
+		t.Errorf("revoked token answered %d", res.Refused.Status)
+	}
+	if res.FilesChecked < 3 || len(res.Leaks) != 0 {
+		t.Errorf("leak sweep: %d files, leaks %v", res.FilesChecked, res.Leaks)
+	}
+	if !strings.Contains(out.String(), "Done.") {
+		t.Errorf("summary incomplete:\n%s", out.String())
+	}
+	if strings.Contains(out.String()+logs.String(), "kst_test_") {
+		t.Error("the token appears in the demo output or logs")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -32,7 +33,7 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(out.String(), "Done.") {
 		t.Errorf("summary incomplete:\n%s", out.String())
 	}
-	if strings.Contains(out.String()+logs.String(), "kst_test_") {
+	if regexp.MustCompile(`kst_(test|live)_[0-9A-Za-z]{40,}`).MatchString(out.String() + logs.String()) {
 		t.Error("the token appears in the demo output or logs")
 	}
 }

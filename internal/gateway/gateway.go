@@ -607,7 +607,7 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	if resp.Body == nil || resp.Body == http.NoBody {
 		return nil
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, g.o.MaxResponseBytes+1))
+	data, err := readAnswer(resp, g.o.MaxResponseBytes)
 	_ = resp.Body.Close()
 	if err != nil {
 		return err
@@ -721,4 +721,23 @@ func (g *Gateway) Server(o ServerOptions) *http.Server {
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 		ConnContext:       func(ctx context.Context, _ net.Conn) context.Context { return ctx },
 	}
+}
+
+// readAnswer reads a response body of at most limit bytes (+1 to detect
+// more), sized from Content-Length when the venue sent one.
+func readAnswer(resp *http.Response, limit int64) ([]byte, error) {
+	if n := resp.ContentLength; n >= 0 && n <= limit {
+		buf := make([]byte, n, n+1)
+		if _, err := io.ReadFull(resp.Body, buf); err != nil {
+			return nil, err
+		}
+		// A body longer than its Content-Length is a protocol error the
+		// transport reports; read one more byte to be sure.
+		var one [1]byte
+		if m, _ := resp.Body.Read(one[:]); m > 0 {
+			return append(buf, one[0]), nil
+		}
+		return buf, nil
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, limit+1))
 }

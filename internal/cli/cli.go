@@ -68,6 +68,11 @@ func Run(ctx context.Context, args []string, st IO) int {
 	if err == nil {
 		return ExitOK
 	}
+	// keystile exec: the exit code is the child's.
+	var ec interface{ ExitCode() int }
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
+	}
 	fmt.Fprintf(st.Stderr, "keystile: %v\n", err)
 	var ue usageError
 	if errors.As(err, &ue) || isCobraUsage(err) {
@@ -102,7 +107,7 @@ func newRoot(g *globals) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.dataDir, "data-dir", "", "data directory (env KEYSTILE_DATA_DIR; default $XDG_DATA_HOME/keystile)")
 	pf.StringVar(&g.cfgPath, "config", "", "config file (env KEYSTILE_CONFIG; default <data-dir>/keystile.yaml if present)")
-	root.AddCommand(newVersion(g), newInit(g), newServe(g), newSecret(g), newVault(g), newToken(g), newDemo(g), newSandbox(g), newOAuth(g))
+	root.AddCommand(newVersion(g), newInit(g), newServe(g), newSecret(g), newVault(g), newToken(g), newDemo(g), newSandbox(g), newOAuth(g), newDoctor(g), newExec(g))
 	return root
 }
 

@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"os"
+	osexec "os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -103,7 +105,25 @@ func TestScripts(t *testing.T) {
 				uid, _ := strconv.Atoi(args[0])
 				ts.Check(os.Lchown(ts.MkAbs(args[1]), uid, uid))
 			},
-			// exitcode N: the previous exec's exit code was N.
+			// exitcode N PROG ARGS...: run PROG and require exit code N.
+			"exitcode": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) < 2 {
+					ts.Fatalf("usage: exitcode N PROG [ARGS...]")
+				}
+				want, err := strconv.Atoi(args[0])
+				ts.Check(err)
+				err = ts.Exec(args[1], args[2:]...)
+				got := 0
+				var ee *osexec.ExitError
+				if errors.As(err, &ee) {
+					got = ee.ExitCode()
+				} else if err != nil {
+					ts.Fatalf("%v", err)
+				}
+				if got != want {
+					ts.Fatalf("exit code %d, want %d", got, want)
+				}
+			},
 		},
 		Condition: func(cond string) (bool, error) {
 			if cond == "root" {

@@ -1,0 +1,147 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keystile/keystile/internal/admin"
+	"github.com/keystile/keystile/internal/app"
+	"github.com/keystile/keystile/internal/config"
+	"github.com/keystile/keystile/internal/doctor"
+	"github.com/keystile/keystile/internal/masterkey"
+	"github.com/keystile/keystile/internal/store/sqlite"
+	"github.com/keystile/keystile/internal/vault"
+)
+
+// metaMasterKey is the vault metadata key under which init records the
+// master-key source (app keeps its own copy of the name unexported).
+const metaMasterKey = "master_key"
+
+func newDoctor(g *globals) *cobra.Command {
+	var format, failOn string
+	cmd := &cobra.Command{
+		Use:   "doctor [--format text|json] [--fail-on warn|fail]",
+		Short: "Check this machine's keystile set-up against the security checklist",
+		Long: `doctor checks permissions, the master-key source, .env files and shell histories, the config's
+venues, tokens, credential rotation and the running server. Each check has an id, a severity, a result
+(pass, warn, fail, skip) and a fix hint. Nothing is changed and no secret is printed.
+Exit status 1 when a check is at or above --fail-on (default fail).`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			level, err := doctor.ParseLevel(failOn)
+			if err != nil {
+				return usagef("%v", err)
+			}
+			if format != "text" && format != "json" {
+				return usagef("doctor: --format wants text or json")
+			}
+			cfg, dir, err := g.resolve()
+			if err != nil {
+				return err
+			}
+			o, cleanup := g.doctorOptions(cmd.Context(), cfg, dir)
+			defer cleanup()
+			rep := doctor.Run(cmd.Context(), o)
+			if format == "json" {
+				if err := g.printJSON(rep); err != nil {
+					return err
+				}
+			} else if err := rep.WriteText(g.io.Stdout); err != nil {
+				return err
+			}
+			if n := len(rep.Failing(level)); n > 0 {
+				return fmt.Errorf("doctor: %d check(s) at or above %s", n, level)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
+	cmd.Flags().StringVar(&failOn, "fail-on", "fail", "exit 1 when a check is at or above: warn or fail")
+	return cmd
+}
+
+// doctorOptions gathers what doctor looks at: the running server if any,
+// and the vault opened standalone (never prompting).
+func (g *globals) doctorOptions(ctx context.Context, cfg *config.Config, dir string) (doctor.Options, func()) {
+	o := doctor.Options{DataDir: dir, Config: cfg, Home: g.io.Getenv("HOME"), UID: os.Getuid()}
+	if wd, err := os.Getwd(); err == nil {
+		o.WorkDir = wd
+	}
+	var cleanups []func()
+	cleanup := func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}
+	sock := cfg.Admin.Socket
+	if sock == "" {
+		sock = filepath.Join(dir, app.SocketFile)
+	}
+	if c, err := admin.NewClient(sock); err != nil {
+		o.ServerReason = err.Error()
+	} else {
+		o.Server = timeoutServer{c}
+	}
+	o.MasterKeySource, o.VaultReason = recordedSource(ctx, dir)
+	if o.VaultReason == "" {
+		env := app.Env{Getenv: g.io.Getenv, Stderr: g.io.Stderr} // no Prompt: doctor never asks
+		db, v, err := app.OpenVault(ctx, env, dir, cfg, nil, nil)
+		if err != nil {
+			o.VaultReason = "cannot open the vault without a prompt: " + err.Error()
+		} else {
+			o.Vault = v
+			cleanups = append(cleanups, func() { _ = db.Close() }, func() { _ = v.Close(context.WithoutCancel(ctx)) })
+		}
+	}
+	return o, cleanup
+}
+
+// recordedSource reads the master-key source init recorded in the vault.
+func recordedSource(ctx context.Context, dir string) (string, string) {
+	if err := app.CheckDataDir(dir); err != nil {
+		return "", err.Error()
+	}
+	db, err := sqlite.Open(ctx, filepath.Join(dir, app.DBFile))
+	if err != nil {
+		return "", err.Error()
+	}
+	defer db.Close()
+	b, err := db.Vault().Meta(ctx, metaMasterKey)
+	if err != nil {
+		return "", "vault metadata: " + err.Error()
+	}
+	var p masterkey.Params
+	if err := json.Unmarshal(b, &p); err != nil {
+		return "", "vault metadata: " + err.Error()
+	}
+	return p.Source, ""
+}
+
+// timeoutServer bounds each admin call doctor makes.
+type timeoutServer struct{ c *admin.Client }
+
+func (s timeoutServer) Status(ctx context.Context) (admin.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return s.c.Status(ctx)
+}
+
+func (s timeoutServer) ListTokens(ctx context.Context) ([]admin.TokenInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return s.c.ListTokens(ctx)
+}
+
+func (s timeoutServer) ListSecrets(ctx context.Context) ([]vault.Info, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return s.c.ListSecrets(ctx)
+}
+
+var _ doctor.Server = timeoutServer{}

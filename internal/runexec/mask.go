@@ -1,0 +1,225 @@
+package runexec
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keystile/keystile/internal/secret"
+)
+
+// Mask replaces a masked value in the child's output.
+const Mask = "[" + secret.Redacted + "]"
+
+// MinMaskLen is the shortest value the Masker masks. Shorter values would
+// garble ordinary output, and their absence would reveal them.
+const MinMaskLen = 8
+
+// partialMaskLen is the shortest held tail that is masked, not printed,
+// when it is released on idle or close.
+const partialMaskLen = 4
+
+// DefaultIdle is how long a held tail waits for the next write.
+const DefaultIdle = 100 * time.Millisecond
+
+// ErrClosed is returned by Write after Close.
+var ErrClosed = errors.New("runexec: masker closed")
+
+// Encodings returns the forms of v that are masked: raw, hex (lower and
+// upper), base64 (standard and URL, padded and raw), and URL escapes.
+func Encodings(v []byte) []string {
+	h := hex.EncodeToString(v)
+	out := []string{
+		string(v), h, strings.ToUpper(h),
+		base64.StdEncoding.EncodeToString(v), base64.RawStdEncoding.EncodeToString(v),
+		base64.URLEncoding.EncodeToString(v), base64.RawURLEncoding.EncodeToString(v),
+		url.QueryEscape(string(v)), url.PathEscape(string(v)),
+	}
+	seen := map[string]bool{}
+	uniq := out[:0]
+	for _, s := range out {
+		if !seen[s] {
+			seen[s] = true
+			uniq = append(uniq, s)
+		}
+	}
+	return uniq
+}
+
+// Masker is an io.WriteCloser that masks values in a stream before
+// passing it on. It is safe for concurrent use.
+type Masker struct {
+	mu      sync.Mutex
+	w       io.Writer
+	pats    []string // longest first
+	first   [256]bool
+	maxLen  int
+	held    []byte
+	idle    time.Duration
+	timer   *time.Timer
+	closed  bool
+	lastErr error
+}
+
+// NewMasker returns a Masker writing to w that masks values (those shorter
+// than MinMaskLen are ignored; see Skipped). idle bounds how long a
+// possible start of a value is held back; if 0, DefaultIdle.
+func NewMasker(w io.Writer, values []secret.Value, idle time.Duration) *Masker {
+	if idle <= 0 {
+		idle = DefaultIdle
+	}
+	m := &Masker{w: w, idle: idle}
+	seen := map[string]bool{}
+	for _, v := range values {
+		if v.Len() < MinMaskLen {
+			continue
+		}
+		for _, p := range Encodings(v.Reveal()) {
+			if !seen[p] {
+				seen[p] = true
+				m.pats = append(m.pats, p)
+				m.first[p[0]] = true
+				m.maxLen = max(m.maxLen, len(p))
+			}
+		}
+	}
+	sort.SliceStable(m.pats, func(i, j int) bool { return len(m.pats[i]) > len(m.pats[j]) })
+	return m
+}
+
+// Skipped returns the indexes of values too short to be masked.
+func Skipped(values []secret.Value) []int {
+	var out []int
+	for i, v := range values {
+		if v.Len() < MinMaskLen {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// Write masks p (together with any held tail) and writes what can be
+// released. It reports len(p) on success, as the bytes are consumed.
+func (m *Masker) Write(p []byte) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return 0, ErrClosed
+	}
+	if m.lastErr != nil {
+		return 0, m.lastErr
+	}
+	data := append(m.held, p...)
+	out, held := m.scan(data)
+	m.held = append([]byte(nil), held...)
+	secret.Wipe(data)
+	if len(out) > 0 {
+		if _, err := m.w.Write(out); err != nil {
+			m.lastErr = err
+			return 0, err
+		}
+	}
+	if m.timer != nil {
+		m.timer.Stop()
+		m.timer = nil
+	}
+	if len(m.held) > 0 {
+		m.timer = time.AfterFunc(m.idle, func() { _ = m.Flush() })
+	}
+	return len(p), nil
+}
+
+// scan returns the masked output that can be released and the tail to
+// hold (a proper prefix of some pattern that reaches the end of data).
+func (m *Masker) scan(data []byte) (out, held []byte) {
+	if len(m.pats) == 0 {
+		return append([]byte(nil), data...), nil
+	}
+	out = make([]byte, 0, len(data))
+	for i := 0; i < len(data); {
+		if !m.first[data[i]] {
+			out = append(out, data[i])
+			i++
+			continue
+		}
+		rest := data[i:]
+		if n := m.fullMatch(rest); n > 0 {
+			out = append(out, Mask...)
+			i += n
+			continue
+		}
+		if len(rest) < m.maxLen && m.partialMatch(rest) {
+			return out, rest
+		}
+		out = append(out, data[i])
+		i++
+	}
+	return out, nil
+}
+
+func (m *Masker) fullMatch(rest []byte) int {
+	for _, p := range m.pats {
+		if len(rest) >= len(p) && string(rest[:len(p)]) == p {
+			return len(p)
+		}
+	}
+	return 0
+}
+
+func (m *Masker) partialMatch(rest []byte) bool {
+	for _, p := range m.pats {
+		if len(rest) < len(p) && p[:len(rest)] == string(rest) {
+			return true
+		}
+	}
+	return false
+}
+
+// Flush releases the held tail: printed if shorter than four bytes, else
+// replaced by the mask.
+func (m *Masker) Flush() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.flushLocked()
+}
+
+func (m *Masker) flushLocked() error {
+	if m.timer != nil {
+		m.timer.Stop()
+		m.timer = nil
+	}
+	if len(m.held) == 0 || m.lastErr != nil {
+		return m.lastErr
+	}
+	out := m.held
+	if len(out) >= partialMaskLen {
+		out = []byte(Mask)
+	}
+	_, err := m.w.Write(out)
+	secret.Wipe(m.held)
+	m.held = nil
+	if err != nil {
+		m.lastErr = err
+	}
+	return err
+}
+
+// Close flushes the held tail. It does not close the underlying writer.
+func (m *Masker) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	err := m.flushLocked()
+	m.closed = true
+	return err
+}
+
+var _ io.WriteCloser = (*Masker)(nil)

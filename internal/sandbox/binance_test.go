@@ -154,7 +154,11 @@ func TestBinanceEndToEnd(t *testing.T) {
 		}
 	}
 	q := binanceSigned(sec, "symbol=BTCUSDT", "", clk.Now())
-	wantErr("bad signature", do(t, nil, "GET", vi.BaseURL+"/api/v3/openOrders?"+q[:len(q)-1]+"0", nil, h), 400, -1022)
+	flipped := "0"
+	if q[len(q)-1] == '0' {
+		flipped = "1" // the signature must really change
+	}
+	wantErr("bad signature", do(t, nil, "GET", vi.BaseURL+"/api/v3/openOrders?"+q[:len(q)-1]+flipped, nil, h), 400, -1022)
 	wantErr("old timestamp", do(t, nil, "GET", vi.BaseURL+"/api/v3/openOrders?"+binanceSigned(sec, "", "", clk.Now().Add(-6*time.Second)), nil, h), 400, -1021)
 	wantErr("kst token as key", do(t, nil, "GET", vi.BaseURL+"/api/v3/openOrders?"+q, nil, map[string]string{"X-MBX-APIKEY": "kst_test_" + canaryToken}), 401, -2014)
 	r = do(t, nil, "GET", vi.BaseURL+"/api/v3/openOrders?"+q, nil, map[string]string{"X-MBX-APIKEY": "kst_test_" + canaryToken})

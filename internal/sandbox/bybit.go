@@ -1,0 +1,265 @@
+package sandbox
+
+// Bybit (API v5) emulator. Private requests carry X-BAPI-API-KEY,
+// X-BAPI-TIMESTAMP (unix ms), X-BAPI-RECV-WINDOW (ms, default 5000) and
+// X-BAPI-SIGN = hex(HMAC-SHA256(secret, timestamp + api_key + recv_window +
+// payload)), payload being the raw query for GET and the body for POST; a
+// request is accepted when server_time - recv_window <= timestamp <
+// server_time + 1000. Answers use Bybit's envelope {"retCode":0,"retMsg":"OK",
+// "result":{...},"retExtInfo":{},"time":ms}; auth errors are retCode 10003
+// (key), 10004 (sign), 10002 (timestamp/recv_window) with HTTP 401. Every
+// private answer carries X-Bapi-Limit, X-Bapi-Limit-Status and
+// X-Bapi-Limit-Reset-Timestamp (BybitOrderLimit order requests per second);
+// past the limit, retCode 10006 "Too many visits!". Served:
+// GET /v5/market/tickers (public), GET /v5/account/wallet-balance,
+// POST /v5/order/create, POST /v5/order/cancel, POST /v5/order/cancel-all,
+// GET /v5/order/realtime.
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keystile/keystile/internal/secret"
+)
+
+// Bybit verification errors.
+var (
+	ErrBybitMissing   = errors.New("sandbox: bybit: missing authentication header")
+	ErrBybitKey       = errors.New("sandbox: bybit: api key is invalid")
+	ErrBybitTimestamp = errors.New("sandbox: bybit: timestamp outside recv_window")
+	ErrBybitSignature = errors.New("sandbox: bybit: error sign")
+)
+
+// BybitOrderLimit is how many order requests the emulator accepts per second.
+const BybitOrderLimit = 10
+
+// BybitDefaultRecvWindow applies when X-BAPI-RECV-WINDOW is absent (ms).
+const BybitDefaultRecvWindow = 5000
+
+// BybitSignature returns hex(HMAC-SHA256(secret, timestamp + apiKey +
+// recvWindow + payload)).
+func BybitSignature(secretKey []byte, timestamp, apiKey, recvWindow string, payload []byte) string {
+	m := hmac.New(sha256.New, secretKey)
+	m.Write([]byte(timestamp + apiKey + recvWindow))
+	m.Write(payload)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// VerifyBybit checks Bybit's v5 HMAC signature. rawQuery is the query as
+// sent; GET requests sign it, others sign body.
+func VerifyBybit(method, rawQuery string, body []byte, headers http.Header, apiKey, secretKey secret.Value, now time.Time) error {
+	key, ts, sig := headers.Get("X-BAPI-API-KEY"), headers.Get("X-BAPI-TIMESTAMP"), headers.Get("X-BAPI-SIGN")
+	if key == "" || ts == "" || sig == "" {
+		return ErrBybitMissing
+	}
+	if !apiKey.EqualBytes([]byte(key)) {
+		return ErrBybitKey
+	}
+	rw := headers.Get("X-BAPI-RECV-WINDOW")
+	window := int64(BybitDefaultRecvWindow)
+	if rw != "" {
+		w, err := strconv.ParseInt(rw, 10, 64)
+		if err != nil || w <= 0 {
+			return ErrBybitTimestamp
+		}
+		window = w
+	}
+	ms, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return ErrBybitTimestamp
+	}
+	srv := now.UnixMilli()
+	if ms < srv-window || ms >= srv+1000 {
+		return ErrBybitTimestamp
+	}
+	payload := body
+	if method == http.MethodGet {
+		payload = []byte(rawQuery)
+	}
+	want := BybitSignature(secretKey.Reveal(), ts, key, rw, payload)
+	if subtle.ConstantTimeCompare([]byte(strings.ToLower(sig)), []byte(want)) != 1 {
+		return ErrBybitSignature
+	}
+	return nil
+}
+
+type bybit struct {
+	vs       *venueServer
+	key, sec secret.Value
+	orders   *windowCounter
+}
+
+func newBybit(vs *venueServer, creds map[string]string) (*bybit, error) {
+	b := &bybit{
+		vs: vs, key: secret.FromString(creds["api_key"]), sec: secret.FromString(creds["secret"]),
+		orders: &windowCounter{window: time.Second, limit: BybitOrderLimit},
+	}
+	if b.key.IsZero() {
+		b.key = secret.FromString(strings.ToUpper(randHex(9)))
+	}
+	if b.sec.IsZero() {
+		b.sec = secret.FromString(strings.ToUpper(randHex(18)))
+	}
+	return b, nil
+}
+
+func (b *bybit) credentials() map[string]string {
+	return map[string]string{"api_key": string(b.key.Reveal()), "secret": string(b.sec.Reveal())}
+}
+func (b *bybit) credentialHeaders() []string {
+	return []string{"X-BAPI-API-KEY", "X-BAPI-TIMESTAMP", "X-BAPI-RECV-WINDOW", "X-BAPI-SIGN"}
+}
+func (b *bybit) expireSessions() {}
+
+func (b *bybit) answer(w http.ResponseWriter, status, code int, msg string, result any) {
+	if result == nil {
+		result = map[string]any{}
+	}
+	writeJSON(w, status, map[string]any{
+		"retCode": code, "retMsg": msg, "result": result, "retExtInfo": map[string]any{}, "time": b.vs.clock().UnixMilli(),
+	})
+}
+
+func (b *bybit) serve(w http.ResponseWriter, r *http.Request, body []byte) {
+	ops := map[string]string{
+		"GET /v5/market/tickers":         "market.tickers",
+		"GET /v5/account/wallet-balance": "account.wallet_balance",
+		"POST /v5/order/create":          "order.create",
+		"POST /v5/order/cancel":          "order.cancel",
+		"POST /v5/order/cancel-all":      "order.cancel_all",
+		"GET /v5/order/realtime":         "order.realtime",
+	}
+	op, ok := ops[r.Method+" "+r.URL.Path]
+	if !ok {
+		b.vs.count("not_found")
+		b.answer(w, http.StatusNotFound, 10001, "route not found", nil)
+		return
+	}
+	b.vs.count(op)
+	now := b.vs.clock()
+	if op == "market.tickers" {
+		sym := r.URL.Query().Get("symbol")
+		if sym == "" {
+			sym = "BTCUSDT"
+		}
+		b.answer(w, http.StatusOK, 0, "OK", map[string]any{"category": r.URL.Query().Get("category"), "list": []any{
+			map[string]string{"symbol": sym, "lastPrice": "43250.10", "bid1Price": "43250.00", "ask1Price": "43250.20", "volume24h": "1234.5"},
+		}})
+		return
+	}
+	if err := VerifyBybit(r.Method, r.URL.RawQuery, body, r.Header, b.key, b.sec, now); err != nil {
+		b.vs.authFailure()
+		switch {
+		case errors.Is(err, ErrBybitMissing), errors.Is(err, ErrBybitKey):
+			b.answer(w, http.StatusUnauthorized, 10003, "API key is invalid.", nil)
+		case errors.Is(err, ErrBybitTimestamp):
+			b.answer(w, http.StatusUnauthorized, 10002, "invalid request, please check your server timestamp or recv_window param", nil)
+		default:
+			b.answer(w, http.StatusUnauthorized, 10004, "error sign! origin_string[REDACTED]", nil)
+		}
+		return
+	}
+	if strings.HasPrefix(op, "order.") && op != "order.realtime" {
+		allowed := b.orders.take(now)
+		left, _ := b.orders.status(now, false)
+		w.Header().Set("X-Bapi-Limit", strconv.Itoa(BybitOrderLimit))
+		w.Header().Set("X-Bapi-Limit-Status", strconv.Itoa(left))
+		w.Header().Set("X-Bapi-Limit-Reset-Timestamp", strconv.FormatInt(b.orders.reset().UnixMilli(), 10))
+		if !allowed {
+			b.answer(w, http.StatusOK, 10006, "Too many visits!", nil)
+			return
+		}
+	}
+	switch op {
+	case "account.wallet_balance":
+		b.answer(w, http.StatusOK, 0, "OK", map[string]any{"list": []any{map[string]any{
+			"accountType": "UNIFIED", "totalEquity": "100000",
+			"coin": []any{
+				map[string]string{"coin": "USDT", "walletBalance": "100000", "equity": "100000"},
+				map[string]string{"coin": "BTC", "walletBalance": "1", "equity": "1"},
+			},
+		}}})
+	case "order.create":
+		var req struct {
+			Category    string `json:"category"`
+			Symbol      string `json:"symbol"`
+			Side        string `json:"side"`
+			OrderType   string `json:"orderType"`
+			Qty         string `json:"qty"`
+			Price       string `json:"price"`
+			OrderLinkID string `json:"orderLinkId"`
+		}
+		if err := json.Unmarshal(body, &req); err != nil || req.Category == "" || req.Symbol == "" || req.Qty == "" ||
+			(req.Side != "Buy" && req.Side != "Sell") || (req.OrderType != "Limit" && req.OrderType != "Market") {
+			b.answer(w, http.StatusOK, 10001, "params error", nil)
+			return
+		}
+		o := b.vs.addOrder("bybit-", Order{ClientOrderID: req.OrderLinkID, Instrument: req.Symbol, Side: strings.ToLower(req.Side), Price: req.Price, Size: req.Qty})
+		b.answer(w, http.StatusOK, 0, "OK", map[string]string{"orderId": o.ID, "orderLinkId": req.OrderLinkID})
+	case "order.cancel":
+		var req struct {
+			Category    string `json:"category"`
+			Symbol      string `json:"symbol"`
+			OrderID     string `json:"orderId"`
+			OrderLinkID string `json:"orderLinkId"`
+		}
+		if err := json.Unmarshal(body, &req); err != nil || req.Category == "" || req.Symbol == "" {
+			b.answer(w, http.StatusOK, 10001, "params error", nil)
+			return
+		}
+		id := req.OrderID
+		for _, o := range b.vs.openOrders() {
+			if id == "" && req.OrderLinkID != "" && o.ClientOrderID == req.OrderLinkID {
+				id = o.ID
+			}
+		}
+		c, ok := b.vs.cancelOrder(id)
+		if !ok {
+			b.answer(w, http.StatusOK, 110001, "order not exists or too late to cancel", nil)
+			return
+		}
+		b.answer(w, http.StatusOK, 0, "OK", map[string]string{"orderId": c.ID, "orderLinkId": c.ClientOrderID})
+	case "order.cancel_all":
+		var req struct {
+			Category string `json:"category"`
+			Symbol   string `json:"symbol"`
+		}
+		if err := json.Unmarshal(body, &req); err != nil || req.Category == "" {
+			b.answer(w, http.StatusOK, 10001, "params error", nil)
+			return
+		}
+		list := []any{}
+		for _, o := range b.vs.openOrders() {
+			if req.Symbol != "" && o.Instrument != req.Symbol {
+				continue
+			}
+			if c, ok := b.vs.cancelOrder(o.ID); ok {
+				list = append(list, map[string]string{"orderId": c.ID, "orderLinkId": c.ClientOrderID})
+			}
+		}
+		b.answer(w, http.StatusOK, 0, "OK", map[string]any{"list": list, "success": "1"})
+	case "order.realtime":
+		list := []any{}
+		for _, o := range b.vs.openOrders() {
+			side := "Buy"
+			if o.Side == "sell" {
+				side = "Sell"
+			}
+			list = append(list, map[string]string{
+				"orderId": o.ID, "orderLinkId": o.ClientOrderID, "symbol": o.Instrument,
+				"side": side, "price": o.Price, "qty": o.Size, "orderStatus": "New",
+			})
+		}
+		b.answer(w, http.StatusOK, 0, "OK", map[string]any{"list": list, "nextPageCursor": "", "category": r.URL.Query().Get("category")})
+	}
+}
+
+var _ emulator = (*bybit)(nil)

@@ -1,0 +1,87 @@
+package sandbox
+
+import (
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"net/url"
+	"testing"
+	"time"
+)
+
+// coinbaseJWT builds a JWT the way the Coinbase documentation describes,
+// with overrides applied to the claims.
+func coinbaseJWT(t *testing.T, c map[string]string, uri, nonce string, nbf time.Time, life time.Duration) string {
+	t.Helper()
+	blk, _ := pem.Decode([]byte(c["private_key"]))
+	k, err := x509.ParseECPrivateKey(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb, _ := json.Marshal(map[string]any{"alg": "ES256", "kid": c["key_name"], "nonce": nonce, "typ": "JWT"})
+	cb, _ := json.Marshal(map[string]any{"sub": c["key_name"], "iss": "cdp", "nbf": nbf.Unix(), "exp": nbf.Add(life).Unix(), "uri": uri})
+	in := base64.RawURLEncoding.EncodeToString(hb) + "." + base64.RawURLEncoding.EncodeToString(cb)
+	sum := sha256.Sum256([]byte(in))
+	r, s, err := ecdsa.Sign(rand.Reader, k, sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := make([]byte, 64)
+	r.FillBytes(sig[:32])
+	s.FillBytes(sig[32:])
+	return in + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+func TestCoinbaseEmulator(t *testing.T) {
+	clk := newTestClock()
+	s := startSandbox(t, Options{Venues: []string{VenueCoinbase}, Clock: clk.Now})
+	vi := s.Info().Venues[VenueCoinbase]
+	c := vi.Credentials
+	u, _ := url.Parse(vi.BaseURL)
+	host := u.Host
+	const order = `{"client_order_id":"cb1","product_id":"BTC-USD","side":"BUY","order_configuration":{"limit_limit_gtc":{"base_size":"0.01","limit_price":"100","post_only":false}}}`
+	tests := []struct {
+		name, method, path, body, uri, nonce string
+		nbf                                  time.Duration
+		life                                 time.Duration
+		status                               int
+	}{
+		{"accounts", "GET", "/api/v3/brokerage/accounts", "", "GET " + host + "/api/v3/brokerage/accounts", "n1", 0, 120 * time.Second, 200},
+		{"place", "POST", "/api/v3/brokerage/orders", order, "POST " + host + "/api/v3/brokerage/orders", "n2", 0, 120 * time.Second, 200},
+		{"nonce reused", "GET", "/api/v3/brokerage/accounts", "", "GET " + host + "/api/v3/brokerage/accounts", "n1", 0, 120 * time.Second, 401},
+		{"uri of another path", "GET", "/api/v3/brokerage/products", "", "GET " + host + "/api/v3/brokerage/accounts", "n3", 0, 120 * time.Second, 401},
+		{"lifetime too long", "GET", "/api/v3/brokerage/accounts", "", "GET " + host + "/api/v3/brokerage/accounts", "n4", 0, 121 * time.Second, 401},
+		{"expired", "GET", "/api/v3/brokerage/accounts", "", "GET " + host + "/api/v3/brokerage/accounts", "n5", -121 * time.Second, 120 * time.Second, 401},
+		{"not yet valid", "GET", "/api/v3/brokerage/accounts", "", "GET " + host + "/api/v3/brokerage/accounts", "n6", 30 * time.Second, 60 * time.Second, 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			jwt := coinbaseJWT(t, c, tt.uri, tt.nonce, clk.Now().Add(tt.nbf), tt.life)
+			r := do(t, nil, tt.method, vi.BaseURL+tt.path, []byte(tt.body), map[string]string{"Authorization": "Bearer " + jwt})
+			m := r.json(t)
+			if r.status != tt.status || (tt.status == 401 && m["error"] != "UNAUTHENTICATED") {
+				t.Fatalf("%d %s", r.status, r.body)
+			}
+		})
+	}
+	r := do(t, nil, "GET", vi.BaseURL+"/api/v3/brokerage/accounts", nil, map[string]string{"Authorization": "Bearer not.a.jwt"})
+	if r.status != 401 {
+		t.Fatalf("garbage jwt: %d", r.status)
+	}
+	if o := s.Orders(VenueCoinbase); len(o) != 1 || o[0].ClientOrderID != "cb1" || o[0].Price != "100" {
+		t.Fatalf("orders %+v", o)
+	}
+	// A nonce is usable again once its JWT expired.
+	clk.Advance(3 * time.Minute)
+	jwt := coinbaseJWT(t, c, "GET "+host+"/api/v3/brokerage/accounts", "n1", clk.Now(), time.Minute)
+	if r := do(t, nil, "GET", vi.BaseURL+"/api/v3/brokerage/accounts", nil, map[string]string{"Authorization": "Bearer " + jwt}); r.status != 200 {
+		t.Fatalf("expired nonce not released: %d %s", r.status, r.body)
+	}
+	if _, err := Start(t.Context(), Options{Venues: []string{VenueCoinbase}, Credentials: map[string]map[string]string{VenueCoinbase: {"private_key": "junk"}}}); err == nil {
+		t.Fatal("junk private_key accepted")
+	}
+}

@@ -1,0 +1,316 @@
+package bybit
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keystile/keystile/internal/venue"
+)
+
+// Credential fields.
+const (
+	FieldAPIKey = "api_key"
+	FieldSecret = "secret"
+)
+
+// Request headers.
+const (
+	HeaderKey        = "X-BAPI-API-KEY"
+	HeaderTimestamp  = "X-BAPI-TIMESTAMP"
+	HeaderRecvWindow = "X-BAPI-RECV-WINDOW"
+	HeaderSign       = "X-BAPI-SIGN"
+	HeaderSignType   = "X-BAPI-SIGN-TYPE"
+)
+
+// Rate-limit response headers.
+const (
+	HeaderLimit       = "X-Bapi-Limit"
+	HeaderLimitStatus = "X-Bapi-Limit-Status"
+	HeaderLimitReset  = "X-Bapi-Limit-Reset-Timestamp"
+)
+
+// DefaultRecvWindow is the receive window used when Options.RecvWindow is 0.
+const DefaultRecvWindow = 5 * time.Second
+
+// ErrMalformedOrder reports an order placement keystile cannot read.
+var ErrMalformedOrder = errors.New("bybit: malformed order")
+
+// Operations is Bybit's operations table.
+var Operations = venue.Table{
+	{Method: "GET", Path: "/v5/market/*", Op: venue.OpMarketRead},
+	{Method: "GET", Path: "/v5/account/wallet-balance", Op: venue.OpAccountRead},
+	{Method: "GET", Path: "/v5/account/info", Op: venue.OpAccountRead},
+	{Method: "GET", Path: "/v5/account/fee-rate", Op: venue.OpAccountRead},
+	{Method: "GET", Path: "/v5/position/list", Op: venue.OpAccountRead},
+	{Method: "GET", Path: "/v5/asset/transfer/query-account-coins-balance", Op: venue.OpAccountRead},
+	{Method: "GET", Path: "/v5/order/realtime", Op: venue.OpOrderRead},
+	{Method: "GET", Path: "/v5/order/history", Op: venue.OpOrderRead},
+	{Method: "GET", Path: "/v5/execution/list", Op: venue.OpOrderRead},
+	{Method: "POST", Path: "/v5/order/create", Op: venue.OpOrderPlace},
+	{Method: "POST", Path: "/v5/order/cancel", Op: venue.OpOrderCancel},
+	{Method: "POST", Path: "/v5/order/cancel-all", Op: venue.OpOrderCancelAll},
+	{Method: "POST", Path: "/v5/asset/withdraw/create", Op: venue.OpWalletWithdraw},
+	{Method: "POST", Path: "/v5/asset/withdraw/cancel", Op: venue.OpWalletWithdraw},
+	{Method: "POST", Path: "/v5/asset/transfer/inter-transfer", Op: venue.OpWalletTransfer},
+	{Method: "POST", Path: "/v5/asset/transfer/universal-transfer", Op: venue.OpWalletTransfer},
+	{Method: "POST", Path: "/v5/user/update-api", Op: venue.OpAPIKeyManage},
+	{Method: "POST", Path: "/v5/user/update-sub-api", Op: venue.OpAPIKeyManage},
+	{Method: "POST", Path: "/v5/user/create-sub-api", Op: venue.OpAPIKeyManage},
+	{Method: "POST", Path: "/v5/user/delete-api", Op: venue.OpAPIKeyManage},
+	{Method: "GET", Path: "/v5/user/query-api", Op: venue.OpAPIKeyManage},
+}
+
+// Options configure New.
+type Options struct {
+	Credentials venue.Credentials // required: api_key, secret
+	Now         func() time.Time  // if nil, time.Now
+	RecvWindow  time.Duration     // if 0, DefaultRecvWindow; at most 60 s
+}
+
+// Venue is a Bybit venue. It is safe for concurrent use.
+type Venue struct {
+	creds  venue.Credentials
+	now    func() time.Time
+	window string
+
+	mu      sync.Mutex
+	blocked map[string]time.Time // op -> until
+	until   time.Time            // every op
+}
+
+// New returns a Bybit venue.
+func New(o Options) (*Venue, error) {
+	if o.Credentials == nil {
+		return nil, errors.New("bybit: no credentials")
+	}
+	if o.RecvWindow == 0 {
+		o.RecvWindow = DefaultRecvWindow
+	}
+	if o.RecvWindow < time.Millisecond || o.RecvWindow > time.Minute {
+		return nil, fmt.Errorf("bybit: recv window %s out of range (1ms..60s)", o.RecvWindow)
+	}
+	v := &Venue{creds: o.Credentials, now: o.Now, window: strconv.FormatInt(o.RecvWindow.Milliseconds(), 10), blocked: map[string]time.Time{}}
+	if v.now == nil {
+		v.now = time.Now
+	}
+	return v, nil
+}
+
+// Classify implements venue.Venue.
+func (v *Venue) Classify(r *venue.Request) (string, bool) { return Operations.Lookup(r.Method, r.Path) }
+
+// CredentialHeaders implements venue.Venue.
+func (v *Venue) CredentialHeaders() []string {
+	return []string{HeaderKey, HeaderTimestamp, HeaderRecvWindow, HeaderSign, HeaderSignType}
+}
+
+// BotToken implements venue.TokenCarrier: a Bybit SDK sends the kst_ token
+// as its API key, in X-BAPI-API-KEY.
+func (v *Venue) BotToken(h http.Header, _ string) (string, bool) {
+	t := strings.TrimSpace(h.Get(HeaderKey))
+	return t, strings.HasPrefix(t, "kst_")
+}
+
+// Payload returns what Bybit signs after timestamp, key and window: the raw
+// query for GET and DELETE, the body otherwise.
+func Payload(method, rawQuery string, body []byte) []byte {
+	if method == http.MethodGet || method == http.MethodDelete {
+		return []byte(rawQuery)
+	}
+	return body
+}
+
+// Sign returns hex(HMAC-SHA256(secret, timestamp + apiKey + recvWindow + payload)).
+func Sign(secretKey []byte, timestamp, apiKey, recvWindow string, payload []byte) string {
+	m := hmac.New(sha256.New, secretKey)
+	m.Write([]byte(timestamp))
+	m.Write([]byte(apiKey))
+	m.Write([]byte(recvWindow))
+	m.Write(payload)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// Authenticate implements venue.Venue.
+func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte) error {
+	for _, h := range v.CredentialHeaders() {
+		out.Header.Del(h)
+	}
+	ts := strconv.FormatInt(v.now().UnixMilli(), 10)
+	payload := Payload(out.Method, out.URL.RawQuery, body)
+	return v.creds(ctx, func(c venue.Credential) error {
+		key, err := c.Field(FieldAPIKey)
+		if err != nil {
+			return fmt.Errorf("bybit: credential: %w", err)
+		}
+		sec, err := c.Field(FieldSecret)
+		if err != nil {
+			return fmt.Errorf("bybit: credential: %w", err)
+		}
+		if key.IsZero() || sec.IsZero() || hasCTL(key.Reveal()) {
+			return errors.New("bybit: credential: empty or invalid api_key or secret")
+		}
+		k := string(key.Reveal())
+		out.Header.Set(HeaderKey, k)
+		out.Header.Set(HeaderTimestamp, ts)
+		out.Header.Set(HeaderRecvWindow, v.window)
+		out.Header.Set(HeaderSignType, "2")
+		out.Header.Set(HeaderSign, Sign(sec.Reveal(), ts, k, v.window, payload))
+		return nil
+	})
+}
+
+func hasCTL(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// ClientOrderIDField implements venue.Normalizer.
+func (v *Venue) ClientOrderIDField() string { return "orderLinkId" }
+
+// Normalize implements venue.Normalizer for POST /v5/order/create.
+func (v *Venue) Normalize(r *venue.Request) (*venue.Order, error) {
+	if op, _ := v.Classify(r); op != venue.OpOrderPlace {
+		return nil, nil
+	}
+	return ParseOrder(r.Body)
+}
+
+// ParseOrder reads a /v5/order/create body (category, symbol, side,
+// orderType, qty, price, orderLinkId, marketUnit). A spot market order's
+// qty is a quote amount (the notional) when marketUnit is quoteCoin, or
+// when marketUnit is absent on a buy (Bybit's default).
+func ParseOrder(body []byte) (*venue.Order, error) {
+	var m map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&m); err != nil || m == nil {
+		return nil, fmt.Errorf("%w: body is not a JSON object", ErrMalformedOrder)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: trailing data", ErrMalformedOrder)
+	}
+	get := func(k string) (string, error) {
+		raw, ok := m[k]
+		if !ok || string(raw) == "null" {
+			return "", nil
+		}
+		var s string
+		if err := json.Unmarshal(raw, &s); err == nil {
+			return s, nil
+		}
+		var n json.Number
+		d := json.NewDecoder(bytes.NewReader(raw))
+		d.UseNumber()
+		if err := d.Decode(&n); err == nil {
+			return n.String(), nil
+		}
+		return "", fmt.Errorf("%w: field %s is not a string or number", ErrMalformedOrder, k)
+	}
+	var f [7]string
+	for i, k := range []string{"category", "symbol", "side", "orderType", "qty", "price", "orderLinkId"} {
+		s, err := get(k)
+		if err != nil {
+			return nil, err
+		}
+		f[i] = s
+	}
+	unit, err := get("marketUnit")
+	if err != nil {
+		return nil, err
+	}
+	o := &venue.Order{Instrument: f[1], Side: strings.ToLower(f[2]), Type: strings.ToLower(f[3]), Price: f[5], ClientOrderID: f[6]}
+	switch {
+	case o.Instrument == "":
+		return nil, fmt.Errorf("%w: no symbol", ErrMalformedOrder)
+	case o.Side != "buy" && o.Side != "sell":
+		return nil, fmt.Errorf("%w: side must be Buy or Sell", ErrMalformedOrder)
+	case o.Type == "":
+		return nil, fmt.Errorf("%w: no orderType", ErrMalformedOrder)
+	case f[4] == "":
+		return nil, fmt.Errorf("%w: no qty", ErrMalformedOrder)
+	}
+	if f[0] == "spot" && o.Type == "market" && (unit == "quoteCoin" || (unit == "" && o.Side == "buy")) {
+		o.Notional = f[4]
+	} else {
+		o.Quantity = f[4]
+	}
+	return o, nil
+}
+
+// Allow implements venue.RateLimiter.
+func (v *Venue) Allow(op string, now time.Time) (time.Duration, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	until := v.until
+	if u := v.blocked[op]; u.After(until) {
+		until = u
+	}
+	if now.Before(until) {
+		return until.Sub(now), false
+	}
+	return 0, true
+}
+
+// maxBlock bounds a back-off taken from a response header.
+const maxBlock = 10 * time.Minute
+
+// Observe implements venue.RateLimiter: it reads Bybit's usage headers
+// (per operation) and HTTP 429.
+func (v *Venue) Observe(resp *http.Response, now time.Time) {
+	if resp == nil {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if resp.StatusCode == http.StatusTooManyRequests {
+		d := time.Second
+		if s, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && s > 0 {
+			d = min(time.Duration(s)*time.Second, maxBlock)
+		}
+		if u := now.Add(d); u.After(v.until) {
+			v.until = u
+		}
+	}
+	limit, err1 := strconv.Atoi(resp.Header.Get(HeaderLimit))
+	left, err2 := strconv.Atoi(resp.Header.Get(HeaderLimitStatus))
+	if err1 != nil || err2 != nil || limit <= 0 || resp.Request == nil || resp.Request.URL == nil {
+		return
+	}
+	op, ok := Operations.Lookup(resp.Request.Method, resp.Request.URL.Path)
+	if !ok || left*20 > limit {
+		return
+	}
+	until := now.Add(time.Second) // Bybit windows are 1 s when no reset is given
+	if ms, err := strconv.ParseInt(resp.Header.Get(HeaderLimitReset), 10, 64); err == nil {
+		if t := time.UnixMilli(ms); t.After(now) {
+			until = t
+		}
+	}
+	if until.Sub(now) > maxBlock {
+		until = now.Add(maxBlock)
+	}
+	if until.After(v.blocked[op]) {
+		v.blocked[op] = until
+	}
+}
+
+var (
+	_ venue.Venue        = (*Venue)(nil)
+	_ venue.Normalizer   = (*Venue)(nil)
+	_ venue.TokenCarrier = (*Venue)(nil)
+	_ venue.RateLimiter  = (*Venue)(nil)
+)

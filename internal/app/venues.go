@@ -22,9 +22,12 @@ import (
 	"github.com/keystile/keystile/internal/venue"
 	"github.com/keystile/keystile/internal/venue/betfair"
 	"github.com/keystile/keystile/internal/venue/binance"
+	"github.com/keystile/keystile/internal/venue/bybit"
+	"github.com/keystile/keystile/internal/venue/coinbase"
 	"github.com/keystile/keystile/internal/venue/dmarket"
 	"github.com/keystile/keystile/internal/venue/generic"
 	"github.com/keystile/keystile/internal/venue/kraken"
+	"github.com/keystile/keystile/internal/venue/okx"
 	"github.com/keystile/keystile/internal/venue/stake"
 	"github.com/keystile/keystile/internal/venue/stapi"
 )
@@ -162,6 +165,12 @@ func BuildVenues(cfg *config.Config, v *vault.Vault, db *sqlite.DB, log *slog.Lo
 			impl, err = newGeneric(vc, v, tr, creds, vlog)
 		case config.TypeBinance:
 			impl, err = binance.New(binance.Options{Credentials: creds, HTTPClient: tr.Client(), BaseURL: vc.BaseURL, Logger: vlog})
+		case config.TypeOKX:
+			impl, err = okx.New(okx.Options{Credentials: creds})
+		case config.TypeBybit:
+			impl, err = bybit.New(bybit.Options{Credentials: creds})
+		case config.TypeCoinbase:
+			impl, err = coinbase.New(coinbase.Options{Credentials: creds})
 		case config.TypeKraken:
 			ko := kraken.Options{Credentials: creds, Tier: vc.Tier, Logger: vlog}
 			if db != nil {

@@ -39,7 +39,10 @@ venues:
         token_url: %s/oauth/token
 `, info.Venues[sandbox.VenueSTAPI].BaseURL))
 	venue("binance", "binance", sandbox.VenueBinance, "")
-	venue("kraken", "kraken", sandbox.VenueKraken, "")
+	venue("kraken", "kraken", sandbox.VenueKraken, "    tier: none\n")
+	venue("okx", "okx", sandbox.VenueOKX, "")
+	venue("bybit", "bybit", sandbox.VenueBybit, "")
+	venue("coinbase", "coinbase", sandbox.VenueCoinbase, "")
 	venue("betpro", "generic", sandbox.VenueGeneric, `    auth:
       scheme: hmac
       key_field: api_key

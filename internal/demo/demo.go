@@ -64,6 +64,9 @@ var venueIDs = []struct{ id, kind, sandbox string }{
 	{"betpro", config.TypeGeneric, sandbox.VenueGeneric},
 	{"binance", config.TypeBinance, sandbox.VenueBinance},
 	{"kraken", config.TypeKraken, sandbox.VenueKraken},
+	{"okx", config.TypeOKX, sandbox.VenueOKX},
+	{"bybit", config.TypeBybit, sandbox.VenueBybit},
+	{"coinbase", config.TypeCoinbase, sandbox.VenueCoinbase},
 }
 
 // Run runs the demo and returns what happened. It fails if any step does
@@ -269,6 +272,12 @@ func script() []request {
 		{"binance", "POST", "/api/v3/order?symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=30000&newClientOrderId=demo-1", ""},
 		{"kraken", "POST", "/0/private/Balance", "x=1"},
 		{"kraken", "POST", "/0/private/AddOrder", "pair=XBTUSD&type=buy&ordertype=limit&price=30000&volume=0.01&cl_ord_id=demo-1"},
+		{"okx", "GET", "/api/v5/account/balance", ""},
+		{"okx", "POST", "/api/v5/trade/order", `{"instId":"BTC-USDT","tdMode":"cash","clOrdId":"demo1","side":"buy","ordType":"limit","px":"30000","sz":"0.01"}`},
+		{"bybit", "GET", "/v5/account/wallet-balance?accountType=UNIFIED", ""},
+		{"bybit", "POST", "/v5/order/create", `{"category":"spot","symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.01","price":"30000","orderLinkId":"demo-1"}`},
+		{"coinbase", "GET", "/api/v3/brokerage/accounts", ""},
+		{"coinbase", "POST", "/api/v3/brokerage/orders", `{"client_order_id":"demo-1","product_id":"BTC-USD","side":"BUY","order_configuration":{"limit_limit_gtc":{"base_size":"0.01","limit_price":"30000","post_only":false}}}`},
 	}
 }
 

@@ -2,8 +2,9 @@
 // each outbound request just before it is sent: static header keys, bearer
 // tokens, HTTP Basic (RFC 7617), a query-parameter key, a generic HMAC
 // template for venues described in configuration, Ed25519 (RFC 8032), HTTP
-// Message Signatures (RFC 9421, with RFC 9530 Content-Digest) and AWS
-// Signature Version 4.
+// Message Signatures (RFC 9421, with RFC 9530 Content-Digest), AWS
+// Signature Version 4, and compact JWTs (ES256, EdDSA) for venues that want
+// a fresh signed token per request (Coinbase Advanced Trade).
 //
 // Security model. The signers are the only code that sees venue key bytes
 // outside the vault, and only for the duration of one call made inside

@@ -9,7 +9,8 @@
 //
 // Security model: the tables hold only sealed values (ciphertexts, wrapped
 // data keys, wrapped key-encryption keys), SHA-256 digests of client tokens
-// and keyed fingerprints. The file is created 0600 inside the 0700 data
+// and keyed fingerprints, plus Kraken nonce high-water marks keyed by a
+// SHA-256 prefix of the API key (never the key). The file is created 0600 inside the 0700 data
 // directory. secure_delete is on so deleted ciphertext is overwritten in the
 // main file.
 package sqlite

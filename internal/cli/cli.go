@@ -107,7 +107,7 @@ func newRoot(g *globals) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.dataDir, "data-dir", "", "data directory (env KEYSTILE_DATA_DIR; default $XDG_DATA_HOME/keystile)")
 	pf.StringVar(&g.cfgPath, "config", "", "config file (env KEYSTILE_CONFIG; default <data-dir>/keystile.yaml if present)")
-	root.AddCommand(newVersion(g), newInit(g), newServe(g), newSecret(g), newVault(g), newToken(g), newDemo(g), newSandbox(g), newOAuth(g), newDoctor(g), newExec(g))
+	root.AddCommand(newVersion(g), newInit(g), newServe(g), newSecret(g), newVault(g), newToken(g), newDemo(g), newSandbox(g), newOAuth(g), newDoctor(g), newExec(g), newScan(g), newHooks(g))
 	return root
 }
 

@@ -1,0 +1,7 @@
+import os
+
+KEYSTILE_TOKEN = "kst_live_Wo6QcJrnqWtgLeQ5c8kVhXE1TIqAsVaczUmRfRbdifV4EC7oa"
+headers = {"Authorization": "Bearer kst_test_lLHC33zuaCGDNryMOgDdxM8Nh8NGiQo57k9YK6f3V1v26hkia"}
+# DMarket trading keys pasted in by mistake
+dmarket_private = "b796198b29040673cf7ad132c60f40fff8eb0d2b9e691547521124ba1d5fb7182c22ac18586ab1e6a9e5204ab72f1b18015b48e6e471d1656a3342f6c0261821"
+dmarket_public = '8e4fb627b7abf14c9c21f418d0bed9487e425026165716a47c0f5859f279e4be'

@@ -52,3 +52,15 @@ func FuzzTableLookup(f *testing.F) {
 		}
 	})
 }
+
+func TestJSONFields(t *testing.T) {
+	got, err := JSONFields([]byte(`{"a":"x","b":0.10000000000000000001,"c":null,"e":7}`), "a", "b", "c", "d", "e")
+	if err != nil || got[0] != "x" || got[1] != "0.10000000000000000001" || got[2] != "" || got[3] != "" || got[4] != "7" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	for _, bad := range []string{`[]`, `{"a":1} {}`, `nope`, `{"a":{"b":1}}`, `{"a":[1]}`} {
+		if _, err := JSONFields([]byte(bad), "a"); err == nil {
+			t.Errorf("accepted %s", bad)
+		}
+	}
+}

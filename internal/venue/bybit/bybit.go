@@ -1,12 +1,10 @@
 package bybit
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -195,43 +193,11 @@ func (v *Venue) Normalize(r *venue.Request) (*venue.Order, error) {
 // qty is a quote amount (the notional) when marketUnit is quoteCoin, or
 // when marketUnit is absent on a buy (Bybit's default).
 func ParseOrder(body []byte) (*venue.Order, error) {
-	var m map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&m); err != nil || m == nil {
-		return nil, fmt.Errorf("%w: body is not a JSON object", ErrMalformedOrder)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: trailing data", ErrMalformedOrder)
-	}
-	get := func(k string) (string, error) {
-		raw, ok := m[k]
-		if !ok || string(raw) == "null" {
-			return "", nil
-		}
-		var s string
-		if err := json.Unmarshal(raw, &s); err == nil {
-			return s, nil
-		}
-		var n json.Number
-		d := json.NewDecoder(bytes.NewReader(raw))
-		d.UseNumber()
-		if err := d.Decode(&n); err == nil {
-			return n.String(), nil
-		}
-		return "", fmt.Errorf("%w: field %s is not a string or number", ErrMalformedOrder, k)
-	}
-	var f [7]string
-	for i, k := range []string{"category", "symbol", "side", "orderType", "qty", "price", "orderLinkId"} {
-		s, err := get(k)
-		if err != nil {
-			return nil, err
-		}
-		f[i] = s
-	}
-	unit, err := get("marketUnit")
+	f, err := venue.JSONFields(body, "category", "symbol", "side", "orderType", "qty", "price", "orderLinkId", "marketUnit")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %v", ErrMalformedOrder, err)
 	}
+	unit := f[7]
 	o := &venue.Order{Instrument: f[1], Side: strings.ToLower(f[2]), Type: strings.ToLower(f[3]), Price: f[5], ClientOrderID: f[6]}
 	switch {
 	case o.Instrument == "":

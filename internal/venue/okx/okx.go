@@ -1,12 +1,10 @@
 package okx
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -211,38 +209,9 @@ func (v *Venue) Normalize(r *venue.Request) (*venue.Order, error) {
 
 // ParseOrder reads an OKX order placement body.
 func ParseOrder(body []byte) (*venue.Order, error) {
-	var m map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&m); err != nil || m == nil {
-		return nil, fmt.Errorf("%w: body is not a JSON object", ErrMalformedOrder)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: trailing data", ErrMalformedOrder)
-	}
-	get := func(k string) (string, error) {
-		raw, ok := m[k]
-		if !ok || string(raw) == "null" {
-			return "", nil
-		}
-		var s string
-		if err := json.Unmarshal(raw, &s); err == nil {
-			return s, nil
-		}
-		var n json.Number
-		d := json.NewDecoder(bytes.NewReader(raw))
-		d.UseNumber()
-		if err := d.Decode(&n); err == nil {
-			return n.String(), nil
-		}
-		return "", fmt.Errorf("%w: field %s is not a string or number", ErrMalformedOrder, k)
-	}
-	var f [7]string
-	for i, k := range []string{"instId", "side", "ordType", "sz", "px", "clOrdId", "tgtCcy"} {
-		s, err := get(k)
-		if err != nil {
-			return nil, err
-		}
-		f[i] = s
+	f, err := venue.JSONFields(body, "instId", "side", "ordType", "sz", "px", "clOrdId", "tgtCcy")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformedOrder, err)
 	}
 	o := &venue.Order{Instrument: f[0], Side: strings.ToLower(f[1]), Type: strings.ToLower(f[2]), Price: f[4], ClientOrderID: f[5]}
 	if o.Instrument == "" {

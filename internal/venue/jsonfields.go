@@ -1,0 +1,47 @@
+package venue
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// ErrNotJSONObject: a body that should be one JSON object is not.
+var ErrNotJSONObject = errors.New("body is not a single JSON object")
+
+// JSONFields reads body as exactly one JSON object and returns the named
+// top-level fields as strings: a JSON string as is, a number in its exact
+// decimal text (never through a float), null or absent as "". A field of
+// another type is an error naming it. Order normalizers use it so that
+// amounts keep the precision the bot sent.
+func JSONFields(body []byte, names ...string) ([]string, error) {
+	var m map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&m); err != nil || m == nil {
+		return nil, ErrNotJSONObject
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: trailing data", ErrNotJSONObject)
+	}
+	out := make([]string, len(names))
+	for i, k := range names {
+		raw, ok := m[k]
+		if !ok || string(raw) == "null" {
+			continue
+		}
+		var s string
+		if err := json.Unmarshal(raw, &s); err == nil {
+			out[i] = s
+			continue
+		}
+		var n json.Number
+		d := json.NewDecoder(bytes.NewReader(raw))
+		d.UseNumber()
+		if err := d.Decode(&n); err != nil {
+			return nil, fmt.Errorf("field %s is not a string or number", k)
+		}
+		out[i] = n.String()
+	}
+	return out, nil
+}

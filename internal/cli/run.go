@@ -18,10 +18,11 @@ func newDemo(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run keystile end to end against local venue emulators (no network needed)",
-		Long: `demo starts emulators of Stake, DMarket, Betfair, STAPI and a generic HMAC venue on loopback
-(TLS with a throwaway CA), a keystile server on a temporary data dir, stores the emulators'
-credentials in the vault, mints a token, and runs a scripted bot that reads balances and places
-orders through the gateway; then it revokes the token and shows the next request refused.`,
+		Long: `demo starts emulators of Stake, DMarket, Betfair, STAPI, a generic HMAC venue, Binance, Kraken,
+OKX, Bybit and Coinbase on loopback (TLS with a throwaway CA), a keystile server on a temporary data
+dir, stores the emulators' credentials in the vault, mints a token, and runs a scripted bot that
+reads balances and places orders through the gateway; then it revokes the token, shows the next
+request refused, and checks that no credential reached the data dir.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o := demo.Options{Out: g.io.Stdout, DataDir: keep}

@@ -25,8 +25,11 @@ func TestExampleFileParses(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("revalidate: %v", err)
 	}
-	if got := len(c.Venues); got != 8 {
-		t.Fatalf("venues = %d, want 8", got)
+	if got := len(c.Venues); got != 10 {
+		t.Fatalf("venues = %d, want 10", got)
+	}
+	if c.Venues["kraken"].Tier != "starter" || c.Venues["binance"].TestBaseURL == "" {
+		t.Fatalf("exchange venues: %+v %+v", c.Venues["kraken"], c.Venues["binance"])
 	}
 	dm := c.Venues["dmarket"]
 	if dm.Timeouts.Total != 30*time.Second || dm.Retry.MaxAttempts != 3 || dm.TLS.MinVersion != "1.2" {

@@ -92,10 +92,11 @@ type Options struct {
 
 // Gateway is the bot-facing handler. It is safe for concurrent use.
 type Gateway struct {
-	o      Options
-	log    *slog.Logger
-	now    func() time.Time
-	venues map[string]*served
+	o       Options
+	buffers *bufferPool
+	log     *slog.Logger
+	now     func() time.Time
+	venues  map[string]*served
 }
 
 type served struct {
@@ -114,7 +115,7 @@ func New(o Options) (*Gateway, error) {
 	if o.Tokens == nil {
 		return nil, errors.New("gateway: no token verifier")
 	}
-	g := &Gateway{o: o, log: o.Logger, now: o.Now, venues: map[string]*served{}}
+	g := &Gateway{o: o, log: o.Logger, now: o.Now, venues: map[string]*served{}, buffers: newBufferPool()}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
@@ -479,6 +480,7 @@ func (g *Gateway) proxy(base *url.URL, rt http.RoundTripper, lim venue.RateLimit
 			}
 		},
 		Transport:      rt,
+		BufferPool:     g.buffers,
 		ModifyResponse: modify,
 		ErrorHandler:   g.proxyError,
 		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
@@ -741,3 +743,24 @@ func readAnswer(resp *http.Response, limit int64) ([]byte, error) {
 	}
 	return io.ReadAll(io.LimitReader(resp.Body, limit+1))
 }
+
+// bufferPool recycles the proxy's copy buffers (httputil.BufferPool):
+// without it ReverseProxy allocates 32 KiB per response.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+// Get implements httputil.BufferPool.
+func (b *bufferPool) Get() []byte { return *(b.p.Get().(*[]byte)) }
+
+// Put implements httputil.BufferPool.
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == 32<<10 {
+		buf = buf[:cap(buf)]
+		b.p.Put(&buf)
+	}
+}
+
+var _ httputil.BufferPool = (*bufferPool)(nil)

@@ -182,6 +182,11 @@ func validToken(s string) bool {
 // other than horizontal tab.
 func validHeaderValue(b []byte) bool { return !hasCTL(b) }
 
+// HasControl reports whether b holds a control character other than
+// horizontal tab (CR, LF, NUL, DEL, ...): such a value must never go into
+// a header, where it could inject another one.
+func HasControl(b []byte) bool { return hasCTL(b) }
+
 func hasCTL(b []byte) bool {
 	for _, c := range b {
 		if (c < ' ' && c != '\t') || c == 0x7f {

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keystile/keystile/internal/sign"
 	"github.com/keystile/keystile/internal/venue"
 )
 
@@ -155,7 +156,7 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 		if err != nil {
 			return fmt.Errorf("bybit: credential: %w", err)
 		}
-		if key.IsZero() || sec.IsZero() || hasCTL(key.Reveal()) {
+		if key.IsZero() || sec.IsZero() || sign.HasControl(key.Reveal()) {
 			return errors.New("bybit: credential: empty or invalid api_key or secret")
 		}
 		k := string(key.Reveal())
@@ -166,15 +167,6 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 		out.Header.Set(HeaderSign, Sign(sec.Reveal(), ts, k, v.window, payload))
 		return nil
 	})
-}
-
-func hasCTL(b []byte) bool {
-	for _, c := range b {
-		if c < 0x20 || c == 0x7f {
-			return true
-		}
-	}
-	return false
 }
 
 // ClientOrderIDField implements venue.Normalizer.

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keystile/keystile/internal/sign"
 	"github.com/keystile/keystile/internal/venue"
 )
 
@@ -174,7 +175,7 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 		if err != nil {
 			return fmt.Errorf("okx: credential: %w", err)
 		}
-		if key.IsZero() || sec.IsZero() || hasCTL(key.Reveal()) || hasCTL(pass.Reveal()) {
+		if key.IsZero() || sec.IsZero() || sign.HasControl(key.Reveal()) || sign.HasControl(pass.Reveal()) {
 			return errors.New("okx: credential: empty or invalid api_key, secret or passphrase")
 		}
 		out.Header.Set(HeaderKey, string(key.Reveal()))
@@ -183,15 +184,6 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 		out.Header.Set(HeaderSign, Sign(sec.Reveal(), pre))
 		return nil
 	})
-}
-
-func hasCTL(b []byte) bool {
-	for _, c := range b {
-		if c < 0x20 || c == 0x7f {
-			return true
-		}
-	}
-	return false
 }
 
 // ClientOrderIDField implements venue.Normalizer.

@@ -288,6 +288,25 @@ func (v *Vault) Fingerprint(value []byte) []byte {
 	return mac(v.sys[sysFingerprint], value)
 }
 
+// DeriveKey returns a 32-byte key for purpose (e.g. "audit.checkpoint.v1"),
+// derived from the vault's MAC system key with HMAC-SHA256 over a fixed
+// label: the same vault always gives the same key for a purpose, different
+// purposes give independent keys, and nobody without the master key can
+// compute it. Rekeying the vault does not change derived keys. The caller
+// owns the returned value.
+func (v *Vault) DeriveKey(purpose string) (secret.Value, error) {
+	if purpose == "" {
+		return secret.Value{}, errors.New("vault: derive key: empty purpose")
+	}
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	k := v.sys[sysMAC]
+	if len(k) == 0 {
+		return secret.Value{}, errors.New("vault: derive key: vault is closed")
+	}
+	return secret.New(mac(k, []byte("keystile derived key\x00"+purpose))), nil
+}
+
 // SetOptions are optional attributes of Set.
 type SetOptions struct {
 	// RotationDays is the rotation period doctor checks; 0 keeps the

@@ -513,3 +513,27 @@ func TestFingerprints(t *testing.T) {
 		t.Error("unrelated value matches")
 	}
 }
+
+func TestDeriveKey(t *testing.T) {
+	ctx := context.Background()
+	v := newEnv(t, vault.Options{}).v
+	a, err := v.DeriveKey("audit.checkpoint.v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := v.DeriveKey("audit.checkpoint.v1")
+	c, _ := v.DeriveKey("audit.identity.v1")
+	if a.Len() != 32 || !bytes.Equal(a.Reveal(), b.Reveal()) || bytes.Equal(a.Reveal(), c.Reveal()) {
+		t.Fatalf("derived keys: len %d, stable %v, independent %v", a.Len(), bytes.Equal(a.Reveal(), b.Reveal()), !bytes.Equal(a.Reveal(), c.Reveal()))
+	}
+	if _, err := v.Rekey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := v.DeriveKey("audit.checkpoint.v1")
+	if !bytes.Equal(a.Reveal(), d.Reveal()) {
+		t.Fatal("rekey changed a derived key")
+	}
+	if _, err := v.DeriveKey(""); err == nil {
+		t.Fatal("empty purpose accepted")
+	}
+}

@@ -88,11 +88,19 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock. If nil, time.Now.
 	Now func() time.Time
+	// AuthFailureBurst and AuthFailureEvery limit token failures per
+	// source: a source may fail AuthFailureBurst times, then once per
+	// AuthFailureEvery; beyond that its requests get 429 without their
+	// token being checked. Zero means DefaultAuthFailureBurst and
+	// DefaultAuthFailureEvery.
+	AuthFailureBurst int
+	AuthFailureEvery time.Duration
 }
 
 // Gateway is the bot-facing handler. It is safe for concurrent use.
 type Gateway struct {
 	o       Options
+	fails   *authFailures
 	buffers *bufferPool
 	log     *slog.Logger
 	now     func() time.Time
@@ -115,7 +123,8 @@ func New(o Options) (*Gateway, error) {
 	if o.Tokens == nil {
 		return nil, errors.New("gateway: no token verifier")
 	}
-	g := &Gateway{o: o, log: o.Logger, now: o.Now, venues: map[string]*served{}, buffers: newBufferPool()}
+	g := &Gateway{o: o, log: o.Logger, now: o.Now, venues: map[string]*served{}, buffers: newBufferPool(),
+		fails: newAuthFailures(o.AuthFailureBurst, o.AuthFailureEvery)}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
@@ -283,6 +292,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		deny(errNoToken, audit.Deny, "token.missing")
 		return
 	}
+	if wait, blocked := g.fails.blocked(sourceAddr(r), start); blocked {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)))
+		deny(errAuthBlocked, audit.Deny, "token.brute_force")
+		return
+	}
 	parsed, perr := token.Parse(raw)
 	isTest := perr == nil && parsed.Test
 	var proxy *httputil.ReverseProxy
@@ -306,6 +320,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err != nil {
+		if tokenError(err) == errBadToken {
+			// Guessing (malformed, unknown, expired, revoked) counts;
+			// a valid token used where it may not is no guess.
+			g.fails.fail(sourceAddr(r), start)
+		}
 		st.err = err
 		deny(tokenError(err), audit.Deny, "token."+tokenRule(err))
 		return

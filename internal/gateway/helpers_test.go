@@ -289,6 +289,7 @@ func newHarness(t testing.TB, c config) *harness {
 		MaxBodyBytes:     c.maxBody,
 		MaxResponseBytes: c.maxResp,
 		Ready:            c.ready,
+		Now:              clk.now,
 	}
 	if !c.noScrub {
 		red := logging.NewRedactor()

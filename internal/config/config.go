@@ -24,6 +24,18 @@ type Config struct {
 	// path segment bots use: http://127.0.0.1:7878/<id>/... It must match
 	// [a-z0-9][a-z0-9_-]{0,31}.
 	Venues map[string]Venue `yaml:"venues"`
+	// Policies (policies) maps a policy name to what tokens attached to it
+	// may do (see Policy). Tokens name their policy; a token without one
+	// uses policies.default, else the built-in default.
+	Policies map[string]Policy `yaml:"policies"`
+	// Audit (audit) configures the tamper-evident audit log.
+	Audit Audit `yaml:"audit"`
+	// Idempotency (idempotency) configures order de-duplication.
+	Idempotency Idempotency `yaml:"idempotency"`
+
+	// src remembers where each key was in the file Parse read (nil for a
+	// Config built in code, and for an empty file); see Locate.
+	src *source `yaml:"-"`
 }
 
 // Log configures logging.
@@ -351,7 +363,9 @@ func Default() *Config {
 			WriteTimeout:      60 * time.Second,
 			IdleTimeout:       120 * time.Second,
 		},
-		Tokens: Tokens{DefaultTTL: 24 * time.Hour, MaxTTL: 720 * time.Hour},
+		Tokens:      Tokens{DefaultTTL: 24 * time.Hour, MaxTTL: 720 * time.Hour},
+		Audit:       Audit{Sink: "sqlite", CheckpointEvery: 1000, MaxBatch: 512},
+		Idempotency: Idempotency{Window: 24 * time.Hour},
 	}
 }
 

@@ -74,7 +74,49 @@ func Parse(name string, data []byte) (cfg *Config, err error) {
 	if len(d.errs) > 0 {
 		return nil, d.join()
 	}
+	if len(d.pos) > 0 {
+		c.src = &source{file: name, pos: make(map[string][2]int, len(d.pos))}
+		for k, p := range d.pos {
+			c.src.pos[k] = [2]int{p.line, p.col}
+		}
+		if d.root != nil {
+			if tk := d.root.GetToken(); tk != nil {
+				c.src.root = [2]int{tk.Position.Line, tk.Position.Column}
+			}
+		}
+	}
 	return c, nil
+}
+
+// source is where a parsed Config's keys were (see Locate). The yaml tags
+// keep the schema checks (every field tagged) content; the decoder never
+// fills unexported fields.
+type source struct {
+	file string            `yaml:"-"`
+	pos  map[string][2]int `yaml:"-"` // key -> line, column
+	root [2]int            `yaml:"-"`
+}
+
+// Locate reports where key (a dotted path such as
+// "policies.scalper.max_notional[1]") was written in the file Parse read,
+// or where its nearest written ancestor was. For a Config not made by
+// Parse (or from an empty file) it returns "", 0, 0; for a key with no
+// written ancestor, the file and the document's first position.
+func (c *Config) Locate(key string) (file string, line, col int) {
+	if c == nil || c.src == nil {
+		return "", 0, 0
+	}
+	for k := key; ; {
+		if p, ok := c.src.pos[k]; ok {
+			return c.src.file, p[0], p[1]
+		}
+		i := strings.LastIndexAny(k, ".[")
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+	}
+	return c.src.file, c.src.root[0], c.src.root[1]
 }
 
 // related reports whether key is, or is inside, a key that failed to decode.
@@ -179,7 +221,10 @@ func (a anchorCollector) Visit(n ast.Node) ast.Visitor {
 	return a
 }
 
-var durationType = reflect.TypeFor[time.Duration]()
+var (
+	durationType = reflect.TypeFor[time.Duration]()
+	amountsType  = reflect.TypeFor[Amounts]()
+)
 
 // resolve strips anchors and tags and follows aliases.
 func (d *decoder) resolve(n ast.Node, key string, keyTok *token.Token) ast.Node {
@@ -316,6 +361,11 @@ func (d *decoder) decode(n ast.Node, rv reflect.Value, path string, keyTok *toke
 		rv.SetInt(v)
 	case reflect.Slice:
 		seq, ok := n.(*ast.SequenceNode)
+		if s, isStr := stringValue(n); !ok && isStr && rv.Type() == amountsType {
+			// Amounts: one string stands for a list of one.
+			rv.Set(reflect.ValueOf(Amounts{s}))
+			return
+		}
 		if !ok {
 			d.errorf(tk, path, "must be a list, got %s", kindName(n))
 			return
@@ -436,7 +486,7 @@ func (d *decoder) mapping(n ast.Node, tk *token.Token, path string, fn func(key 
 func fieldByTag(rv reflect.Value, key string) (reflect.Value, bool) {
 	t := rv.Type()
 	for i := range t.NumField() {
-		if tagName(t.Field(i)) == key {
+		if f := t.Field(i); f.IsExported() && tagName(f) == key {
 			return rv.Field(i), true
 		}
 	}
@@ -451,6 +501,9 @@ func tagName(f reflect.StructField) string {
 func unknownKeyMsg(key string, t reflect.Type) string {
 	best, bestD := "", 3
 	for i := range t.NumField() {
+		if !t.Field(i).IsExported() {
+			continue
+		}
 		name := tagName(t.Field(i))
 		if dist := editDistance(key, name); dist < bestD {
 			best, bestD = name, dist

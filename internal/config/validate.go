@@ -104,6 +104,25 @@ func validate(c *Config, d *decoder) []*Error {
 		ck.add("tokens.max_ttl", "must be >= tokens.default_ttl (%s), got %s", dt, mt)
 	}
 
+	ck.oneOf("audit.sink", c.Audit.Sink, "sqlite", "jsonl", "stdout")
+	ck.oneOf("audit.mirror", c.Audit.Mirror, "stdout")
+	if c.Audit.Sink == "stdout" && c.Audit.Path != "" {
+		ck.add("audit.path", "not used with audit.sink stdout")
+	}
+	if c.Audit.Sink == "stdout" && c.Audit.Mirror != "" {
+		ck.add("audit.mirror", "audit.sink is already stdout")
+	}
+	if c.Audit.CheckpointEvery < 0 || c.Audit.CheckpointEvery > 1_000_000 {
+		ck.add("audit.checkpoint_every", "must be between 1 and 1000000, got %d", c.Audit.CheckpointEvery)
+	}
+	if c.Audit.MaxBatch < 0 || c.Audit.MaxBatch > 65536 {
+		ck.add("audit.max_batch", "must be between 1 and 65536, got %d", c.Audit.MaxBatch)
+	}
+	ck.positive("idempotency.window", c.Idempotency.Window)
+	if c.Idempotency.Window > 30*24*time.Hour {
+		ck.add("idempotency.window", "must be at most 720h, got %s", c.Idempotency.Window)
+	}
+
 	ids := make([]string, 0, len(c.Venues))
 	for id := range c.Venues {
 		ids = append(ids, id)

@@ -29,6 +29,18 @@ type Event struct {
 	Upstream  int           `json:"upstream_status"` // 0 when nothing was forwarded
 	Latency   time.Duration `json:"latency_ns"`      // total time in keystile
 	Error     string        `json:"error,omitempty"` // internal detail (never a secret)
+
+	// Normalized order fields (decimal strings as the venue's normalizer
+	// produced them; "" when the operation carries none).
+	Instrument    string `json:"instrument,omitempty"`
+	Side          string `json:"side,omitempty"`
+	OrderType     string `json:"order_type,omitempty"`
+	Quantity      string `json:"quantity,omitempty"`
+	Price         string `json:"price,omitempty"`
+	Notional      string `json:"notional,omitempty"`
+	ClientOrderID string `json:"client_order_id,omitempty"`
+	// VenueOrderID is the venue's id for the order, when its answer had one.
+	VenueOrderID string `json:"venue_order_id,omitempty"`
 }
 
 // Sink receives events. Record must not block the request path for long

@@ -46,6 +46,9 @@ type globals struct {
 	io      IO
 	dataDir string
 	cfgPath string
+	// cfgFile is the file resolve loaded the config from ("" for the
+	// built-in defaults).
+	cfgFile string
 }
 
 // Main runs the keystile command line and returns the process exit code.
@@ -107,7 +110,8 @@ func newRoot(g *globals) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.dataDir, "data-dir", "", "data directory (env KEYSTILE_DATA_DIR; default $XDG_DATA_HOME/keystile)")
 	pf.StringVar(&g.cfgPath, "config", "", "config file (env KEYSTILE_CONFIG; default <data-dir>/keystile.yaml if present)")
-	root.AddCommand(newVersion(g), newInit(g), newServe(g), newSecret(g), newVault(g), newToken(g), newDemo(g), newSandbox(g), newOAuth(g), newDoctor(g), newExec(g), newScan(g), newHooks(g))
+	root.AddCommand(newVersion(g), newInit(g), newServe(g), newSecret(g), newVault(g), newToken(g), newDemo(g), newSandbox(g), newOAuth(g), newDoctor(g), newExec(g), newScan(g), newHooks(g), newAudit(g))
+	root.AddCommand(newPolicy(g))
 	return root
 }
 
@@ -122,22 +126,22 @@ func noArgs(cmd *cobra.Command, args []string) error {
 func (g *globals) resolve() (*config.Config, string, error) {
 	var cfg *config.Config
 	if g.cfgPath != "" || g.io.Getenv(app.EnvConfig) != "" {
-		c, _, err := app.LoadConfig(g.cfgPath, g.io.Getenv, "")
+		c, file, err := app.LoadConfig(g.cfgPath, g.io.Getenv, "")
 		if err != nil {
 			return nil, "", err
 		}
-		cfg = c
+		cfg, g.cfgFile = c, file
 	}
 	dir, err := app.ResolveDataDir(g.dataDir, g.io.Getenv, cfg)
 	if err != nil {
 		return nil, "", err
 	}
 	if cfg == nil {
-		c, _, err := app.LoadConfig("", g.io.Getenv, dir)
+		c, file, err := app.LoadConfig("", g.io.Getenv, dir)
 		if err != nil {
 			return nil, "", err
 		}
-		cfg = c
+		cfg, g.cfgFile = c, file
 	}
 	return cfg, dir, nil
 }

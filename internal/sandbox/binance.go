@@ -230,6 +230,8 @@ func binanceRouteOf(route string) (binanceRoute, bool) {
 		return binanceRoute{"order.new", 1, true}, true
 	case "DELETE /api/v3/order":
 		return binanceRoute{"order.cancel", 1, true}, true
+	case "GET /api/v3/order":
+		return binanceRoute{"order.query", 4, true}, true
 	case "GET /api/v3/openOrders":
 		return binanceRoute{"openOrders", 6, true}, true
 	case "DELETE /api/v3/openOrders":
@@ -369,6 +371,21 @@ func (b *binance) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 			return
 		}
 		writeJSON(w, http.StatusOK, binanceOrderJSON(o, "LIMIT", "CANCELED", now))
+	case "order.query":
+		if p.Get("symbol") == "" || (p.Get("orderId") == "" && p.Get("origClientOrderId") == "") {
+			binanceError(w, http.StatusBadRequest, -1102, "Mandatory parameter was not sent, was empty/null, or malformed.")
+			return
+		}
+		o, ok := b.vs.findOrder(p.Get("orderId"), p.Get("origClientOrderId"))
+		if !ok || o.Instrument != p.Get("symbol") {
+			binanceError(w, http.StatusBadRequest, -2013, "Order does not exist.")
+			return
+		}
+		status := "NEW"
+		if o.Status == OrderCancelled {
+			status = "CANCELED"
+		}
+		writeJSON(w, http.StatusOK, binanceOrderJSON(o, "LIMIT", status, now))
 	case "openOrders":
 		out := []any{}
 		for _, o := range b.vs.openOrders() {
@@ -399,6 +416,32 @@ func (b *binance) byClientID(cid string) string {
 		}
 	}
 	return ""
+}
+
+// findOrder returns the order (open or not) with venue order id id, or
+// else with client order id cid; empty values match nothing.
+func (vs *venueServer) findOrder(id, cid string) (Order, bool) {
+	vs.mu.Lock()
+	defer vs.mu.Unlock()
+	for _, o := range vs.orders {
+		if id != "" && o.ID == id || id == "" && cid != "" && o.ClientOrderID == cid {
+			return *o, true
+		}
+	}
+	return Order{}, false
+}
+
+// ordersWhere returns copies of the orders keep accepts, oldest first.
+func (vs *venueServer) ordersWhere(keep func(*Order) bool) []Order {
+	vs.mu.Lock()
+	defer vs.mu.Unlock()
+	out := []Order{}
+	for _, o := range vs.orders {
+		if keep(o) {
+			out = append(out, *o)
+		}
+	}
+	return out
 }
 
 func binanceOrderJSON(o Order, typ, status string, now time.Time) map[string]any {

@@ -136,6 +136,7 @@ func (b *bybit) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 		"POST /v5/order/cancel":          "order.cancel",
 		"POST /v5/order/cancel-all":      "order.cancel_all",
 		"GET /v5/order/realtime":         "order.realtime",
+		"GET /v5/order/history":          "order.history",
 	}
 	op, ok := ops[r.Method+" "+r.URL.Path]
 	if !ok {
@@ -167,7 +168,7 @@ func (b *bybit) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 		}
 		return
 	}
-	if strings.HasPrefix(op, "order.") && op != "order.realtime" {
+	if strings.HasPrefix(op, "order.") && op != "order.realtime" && op != "order.history" {
 		allowed := b.orders.take(now)
 		left, _ := b.orders.status(now, false)
 		w.Header().Set("X-Bapi-Limit", strconv.Itoa(BybitOrderLimit))
@@ -246,19 +247,35 @@ func (b *bybit) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 			}
 		}
 		b.answer(w, http.StatusOK, 0, "OK", map[string]any{"list": list, "success": "1"})
-	case "order.realtime":
+	case "order.realtime", "order.history":
+		// realtime lists open orders (openOnly=1: the closed ones); history
+		// lists every order. Both filter by symbol, orderId and orderLinkId.
+		q := r.URL.Query()
+		if q.Get("category") == "" {
+			b.answer(w, http.StatusOK, 10001, "params error: category", nil)
+			return
+		}
+		closedOnly := q.Get("openOnly") == "1"
 		list := []any{}
-		for _, o := range b.vs.openOrders() {
-			side := "Buy"
+		for _, o := range b.vs.ordersWhere(func(o *Order) bool {
+			return (op == "order.history" || (o.Status == OrderCancelled) == closedOnly) &&
+				(q.Get("symbol") == "" || o.Instrument == q.Get("symbol")) &&
+				(q.Get("orderId") == "" || o.ID == q.Get("orderId")) &&
+				(q.Get("orderLinkId") == "" || o.ClientOrderID == q.Get("orderLinkId"))
+		}) {
+			side, status := "Buy", "New"
 			if o.Side == "sell" {
 				side = "Sell"
 			}
+			if o.Status == OrderCancelled {
+				status = "Cancelled"
+			}
 			list = append(list, map[string]string{
 				"orderId": o.ID, "orderLinkId": o.ClientOrderID, "symbol": o.Instrument,
-				"side": side, "price": o.Price, "qty": o.Size, "orderStatus": "New",
+				"side": side, "price": o.Price, "qty": o.Size, "orderStatus": status,
 			})
 		}
-		b.answer(w, http.StatusOK, 0, "OK", map[string]any{"list": list, "nextPageCursor": "", "category": r.URL.Query().Get("category")})
+		b.answer(w, http.StatusOK, 0, "OK", map[string]any{"list": list, "nextPageCursor": "", "category": q.Get("category")})
 	}
 }
 

@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -291,10 +292,22 @@ func (c *coinbase) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"results": res})
 	case "orders.list":
+		// Every order, newest first, filtered by product_ids and
+		// order_status (repeated or comma-separated, as Coinbase takes them).
+		q := r.URL.Query()
+		products, statuses := coinbaseList(q["product_ids"]), coinbaseList(q["order_status"])
+		all := c.vs.ordersWhere(func(o *Order) bool { return len(products) == 0 || slices.Contains(products, o.Instrument) })
 		res := []any{}
-		for _, o := range c.vs.openOrders() {
+		for i := len(all) - 1; i >= 0; i-- {
+			o, status := all[i], "OPEN"
+			if o.Status == OrderCancelled {
+				status = "CANCELLED"
+			}
+			if len(statuses) > 0 && !slices.Contains(statuses, status) {
+				continue
+			}
 			res = append(res, map[string]any{"order_id": o.ID, "client_order_id": o.ClientOrderID, "product_id": o.Instrument,
-				"side": strings.ToUpper(o.Side), "status": "OPEN"})
+				"side": strings.ToUpper(o.Side), "status": status})
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"orders": res, "has_next": false, "cursor": ""})
 	}
@@ -336,6 +349,19 @@ func (c *coinbase) create(w http.ResponseWriter, body []byte) {
 	writeJSON(w, http.StatusOK, map[string]any{"success": true, "success_response": map[string]string{
 		"order_id": o.ID, "product_id": o.Instrument, "side": req.Side, "client_order_id": o.ClientOrderID,
 	}, "order_configuration": req.Config})
+}
+
+// coinbaseList splits repeated and comma-separated query values.
+func coinbaseList(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		for p := range strings.SplitSeq(v, ",") {
+			if p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 var _ emulator = (*coinbase)(nil)

@@ -174,7 +174,7 @@ func (k *kraken) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 	method := strings.TrimPrefix(path, "/0/private/")
 	switch method {
-	case "Balance", "AddOrder", "CancelOrder", "CancelAll", "OpenOrders":
+	case "Balance", "AddOrder", "CancelOrder", "CancelAll", "OpenOrders", "ClosedOrders":
 	default:
 		k.vs.count("not_found")
 		krakenReply(w, http.StatusNotFound, []string{"EGeneral:Unknown method"}, nil)
@@ -236,16 +236,29 @@ func (k *kraken) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 			}
 		}
 		krakenReply(w, http.StatusOK, nil, map[string]int{"count": n})
-	case "OpenOrders":
-		open := map[string]any{}
-		for _, o := range k.vs.openOrders() {
-			open[o.ID] = map[string]any{
-				"status": "open", "cl_ord_id": o.ClientOrderID, "vol": o.Size, "vol_exec": "0",
+	case "OpenOrders", "ClosedOrders":
+		// Both take cl_ord_id as a filter; ClosedOrders lists the cancelled
+		// orders (the emulator fills nothing) with their count.
+		cid, closed := form.Get("cl_ord_id"), method == "ClosedOrders"
+		list := map[string]any{}
+		for _, o := range k.vs.ordersWhere(func(o *Order) bool {
+			return (o.Status == OrderCancelled) == closed && (cid == "" || o.ClientOrderID == cid)
+		}) {
+			status := "open"
+			if closed {
+				status = "canceled"
+			}
+			list[o.ID] = map[string]any{
+				"status": status, "cl_ord_id": o.ClientOrderID, "vol": o.Size, "vol_exec": "0",
 				"opentm": float64(o.Placed.UnixMilli()) / 1000,
 				"descr":  map[string]string{"pair": o.Instrument, "type": o.Side, "price": o.Price},
 			}
 		}
-		krakenReply(w, http.StatusOK, nil, map[string]any{"open": open})
+		if closed {
+			krakenReply(w, http.StatusOK, nil, map[string]any{"closed": list, "count": len(list)})
+			return
+		}
+		krakenReply(w, http.StatusOK, nil, map[string]any{"open": list})
 	}
 }
 

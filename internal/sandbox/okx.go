@@ -125,6 +125,7 @@ func (o *okx) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 		"POST /api/v5/trade/cancel-order":        "trade.cancel",
 		"POST /api/v5/trade/cancel-batch-orders": "trade.cancel_batch",
 		"GET /api/v5/trade/orders-pending":       "trade.pending",
+		"GET /api/v5/trade/order":                "trade.order_details",
 	}
 	op, ok := ops[r.Method+" "+r.URL.Path]
 	if !ok {
@@ -165,7 +166,7 @@ func (o *okx) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 		}
 		return
 	}
-	if strings.HasPrefix(op, "trade.") && op != "trade.pending" && !o.orders.take(o.vs.clock()) {
+	if strings.HasPrefix(op, "trade.") && op != "trade.pending" && op != "trade.order_details" && !o.orders.take(o.vs.clock()) {
 		okxAnswer(w, http.StatusTooManyRequests, "50011", "Too Many Requests", nil)
 		return
 	}
@@ -222,6 +223,25 @@ func (o *okx) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 			res = append(res, o.cancel(c.OrdID, c.ClOrdID))
 		}
 		okxAnswer(w, http.StatusOK, "0", "", res)
+	case "trade.order_details":
+		q := r.URL.Query()
+		if q.Get("instId") == "" || (q.Get("ordId") == "" && q.Get("clOrdId") == "") {
+			okxAnswer(w, http.StatusOK, "51000", "Parameter error", nil)
+			return
+		}
+		ord, ok := o.vs.findOrder(q.Get("ordId"), q.Get("clOrdId"))
+		if !ok || ord.Instrument != q.Get("instId") {
+			okxAnswer(w, http.StatusOK, "51603", "Order does not exist", nil)
+			return
+		}
+		state := "live"
+		if ord.Status == OrderCancelled {
+			state = "canceled"
+		}
+		okxAnswer(w, http.StatusOK, "0", "", []any{map[string]string{
+			"instId": ord.Instrument, "ordId": ord.ID, "clOrdId": ord.ClientOrderID, "side": ord.Side,
+			"px": ord.Price, "sz": ord.Size, "state": state,
+		}})
 	case "trade.pending":
 		res := []any{}
 		for _, ord := range o.vs.openOrders() {

@@ -1,0 +1,173 @@
+package kraken_test
+
+import (
+	"io"
+	"net/http"
+	"regexp"
+	"testing"
+
+	"github.com/keystile/keystile/internal/sandbox"
+	"github.com/keystile/keystile/internal/venue"
+	"github.com/keystile/keystile/internal/venue/kraken"
+)
+
+var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
+func TestNewClientOrderID(t *testing.T) {
+	v, _ := kraken.New(kraken.Options{Credentials: creds(nil)})
+	ff := [16]byte{}
+	for i := range ff {
+		ff[i] = 0xff
+	}
+	for _, s := range [][16]byte{{}, ff, {1, 2, 3}} {
+		if id := v.NewClientOrderID(s); !uuidRE.MatchString(id) || id != v.NewClientOrderID(s) {
+			t.Fatalf("id %q", id)
+		}
+	}
+}
+
+func TestSetClientOrderID(t *testing.T) {
+	v, _ := kraken.New(kraken.Options{Credentials: creds(nil)})
+	tests := []struct {
+		name, path, query, body string
+		wantQuery, wantBody     string
+		err                     bool
+	}{
+		{"added to the body", "/0/private/AddOrder", "", "nonce=1&pair=XBTUSD&type=buy&ordertype=market&volume=1",
+			"", "nonce=1&pair=XBTUSD&type=buy&ordertype=market&volume=1&cl_ord_id=id1", false},
+		{"replaced in the body, query copy dropped", "/0/private/AddOrder", "cl_ord_id=q", "pair=XBTUSD&cl_ord_id=b&type=sell&ordertype=market&volume=1",
+			"", "pair=XBTUSD&cl_ord_id=id1&type=sell&ordertype=market&volume=1", false},
+		{"query only", "/0/private/AddOrder", "pair=XBTUSD&type=buy&ordertype=market&volume=1&cl_ord_id=q", "",
+			"pair=XBTUSD&type=buy&ordertype=market&volume=1&cl_ord_id=id1", "", false},
+		{"userref excludes cl_ord_id", "/0/private/AddOrder", "", "pair=XBTUSD&type=buy&ordertype=market&volume=1&userref=7", "", "", true},
+		{"edit refused", "/0/private/EditOrder", "", "pair=XBTUSD&txid=O1&volume=2", "", "", true},
+		{"not an order", "/0/private/Balance", "", "", "", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &venue.Request{Method: "POST", Path: tt.path, RawQuery: tt.query, Body: []byte(tt.body)}
+			err := v.SetClientOrderID(r, "id1")
+			if tt.err {
+				if err == nil {
+					t.Fatal("accepted")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.RawQuery != tt.wantQuery || string(r.Body) != tt.wantBody {
+				t.Fatalf("query %q body %q", r.RawQuery, r.Body)
+			}
+			if o, err := v.Normalize(r); err != nil || o.ClientOrderID != "id1" {
+				t.Fatalf("Normalize = %+v, %v", o, err)
+			}
+		})
+	}
+}
+
+func FuzzSetClientOrderID(f *testing.F) {
+	f.Add("cl_ord_id=x", "pair=XBTUSD&type=buy&ordertype=limit&volume=1&price=2", []byte("seed"))
+	f.Add("", "pair=XBTUSD&type=sell&cl_ord_id=&cl_%6Frd_id=z&oflags=viqc&volume=3", []byte{})
+	f.Add("pair=XBTUSD&type=buy", "&&", []byte{1})
+	f.Fuzz(func(t *testing.T, query, body string, seed []byte) {
+		v, _ := kraken.New(kraken.Options{Credentials: creds(nil)})
+		r := &venue.Request{Method: "POST", Path: "/0/private/AddOrder", RawQuery: query, Body: []byte(body)}
+		before, err := v.Normalize(r)
+		var s [16]byte
+		copy(s[:], seed)
+		id := v.NewClientOrderID(s)
+		if v.SetClientOrderID(r, id) != nil || err != nil || before == nil {
+			return
+		}
+		after, err := v.Normalize(r)
+		if err != nil || after == nil || after.ClientOrderID != id {
+			t.Fatalf("after %q %q: %+v %v", r.RawQuery, r.Body, after, err)
+		}
+		before.ClientOrderID = id
+		if *after != *before {
+			t.Fatalf("fields changed: %+v -> %+v", before, after)
+		}
+	})
+}
+
+func cidRoundTrip(t *testing.T, v *kraken.Venue, base string, r *venue.Request) (int, []byte) {
+	t.Helper()
+	req, err := venue.NewHTTPRequest(t.Context(), base, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Authenticate(t.Context(), req, r.Body); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func cidLookup(t *testing.T, v *kraken.Venue, base string, orig *venue.Request, o *venue.Order, cid string) (string, bool, error) {
+	t.Helper()
+	reqs, err := v.LookupRequests(orig, o, cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res []venue.LookupResult
+	for _, lr := range reqs {
+		if op, _ := v.Classify(lr); op != venue.OpOrderRead {
+			t.Fatalf("lookup %s %s is %q", lr.Method, lr.Path, op)
+		}
+		status, body := cidRoundTrip(t, v, base, lr)
+		id, found, err := v.Found(cid, status, body)
+		res = append(res, venue.LookupResult{VenueOrderID: id, Found: found, Err: err})
+	}
+	return venue.LookupOutcome(res)
+}
+
+// TestLookupAgainstSandbox: placed with a client order id, the order is
+// found through OpenOrders, and through ClosedOrders once cancelled; an
+// unknown id is definitively not found; one order reached the sandbox.
+func TestLookupAgainstSandbox(t *testing.T) {
+	s, vi := startKraken(t)
+	v, err := kraken.New(kraken.Options{Credentials: creds(cred(vi.Credentials))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	place := &venue.Request{Method: "POST", Path: "/0/private/AddOrder", Header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}},
+		Body: []byte("pair=XBTUSD&type=buy&ordertype=limit&volume=1&price=30000")}
+	id := v.NewClientOrderID([16]byte{4, 2})
+	if err := v.SetClientOrderID(place, id); err != nil {
+		t.Fatal(err)
+	}
+	o, _ := v.Normalize(place)
+	status, body := cidRoundTrip(t, v, vi.BaseURL, place)
+	venueID := v.VenueOrderID(status, body)
+	if venueID == "" {
+		t.Fatalf("place: %d %s", status, body)
+	}
+	if got, found, err := cidLookup(t, v, vi.BaseURL, place, o, id); err != nil || !found || got != venueID {
+		t.Fatalf("open: %q %v %v, want %q", got, found, err, venueID)
+	}
+	cancel := &venue.Request{Method: "POST", Path: "/0/private/CancelOrder", Header: http.Header{}, Body: []byte("txid=" + venueID)}
+	if status, body := cidRoundTrip(t, v, vi.BaseURL, cancel); status != 200 || v.VenueOrderID(status, body) != "" {
+		t.Fatalf("cancel: %d %s", status, body)
+	}
+	if got, found, err := cidLookup(t, v, vi.BaseURL, place, o, id); err != nil || !found || got != venueID {
+		t.Fatalf("closed: %q %v %v, want %q", got, found, err, venueID)
+	}
+	if got, found, err := cidLookup(t, v, vi.BaseURL, place, o, v.NewClientOrderID([16]byte{7})); err != nil || found || got != "" {
+		t.Fatalf("unknown id: %q %v %v", got, found, err)
+	}
+	st := s.Stats(sandbox.VenueKraken)
+	if st.Orders != 1 || st.Operations["OpenOrders"] != 3 || st.Operations["ClosedOrders"] != 3 || st.AuthFailures != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	for _, bad := range []string{`{"error":["EAPI:Invalid nonce"]}`, `{"error":[],"result":{"closed":{},"count":60}}`, `{"error":[],"result":{}}`, `[`} {
+		if _, _, err := v.Found(id, 200, []byte(bad)); err == nil {
+			t.Fatalf("Found decided on %s", bad)
+		}
+	}
+}

@@ -1,0 +1,185 @@
+package okx
+
+import (
+	"io"
+	"net/http"
+	"regexp"
+	"testing"
+
+	"github.com/keystile/keystile/internal/sandbox"
+	"github.com/keystile/keystile/internal/venue"
+)
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9]{1,32}$`)
+
+func TestNewClientOrderID(t *testing.T) {
+	v := newVenue(t, "k", "s", "p", nil)
+	ff := [16]byte{}
+	for i := range ff {
+		ff[i] = 0xff
+	}
+	for _, s := range [][16]byte{{}, ff, {1, 2, 3}} {
+		if id := v.NewClientOrderID(s); !idRE.MatchString(id) || id != v.NewClientOrderID(s) {
+			t.Fatalf("id %q", id)
+		}
+	}
+	if v.NewClientOrderID([16]byte{1}) == v.NewClientOrderID([16]byte{2}) {
+		t.Fatal("different seeds, same id")
+	}
+}
+
+func TestSetClientOrderID(t *testing.T) {
+	v := newVenue(t, "k", "s", "p", nil)
+	tests := []struct {
+		name, path, body, want string
+		err                    bool
+	}{
+		{"added", "/api/v5/trade/order", `{"instId":"BTC-USDT","side":"buy","ordType":"market","sz":"1"}`,
+			`{"instId":"BTC-USDT","side":"buy","ordType":"market","sz":"1","clOrdId":"id1"}`, false},
+		{"replaced, duplicates too", "/api/v5/trade/order", ` {"clOrdId":"a", "instId":"BTC-USDT","side":"buy","ordType":"market","sz":1.50,"clOrdId" : null} `,
+			` {"clOrdId":"id1", "instId":"BTC-USDT","side":"buy","ordType":"market","sz":1.50,"clOrdId" : "id1"} `, false},
+		{"escaped name", "/api/v5/trade/order", `{"instId":"BTC-USDT","side":"sell","ordType":"market","sz":"1","clOrd\u0049d":"x"}`,
+			`{"instId":"BTC-USDT","side":"sell","ordType":"market","sz":"1","clOrd\u0049d":"id1"}`, false},
+		{"not an object", "/api/v5/trade/order", `[{"instId":"BTC-USDT"}]`, "", true},
+		{"trailing data", "/api/v5/trade/order", `{"instId":"BTC-USDT"} {}`, "", true},
+		{"not an order", "/api/v5/trade/cancel-order", `{"instId":"BTC-USDT"}`, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &venue.Request{Method: "POST", Path: tt.path, Body: []byte(tt.body)}
+			err := v.SetClientOrderID(r, "id1")
+			if tt.err {
+				if err == nil {
+					t.Fatal("accepted")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(r.Body) != tt.want || r.RawQuery != "" {
+				t.Fatalf("body %s", r.Body)
+			}
+			if o, err := v.Normalize(r); err != nil || o.ClientOrderID != "id1" {
+				t.Fatalf("Normalize = %+v, %v", o, err)
+			}
+		})
+	}
+}
+
+// FuzzSetClientOrderID: for any body Normalize reads as an order,
+// SetClientOrderID gives one Normalize reads with the new id and the same
+// other fields.
+func FuzzSetClientOrderID(f *testing.F) {
+	f.Add(`{"instId":"BTC-USDT","side":"buy","ordType":"limit","px":"1","sz":"2","clOrdId":"x","clOrdId":"y"}`, []byte("s"))
+	f.Add(`{"instId":"BTC-USDT","side":"sell","ordType":"market","sz":2e3,"tgtCcy":"quote_ccy"}`, []byte{})
+	f.Add(`{}`, []byte{1})
+	f.Fuzz(func(t *testing.T, body string, seed []byte) {
+		v := newVenue(t, "k", "s", "p", nil)
+		r := &venue.Request{Method: "POST", Path: "/api/v5/trade/order", Body: []byte(body)}
+		before, err := v.Normalize(r)
+		var s [16]byte
+		copy(s[:], seed)
+		id := v.NewClientOrderID(s)
+		if v.SetClientOrderID(r, id) != nil || err != nil || before == nil {
+			return
+		}
+		after, err := v.Normalize(r)
+		if err != nil || after == nil || after.ClientOrderID != id {
+			t.Fatalf("after %s: %+v %v", r.Body, after, err)
+		}
+		before.ClientOrderID = id
+		if *after != *before {
+			t.Fatalf("fields changed: %+v -> %+v", before, after)
+		}
+	})
+}
+
+func cidRoundTrip(t *testing.T, v *Venue, base string, r *venue.Request) (int, []byte) {
+	t.Helper()
+	req, err := venue.NewHTTPRequest(t.Context(), base, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Authenticate(t.Context(), req, r.Body); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func cidLookup(t *testing.T, v *Venue, base string, orig *venue.Request, o *venue.Order, cid string) (string, bool, error) {
+	t.Helper()
+	reqs, err := v.LookupRequests(orig, o, cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res []venue.LookupResult
+	for _, lr := range reqs {
+		if op, _ := v.Classify(lr); op != venue.OpOrderRead {
+			t.Fatalf("lookup %s %s is %q", lr.Method, lr.Path, op)
+		}
+		status, body := cidRoundTrip(t, v, base, lr)
+		id, found, err := v.Found(cid, status, body)
+		res = append(res, venue.LookupResult{VenueOrderID: id, Found: found, Err: err})
+	}
+	return venue.LookupOutcome(res)
+}
+
+// TestLookupAgainstSandbox: an order placed with a keystile client order
+// id is found (also once cancelled) with the venue order id of the
+// placement answer; an unknown id is definitively not found; the sandbox
+// received exactly one order.
+func TestLookupAgainstSandbox(t *testing.T) {
+	s, err := sandbox.Start(t.Context(), sandbox.Options{Venues: []string{sandbox.VenueOKX}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	vi := s.Info().Venues[sandbox.VenueOKX]
+	c := vi.Credentials
+	v := newVenue(t, c["api_key"], c["secret"], c["passphrase"], nil)
+	place := &venue.Request{Method: "POST", Path: "/api/v5/trade/order", Header: http.Header{"Content-Type": {"application/json"}},
+		Body: []byte(`{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","px":"30000","sz":"0.01"}`)}
+	id := v.NewClientOrderID([16]byte{4, 2})
+	if err := v.SetClientOrderID(place, id); err != nil {
+		t.Fatal(err)
+	}
+	o, _ := v.Normalize(place)
+	status, body := cidRoundTrip(t, v, vi.BaseURL, place)
+	venueID := v.VenueOrderID(status, body)
+	if venueID == "" {
+		t.Fatalf("place: %d %s", status, body)
+	}
+	if got, found, err := cidLookup(t, v, vi.BaseURL, place, o, id); err != nil || !found || got != venueID {
+		t.Fatalf("open: %q %v %v, want %q", got, found, err, venueID)
+	}
+	cancel := &venue.Request{Method: "POST", Path: "/api/v5/trade/cancel-order", Header: http.Header{"Content-Type": {"application/json"}},
+		Body: []byte(`{"instId":"BTC-USDT","ordId":"` + venueID + `"}`)}
+	if status, body := cidRoundTrip(t, v, vi.BaseURL, cancel); status != 200 {
+		t.Fatalf("cancel: %d %s", status, body)
+	}
+	if got, found, err := cidLookup(t, v, vi.BaseURL, place, o, id); err != nil || !found || got != venueID {
+		t.Fatalf("cancelled: %q %v %v, want %q", got, found, err, venueID)
+	}
+	if got, found, err := cidLookup(t, v, vi.BaseURL, place, o, v.NewClientOrderID([16]byte{7})); err != nil || found || got != "" {
+		t.Fatalf("unknown id: %q %v %v", got, found, err)
+	}
+	st := s.Stats(sandbox.VenueOKX)
+	if st.Orders != 1 || st.AuthFailures != 0 || st.Operations["trade.order_details"] != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+	for _, bad := range []string{`{"code":"50011","msg":"Too Many Requests","data":[]}`, `{"code":"0","data":[]}`, `{"code":"0","data":[{"ordId":"1","clOrdId":"other"}]}`, `nope`} {
+		if _, _, err := v.Found(id, 200, []byte(bad)); err == nil {
+			t.Fatalf("Found decided on %s", bad)
+		}
+	}
+	if v.VenueOrderID(200, []byte(`{"code":"1","data":[{"ordId":"","sCode":"51008"}]}`)) != "" {
+		t.Fatal("VenueOrderID of a refusal")
+	}
+}

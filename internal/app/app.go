@@ -21,13 +21,16 @@ import (
 	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/gateway"
+	"github.com/keystile/keystile/internal/idem"
 	"github.com/keystile/keystile/internal/logging"
 	"github.com/keystile/keystile/internal/masterkey"
+	"github.com/keystile/keystile/internal/policy"
 	"github.com/keystile/keystile/internal/secret"
 	"github.com/keystile/keystile/internal/store/sqlite"
 	"github.com/keystile/keystile/internal/token"
 	"github.com/keystile/keystile/internal/vault"
 	"github.com/keystile/keystile/internal/venue"
+	"os/signal"
 )
 
 // Version is the keystile version, set at build time with
@@ -256,6 +259,10 @@ type Server struct {
 	ln       []net.Listener
 	closers  []venue.Closer
 	started  time.Time
+	policy   *policy.Engine
+	idem     *idem.Manager
+	audit    *audit.Log
+	cfgPath  string
 }
 
 // GatewayAddr is the gateway's TCP address ("" if it listens on none).
@@ -270,15 +277,18 @@ func (s *Server) GatewayAddr() string {
 
 // ServerOptions configure NewServer.
 type ServerOptions struct {
-	DataDir  string
-	Config   *config.Config
-	Logger   *slog.Logger
-	Redactor *logging.Redactor
+	// ConfigPath is the file Config came from; policies are reloaded from
+	// it on SIGHUP and when it changes. "" disables reloading.
+	ConfigPath string
+	DataDir    string
+	Config     *config.Config
+	Logger     *slog.Logger
+	Redactor   *logging.Redactor
 }
 
 // NewServer builds every subsystem of serve without starting to serve.
 func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
-	s := &Server{cfg: o.Config, dataDir: o.DataDir, log: o.Logger, redactor: o.Redactor, started: time.Now()}
+	s := &Server{cfg: o.Config, dataDir: o.DataDir, log: o.Logger, redactor: o.Redactor, started: time.Now(), cfgPath: o.ConfigPath}
 	db, v, err := OpenVault(ctx, env, o.DataDir, o.Config, o.Logger, o.Redactor)
 	if err != nil {
 		return nil, err
@@ -296,13 +306,18 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		return nil, err
 	}
 	s.closers = closers
+	if err := s.openOrderPath(ctx, v, db, o.Config, o.DataDir); err != nil {
+		s.closeStores(ctx)
+		return nil, err
+	}
 	var scrub gateway.Scrubber
 	if o.Redactor != nil {
 		scrub = o.Redactor
 	}
 	s.gateway, err = gateway.New(gateway.Options{
-		Tokens: s.tokens, Venues: venues, Events: audit.LogSink{Logger: o.Logger}, Scrubber: scrub,
+		Tokens: s.tokens, Venues: venues, Events: events{s.audit, audit.LogSink{Logger: o.Logger}}, Scrubber: scrub,
 		MaxBodyBytes: o.Config.Gateway.MaxBodyBytes, Logger: o.Logger,
+		Policy: s.policy, Idem: s.idem, Intents: s.audit,
 		Ready: func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
@@ -378,6 +393,18 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	flush := time.NewTicker(30 * time.Second)
 	defer flush.Stop()
+	if s.cfgPath != "" {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		wctx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		go func() {
+			if err := policy.Watch(wctx, policy.WatchOptions{Path: s.cfgPath, Engine: s.policy, Signals: hup, Logger: s.log}); err != nil && wctx.Err() == nil {
+				s.log.Error("keystile: policy reloading stopped", "err", err)
+			}
+		}()
+	}
 	s.log.Info("keystile: serving", "version", Version, "data_dir", s.dataDir, "gateway", s.GatewayAddr())
 	var runErr error
 loop:
@@ -413,6 +440,18 @@ loop:
 }
 
 func (s *Server) closeStores(ctx context.Context) {
+	// The audit log closes first: its final checkpoint is signed with a
+	// key derived from the vault, and the gateway no longer writes to it.
+	if s.audit != nil {
+		if err := s.audit.Close(ctx); err != nil {
+			s.log.Warn("keystile: close audit log", "err", err)
+		}
+	}
+	if s.idem != nil {
+		if err := s.idem.Close(); err != nil {
+			s.log.Warn("keystile: close idempotency", "err", err)
+		}
+	}
 	for _, c := range s.closers {
 		if err := c.Close(ctx); err != nil {
 			s.log.Warn("keystile: close venue session", "err", err)

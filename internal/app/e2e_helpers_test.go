@@ -91,6 +91,9 @@ type harnessOptions struct {
 	Credentials map[string]map[string]string
 	// Venues served; nil means e2eVenues().
 	Venues []e2eVenue
+	// ExtraYAML is appended to the generated config (top-level keys such
+	// as policies:, audit:, idempotency:).
+	ExtraYAML string
 }
 
 // harness is a running bot -> gateway -> sandbox setup: a TLS sandbox with
@@ -154,7 +157,7 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 	if err := os.WriteFile(caFile, sb.CAPEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse("e2e.yaml", []byte(e2eConfigYAML(h.info, caFile, h.venues)))
+	cfg, err := config.Parse("e2e.yaml", []byte(e2eConfigYAML(h.info, caFile, h.venues)+o.ExtraYAML))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
@@ -306,9 +309,27 @@ func (r botResponse) errorCode() string {
 	return e.Error.Code
 }
 
+// errorRule is the rule id in an error answer, if any.
+func (r botResponse) errorRule() string {
+	var e struct {
+		Error struct {
+			Rule string `json:"rule"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(r.body, &e) != nil {
+		return ""
+	}
+	return e.Error.Rule
+}
+
 // call sends one bot request through the gateway; a transport error is
 // returned, not fatal, so it can be used from goroutines.
 func (h *harness) call(tok, venueID string, r botRequest) (botResponse, error) {
+	return h.callHeader(tok, venueID, r, nil)
+}
+
+// callHeader is call with extra request headers.
+func (h *harness) callHeader(tok, venueID string, r botRequest, hdr http.Header) (botResponse, error) {
 	var body io.Reader
 	if r.body != "" {
 		body = strings.NewReader(r.body)
@@ -320,6 +341,9 @@ func (h *harness) call(tok, venueID string, r botRequest) (botResponse, error) {
 	req.Header.Set("Authorization", "Bearer "+tok)
 	if r.body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, vs := range hdr {
+		req.Header[k] = vs
 	}
 	resp, err := h.hc.Do(req)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/keystile/keystile/internal/config"
+	"github.com/keystile/keystile/internal/policy"
 )
 
 // Environment variables read by keystile itself.
@@ -103,15 +104,28 @@ func LoadConfig(flag string, getenv func(string) string, dataDir string) (*confi
 		path = getenv(EnvConfig)
 	}
 	if path != "" {
-		c, err := config.Load(path)
+		c, err := loadChecked(path)
 		return c, path, err
 	}
 	if dataDir != "" {
 		p := filepath.Join(dataDir, ConfigFile)
 		if _, err := os.Stat(p); err == nil {
-			c, err := config.Load(p)
+			c, err := loadChecked(p)
 			return c, p, err
 		}
 	}
 	return config.Default(), "", nil
+}
+
+// loadChecked loads the config and compiles its policies, so that every
+// command refuses a file serve would refuse.
+func loadChecked(path string) (*config.Config, error) {
+	c, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := policy.Compile(c); err != nil {
+		return nil, err
+	}
+	return c, nil
 }

@@ -95,7 +95,7 @@ gateway). It disables core dumps first and shuts down cleanly on SIGINT/SIGTERM.
 			if err != nil {
 				return err
 			}
-			srv, err := app.NewServer(cmd.Context(), g.env(), app.ServerOptions{DataDir: dir, Config: cfg, Logger: log, Redactor: red})
+			srv, err := app.NewServer(cmd.Context(), g.env(), app.ServerOptions{ConfigPath: g.cfgFile, DataDir: dir, Config: cfg, Logger: log, Redactor: red})
 			if err != nil {
 				return err
 			}

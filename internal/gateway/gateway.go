@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/keystile/keystile/internal/audit"
+	"github.com/keystile/keystile/internal/idem"
+	"github.com/keystile/keystile/internal/policy"
 	"github.com/keystile/keystile/internal/token"
 	"github.com/keystile/keystile/internal/upstream"
 	"github.com/keystile/keystile/internal/venue"
@@ -67,6 +69,9 @@ type Venue struct {
 	// Retry is the retry policy; the session hooks are filled in from Impl
 	// when it implements venue.Session.
 	Retry upstream.RetryPolicy
+	// Account names the venue account (its credential) for per-account
+	// budgets and rates. "" means the venue id.
+	Account string
 }
 
 // Options configure New. Zero values of optional fields are safe.
@@ -95,6 +100,15 @@ type Options struct {
 	// DefaultAuthFailureEvery.
 	AuthFailureBurst int
 	AuthFailureEvery time.Duration
+	// Policy decides every request after the scope check, before
+	// anything is signed. If nil, only token scopes apply.
+	Policy *policy.Engine
+	// Idem de-duplicates order placements. If nil, orders are not
+	// de-duplicated (and Idempotency-Key is refused).
+	Idem *idem.Manager
+	// Intents makes the intent record of every write durable before it
+	// is forwarded. If nil, writes are forwarded without one.
+	Intents Intents
 }
 
 // Gateway is the bot-facing handler. It is safe for concurrent use.
@@ -109,12 +123,20 @@ type Gateway struct {
 
 type served struct {
 	id         string
+	account    string
 	impl       venue.Venue
 	carrier    venue.TokenCarrier
 	limiter    venue.RateLimiter
+	normalizer venue.Normalizer
+	clientIDs  venue.ClientOrderIDs
+	lookup     venue.OrderLookup
+	orderIDs   venue.OrderIDReader
+	prices     policy.PriceSource
 	live, test *httputil.ReverseProxy
 	liveBase   *url.URL
 	testBase   *url.URL
+	liveRT     http.RoundTripper // the signing retrier, for lookups
+	testRT     http.RoundTripper
 	credHdrs   []string
 }
 
@@ -147,37 +169,51 @@ func New(o Options) (*Gateway, error) {
 		if _, dup := g.venues[v.ID]; dup {
 			return nil, fmt.Errorf("gateway: venue %q configured twice", v.ID)
 		}
-		s := &served{id: v.ID, impl: v.Impl}
+		s := &served{id: v.ID, impl: v.Impl, account: v.Account}
+		if s.account == "" {
+			s.account = v.ID
+		}
 		s.carrier, _ = v.Impl.(venue.TokenCarrier)
 		s.limiter, _ = v.Impl.(venue.RateLimiter)
+		s.normalizer, _ = v.Impl.(venue.Normalizer)
+		s.clientIDs, _ = v.Impl.(venue.ClientOrderIDs)
+		s.lookup, _ = v.Impl.(venue.OrderLookup)
+		s.orderIDs, _ = v.Impl.(venue.OrderIDReader)
 		for _, h := range v.Impl.CredentialHeaders() {
 			s.credHdrs = append(s.credHdrs, http.CanonicalHeaderKey(h))
 		}
-		policy := v.Retry
+		retry := v.Retry
 		if sess, ok := v.Impl.(venue.Session); ok {
-			policy.SessionExpired = sess.SessionExpired
-			policy.RefreshSession = sess.RefreshSession
+			retry.SessionExpired = sess.SessionExpired
+			retry.RefreshSession = sess.RefreshSession
 		}
-		if policy.Logger == nil {
-			policy.Logger = g.log
+		if retry.Logger == nil {
+			retry.Logger = g.log
 		}
 		for _, ep := range []struct {
 			e    *Endpoint
 			rp   **httputil.ReverseProxy
 			base **url.URL
-		}{{v.Live, &s.live, &s.liveBase}, {v.Test, &s.test, &s.testBase}} {
+			rt   *http.RoundTripper
+		}{{v.Live, &s.live, &s.liveBase, &s.liveRT}, {v.Test, &s.test, &s.testBase, &s.testRT}} {
 			if ep.e == nil {
 				continue
 			}
 			if ep.e.BaseURL == nil || ep.e.Transport == nil {
 				return nil, fmt.Errorf("gateway: venue %q: endpoint needs a base URL and a transport", v.ID)
 			}
-			rt, err := upstream.NewRetrier(&signer{impl: v.Impl, next: ep.e.Transport, credHdrs: s.credHdrs}, policy)
+			rt, err := upstream.NewRetrier(&signer{impl: v.Impl, next: ep.e.Transport, credHdrs: s.credHdrs}, retry)
 			if err != nil {
 				return nil, fmt.Errorf("gateway: venue %q: %w", v.ID, err)
 			}
 			*ep.rp = g.proxy(ep.e.BaseURL, rt, s.limiter)
 			*ep.base = ep.e.BaseURL
+			*ep.rt = rt
+			if ref, ok := v.Impl.(venue.PriceReference); ok && s.prices == nil && g.o.Policy != nil {
+				// Reference prices come from the venue's public
+				// ticker, unsigned, over the endpoint's transport.
+				s.prices = policy.NewPriceSource(ref, ep.e.BaseURL, ep.e.Transport, 2*time.Second)
+			}
 		}
 		if s.live == nil && s.test == nil {
 			return nil, fmt.Errorf("gateway: venue %q has no endpoint", v.ID)
@@ -195,10 +231,17 @@ type reqState struct {
 	rawQuery string
 	body     []byte
 
+	// deferUnknown: an order placement with an idempotency ticket. An
+	// unknown outcome is then not answered by the proxy's error handler
+	// but recovered by the handler (lookup by client order id).
+	deferUnknown bool
+
 	mu       sync.Mutex
 	sent     [][]byte // credential header values sent upstream (to scrub)
 	upstream int
 	err      error
+	answer   []byte // the scrubbed answer (orders only, for replays)
+	unknown  bool   // deferred unknown outcome
 }
 
 type stateKey struct{}
@@ -373,16 +416,102 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	rw := &statusWriter{ResponseWriter: w}
 	ctx := venue.WithTestEndpoint(venue.WithAttempt(context.WithValue(r.Context(), stateKey{}, st)), endpointIsTest)
+	vreq := &venue.Request{Method: r.Method, Path: vpath, RawQuery: r.URL.RawQuery, Header: r.Header, Body: body}
+	var ord *order
+	if op == venue.OpOrderPlace {
+		ord = &order{}
+		var oerr error
+		if s.normalizer != nil {
+			ord.norm, oerr = s.normalizer.Normalize(vreq)
+			if ord.norm != nil {
+				setOrder(&ev, ord.norm)
+			}
+		}
+		if oerr != nil && g.o.Policy == nil {
+			st.err = oerr
+			deny(errBadRequest, audit.Deny, "venue.order")
+			return
+		}
+		if g.o.Policy != nil {
+			d := g.o.Policy.Evaluate(ctx, policyInput(start, tok, s, op, r, vpath, ord.norm, oerr))
+			if !d.Allow {
+				g.policyDeny(w, st, d, deny)
+				return
+			}
+			ord.hold = d.Hold
+			if d.Notional != "" {
+				ev.Notional = d.Notional
+			}
+		}
+		if status, pe, rule, handled := g.idempotency(ctx, w, r, st, s, tok, ord, vreq); handled {
+			// Nothing is sent for this request: a replay, a refusal or
+			// a recovered earlier outcome. Its own reservation goes back.
+			ord.settle(ctx, g, outcomeNotSent, nil)
+			if pe != nil {
+				deny(*pe, audit.Deny, rule)
+				return
+			}
+			finish(status, audit.Allow, rule)
+			return
+		}
+	} else if g.o.Policy != nil {
+		d := g.o.Policy.Evaluate(ctx, policyInput(start, tok, s, op, r, vpath, nil, nil))
+		if !d.Allow {
+			g.policyDeny(w, st, d, deny)
+			return
+		}
+		ord = &order{hold: d.Hold}
+	}
+
+	if ord != nil && ord.coid != "" {
+		ev.ClientOrderID = ord.coid
+	}
+	// A write is forwarded only once its intent record is durable.
+	if g.o.Intents != nil && !safeMethod(r.Method) {
+		ev.Time = start
+		if err := g.o.Intents.Intent(ctx, ev); err != nil {
+			st.err = err
+			ord.settle(ctx, g, outcomeNotSent, nil)
+			deny(errAuditUnavailable, audit.Error, "audit.unavailable")
+			return
+		}
+	}
+
+	rw := &statusWriter{ResponseWriter: w}
+	if ord != nil && ord.coid != "" {
+		rw.Header().Set(HeaderClientOrderID, ord.coid)
+	}
+	st.deferUnknown = ord != nil && ord.ticket != nil
 	proxy.ServeHTTP(rw, r.WithContext(ctx))
 	decision := audit.Allow
 	st.mu.Lock()
+	upstreamStatus, perr, answer, unknown := st.upstream, st.err, st.answer, st.unknown
 	if st.err != nil {
 		decision = audit.Error
 	}
 	st.mu.Unlock()
-	finish(rw.status(), decision, "")
+	rule := ""
+	if ord != nil {
+		switch {
+		case unknown:
+			rule = g.recoverUnknown(ctx, rw, s, endpointIsTest, ord, &ev)
+		case perr != nil && (isUnknown(perr) || upstreamStatus != 0):
+			ord.settle(ctx, g, outcomeUnknown, nil)
+		case perr != nil || upstreamStatus == 0:
+			ord.settle(ctx, g, outcomeNotSent, nil)
+		case upstreamStatus >= 400 && upstreamStatus < 500:
+			ord.settle(ctx, g, outcomeRejected, &idem.Replay{Status: upstreamStatus, Header: replayHeader(rw.hdr), Body: answer, ClientOrderID: ord.coid})
+		default:
+			rep := &idem.Replay{Status: upstreamStatus, Header: replayHeader(rw.hdr), Body: answer, ClientOrderID: ord.coid}
+			if s.orderIDs != nil && ord.norm != nil && upstreamStatus < 300 {
+				rep.VenueOrderID = s.orderIDs.VenueOrderID(upstreamStatus, answer)
+				ev.VenueOrderID = rep.VenueOrderID
+			}
+			ord.settle(ctx, g, outcomeDone, rep)
+		}
+	}
+	finish(rw.status(), decision, rule)
 }
 
 func tokenRule(err error) string {
@@ -518,7 +647,7 @@ func stripHeaders(h http.Header) {
 	}
 	for _, k := range []string{"Authorization", "Proxy-Authorization", "Cookie", "Forwarded", "X-Forwarded-For",
 		"X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip", "Accept-Encoding", "X-Http-Method-Override",
-		"X-Http-Method", "X-Method-Override"} {
+		"X-Http-Method", "X-Method-Override", "Idempotency-Key"} {
 		delete(h, k)
 	}
 }
@@ -637,6 +766,11 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 		return errResponseTooLarge
 	}
 	data = scrub(data)
+	if st != nil && st.deferUnknown {
+		st.mu.Lock()
+		st.answer = data
+		st.mu.Unlock()
+	}
 	resp.Body = io.NopCloser(bytes.NewReader(data))
 	resp.ContentLength = int64(len(data))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(data)))
@@ -652,6 +786,14 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		st.err = err
 		st.mu.Unlock()
 		id = st.id
+	}
+	if st != nil && st.deferUnknown && isUnknown(err) {
+		// The handler looks the order up before answering.
+		st.mu.Lock()
+		st.unknown = true
+		st.mu.Unlock()
+		g.log.Warn("gateway: order outcome unknown", "request_id", id, "err", err)
+		return
 	}
 	pe := upstreamError(err)
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {

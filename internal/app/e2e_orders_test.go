@@ -1,0 +1,229 @@
+package app_test
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/keystile/keystile/internal/admin"
+	"github.com/keystile/keystile/internal/gateway"
+	"github.com/keystile/keystile/internal/sandbox"
+)
+
+// budgetPolicy: a 1000 USDT calendar-day budget per token on Binance,
+// orders up to 100 USDT each.
+const budgetPolicy = `policies:
+  scalper:
+    venues: [binance]
+    operations: ["market.read", "account.read", "order.*"]
+    instruments:
+      allow: ["BTCUSDT"]
+    max_notional: "100 USDT"
+    budgets:
+      - name: daily
+        scope: token
+        window: day
+        limit: "1000 USDT"
+`
+
+func binanceOnly() []e2eVenue {
+	for _, v := range exchangeVenues() {
+		if v.id == sandbox.VenueBinance {
+			return []e2eVenue{v}
+		}
+	}
+	panic("no binance venue")
+}
+
+// order60 is a 60 USDT limit order (0.002 BTC at 30000).
+var order60 = botRequest{"POST", "/api/v3/order?symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.002&price=30000", ""}
+
+func (h *harness) scalper(t *testing.T) string {
+	t.Helper()
+	return h.mint(t, admin.CreateTokenRequest{Test: true, Policy: "scalper", Venues: []string{sandbox.VenueBinance},
+		Scopes: []string{"market.read", "account.read", "order.*"}}).Token
+}
+
+// burst sends n orders at once and counts answers by status and rule.
+func burst(t *testing.T, h *harness, tok string, n int, r botRequest, hdr func(i int) http.Header) map[string]int {
+	t.Helper()
+	var mu sync.Mutex
+	got := map[string]int{}
+	errs := concurrently(n, func(i int) error {
+		resp, err := h.callHeader(tok, sandbox.VenueBinance, r, hdr(i))
+		if err != nil {
+			return err
+		}
+		key := fmt.Sprint(resp.status)
+		if rule := resp.errorRule(); rule != "" {
+			key += " " + rule
+		}
+		mu.Lock()
+		got[key]++
+		mu.Unlock()
+		return nil
+	})
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return got
+}
+
+func noHeader(int) http.Header { return nil }
+
+// TestE2EBudgetHoldsUnderConcurrency: 100 concurrent 60 USDT orders against
+// a 1000 USDT daily budget: exactly 16 reach the venue; the same when the
+// server restarts half way.
+func TestE2EBudgetHoldsUnderConcurrency(t *testing.T) {
+	t.Run("one run", func(t *testing.T) {
+		h := startHarness(t, harnessOptions{Venues: binanceOnly(), ExtraYAML: budgetPolicy})
+		tok := h.scalper(t)
+		got := burst(t, h, tok, 100, order60, noHeader)
+		if got["200"] != 16 || got["403 policy.scalper.budget.daily"] != 84 || len(got) != 2 {
+			t.Fatalf("answers %v, want 16×200 and 84×403 policy.scalper.budget.daily", got)
+		}
+		if n := len(h.sb.Orders(sandbox.VenueBinance)); n != 16 {
+			t.Fatalf("sandbox received %d orders, want 16", n)
+		}
+	})
+	t.Run("restart half way", func(t *testing.T) {
+		h := startHarness(t, harnessOptions{Venues: binanceOnly(), ExtraYAML: budgetPolicy})
+		tok := h.scalper(t)
+		first := burst(t, h, tok, 50, order60, noHeader)
+		h.restart(t)
+		second := burst(t, h, tok, 50, order60, noHeader)
+		if ok := first["200"] + second["200"]; ok != 16 {
+			t.Fatalf("accepted %d (%v then %v), want 16", ok, first, second)
+		}
+		if n := len(h.sb.Orders(sandbox.VenueBinance)); n != 16 {
+			t.Fatalf("sandbox received %d orders, want 16", n)
+		}
+	})
+}
+
+// TestE2EPolicyDenials: each refusal is a 403 naming the rule, sent
+// before anything is signed (the sandbox sees nothing).
+func TestE2EPolicyDenials(t *testing.T) {
+	h := startHarness(t, harnessOptions{Venues: binanceOnly(), ExtraYAML: budgetPolicy})
+	tok := h.scalper(t)
+	for _, tc := range []struct {
+		name string
+		r    botRequest
+		rule string
+	}{
+		{"instrument", botRequest{"POST", "/api/v3/order?symbol=ETHUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=2000", ""}, "policy.scalper.instrument"},
+		{"max notional", botRequest{"POST", "/api/v3/order?symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=30000", ""}, "policy.scalper.max_notional"},
+		{"withdrawal", botRequest{"POST", "/sapi/v1/capital/withdraw/apply?coin=BTC&address=x&amount=1", ""}, "policy.scalper.operation"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := tok
+			if tc.name == "withdrawal" {
+				// Even a token scoped for withdrawals is held to its
+				// policy, which does not name wallet.withdraw.
+				tok = h.mint(t, admin.CreateTokenRequest{Test: true, Policy: "scalper", Venues: []string{sandbox.VenueBinance},
+					Scopes: []string{"order.*", "wallet.withdraw"}}).Token
+			}
+			resp := h.mustCall(t, tok, sandbox.VenueBinance, tc.r)
+			if resp.status != http.StatusForbidden || resp.errorRule() != tc.rule {
+				t.Fatalf("status %d rule %q, want 403 %s (%s)", resp.status, resp.errorRule(), tc.rule, resp.body)
+			}
+		})
+	}
+	if n := len(h.sb.Orders(sandbox.VenueBinance)); n != 0 {
+		t.Fatalf("sandbox received %d orders", n)
+	}
+}
+
+// TestE2EIdempotentOrders: a repeated Idempotency-Key, sequential or 20 at
+// once, reaches the venue once; the repeats get the first answer marked
+// as a replay; a reused key with another order is refused.
+func TestE2EIdempotentOrders(t *testing.T) {
+	h := startHarness(t, harnessOptions{Venues: binanceOnly()})
+	tok := h.mint(t, admin.CreateTokenRequest{Test: true, Venues: []string{sandbox.VenueBinance}}).Token
+	key := func(k string) func(int) http.Header {
+		return func(int) http.Header { return http.Header{gateway.HeaderIdempotencyKey: {k}} }
+	}
+	a, err := h.callHeader(tok, sandbox.VenueBinance, order60, key("k-1")(0))
+	if err != nil || a.status != 200 || a.header.Get(gateway.HeaderReplay) != "" {
+		t.Fatalf("first: %v %d %q", err, a.status, a.body)
+	}
+	coid := a.header.Get(gateway.HeaderClientOrderID)
+	if coid == "" {
+		t.Fatal("no client order id header")
+	}
+	b, err := h.callHeader(tok, sandbox.VenueBinance, order60, key("k-1")(0))
+	if err != nil || b.status != 200 || b.header.Get(gateway.HeaderReplay) != "true" || !bytes.Equal(a.body, b.body) {
+		t.Fatalf("repeat: %v %d replay=%q body %q vs %q", err, b.status, b.header.Get(gateway.HeaderReplay), b.body, a.body)
+	}
+	orders := h.sb.Orders(sandbox.VenueBinance)
+	if len(orders) != 1 || orders[0].ClientOrderID != coid {
+		t.Fatalf("sandbox orders %+v, want one with client order id %s", orders, coid)
+	}
+
+	got := burst(t, h, tok, 20, order60, key("k-2"))
+	if got["200"] != 20 {
+		t.Fatalf("20 concurrent: %v", got)
+	}
+	if n := len(h.sb.Orders(sandbox.VenueBinance)); n != 2 {
+		t.Fatalf("after 20 concurrent repeats the sandbox has %d orders, want 2", n)
+	}
+
+	other := botRequest{"POST", strings.Replace(order60.path, "quantity=0.002", "quantity=0.003", 1), ""}
+	c, err := h.callHeader(tok, sandbox.VenueBinance, other, key("k-1")(0))
+	if err != nil || c.status != http.StatusUnprocessableEntity || c.errorRule() != "idem.key_reused" {
+		t.Fatalf("reused key: %v %d %s", err, c.status, c.body)
+	}
+	if n := len(h.sb.Orders(sandbox.VenueBinance)); n != 2 {
+		t.Fatalf("sandbox has %d orders, want 2", n)
+	}
+}
+
+// TestE2EUnknownOutcomeNeverResent: the connection drops after the venue
+// took the order. keystile looks the order up by client order id instead
+// of sending it again; when the lookup fails too, the bot gets 504 with
+// the client order id, and its retry with the same key is answered from
+// the lookup. The venue receives the order once.
+func TestE2EUnknownOutcomeNeverResent(t *testing.T) {
+	h := startHarness(t, harnessOptions{Venues: binanceOnly()})
+	tok := h.mint(t, admin.CreateTokenRequest{Test: true, Venues: []string{sandbox.VenueBinance}}).Token
+	hdr := func(k string) http.Header { return http.Header{gateway.HeaderIdempotencyKey: {k}} }
+
+	// Recovered at once by the lookup.
+	if err := h.sb.InjectFault(sandbox.VenueBinance, sandbox.Fault{Kind: sandbox.FaultResetAfterRead, PathPrefix: "/api/v3/order"}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := h.callHeader(tok, sandbox.VenueBinance, order60, hdr("u-1"))
+	if err != nil || a.status != 200 || a.header.Get(gateway.HeaderOutcome) != "recovered" {
+		t.Fatalf("reset after read: %v %d outcome=%q %s", err, a.status, a.header.Get(gateway.HeaderOutcome), a.body)
+	}
+	if n := len(h.sb.Orders(sandbox.VenueBinance)); n != 1 {
+		t.Fatalf("sandbox has %d orders, want 1", n)
+	}
+	b, err := h.callHeader(tok, sandbox.VenueBinance, order60, hdr("u-1"))
+	if err != nil || b.status != 200 || b.header.Get(gateway.HeaderReplay) != "true" {
+		t.Fatalf("retry: %v %d %s", err, b.status, b.body)
+	}
+
+	// The lookup fails as well (every one of its 3 attempts): 504 with
+	// the client order id; the retry looks it up again instead of sending.
+	if err := h.sb.InjectFault(sandbox.VenueBinance, sandbox.Fault{Kind: sandbox.FaultResetAfterRead, PathPrefix: "/api/v3/order", Count: 4}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := h.callHeader(tok, sandbox.VenueBinance, order60, hdr("u-2"))
+	if err != nil || c.status != http.StatusGatewayTimeout || c.header.Get(gateway.HeaderClientOrderID) == "" {
+		t.Fatalf("unknown: %v %d coid=%q %s", err, c.status, c.header.Get(gateway.HeaderClientOrderID), c.body)
+	}
+	d, err := h.callHeader(tok, sandbox.VenueBinance, order60, hdr("u-2"))
+	if err != nil || d.status != 200 || d.header.Get(gateway.HeaderOutcome) != "recovered" ||
+		d.header.Get(gateway.HeaderClientOrderID) != c.header.Get(gateway.HeaderClientOrderID) {
+		t.Fatalf("retry after unknown: %v %d %v %s", err, d.status, d.header, d.body)
+	}
+	if n := len(h.sb.Orders(sandbox.VenueBinance)); n != 2 {
+		t.Fatalf("sandbox has %d orders, want 2", n)
+	}
+}

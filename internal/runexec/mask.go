@@ -55,16 +55,23 @@ func Encodings(v []byte) []string {
 // Masker is an io.WriteCloser that masks values in a stream before
 // passing it on. It is safe for concurrent use.
 type Masker struct {
-	mu      sync.Mutex
-	w       io.Writer
-	pats    []string // longest first
-	first   [256]bool
-	maxLen  int
-	held    []byte
-	idle    time.Duration
-	timer   *time.Timer
-	closed  bool
-	lastErr error
+	mu     sync.Mutex
+	w      io.Writer
+	pats   []string // longest first
+	first  [256]bool
+	maxLen int
+	held   []byte
+	// ctx is a possible start of a value that an idle flush already
+	// released (raw if short, else as the mask: ctxMasked): later bytes
+	// that continue it are still part of that value and are masked, so a
+	// value written slowly, byte by byte, leaks at most partialMaskLen-1
+	// bytes. held then holds the bytes after ctx.
+	ctx       []byte
+	ctxMasked bool
+	idle      time.Duration
+	timer     *time.Timer
+	closed    bool
+	lastErr   error
 }
 
 // NewMasker returns a Masker writing to w that masks values (those shorter
@@ -115,10 +122,24 @@ func (m *Masker) Write(p []byte) (int, error) {
 	if m.lastErr != nil {
 		return 0, m.lastErr
 	}
-	data := append(m.held, p...)
-	out, held := m.scan(data)
-	m.held = append([]byte(nil), held...)
-	secret.Wipe(data)
+	var out []byte
+	if len(m.ctx) > 0 {
+		var rest []byte
+		var more bool
+		out, rest, more = m.continueCtx(p)
+		if more {
+			p = nil
+		} else {
+			p = rest
+		}
+	}
+	if p != nil {
+		data := append(m.held, p...)
+		o, held := m.scan(data)
+		out = append(out, o...)
+		m.held = append([]byte(nil), held...)
+		secret.Wipe(data)
+	}
 	if len(out) > 0 {
 		if _, err := m.w.Write(out); err != nil {
 			m.lastErr = err
@@ -133,6 +154,45 @@ func (m *Masker) Write(p []byte) (int, error) {
 		m.timer = time.AfterFunc(m.idle, func() { _ = m.Flush() })
 	}
 	return len(p), nil
+}
+
+// continueCtx feeds p after a released possible start of a value (ctx,
+// then the held bytes). While ctx+held+p is still a possible start, it is
+// held (more=true); once it completes a value, the value's remainder is
+// masked; once it cannot, ctx is forgotten and the bytes after it are
+// returned (rest) to be scanned normally.
+func (m *Masker) continueCtx(p []byte) (out, rest []byte, more bool) {
+	cand := make([]byte, 0, len(m.ctx)+len(m.held)+len(p))
+	cand = append(append(append(cand, m.ctx...), m.held...), p...)
+	defer secret.Wipe(cand)
+	nctx := len(m.ctx)
+	if n := m.fullMatch(cand); n > nctx {
+		if !m.ctxMasked {
+			out = []byte(Mask)
+		}
+		m.endCtx()
+		return out, append([]byte(nil), cand[n:]...), false
+	}
+	if len(cand) < m.maxLen && m.partialMatch(cand) {
+		secret.Wipe(m.held)
+		m.held = append([]byte(nil), cand[nctx:]...)
+		return nil, nil, true
+	}
+	// Not a value after all: what ctx released stays released; the
+	// rest is ordinary output (or the start of another value).
+	rest = append([]byte(nil), cand[nctx:]...)
+	if m.ctxMasked {
+		// The held bytes were already covered by the mask.
+		rest = append([]byte(nil), cand[nctx+len(m.held):]...)
+	}
+	m.endCtx()
+	return nil, rest, false
+}
+
+func (m *Masker) endCtx() {
+	secret.Wipe(m.ctx)
+	secret.Wipe(m.held)
+	m.ctx, m.held, m.ctxMasked = nil, nil, false
 }
 
 // scan returns the masked output that can be released and the tail to
@@ -197,13 +257,25 @@ func (m *Masker) flushLocked() error {
 	if len(m.held) == 0 || m.lastErr != nil {
 		return m.lastErr
 	}
-	out := m.held
-	if len(out) >= partialMaskLen {
-		out = []byte(Mask)
+	// The held bytes are a possible start of a value (after ctx, if
+	// any): release them raw while the whole start is short, as one
+	// mask once it is not, and remember them so that the rest of the
+	// value is still masked when it comes.
+	var out []byte
+	switch {
+	case m.ctxMasked:
+	case len(m.ctx)+len(m.held) >= partialMaskLen:
+		out, m.ctxMasked = []byte(Mask), true
+	default:
+		out = append([]byte(nil), m.held...)
 	}
-	_, err := m.w.Write(out)
+	m.ctx = append(m.ctx, m.held...)
 	secret.Wipe(m.held)
 	m.held = nil
+	var err error
+	if len(out) > 0 {
+		_, err = m.w.Write(out)
+	}
 	if err != nil {
 		m.lastErr = err
 	}
@@ -218,6 +290,7 @@ func (m *Masker) Close() error {
 		return nil
 	}
 	err := m.flushLocked()
+	m.endCtx()
 	m.closed = true
 	return err
 }

@@ -153,6 +153,41 @@ func TestMaskerIdleFlush(t *testing.T) {
 	}
 }
 
+// TestMaskerSlowDrip: a value written one byte at a time, each byte after
+// the idle timer fired, leaks at most its first three bytes; the rest is
+// masked. Ordinary text that merely paused after a possible start is
+// released unchanged.
+func TestMaskerSlowDrip(t *testing.T) {
+	var out syncBuffer
+	m := runexec.NewMasker(&out, []secret.Value{secret.FromString(canary)}, time.Millisecond)
+	write := func(s string) {
+		t.Helper()
+		if _, err := m.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("split=")
+	for i := range len(canary) {
+		write(canary[i : i+1])
+		time.Sleep(4 * time.Millisecond) // past the idle timer
+	}
+	write("\nok C")
+	time.Sleep(4 * time.Millisecond)
+	write("onnecting\n")
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	line, rest, _ := strings.Cut(got, "\n")
+	if !strings.HasPrefix(line, "split=") || !strings.HasSuffix(line, runexec.Mask) ||
+		len(line) > len("split=")+3+len(runexec.Mask) || strings.Contains(got, canary[:4]) {
+		t.Fatalf("slow drip: %q", got)
+	}
+	if rest != "ok Connecting\n" {
+		t.Fatalf("paused ordinary text: %q", rest)
+	}
+}
+
 func TestSkipped(t *testing.T) {
 	got := runexec.Skipped([]secret.Value{secret.FromString(canary), secret.FromString("1234567")})
 	if len(got) != 1 || got[0] != 1 {

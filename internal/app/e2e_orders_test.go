@@ -2,8 +2,10 @@ package app_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -225,5 +227,38 @@ func TestE2EUnknownOutcomeNeverResent(t *testing.T) {
 	}
 	if n := len(h.sb.Orders(sandbox.VenueBinance)); n != 2 {
 		t.Fatalf("sandbox has %d orders, want 2", n)
+	}
+}
+
+// TestE2EAuditUnwritable: when the audit store cannot be written, writes
+// are refused with 503 before anything is signed, while reads, health and
+// the admin API keep working.
+func TestE2EAuditUnwritable(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full on this system")
+	}
+	h := startHarness(t, harnessOptions{Venues: binanceOnly(), ExtraYAML: "audit:\n  sink: jsonl\n  path: /dev/full\n"})
+	tok := h.mint(t, admin.CreateTokenRequest{Test: true, Venues: []string{sandbox.VenueBinance}}).Token
+	resp := h.mustCall(t, tok, sandbox.VenueBinance, order60)
+	if resp.status != http.StatusServiceUnavailable || resp.errorCode() != "audit_unavailable" || resp.errorRule() != "audit.unavailable" {
+		t.Fatalf("order with an unwritable audit log: %d %s", resp.status, resp.body)
+	}
+	if n := h.sb.Stats(sandbox.VenueBinance).Orders; n != 0 {
+		t.Fatalf("the venue received %d orders", n)
+	}
+	read := exchangeVenues()[0].read
+	if r := h.mustCall(t, tok, sandbox.VenueBinance, read); r.status != http.StatusOK {
+		t.Fatalf("read with an unwritable audit log: %d %s", r.status, r.body)
+	}
+	hr, err := h.hc.Get(h.gw + "/-/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = hr.Body.Close()
+	if hr.StatusCode != http.StatusOK {
+		t.Fatalf("healthz %d", hr.StatusCode)
+	}
+	if _, err := h.admin.ListSecrets(context.Background()); err != nil {
+		t.Fatalf("admin API: %v", err)
 	}
 }

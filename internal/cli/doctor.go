@@ -12,6 +12,7 @@ import (
 
 	"github.com/keystile/keystile/internal/admin"
 	"github.com/keystile/keystile/internal/app"
+	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/doctor"
 	"github.com/keystile/keystile/internal/masterkey"
@@ -99,7 +100,39 @@ func (g *globals) doctorOptions(ctx context.Context, cfg *config.Config, dir str
 			cleanups = append(cleanups, func() { _ = db.Close() }, func() { _ = v.Close(context.WithoutCancel(ctx)) })
 		}
 	}
+	o.AuditVerify, o.AuditReason = auditVerifier(cfg, dir, o.Vault)
 	return o, cleanup
+}
+
+// auditVerifier returns doctor's audit check: the stored log verified
+// with the public key derived from the vault.
+func auditVerifier(cfg *config.Config, dir string, v doctor.Vault) (func(context.Context) (audit.Report, error), string) {
+	vv, ok := v.(*vault.Vault)
+	if !ok || vv == nil {
+		return nil, "the vault is not open, so the checkpoint key is unknown (run `keystile audit verify`)"
+	}
+	sink, path, err := app.AuditSink(cfg, dir)
+	if err != nil {
+		return nil, err.Error()
+	}
+	if sink == app.AuditSinkStdout {
+		return nil, "audit.sink is stdout: there is no stored log to verify"
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, "no audit log yet at " + path
+	}
+	return func(ctx context.Context) (audit.Report, error) {
+		keys, err := app.AuditKeys(ctx, vv)
+		if err != nil {
+			return audit.Report{}, err
+		}
+		r, err := app.OpenAuditReader(ctx, cfg, dir)
+		if err != nil {
+			return audit.Report{}, err
+		}
+		defer r.Close()
+		return audit.Verify(ctx, r, keys.PublicKey())
+	}, ""
 }
 
 // recordedSource reads the master-key source init recorded in the vault.

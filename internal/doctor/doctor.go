@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keystile/keystile/internal/admin"
+	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/vault"
 )
@@ -183,6 +184,10 @@ type Options struct {
 	// MaxHistoryBytes bounds how much of each history file is read (its
 	// end). If 0, 32 MiB.
 	MaxHistoryBytes int64
+	// AuditVerify recomputes the audit log's chain and checkpoints (see
+	// audit.Verify); nil when it cannot, with the reason in AuditReason.
+	AuditVerify func(ctx context.Context) (audit.Report, error)
+	AuditReason string
 }
 
 type run struct {

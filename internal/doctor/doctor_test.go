@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/keystile/keystile/internal/admin"
+	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/doctor"
 	"github.com/keystile/keystile/internal/runexec"
@@ -57,6 +58,10 @@ type fixture struct {
 	limits string
 	status string
 	work   string
+	// auditPath is the fixture's audit log (SQLite), verified by
+	// auditVerify.
+	auditPath   string
+	auditVerify func(context.Context) (audit.Report, error)
 }
 
 // uid is the owner the fixture's files get: ours, or 1000 when we are
@@ -134,6 +139,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f.v = v
+	f.auditLog(ctx, data, v)
 	f.write(filepath.Join(data, "master.key"), "not-a-real-key\n", 0o600)
 	ln, err := net.Listen("unix", filepath.Join(data, "admin.sock"))
 	if err != nil {
@@ -204,6 +210,7 @@ venues:
 			}
 			return nil, os.ErrNotExist
 		},
+		AuditVerify: f.auditVerify,
 	}
 	return f
 }
@@ -214,7 +221,6 @@ func (f *fixture) run() doctor.Report {
 
 // notApplicable are the checks that skip on the clean fixture, honestly.
 var notApplicable = map[string]string{
-	"audit.chain":                "the durable audit log does not exist yet",
 	"masterkey.file.permissions": "the clean fixture uses a passphrase, so there is no key file",
 }
 

@@ -264,6 +264,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := g.now()
 	st := &reqState{id: newRequestID()}
 	w.Header().Set(HeaderRequestID, st.id)
+	if len(r.TransferEncoding) > 0 {
+		// net/http drops a Content-Length sent with Transfer-Encoding and
+		// keeps the connection open; RFC 9112 6.1 requires closing it
+		// after the answer, so nothing smuggled behind it runs.
+		w.Header().Set("Connection", "close")
+	}
 	ev := audit.Event{Time: start, RequestID: st.id, Method: r.Method, Source: sourceAddr(r).String()}
 	finish := func(status int, decision, rule string) {
 		ev.Status, ev.Decision, ev.Rule = status, decision, rule
@@ -527,15 +533,17 @@ func tokenRule(err error) string {
 	return "invalid"
 }
 
-// splitVenue splits "/<venue>/<rest>" and refuses dot segments and encoded
-// separators anywhere in the path, so no path can climb into another
-// venue's prefix upstream.
+// splitVenue splits "/<venue>/<rest>" and refuses dot segments, encoded
+// separators and empty segments anywhere in the path, so no path can climb
+// into another venue's prefix upstream, and the path keystile classifies
+// is the path the venue receives.
 func splitVenue(escaped string) (string, string, bool) {
 	if !strings.HasPrefix(escaped, "/") {
 		return "", "", false
 	}
 	lower := strings.ToLower(escaped)
-	if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(escaped, "\\") || strings.Contains(lower, "%00") {
+	if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(escaped, "\\") || strings.Contains(lower, "%00") ||
+		strings.Contains(escaped, "//") {
 		return "", "", false
 	}
 	dec, err := url.PathUnescape(escaped)
@@ -759,11 +767,16 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	}
 	data, err := readAnswer(resp, g.o.MaxResponseBytes)
 	_ = resp.Body.Close()
-	if err != nil {
-		return err
+	if err == nil && int64(len(data)) > g.o.MaxResponseBytes {
+		err = errResponseTooLarge
 	}
-	if int64(len(data)) > g.o.MaxResponseBytes {
-		return errResponseTooLarge
+	if err != nil {
+		if req := resp.Request; req != nil && !safeMethod(req.Method) {
+			// The venue started answering a write: it received it and
+			// may have acted on it. The bot must check, not re-send.
+			return &upstream.UnknownOutcomeError{Method: req.Method, Host: req.URL.Host, Err: err}
+		}
+		return err
 	}
 	data = scrub(data)
 	if st != nil && st.deferUnknown {

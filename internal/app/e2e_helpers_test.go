@@ -94,6 +94,9 @@ type harnessOptions struct {
 	// ExtraYAML is appended to the generated config (top-level keys such
 	// as policies:, audit:, idempotency:).
 	ExtraYAML string
+	// Configure, if set, edits the parsed config before the server
+	// starts (it sees the sandbox's addresses).
+	Configure func(info sandbox.Info, cfg *config.Config)
 }
 
 // harness is a running bot -> gateway -> sandbox setup: a TLS sandbox with
@@ -160,6 +163,9 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 	cfg, err := config.Parse("e2e.yaml", []byte(e2eConfigYAML(h.info, caFile, h.venues)+o.ExtraYAML))
 	if err != nil {
 		t.Fatalf("config: %v", err)
+	}
+	if o.Configure != nil {
+		o.Configure(h.info, cfg)
 	}
 
 	red := logging.NewRedactor()

@@ -7,6 +7,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	// Policies name IANA time zones (hours, calendar-day budgets): embed
+	// the zone database so they work on hosts without /usr/share/zoneinfo.
+	_ "time/tzdata"
 
 	"github.com/keystile/keystile/internal/cli"
 )

@@ -9,8 +9,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/keystile/keystile/internal/admin"
+	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/gateway"
 	"github.com/keystile/keystile/internal/sandbox"
 )
@@ -260,5 +262,47 @@ func TestE2EAuditUnwritable(t *testing.T) {
 	}
 	if _, err := h.admin.ListSecrets(context.Background()); err != nil {
 		t.Fatalf("admin API: %v", err)
+	}
+}
+
+// TestE2ESlowVenueNeverDoubleOrders: the venue takes longer than keystile
+// waits, and places the order afterwards. keystile answers 504 with the
+// client order id; a retry with the same key while the venue has not
+// processed it yet is not sent again (its lookup finds nothing, which this
+// soon proves nothing); once the venue has it, the retry is answered from
+// the lookup. The venue receives the order once.
+func TestE2ESlowVenueNeverDoubleOrders(t *testing.T) {
+	h := startHarness(t, harnessOptions{Venues: binanceOnly(), Configure: func(_ sandbox.Info, cfg *config.Config) {
+		v := cfg.Venues[sandbox.VenueBinance]
+		v.Timeouts.ResponseHeader, v.Timeouts.Total = 300*time.Millisecond, 600*time.Millisecond
+		cfg.Venues[sandbox.VenueBinance] = v
+	}})
+	tok := h.mint(t, admin.CreateTokenRequest{Test: true, Venues: []string{sandbox.VenueBinance}}).Token
+	hdr := http.Header{gateway.HeaderIdempotencyKey: {"slow-1"}}
+	if err := h.sb.InjectFault(sandbox.VenueBinance, sandbox.Fault{Kind: sandbox.FaultSlowProcess, PathPrefix: "/api/v3/order", Delay: sandbox.Duration(1500 * time.Millisecond)}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := h.callHeader(tok, sandbox.VenueBinance, order60, hdr)
+	if err != nil || a.status != http.StatusGatewayTimeout || a.errorCode() != "outcome_unknown" || a.header.Get(gateway.HeaderClientOrderID) == "" {
+		t.Fatalf("slow venue: %v %d %v %s", err, a.status, a.header, a.body)
+	}
+	b, err := h.callHeader(tok, sandbox.VenueBinance, order60, hdr)
+	if err != nil || b.status != http.StatusGatewayTimeout || b.header.Get(gateway.HeaderClientOrderID) != a.header.Get(gateway.HeaderClientOrderID) {
+		t.Fatalf("retry while the venue is still busy: %v %d %s", err, b.status, b.body)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(h.sb.Orders(sandbox.VenueBinance)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the venue never placed the slow order")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c, err := h.callHeader(tok, sandbox.VenueBinance, order60, hdr)
+	if err != nil || c.status != http.StatusOK || c.header.Get(gateway.HeaderOutcome) != "recovered" {
+		t.Fatalf("retry once the venue has it: %v %d %v %s", err, c.status, c.header, c.body)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if orders := h.sb.Orders(sandbox.VenueBinance); len(orders) != 1 || orders[0].ClientOrderID != a.header.Get(gateway.HeaderClientOrderID) {
+		t.Fatalf("venue orders %+v, want exactly the first", orders)
 	}
 }

@@ -501,7 +501,11 @@ func (m *Manager) Reopen(ctx context.Context, k Key, fingerprint []byte) (*Ticke
 		return nil, nil, ErrKeyReused
 	case stored.State == StateDone:
 		return m.answer(stored, fingerprint)
-	case stored.State == StatePending && now.Sub(stored.Updated) < m.pendingTO:
+	case now.Sub(stored.Updated) < m.pendingTO:
+		// Pending: it may still be in flight in another process.
+		// Unknown: a lookup's "no such order" right after the request
+		// may only mean the venue has not processed it yet; resending
+		// now could place it twice.
 		return nil, nil, ErrPending
 	}
 	t := m.newTicket(k, fingerprint, stored.ClientOrderID, now)

@@ -310,12 +310,18 @@ func TestUnknownThenResolve(t *testing.T) {
 	}
 }
 
-// TestUnknownThenReopen: a lookup said "no such order": Reopen at once
-// (unknown rows need no waiting) and send again.
+// TestUnknownThenReopen: a lookup said "no such order": Reopen only once
+// PendingTimeout has passed since the outcome became unknown (a venue
+// may not have processed the order yet), then send again.
 func TestUnknownThenReopen(t *testing.T) {
-	m, _, _ := newManager(t, idem.Options{})
+	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	m, _, _ := newManager(t, idem.Options{Now: clk.Now, PendingTimeout: time.Minute})
 	tk, _, _ := m.Begin(ctx, key, fp, "cid-r")
 	_ = tk.Unknown(ctx)
+	if _, _, err := m.Reopen(ctx, key, fp); !errors.Is(err, idem.ErrPending) {
+		t.Fatalf("Reopen right after the unknown outcome = %v, want ErrPending", err)
+	}
+	clk.Advance(time.Minute)
 	tk, _, err := m.Reopen(ctx, key, fp)
 	if err != nil || tk.ClientOrderID() != "cid-r" {
 		t.Fatalf("Reopen = %v", err)

@@ -24,6 +24,11 @@ const (
 	// FaultResetAfterRead reads and fully processes the request (an order is
 	// placed and counted), then closes the connection without answering.
 	FaultResetAfterRead FaultKind = "reset_after_read"
+	// FaultSlowProcess reads the request, then takes Delay to process it,
+	// even if the client has gone away meanwhile (the order is placed and
+	// counted; the answer may reach no one): a venue slower than keystile's
+	// timeouts.
+	FaultSlowProcess FaultKind = "slow_process"
 	// FaultRateLimit answers 429 with Retry-After: RetryAfter seconds (default 1).
 	FaultRateLimit FaultKind = "rate_limit"
 	// FaultExpireSessions invalidates every Betfair session / STAPI access
@@ -108,7 +113,7 @@ func (f Fault) normalize() (Fault, error) {
 		if f.Status < 500 || f.Status > 599 {
 			return f, fmt.Errorf("%w: status %d is not 5xx", ErrBadFault, f.Status)
 		}
-	case FaultDelay:
+	case FaultDelay, FaultSlowProcess:
 		if f.Delay <= 0 || time.Duration(f.Delay) > time.Minute {
 			return f, fmt.Errorf("%w: delay must be in (0, 1m]", ErrBadFault)
 		}

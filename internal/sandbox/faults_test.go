@@ -51,6 +51,25 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("status %d after %v", r.status, time.Since(start))
 		}
 	})
+	t.Run("slow process places after the client gave up", func(t *testing.T) {
+		n := orders()
+		if err := s.InjectFault(VenueGeneric, Fault{Kind: FaultSlowProcess, Delay: Duration(300 * time.Millisecond)}); err != nil {
+			t.Fatal(err)
+		}
+		// The client gives up long before 300ms.
+		quick := &http.Client{Timeout: 50 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
+		_, err := doErr(quick, "POST", vi.BaseURL+"/api/v1/orders", body, genericHeaders(key, sec, "POST", "/api/v1/orders", body, time.Now()))
+		if err == nil {
+			t.Fatal("slow fault answered within the client's timeout")
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for orders() != n+1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("orders %d, want %d", orders(), n+1)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
 	t.Run("rate limit", func(t *testing.T) {
 		if err := s.InjectFault(VenueGeneric, Fault{Kind: "429", RetryAfter: 3}); err != nil {
 			t.Fatal(err)
@@ -140,7 +159,7 @@ func TestFaults(t *testing.T) {
 	t.Run("stats endpoint", func(t *testing.T) {
 		r := control("GET", "stats", "")
 		m := r.json(t)
-		if m["faults_injected"] != 10.0 || m["orders"] != 1.0 || m["operations"].(map[string]any)["balance"] == nil {
+		if m["faults_injected"] != 11.0 || m["orders"] != 2.0 || m["operations"].(map[string]any)["balance"] == nil {
 			t.Fatalf("stats: %s", r.body)
 		}
 		if r := control("GET", "orders", ""); !strings.Contains(string(r.body), `"instrument":"MKT-1001/"`) {

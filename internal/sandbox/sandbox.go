@@ -496,6 +496,11 @@ func (vs *venueServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"message": "request body too large"})
 		return
 	}
+	if fault.Kind == FaultSlowProcess {
+		// The venue has the request and processes it whether or not
+		// the client is still waiting.
+		time.Sleep(time.Duration(fault.Delay))
+	}
 	if fault.Kind != FaultResetAfterRead && !echo {
 		vs.emu.serve(w, r, body)
 		return

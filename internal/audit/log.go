@@ -241,7 +241,7 @@ func (l *Log) Record(ctx context.Context, e Event) {
 }
 
 func (l *Log) drop(ctx context.Context, n int, why, requestID string) {
-	l.dropped.Add(uint64(n))
+	l.dropped.Add(uint64(max(n, 0))) // #nosec G115 -- clamped to >= 0
 	l.o.Logger.LogAttrs(ctx, slog.LevelError, "audit: outcome record dropped",
 		slog.String("reason", why), slog.Int("records", n), slog.String("request_id", requestID))
 }
@@ -337,7 +337,7 @@ func (l *Log) commit(batch []*pending) {
 		r.Raw = sealRecord(&r, prev)
 		prev = r.Hash
 		recs = append(recs, r)
-		if seq%uint64(l.o.CheckpointEvery) == 0 {
+		if seq%uint64(max(l.o.CheckpointEvery, 1)) == 0 { // #nosec G115 -- clamped to >= 1
 			cps = append(cps, l.checkpoint(seq, prev, now))
 		}
 	}

@@ -47,12 +47,6 @@ func (l *limiters) sweep(now time.Time) {
 	}
 }
 
-func (l *limiters) size() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.m)
-}
-
 // rate takes one token from each of the policy's buckets, all or none. A
 // dry run only looks.
 func (ev *evaluation) rate() *Decision {

@@ -119,7 +119,7 @@ func (s *BudgetStore) Release(ctx context.Context, ids []int64) error {
 	for i, id := range ids {
 		args[i] = id
 	}
-	q := `DELETE FROM budget_entries WHERE id IN (?` + strings.Repeat(",?", len(ids)-1) + `)`
+	q := `DELETE FROM budget_entries WHERE id IN (?` + strings.Repeat(",?", len(ids)-1) + `)` // #nosec G202 -- only placeholders are concatenated
 	if _, err := s.d.db.ExecContext(ctx, q, args...); err != nil {
 		return fmt.Errorf("sqlite: release budget: %w", err)
 	}

@@ -62,5 +62,6 @@ venues:
       - {method: POST, path: /api/v1/orders, op: order.place}
       - {method: DELETE, path: "/api/v1/orders/{id}", op: order.cancel}
 `)
+	b.WriteString(policyYAML)
 	return b.String()
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/keystile/keystile/internal/admin"
 	"github.com/keystile/keystile/internal/app"
+	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/logging"
 	"github.com/keystile/keystile/internal/sandbox"
@@ -38,6 +39,16 @@ type Options struct {
 type Result struct {
 	Steps        []Step
 	OrdersByVenu map[string]int64
+	// Denied is the scalper's over-limit order (403, PolicyRule);
+	// Replayed tells whether its repeated Idempotency-Key was answered
+	// from the first order; ScalperOrders is what the venue received
+	// from the scalper (1).
+	Denied        Step
+	PolicyRule    string
+	Replayed      bool
+	ScalperOrders int64
+	// Audit is the verification of the audit log after shutdown.
+	Audit        audit.Report
 	Refused      Step
 	FilesChecked int
 	Leaks        []string
@@ -209,6 +220,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	say("   orders the venues received: %s", strings.Join(counts, ", "))
 	say("")
 
+	// 7. A second bot under a policy: limits before signing, and an
+	// order never placed twice.
+	if err := policyStep(ctx, client, hc, gw, sb, res, say); err != nil {
+		return res, err
+	}
+
 	// 7. Panic button: revoke, and the very next request is refused.
 	if _, err := client.TokenAction(ctx, minted.Info.ID, "revoke"); err != nil {
 		return nil, fmt.Errorf("demo: revoke: %w", err)
@@ -218,7 +235,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	res.Refused = st
-	say("7. Revoked the token (`keystile token revoke %s`); the next request: %d (refused before anything was signed)", minted.Info.ID, st.Status)
+	say("8. Revoked the token (`keystile token revoke %s`); the next request: %d (refused before anything was signed)", minted.Info.ID, st.Status)
 	if st.Status != http.StatusUnauthorized {
 		return res, fmt.Errorf("demo: revoked token answered %d, want 401", st.Status)
 	}
@@ -242,10 +259,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
-	say("8. Searched every file keystile wrote (%d files: database, key file, debug log) for the credentials and the token: %d found", res.FilesChecked, len(res.Leaks))
+	say("9. Searched every file keystile wrote (%d files: database, audit log, key file, debug log) for the credentials and the token: %d found", res.FilesChecked, len(res.Leaks))
 	if len(res.Leaks) > 0 {
 		return res, fmt.Errorf("demo: secret values found in %v", res.Leaks)
 	}
+
+	// 10. The audit log verifies, as `keystile audit verify` checks it.
+	if res.Audit, err = verifyAudit(context.WithoutCancel(ctx), dir, cfg); err != nil {
+		return res, err
+	}
+	say("10. Verified the audit log (`keystile audit verify`): %d hash-chained records, %d signed checkpoint(s), intact", res.Audit.Records, res.Audit.Checkpoints)
 	say("")
 	say("Done. Try it yourself: see README.md, \"Quick start\".")
 	return res, nil

@@ -20,9 +20,16 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
 	for _, v := range venueIDs {
+		// Counted after the first bot's run: one order each.
 		if res.OrdersByVenu[v.id] != 1 {
 			t.Errorf("%s received %d orders, want 1", v.id, res.OrdersByVenu[v.id])
 		}
+	}
+	if res.Denied.Status != http.StatusForbidden || res.PolicyRule != "policy.scalper.max_notional" || !res.Replayed || res.ScalperOrders != 1 {
+		t.Errorf("policy step: denied %d %q, replayed %v, %d orders", res.Denied.Status, res.PolicyRule, res.Replayed, res.ScalperOrders)
+	}
+	if res.Audit.Records < uint64(len(res.Steps)) || res.Audit.Checkpoints == 0 {
+		t.Errorf("audit: %+v for %d steps", res.Audit, len(res.Steps))
 	}
 	if res.Refused.Status != http.StatusUnauthorized {
 		t.Errorf("revoked token answered %d", res.Refused.Status)

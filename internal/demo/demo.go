@@ -3,6 +3,8 @@ package demo
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,10 +12,12 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -193,7 +197,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	say("")
 	say("6. The bot, holding only that token, trades through the gateway:")
 
-	hc := &http.Client{Timeout: 30 * time.Second}
+	// Every answer the bots get is kept for the leak sweep.
+	answers := &recorder{next: http.DefaultTransport}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: answers}
 	tw := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "   VENUE\tREQUEST\tSTATUS\tTIME")
 	for _, r := range script() {
@@ -249,17 +255,24 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	var needles []string
 	for _, v := range venueIDs {
 		for _, val := range info.Venues[v.sandbox].Credentials {
-			if len(val) >= 8 && !strings.Contains(val, "\n") {
-				needles = append(needles, val)
+			if len(val) >= 8 {
+				needles = append(needles, encodings(val)...)
 			}
 		}
 	}
-	needles = append(needles, tok)
+	needles = append(needles, encodings(tok)...)
 	res.FilesChecked, res.Leaks, err = sweep(dir, needles, caFile, cfgPath)
 	if err != nil {
 		return res, err
 	}
-	say("9. Searched every file keystile wrote (%d files: database, audit log, key file, debug log) for the credentials and the token: %d found", res.FilesChecked, len(res.Leaks))
+	for _, nd := range needles {
+		if answers.contains(nd) {
+			res.Leaks = append(res.Leaks, "an answer to the bot")
+			break
+		}
+	}
+	say("9. Searched every file keystile wrote (%d files: database, audit log, key file, debug log) and every answer the bots got (%d) for the credentials and the token, raw, hex, base64 and URL-encoded: %d found",
+		res.FilesChecked, answers.count(), len(res.Leaks))
 	if len(res.Leaks) > 0 {
 		return res, fmt.Errorf("demo: secret values found in %v", res.Leaks)
 	}
@@ -390,4 +403,66 @@ func sortedKeys(m map[string]sandbox.VenueInfo) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// encodings are the forms a secret value could leak in: raw, hex, base64
+// (standard and URL, padded or not) and URL-escaped.
+func encodings(v string) []string {
+	b := []byte(v)
+	forms := []string{v, hex.EncodeToString(b), strings.ToUpper(hex.EncodeToString(b)),
+		base64.StdEncoding.EncodeToString(b), base64.RawStdEncoding.EncodeToString(b),
+		base64.URLEncoding.EncodeToString(b), base64.RawURLEncoding.EncodeToString(b),
+		url.QueryEscape(v), url.PathEscape(v)}
+	seen := map[string]bool{}
+	var out []string
+	for _, f := range forms {
+		if !seen[f] {
+			seen[f] = true
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// recorder is an http.RoundTripper that keeps a copy of every answer
+// (status line, headers and body) for the leak sweep.
+type recorder struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	n    int
+}
+
+// RoundTrip implements http.RoundTripper.
+func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := r.next.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	_ = resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.n++
+	fmt.Fprintf(&r.buf, "%s\n", resp.Status)
+	_ = resp.Header.Write(&r.buf)
+	r.buf.Write(body)
+	r.buf.WriteByte('\n')
+	return resp, nil
+}
+
+func (r *recorder) contains(s string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return bytes.Contains(r.buf.Bytes(), []byte(s))
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n
 }

@@ -3,7 +3,10 @@ package demo
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -44,3 +47,33 @@ func TestDemo(t *testing.T) {
 		t.Error("the token appears in the demo output or logs")
 	}
 }
+
+// TestSweepFindsEncodedLeaks: the sweep is not vacuous: a value planted
+// in a file in any of its encodings, or in an answer, is found.
+func TestSweepFindsEncodedLeaks(t *testing.T) {
+	const canary = "CANARY-demo-sweep-7d1e"
+	for _, form := range encodings(canary) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "f.log"), []byte("x "+form+" y"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, leaks, err := sweep(dir, encodings(canary))
+		if err != nil || len(leaks) != 1 {
+			t.Errorf("form %q: leaks %v, err %v", form, leaks, err)
+		}
+	}
+	if len(encodings(canary)) < 5 { // URL-safe and escaped forms coincide for this value
+		t.Fatalf("encodings: %v", encodings(canary))
+	}
+	rec := &recorder{next: roundTripFunc(func(*http.Request) (*http.Response, error) {
+		return &http.Response{Status: "200 OK", StatusCode: 200, Header: http.Header{"X-Echo": {canary}}, Body: io.NopCloser(strings.NewReader("{}"))}, nil
+	})}
+	req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1/", nil)
+	if _, err := rec.RoundTrip(req); err != nil || !rec.contains(canary) || rec.count() != 1 {
+		t.Fatalf("recorder: %v %v %d", err, rec.contains(canary), rec.count())
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

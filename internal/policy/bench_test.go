@@ -2,6 +2,7 @@ package policy_test
 
 import (
 	"context"
+	"runtime"
 	"testing"
 
 	"github.com/keystile/keystile/internal/policy"
@@ -79,4 +80,32 @@ func BenchmarkEvaluateRead(b *testing.B) {
 			b.Fatalf("%+v", d)
 		}
 	}
+}
+
+// BenchmarkEvaluateParallel is BenchmarkEvaluate with 64 goroutines
+// placing orders at once against the same daily budget, as a busy gateway
+// does: the store's group commit shares one fsync among them.
+func BenchmarkEvaluateParallel(b *testing.B) {
+	db, _ := tempDB(b)
+	e := policy.New(policy.Options{Budgets: db.Budgets()})
+	e.Load(compile(b, benchPolicy+`    budgets:
+      - name: daily
+        scope: token
+        window: day
+        limit: "1000000000000 USDT"
+`))
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
+	b.RunParallel(func(pb *testing.PB) {
+		in := orderInput("p")
+		for pb.Next() {
+			d := e.Evaluate(ctx, in)
+			if !d.Allow {
+				b.Errorf("%+v", d)
+				return
+			}
+			_ = d.Hold.Keep(ctx)
+		}
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -14,9 +15,17 @@ import (
 )
 
 // BudgetStore implements policy.BudgetStore on the database. Reservations
-// run in BEGIN IMMEDIATE transactions (the database's _txlock), so
+// and releases go through the database's group commit: each runs in its
+// own savepoint of a BEGIN IMMEDIATE transaction (the database's _txlock)
+// shared with other queued writes and sees the writes queued before it, so
 // concurrent reservations — also from other processes sharing the file —
 // are serialised and a limit holds exactly.
+//
+// Every entry is also added to running totals per key (budget_totals, see
+// migration 0006) at three bucket widths: minutes, hours and UTC days. A
+// window is summed exactly from the entries of its first partial minute
+// and whole buckets after that, so a check reads at most about 60 + 24 +
+// 31 rows whatever the number of orders in the window.
 type BudgetStore struct{ d *DB }
 
 // Budgets returns the database's budget store.
@@ -27,17 +36,20 @@ func (s *BudgetStore) Reserve(ctx context.Context, at time.Time, amount decimal.
 	if err := checkAmount(amount, claims); err != nil {
 		return nil, err
 	}
+	atN := clampNano(at)
 	var ids []int64
-	err := s.d.inTx(ctx, func(tx *sql.Tx) error {
-		if err := s.check(ctx, tx, amount, claims); err != nil {
+	err := s.d.batch(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if err := s.d.check(ctx, tx, amount, claims); err != nil {
 			return err
 		}
 		ids = make([]int64, 0, len(claims))
 		for _, c := range claims {
 			var id int64
-			if err := tx.QueryRowContext(ctx, `INSERT INTO budget_entries(key, at, amount) VALUES (?, ?, ?) RETURNING id`,
-				c.Key, at.UnixNano(), amount.String()).Scan(&id); err != nil {
+			if err := s.d.queryRow(ctx, tx, qInsertEntry, c.Key, atN, amount.String()).Scan(&id); err != nil {
 				return fmt.Errorf("sqlite: reserve budget: %w", err)
+			}
+			if err := s.d.addTotals(ctx, tx, c.Key, atN, amount); err != nil {
+				return err
 			}
 			ids = append(ids, id)
 		}
@@ -59,7 +71,7 @@ func (s *BudgetStore) Check(ctx context.Context, _ time.Time, amount decimal.Dec
 		return fmt.Errorf("sqlite: check budget: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	return s.check(ctx, tx, amount, claims)
+	return s.d.check(ctx, tx, amount, claims)
 }
 
 func checkAmount(amount decimal.Decimal, claims []policy.Claim) error {
@@ -73,9 +85,9 @@ func checkAmount(amount decimal.Decimal, claims []policy.Claim) error {
 }
 
 // check sums each claim's window and compares it with the limit.
-func (s *BudgetStore) check(ctx context.Context, tx *sql.Tx, amount decimal.Decimal, claims []policy.Claim) error {
+func (d *DB) check(ctx context.Context, tx *sql.Tx, amount decimal.Decimal, claims []policy.Claim) error {
 	for i, c := range claims {
-		used, err := sumWindow(ctx, tx, c.Key, c.Since)
+		used, err := d.sumWindow(ctx, tx, c.Key, c.Since)
 		if err != nil {
 			return err
 		}
@@ -86,8 +98,58 @@ func (s *BudgetStore) check(ctx context.Context, tx *sql.Tx, amount decimal.Deci
 	return nil
 }
 
-func sumWindow(ctx context.Context, tx *sql.Tx, key string, since time.Time) (decimal.Decimal, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT amount FROM budget_entries WHERE key = ? AND at >= ?`, key, since.UnixNano())
+// Bucket widths of budget_totals' levels 0, 1 and 2, in nanoseconds.
+const (
+	bucketMinute = int64(time.Minute)
+	bucketHour   = int64(time.Hour)
+	bucketDay    = 24 * int64(time.Hour)
+)
+
+// bucketOf is the bucket of level l holding time atN.
+func bucketOf(l int, atN int64) int64 {
+	switch l {
+	case 0:
+		return floorDiv(atN, bucketMinute)
+	case 1:
+		return floorDiv(atN, bucketHour)
+	default:
+		return floorDiv(atN, bucketDay)
+	}
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
+}
+
+func ceilDiv(a, b int64) int64 { return -floorDiv(-a, b) }
+
+// clampNano is t in Unix nanoseconds, clamped to ±2^62 (about ±146 years
+// around 1970) so that bucket arithmetic cannot overflow: time.Time{} as a
+// window start means "everything", as before.
+func clampNano(t time.Time) int64 {
+	const lim = int64(1) << 62
+	switch {
+	case t.Before(time.Unix(0, -lim)):
+		return -lim
+	case t.After(time.Unix(0, lim)):
+		return lim
+	}
+	return t.UnixNano()
+}
+
+// sumWindow sums the entries under key made at or after since: the
+// entries of since's partial minute one by one, then whole minute buckets
+// up to the first whole hour, whole hour buckets up to the first whole
+// day, and whole day buckets (to the end of time: entries dated after now
+// count too, as they did when every entry was summed).
+func (d *DB) sumWindow(ctx context.Context, tx *sql.Tx, key string, since time.Time) (decimal.Decimal, error) {
+	s := clampNano(since)
+	m1, h1, d1 := ceilDiv(s, bucketMinute), ceilDiv(s, bucketHour), ceilDiv(s, bucketDay)
+	rows, err := d.query(ctx, tx, qSumWindow, key, s, m1*bucketMinute, m1, h1*60, h1, d1*24, d1)
 	if err != nil {
 		return decimal.Decimal{}, fmt.Errorf("sqlite: read budget: %w", err)
 	}
@@ -100,7 +162,7 @@ func sumWindow(ctx context.Context, tx *sql.Tx, key string, since time.Time) (de
 		}
 		v, err := decimal.NewFromString(a)
 		if err != nil {
-			return decimal.Decimal{}, fmt.Errorf("sqlite: budget entry amount %q: %w", a, err)
+			return decimal.Decimal{}, fmt.Errorf("sqlite: budget amount %q: %w", a, err)
 		}
 		sum = sum.Add(v)
 	}
@@ -108,6 +170,150 @@ func sumWindow(ctx context.Context, tx *sql.Tx, key string, since time.Time) (de
 		return decimal.Decimal{}, fmt.Errorf("sqlite: read budget: %w", err)
 	}
 	return sum, nil
+}
+
+// addTotals adds delta (negative to subtract) to key's three buckets of
+// time atN.
+func (d *DB) addTotals(ctx context.Context, tx *sql.Tx, key string, atN int64, delta decimal.Decimal) error {
+	var deltas [3]decimal.Decimal
+	for l := range deltas {
+		deltas[l] = delta
+	}
+	return d.applyTotals(ctx, tx, key, [3]int64{bucketOf(0, atN), bucketOf(1, atN), bucketOf(2, atN)}, deltas)
+}
+
+// applyTotals adds deltas[l] to key's bucket buckets[l] of level l. A
+// bucket that reaches zero is deleted; one that would go below zero means
+// the totals no longer match the entries, and is an error (the caller's
+// savepoint is rolled back).
+func (d *DB) applyTotals(ctx context.Context, tx *sql.Tx, key string, buckets [3]int64, deltas [3]decimal.Decimal) error {
+	rows, err := d.query(ctx, tx, qReadTotals, key, buckets[0], buckets[1], buckets[2])
+	if err != nil {
+		return fmt.Errorf("sqlite: read budget totals: %w", err)
+	}
+	var cur [3]decimal.Decimal
+	for rows.Next() {
+		var (
+			l int
+			a string
+		)
+		if err := rows.Scan(&l, &a); err != nil {
+			_ = rows.Close()
+			return fmt.Errorf("sqlite: read budget totals: %w", err)
+		}
+		v, err := decimal.NewFromString(a)
+		if err != nil || l < 0 || l > 2 {
+			_ = rows.Close()
+			return fmt.Errorf("sqlite: budget total %q of %s: bad row", a, key)
+		}
+		cur[l] = v
+	}
+	_ = rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlite: read budget totals: %w", err)
+	}
+	var next [3]decimal.Decimal
+	all := true // every level changes to a positive amount: one statement
+	for l := range cur {
+		if deltas[l].IsZero() {
+			all = false
+			continue
+		}
+		next[l] = cur[l].Add(deltas[l])
+		if next[l].IsNegative() {
+			return fmt.Errorf("sqlite: budget totals of %s below zero: totals and entries disagree", key)
+		}
+		all = all && !next[l].IsZero()
+	}
+	if all {
+		if _, err := d.exec(ctx, tx, qUpsertTotals3, key, buckets[0], next[0].String(), buckets[1], next[1].String(),
+			buckets[2], next[2].String()); err != nil {
+			return fmt.Errorf("sqlite: update budget totals: %w", err)
+		}
+		return nil
+	}
+	for l := range cur {
+		switch {
+		case deltas[l].IsZero():
+			continue
+		case next[l].IsZero():
+			_, err = d.exec(ctx, tx, qDeleteTotal, key, l, buckets[l])
+		default:
+			_, err = d.exec(ctx, tx, qUpsertTotal, key, l, buckets[l], next[l].String())
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: update budget totals: %w", err)
+		}
+	}
+	return nil
+}
+
+// The budget store's statements on the order path (prepared in Open).
+const (
+	qInsertEntry = `INSERT INTO budget_entries(key, at, amount) VALUES (?, ?, ?) RETURNING id`
+	// qSumWindow: ?1 key, ?2 since, ?3 first whole minute (ns), ?4 its
+	// bucket, ?5 first whole hour's minute bucket, ?6 its hour bucket, ?7
+	// first whole day's hour bucket, ?8 its day bucket.
+	qSumWindow = `SELECT amount FROM budget_entries WHERE key = ?1 AND at >= ?2 AND at < ?3
+		UNION ALL SELECT amount FROM budget_totals WHERE key = ?1 AND level = 0 AND bucket >= ?4 AND bucket < ?5
+		UNION ALL SELECT amount FROM budget_totals WHERE key = ?1 AND level = 1 AND bucket >= ?6 AND bucket < ?7
+		UNION ALL SELECT amount FROM budget_totals WHERE key = ?1 AND level = 2 AND bucket >= ?8`
+	qReadTotals = `SELECT 0, amount FROM budget_totals WHERE key = ?1 AND level = 0 AND bucket = ?2
+		UNION ALL SELECT 1, amount FROM budget_totals WHERE key = ?1 AND level = 1 AND bucket = ?3
+		UNION ALL SELECT 2, amount FROM budget_totals WHERE key = ?1 AND level = 2 AND bucket = ?4`
+	qUpsertTotals3 = `INSERT INTO budget_totals(key, level, bucket, amount) VALUES (?1, 0, ?2, ?3), (?1, 1, ?4, ?5), (?1, 2, ?6, ?7)
+		ON CONFLICT (key, level, bucket) DO UPDATE SET amount = excluded.amount`
+	qUpsertTotal = `INSERT INTO budget_totals(key, level, bucket, amount) VALUES (?, ?, ?, ?)
+		ON CONFLICT (key, level, bucket) DO UPDATE SET amount = excluded.amount`
+	qDeleteTotal = `DELETE FROM budget_totals WHERE key = ? AND level = ? AND bucket = ?`
+)
+
+// subtractEntries takes the deleted entries in rows (key, at, amount) off
+// the totals, only at the levels whose bucket start is at or after floor
+// (math.MinInt64: all levels). rows is closed.
+func (d *DB) subtractEntries(ctx context.Context, tx *sql.Tx, rows *sql.Rows, floor [3]int64) error {
+	// Group by key and (minute, hour, day) so that a release of many
+	// entries in one minute updates the buckets once.
+	acc := map[string]map[[3]int64][3]decimal.Decimal{}
+	for rows.Next() {
+		var (
+			key string
+			at  int64
+			a   string
+		)
+		if err := rows.Scan(&key, &at, &a); err != nil {
+			_ = rows.Close()
+			return fmt.Errorf("sqlite: read budget entries: %w", err)
+		}
+		v, err := decimal.NewFromString(a)
+		if err != nil {
+			_ = rows.Close()
+			return fmt.Errorf("sqlite: budget entry amount %q: %w", a, err)
+		}
+		b := [3]int64{bucketOf(0, at), bucketOf(1, at), bucketOf(2, at)}
+		if acc[key] == nil {
+			acc[key] = map[[3]int64][3]decimal.Decimal{}
+		}
+		d := acc[key][b]
+		for l := range d {
+			if b[l] >= floor[l] {
+				d[l] = d[l].Sub(v)
+			}
+		}
+		acc[key][b] = d
+	}
+	_ = rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlite: read budget entries: %w", err)
+	}
+	for key, byBucket := range acc {
+		for b, delta := range byBucket {
+			if err := d.applyTotals(ctx, tx, key, b, delta); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Release implements policy.BudgetStore.
@@ -119,17 +325,96 @@ func (s *BudgetStore) Release(ctx context.Context, ids []int64) error {
 	for i, id := range ids {
 		args[i] = id
 	}
-	q := `DELETE FROM budget_entries WHERE id IN (?` + strings.Repeat(",?", len(ids)-1) + `)` // #nosec G202 -- only placeholders are concatenated
-	if _, err := s.d.db.ExecContext(ctx, q, args...); err != nil {
+	q := `DELETE FROM budget_entries WHERE id IN (?` + strings.Repeat(",?", len(ids)-1) + `) RETURNING key, at, amount` // #nosec G202 -- only placeholders are concatenated
+	err := s.d.batch(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		return s.d.subtractEntries(ctx, tx, rows, [3]int64{math.MinInt64, math.MinInt64, math.MinInt64})
+	})
+	if err != nil {
 		return fmt.Errorf("sqlite: release budget: %w", err)
 	}
 	return nil
 }
 
-// Prune implements policy.BudgetStore.
+// Prune implements policy.BudgetStore. Totals buckets wholly before the
+// cut are deleted; the one bucket per level and key that straddles it
+// loses exactly the pruned entries inside it.
 func (s *BudgetStore) Prune(ctx context.Context, before time.Time) error {
-	if _, err := s.d.db.ExecContext(ctx, `DELETE FROM budget_entries WHERE at < ?`, before.UnixNano()); err != nil {
+	b := clampNano(before)
+	// The first bucket of each level that is not wholly before b.
+	keep := [3]int64{bucketOf(0, b), bucketOf(1, b), bucketOf(2, b)}
+	err := s.d.batch(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		for l, k := range keep {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM budget_totals WHERE level = ? AND bucket < ?`, l, k); err != nil {
+				return err
+			}
+		}
+		// Entries in the straddling buckets: at most the day before b.
+		rows, err := tx.QueryContext(ctx, `DELETE FROM budget_entries WHERE at >= ? AND at < ? RETURNING key, at, amount`,
+			keep[2]*bucketDay, b)
+		if err != nil {
+			return err
+		}
+		if err := s.d.subtractEntries(ctx, tx, rows, keep); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM budget_entries WHERE at < ?`, b)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("sqlite: prune budgets: %w", err)
+	}
+	return nil
+}
+
+// backfillBudgetTotals fills budget_totals from budget_entries (migration
+// 6), summing exactly in Go.
+func backfillBudgetTotals(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, `SELECT key, at, amount FROM budget_entries`)
+	if err != nil {
+		return fmt.Errorf("budget totals: %w", err)
+	}
+	type bk struct {
+		key    string
+		level  int
+		bucket int64
+	}
+	sums := map[bk]decimal.Decimal{}
+	for rows.Next() {
+		var (
+			key string
+			at  int64
+			a   string
+		)
+		if err := rows.Scan(&key, &at, &a); err != nil {
+			_ = rows.Close()
+			return fmt.Errorf("budget totals: %w", err)
+		}
+		v, err := decimal.NewFromString(a)
+		if err != nil {
+			_ = rows.Close()
+			return fmt.Errorf("budget totals: entry amount %q: %w", a, err)
+		}
+		for l := range 3 {
+			k := bk{key, l, bucketOf(l, at)}
+			sums[k] = sums[k].Add(v)
+		}
+	}
+	_ = rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("budget totals: %w", err)
+	}
+	for k, v := range sums {
+		if v.IsZero() {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO budget_totals(key, level, bucket, amount) VALUES (?, ?, ?, ?)`,
+			k.key, k.level, k.bucket, v.String()); err != nil {
+			return fmt.Errorf("budget totals: %w", err)
+		}
 	}
 	return nil
 }

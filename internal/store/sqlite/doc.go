@@ -7,6 +7,13 @@
 // transaction each; the applied version is kept in schema_migrations, and a
 // database newer than this binary is refused rather than guessed at.
 //
+// Writes on the order path (budget reservations and releases, idempotency
+// claims and answers) go through a group commit: one writer goroutine runs
+// the queued writes in one transaction, each in its own savepoint, in queue
+// order, and commits them with a single fsync. Budget windows are summed
+// exactly from running totals per minute, hour and UTC day (migration 0006)
+// plus the entries of the window's first partial minute.
+//
 // Security model: the tables hold only sealed values (ciphertexts, wrapped
 // data keys, wrapped key-encryption keys), SHA-256 digests of client tokens
 // and keyed fingerprints, plus Kraken nonce high-water marks keyed by a

@@ -22,6 +22,23 @@ func (d *DB) Idempotency() *IdemStore { return &IdemStore{d: d} }
 const idemCols = `scope, key, fingerprint, client_order_id, state, owner, created_at, updated_at,
 	status, header, body, body_dropped, venue_order_id`
 
+// The idempotency store's statements (prepared in Open).
+const (
+	qIdemGet   = `SELECT ` + idemCols + ` FROM idempotency WHERE scope = ? AND key = ?`
+	qIdemClaim = `INSERT INTO idempotency (` + idemCols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT (scope, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+			client_order_id = excluded.client_order_id, state = excluded.state, owner = excluded.owner,
+			created_at = excluded.created_at, updated_at = excluded.updated_at, status = excluded.status,
+			header = excluded.header, body = excluded.body, body_dropped = excluded.body_dropped,
+			venue_order_id = excluded.venue_order_id
+		WHERE idempotency.created_at < ?`
+	qIdemSwap = `UPDATE idempotency SET fingerprint = ?3, client_order_id = ?4, state = ?5,
+		owner = ?6, created_at = ?7, updated_at = ?8, status = ?9, header = ?10, body = ?11, body_dropped = ?12,
+		venue_order_id = ?13 WHERE scope = ?1 AND key = ?2 AND owner = ?14`
+	qIdemExists      = `SELECT 1 FROM idempotency WHERE scope = ? AND key = ?`
+	qIdemDeleteOwned = `DELETE FROM idempotency WHERE scope = ? AND key = ? AND owner = ?`
+)
+
 // idemRow is rec's column values, in idemCols order.
 func idemRow(rec idem.Record) ([]any, error) {
 	h := rec.Replay.Header
@@ -71,7 +88,7 @@ func scanIdem(row interface{ Scan(...any) error }) (idem.Record, error) {
 
 // Get implements idem.Store.
 func (s *IdemStore) Get(ctx context.Context, scope, key string) (idem.Record, error) {
-	rec, err := scanIdem(s.d.db.QueryRowContext(ctx, `SELECT `+idemCols+` FROM idempotency WHERE scope = ? AND key = ?`, scope, key))
+	rec, err := scanIdem(s.d.stmts[qIdemGet].QueryRowContext(ctx, scope, key))
 	if errors.Is(err, sql.ErrNoRows) {
 		return idem.Record{}, fmt.Errorf("sqlite: idempotency key: %w", store.ErrNotFound)
 	}
@@ -81,7 +98,8 @@ func (s *IdemStore) Get(ctx context.Context, scope, key string) (idem.Record, er
 	return rec, nil
 }
 
-// Claim implements idem.Store in one transaction.
+// Claim implements idem.Store in one savepoint of the database's group
+// commit.
 func (s *IdemStore) Claim(ctx context.Context, rec idem.Record, notBefore time.Time) (idem.Record, bool, error) {
 	args, err := idemRow(rec)
 	if err != nil {
@@ -91,14 +109,8 @@ func (s *IdemStore) Claim(ctx context.Context, rec idem.Record, notBefore time.T
 		stored  idem.Record
 		claimed bool
 	)
-	err = s.d.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO idempotency (`+idemCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
-			ON CONFLICT (scope, key) DO UPDATE SET fingerprint = excluded.fingerprint,
-				client_order_id = excluded.client_order_id, state = excluded.state, owner = excluded.owner,
-				created_at = excluded.created_at, updated_at = excluded.updated_at, status = excluded.status,
-				header = excluded.header, body = excluded.body, body_dropped = excluded.body_dropped,
-				venue_order_id = excluded.venue_order_id
-			WHERE idempotency.created_at < ?`, append(args, nanoOf(notBefore))...)
+	err = s.d.batch(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := s.d.exec(ctx, tx, qIdemClaim, append(args, nanoOf(notBefore))...)
 		if err != nil {
 			return err
 		}
@@ -108,7 +120,7 @@ func (s *IdemStore) Claim(ctx context.Context, rec idem.Record, notBefore time.T
 			claimed = true
 			return nil
 		}
-		stored, err = scanIdem(tx.QueryRowContext(ctx, `SELECT `+idemCols+` FROM idempotency WHERE scope = ? AND key = ?`, rec.Scope, rec.Key))
+		stored, err = scanIdem(s.d.queryRow(ctx, tx, qIdemGet, rec.Scope, rec.Key))
 		return err
 	})
 	if err != nil {
@@ -120,51 +132,55 @@ func (s *IdemStore) Claim(ctx context.Context, rec idem.Record, notBefore time.T
 	return stored, false, nil
 }
 
-// Swap implements idem.Store.
+// Swap implements idem.Store through the database's group commit.
 func (s *IdemStore) Swap(ctx context.Context, rec idem.Record, owner string) error {
 	args, err := idemRow(rec)
 	if err != nil {
 		return fmt.Errorf("sqlite: update idempotency key: %w", err)
 	}
-	return s.d.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE idempotency SET fingerprint = ?3, client_order_id = ?4, state = ?5,
-			owner = ?6, created_at = ?7, updated_at = ?8, status = ?9, header = ?10, body = ?11, body_dropped = ?12,
-			venue_order_id = ?13 WHERE scope = ?1 AND key = ?2 AND owner = ?14`, append(args, owner)...)
+	err = s.d.batch(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := s.d.exec(ctx, tx, qIdemSwap, append(args, owner)...)
 		if err != nil {
-			return fmt.Errorf("sqlite: update idempotency key: %w", err)
+			return err
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return fmt.Errorf("sqlite: update idempotency key: %w", err)
-		} else if n == 1 {
-			return nil
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
+			return err
 		}
 		var one int
-		err = tx.QueryRowContext(ctx, `SELECT 1 FROM idempotency WHERE scope = ? AND key = ?`, rec.Scope, rec.Key).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("sqlite: update idempotency key: %w", store.ErrNotFound)
+		err = s.d.queryRow(ctx, tx, qIdemExists, rec.Scope, rec.Key).Scan(&one)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return store.ErrNotFound
+		case err != nil:
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("sqlite: update idempotency key: %w", err)
-		}
-		return fmt.Errorf("sqlite: update idempotency key: %w", store.ErrConflict)
+		return store.ErrConflict
 	})
+	if err != nil {
+		return fmt.Errorf("sqlite: update idempotency key: %w", err)
+	}
+	return nil
 }
 
-// Delete implements idem.Store.
+// Delete implements idem.Store through the database's group commit.
 func (s *IdemStore) Delete(ctx context.Context, scope, key, owner string, before time.Time) (int64, error) {
-	var (
-		res sql.Result
-		err error
-	)
-	if owner != "" {
-		res, err = s.d.db.ExecContext(ctx, `DELETE FROM idempotency WHERE scope = ? AND key = ? AND owner = ?`, scope, key, owner)
-	} else {
-		res, err = s.d.db.ExecContext(ctx, `DELETE FROM idempotency WHERE created_at < ?`, nanoOf(before))
-	}
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: delete idempotency keys: %w", err)
-	}
-	n, err := res.RowsAffected()
+	var n int64
+	err := s.d.batch(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var (
+			res sql.Result
+			err error
+		)
+		if owner != "" {
+			res, err = s.d.exec(ctx, tx, qIdemDeleteOwned, scope, key, owner)
+		} else {
+			res, err = tx.ExecContext(ctx, `DELETE FROM idempotency WHERE created_at < ?`, nanoOf(before))
+		}
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: delete idempotency keys: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -23,6 +24,13 @@ var migrationFS embed.FS
 type DB struct {
 	db   *sql.DB
 	path string
+	w    writer // group commit for the order path (batch.go)
+	// stmts are the order path's prepared statements (hotQueries),
+	// fixed after Open.
+	stmts map[string]*sql.Stmt
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Open opens (creating if needed, with mode 0600) the database at path and
@@ -54,6 +62,11 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	if err := d.prepare(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	d.startWriter()
 	// The WAL and shared-memory files are created by SQLite with the
 	// process umask: tighten them.
 	for _, suffix := range []string{"-wal", "-shm"} {
@@ -64,8 +77,17 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	return d, nil
 }
 
-// Close closes the database.
-func (d *DB) Close() error { return d.db.Close() }
+// Close closes the database. Writes already queued for group commit are
+// committed (or fail) and answered first; later ones fail. Close is
+// idempotent.
+func (d *DB) Close() error {
+	d.closeOnce.Do(func() {
+		d.stopWriter()
+		d.closeStmts()
+		d.closeErr = d.db.Close()
+	})
+	return d.closeErr
+}
 
 // Path is the database file's path.
 func (d *DB) Path() string { return d.path }
@@ -143,6 +165,10 @@ func (d *DB) migrate(ctx context.Context) error {
 			_ = tx.Rollback()
 			return fmt.Errorf("sqlite: migrate %s: %w", m.name, err)
 		}
+		if err := afterMigration(ctx, tx, m.version); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("sqlite: migrate %s: %w", m.name, err)
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)`,
 			m.version, m.name, time.Now().Unix()); err != nil {
 			_ = tx.Rollback()
@@ -155,7 +181,18 @@ func (d *DB) migrate(ctx context.Context) error {
 	return nil
 }
 
-// inTx runs fn in one transaction, committing if fn returns nil.
+// afterMigration runs the Go part of a migration, in its transaction: data
+// changes SQL cannot make exactly (decimal sums).
+func afterMigration(ctx context.Context, tx *sql.Tx, version int) error {
+	switch version {
+	case 6:
+		return backfillBudgetTotals(ctx, tx)
+	}
+	return nil
+}
+
+// inTx runs fn in one transaction, committing if fn returns nil. It is for
+// rare writes (vault, tokens, nonces); the order path uses batch.
 func (d *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := d.db.BeginTx(ctx, nil)
 	if err != nil {

@@ -1,0 +1,136 @@
+package sqlite_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keystile/keystile/internal/idem"
+	"github.com/keystile/keystile/internal/policy"
+	"github.com/keystile/keystile/internal/store/sqlite"
+)
+
+func benchDB(b *testing.B) *sqlite.DB {
+	b.Helper()
+	db, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "k.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// parallel64 sets RunParallel to about 64 goroutines, a busy gateway's
+// number of orders in flight.
+func parallel64(b *testing.B) { b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0))) }
+
+func benchIdemManager(b *testing.B, db *sqlite.DB) *idem.Manager {
+	b.Helper()
+	m, err := idem.New(idem.Options{Store: db.Idempotency(), Secret: []byte("0123456789abcdef0123456789abcdef"), PruneEvery: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = m.Close() })
+	return m
+}
+
+var benchAnswer = idem.Replay{Status: 200, VenueOrderID: "28", Header: http.Header{"Content-Type": {"application/json"}},
+	Body: []byte(`{"symbol":"BTCUSDT","orderId":28,"clientOrderId":"6gCrw2kRUAF9CvJDGP16IP","status":"NEW"}`)}
+
+func beginDone(b *testing.B, m *idem.Manager, i int64) {
+	ctx := context.Background()
+	tk, _, err := m.Begin(ctx, idem.Key{Scope: "tok_1/binance", Value: fmt.Sprint("k", i)}, []byte("fp"), "cid")
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	if err := tk.Done(ctx, benchAnswer); err != nil {
+		b.Error(err)
+	}
+}
+
+// BenchmarkIdemBeginDone: one order's idempotency cost (a durable claim and
+// a durable answer), one caller at a time.
+func BenchmarkIdemBeginDone(b *testing.B) {
+	m := benchIdemManager(b, benchDB(b))
+	b.ReportAllocs()
+	var i int64
+	for b.Loop() {
+		i++
+		beginDone(b, m, i)
+	}
+}
+
+// BenchmarkIdemBeginDoneParallel: the same with 64 callers at once.
+func BenchmarkIdemBeginDoneParallel(b *testing.B) {
+	m := benchIdemManager(b, benchDB(b))
+	b.ReportAllocs()
+	parallel64(b)
+	var n atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			beginDone(b, m, n.Add(1))
+		}
+	})
+}
+
+// benchReserve reserves 1 USDT per call against a daily and a rolling
+// 1-hour budget, with existing entries already in both windows.
+func benchReserve(b *testing.B, parallel bool) {
+	db := benchDB(b)
+	s := db.Budgets()
+	ctx := context.Background()
+	t0 := time.Date(2025, 1, 6, 12, 0, 0, 0, time.UTC)
+	claims := func(at time.Time) []policy.Claim {
+		return []policy.Claim{
+			{Key: "token:a/daily/USDT/day:2025-01-06@UTC", Since: t0.Add(-12 * time.Hour), Limit: dec("1000000000000")},
+			{Key: "token:a/hourly/USDT/rolling:1h0m0s", Since: at.Add(-time.Hour), Limit: dec("1000000000000")},
+		}
+	}
+	// 10,000 earlier orders spread over the last hour, 64 at a time.
+	var wg sync.WaitGroup
+	for w := range 64 {
+		wg.Go(func() {
+			for i := w; i < 10000; i += 64 {
+				at := t0.Add(-time.Hour + time.Duration(i)*360*time.Millisecond)
+				if _, err := s.Reserve(ctx, at, dec("1"), claims(at)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportAllocs()
+	b.ResetTimer()
+	if !parallel {
+		for b.Loop() {
+			if _, err := s.Reserve(ctx, t0, dec("1"), claims(t0)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return
+	}
+	parallel64(b)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Reserve(ctx, t0, dec("1"), claims(t0)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkBudgetReserve: Reserve on a day and a rolling budget that hold
+// 10,000 entries each, one caller at a time.
+func BenchmarkBudgetReserve(b *testing.B) { benchReserve(b, false) }
+
+// BenchmarkBudgetReserveParallel: the same with 64 callers at once.
+func BenchmarkBudgetReserveParallel(b *testing.B) { benchReserve(b, true) }

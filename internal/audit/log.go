@@ -37,6 +37,7 @@ const (
 	DefaultMaxBatch        = 512
 	DefaultIntentTimeout   = 2 * time.Second
 	DefaultQueueWait       = 100 * time.Millisecond
+	DefaultLinger          = 5 * time.Millisecond
 )
 
 // Options configure Open. Zero values mean the defaults.
@@ -59,6 +60,11 @@ type Options struct {
 	// QueueWait is how long Record waits for room in a full queue before
 	// it drops the record; if 0, DefaultQueueWait.
 	QueueWait time.Duration
+	// Linger is how long a batch of outcome records only (nobody waits
+	// for them) may wait for more records before it is committed: fewer,
+	// larger commits. An intent ends the wait at once. If 0,
+	// DefaultLinger; negative disables it.
+	Linger time.Duration
 	// Now is the clock; if nil, time.Now.
 	Now func() time.Time
 	// Logger receives write failures and drops; if nil, they are not
@@ -120,6 +126,9 @@ func Open(ctx context.Context, o Options) (*Log, error) {
 	}
 	if o.MaxBatch == 0 {
 		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.Linger == 0 {
+		o.Linger = DefaultLinger
 	}
 	if o.IntentTimeout <= 0 {
 		o.IntentTimeout = DefaultIntentTimeout
@@ -308,6 +317,9 @@ func (l *Log) run() {
 				break drain
 			}
 		}
+		if open && l.o.Linger > 0 && len(batch) < l.o.MaxBatch && !waited(batch) {
+			open = l.linger(&batch)
+		}
 		l.commit(batch)
 		clear(batch)
 		if !open {
@@ -315,6 +327,39 @@ func (l *Log) run() {
 		}
 	}
 	l.closeErr = l.finish()
+}
+
+// waited reports whether anyone waits for batch to be durable (an intent).
+func waited(batch []*pending) bool {
+	for _, p := range batch {
+		if p.done != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// linger adds records to a batch of outcome records for up to Linger,
+// until the batch is full or an intent arrives. It reports whether the
+// queue is still open.
+func (l *Log) linger(batch *[]*pending) bool {
+	t := time.NewTimer(l.o.Linger)
+	defer t.Stop()
+	for len(*batch) < l.o.MaxBatch {
+		select {
+		case p, ok := <-l.queue:
+			if !ok {
+				return false
+			}
+			*batch = append(*batch, p)
+			if p.done != nil {
+				return true
+			}
+		case <-t.C:
+			return true
+		}
+	}
+	return true
 }
 
 func (l *Log) commit(batch []*pending) {

@@ -1,89 +1,36 @@
 package bybit_test
 
 import (
-	"context"
-	"errors"
-	"io"
-	"net/http"
 	"testing"
 
 	"github.com/keystile/keystile/internal/sandbox"
-	"github.com/keystile/keystile/internal/venue"
 	"github.com/keystile/keystile/internal/venue/bybit"
+	"github.com/keystile/keystile/internal/venue/venuetest"
 )
 
-// noCredentials fails every use: reading a public ticker never needs one.
-func noCredentials(context.Context, func(venue.Credential) error) error {
-	return errors.New("the ticker must not open a credential")
+func newTickerVenue(t testing.TB) *bybit.Venue {
+	t.Helper()
+	v, err := bybit.New(bybit.Options{Credentials: venuetest.NoCredentials})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 // TestTickerAgainstSandbox reads the reference price from the emulator's
 // public ticker, unsigned.
 func TestTickerAgainstSandbox(t *testing.T) {
-	s, err := sandbox.Start(context.Background(), sandbox.Options{Venues: []string{sandbox.VenueBybit}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	base := s.Info().Venues[sandbox.VenueBybit].BaseURL
-	v, err := bybit.New(bybit.Options{Credentials: noCredentials})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ref venue.PriceReference = v
-	method, path, query := ref.TickerRequest("BTCUSDT")
-	req, err := http.NewRequest(method, base+path+"?"+query, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("status %d: %s", resp.StatusCode, body)
-	}
-	price, err := ref.ParseTicker("BTCUSDT", body)
-	if err != nil || price != "43250.10" {
-		t.Fatalf("ParseTicker = %q, %v; want 43250.10", price, err)
-	}
-	if st := s.Stats(sandbox.VenueBybit); st.AuthFailures != 0 {
-		t.Errorf("auth failures: %d", st.AuthFailures)
-	}
+	venuetest.Ticker(t, sandbox.VenueBybit, newTickerVenue(t), "BTCUSDT", "43250.10")
 }
 
 func TestParseTickerRefuses(t *testing.T) {
-	v, err := bybit.New(bybit.Options{Credentials: noCredentials})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p, err := v.ParseTicker("BTCUSDT", []byte(`{"retCode":0,"retMsg":"OK","result":{"category":"spot","list":[{"symbol":"BTCUSDT","lastPrice":"43250.10"}]}}`)); err != nil || p == "" {
-		t.Fatalf("good body: %q, %v", p, err)
-	}
-	for _, body := range []string{"", "null", "[]", "{", `{}`, `{"retCode":10001,"result":{"list":[]}}`, `{"result":{"list":[{"symbol":"BTCUSDT","lastPrice":"1"}]}}`, `{"retCode":0,"result":{"list":[{"symbol":"ETHUSDT","lastPrice":"1"}]}}`, `{"retCode":0,"result":{"list":[]}}`} {
-		if p, err := v.ParseTicker("BTCUSDT", []byte(body)); err == nil {
-			t.Errorf("ParseTicker(%s) = %q, want an error", body, p)
-		}
-	}
+	venuetest.ParseTickerRefuses(t, newTickerVenue(t), "BTCUSDT", `{"retCode":0,"retMsg":"OK","result":{"category":"spot","list":[{"symbol":"BTCUSDT","lastPrice":"43250.10"}]}}`,
+		[]string{"", "null", "[]", "{", `{}`, `{"retCode":10001,"result":{"list":[]}}`, `{"result":{"list":[{"symbol":"BTCUSDT","lastPrice":"1"}]}}`, `{"retCode":0,"result":{"list":[{"symbol":"ETHUSDT","lastPrice":"1"}]}}`, `{"retCode":0,"result":{"list":[]}}`})
 }
 
 func FuzzParseTicker(f *testing.F) {
-	v, err := bybit.New(bybit.Options{Credentials: noCredentials})
-	if err != nil {
-		f.Fatal(err)
-	}
+	v := newTickerVenue(f)
 	f.Add("BTCUSDT", []byte(`{"retCode":0,"retMsg":"OK","result":{"category":"spot","list":[{"symbol":"BTCUSDT","lastPrice":"43250.10"}]}}`))
 	f.Add("", []byte("{}"))
-	f.Fuzz(func(t *testing.T, inst string, body []byte) {
-		p, err := v.ParseTicker(inst, body)
-		if err == nil && p == "" {
-			t.Fatal("empty price without an error")
-		}
-		m, path, q := v.TickerRequest(inst)
-		if m != http.MethodGet || path == "" || len(q) == 0 {
-			t.Fatalf("TickerRequest(%q) = %q %q %q", inst, m, path, q)
-		}
-	})
+	f.Fuzz(func(t *testing.T, inst string, body []byte) { venuetest.FuzzTicker(t, v, inst, body) })
 }

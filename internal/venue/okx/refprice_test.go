@@ -1,89 +1,36 @@
 package okx_test
 
 import (
-	"context"
-	"errors"
-	"io"
-	"net/http"
 	"testing"
 
 	"github.com/keystile/keystile/internal/sandbox"
-	"github.com/keystile/keystile/internal/venue"
 	"github.com/keystile/keystile/internal/venue/okx"
+	"github.com/keystile/keystile/internal/venue/venuetest"
 )
 
-// noCredentials fails every use: reading a public ticker never needs one.
-func noCredentials(context.Context, func(venue.Credential) error) error {
-	return errors.New("the ticker must not open a credential")
+func newTickerVenue(t testing.TB) *okx.Venue {
+	t.Helper()
+	v, err := okx.New(okx.Options{Credentials: venuetest.NoCredentials})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 // TestTickerAgainstSandbox reads the reference price from the emulator's
 // public ticker, unsigned.
 func TestTickerAgainstSandbox(t *testing.T) {
-	s, err := sandbox.Start(context.Background(), sandbox.Options{Venues: []string{sandbox.VenueOKX}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	base := s.Info().Venues[sandbox.VenueOKX].BaseURL
-	v, err := okx.New(okx.Options{Credentials: noCredentials})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ref venue.PriceReference = v
-	method, path, query := ref.TickerRequest("BTC-USDT")
-	req, err := http.NewRequest(method, base+path+"?"+query, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("status %d: %s", resp.StatusCode, body)
-	}
-	price, err := ref.ParseTicker("BTC-USDT", body)
-	if err != nil || price != "43250.1" {
-		t.Fatalf("ParseTicker = %q, %v; want 43250.1", price, err)
-	}
-	if st := s.Stats(sandbox.VenueOKX); st.AuthFailures != 0 {
-		t.Errorf("auth failures: %d", st.AuthFailures)
-	}
+	venuetest.Ticker(t, sandbox.VenueOKX, newTickerVenue(t), "BTC-USDT", "43250.1")
 }
 
 func TestParseTickerRefuses(t *testing.T) {
-	v, err := okx.New(okx.Options{Credentials: noCredentials})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p, err := v.ParseTicker("BTC-USDT", []byte(`{"code":"0","msg":"","data":[{"instId":"BTC-USDT","last":"43250.1"}]}`)); err != nil || p == "" {
-		t.Fatalf("good body: %q, %v", p, err)
-	}
-	for _, body := range []string{"", "null", "[]", "{", `{}`, `{"code":"51000","data":[]}`, `{"code":"0","data":[]}`, `{"code":"0","data":[{"instId":"ETH-USDT","last":"1"}]}`, `{"code":"0","data":[{"instId":"BTC-USDT","last":""}]}`, `{"code":"0","data":[{"last":"1"},{"last":"2"}]}`} {
-		if p, err := v.ParseTicker("BTC-USDT", []byte(body)); err == nil {
-			t.Errorf("ParseTicker(%s) = %q, want an error", body, p)
-		}
-	}
+	venuetest.ParseTickerRefuses(t, newTickerVenue(t), "BTC-USDT", `{"code":"0","msg":"","data":[{"instId":"BTC-USDT","last":"43250.1"}]}`,
+		[]string{"", "null", "[]", "{", `{}`, `{"code":"51000","data":[]}`, `{"code":"0","data":[]}`, `{"code":"0","data":[{"instId":"ETH-USDT","last":"1"}]}`, `{"code":"0","data":[{"instId":"BTC-USDT","last":""}]}`, `{"code":"0","data":[{"last":"1"},{"last":"2"}]}`})
 }
 
 func FuzzParseTicker(f *testing.F) {
-	v, err := okx.New(okx.Options{Credentials: noCredentials})
-	if err != nil {
-		f.Fatal(err)
-	}
+	v := newTickerVenue(f)
 	f.Add("BTC-USDT", []byte(`{"code":"0","msg":"","data":[{"instId":"BTC-USDT","last":"43250.1"}]}`))
 	f.Add("", []byte("{}"))
-	f.Fuzz(func(t *testing.T, inst string, body []byte) {
-		p, err := v.ParseTicker(inst, body)
-		if err == nil && p == "" {
-			t.Fatal("empty price without an error")
-		}
-		m, path, q := v.TickerRequest(inst)
-		if m != http.MethodGet || path == "" || len(q) == 0 {
-			t.Fatalf("TickerRequest(%q) = %q %q %q", inst, m, path, q)
-		}
-	})
+	f.Fuzz(func(t *testing.T, inst string, body []byte) { venuetest.FuzzTicker(t, v, inst, body) })
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/keystile/keystile/internal/sandbox"
 	"github.com/keystile/keystile/internal/venue"
 	"github.com/keystile/keystile/internal/venue/binance"
+	"github.com/keystile/keystile/internal/venue/venuetest"
 )
 
 var binanceID = regexp.MustCompile(`^[.A-Z:/a-z0-9_-]{1,36}$`)
@@ -92,21 +93,7 @@ func FuzzSetClientOrderID(f *testing.F) {
 	f.Fuzz(func(t *testing.T, path, query, body string, seed []byte) {
 		v, _ := binance.New(binance.Options{Credentials: creds(nil)})
 		r := &venue.Request{Method: "POST", Path: path, RawQuery: query, Body: []byte(body)}
-		before, err := v.Normalize(r)
-		var s [16]byte
-		copy(s[:], seed)
-		id := v.NewClientOrderID(s)
-		if v.SetClientOrderID(r, id) != nil || err != nil || before == nil {
-			return
-		}
-		after, err := v.Normalize(r)
-		if err != nil || after == nil || after.ClientOrderID != id {
-			t.Fatalf("after %q %q: %+v %v", r.RawQuery, r.Body, after, err)
-		}
-		before.ClientOrderID = id
-		if *after != *before {
-			t.Fatalf("fields changed: %+v -> %+v", before, after)
-		}
+		venuetest.SetClientOrderIDRoundTrip(t, v, r, seed)
 	})
 }
 

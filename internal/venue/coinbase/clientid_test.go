@@ -1,13 +1,13 @@
 package coinbase
 
 import (
-	"io"
 	"net/http"
 	"regexp"
 	"testing"
 
 	"github.com/keystile/keystile/internal/sandbox"
 	"github.com/keystile/keystile/internal/venue"
+	"github.com/keystile/keystile/internal/venue/venuetest"
 )
 
 var idRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
@@ -74,58 +74,8 @@ func FuzzSetClientOrderID(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body string, seed []byte) {
 		v := mustVenue(t, "k", "p")
 		r := &venue.Request{Method: "POST", Path: "/api/v3/brokerage/orders", Body: []byte(body)}
-		before, err := v.Normalize(r)
-		var s [16]byte
-		copy(s[:], seed)
-		id := v.NewClientOrderID(s)
-		if v.SetClientOrderID(r, id) != nil || err != nil || before == nil {
-			return
-		}
-		after, err := v.Normalize(r)
-		if err != nil || after == nil || after.ClientOrderID != id {
-			t.Fatalf("after %s: %+v %v", r.Body, after, err)
-		}
-		before.ClientOrderID = id
-		if *after != *before {
-			t.Fatalf("fields changed: %+v -> %+v", before, after)
-		}
+		venuetest.SetClientOrderIDRoundTrip(t, v, r, seed)
 	})
-}
-
-func cidRoundTrip(t *testing.T, v *Venue, base string, r *venue.Request) (int, []byte) {
-	t.Helper()
-	req, err := venue.NewHTTPRequest(t.Context(), base, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := v.Authenticate(t.Context(), req, r.Body); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
-}
-
-func cidLookup(t *testing.T, v *Venue, base string, orig *venue.Request, o *venue.Order, cid string) (string, bool, error) {
-	t.Helper()
-	reqs, err := v.LookupRequests(orig, o, cid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res []venue.LookupResult
-	for _, lr := range reqs {
-		if op, _ := v.Classify(lr); op != venue.OpOrderRead {
-			t.Fatalf("lookup %s %s is %q", lr.Method, lr.Path, op)
-		}
-		status, body := cidRoundTrip(t, v, base, lr)
-		id, found, err := v.Found(cid, status, body)
-		res = append(res, venue.LookupResult{VenueOrderID: id, Found: found, Err: err})
-	}
-	return venue.LookupOutcome(res)
 }
 
 // TestLookupAgainstSandbox: an order placed with a keystile client order
@@ -148,23 +98,23 @@ func TestLookupAgainstSandbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	o, _ := v.Normalize(place)
-	status, body := cidRoundTrip(t, v, vi.BaseURL, place)
+	status, body := venuetest.Send(t, v, vi.BaseURL, place)
 	venueID := v.VenueOrderID(status, body)
 	if venueID == "" {
 		t.Fatalf("place: %d %s", status, body)
 	}
-	if got, found, err := cidLookup(t, v, vi.BaseURL, place, o, id); err != nil || !found || got != venueID {
+	if got, found, err := venuetest.Lookup(t, v, vi.BaseURL, place, o, id); err != nil || !found || got != venueID {
 		t.Fatalf("open: %q %v %v, want %q", got, found, err, venueID)
 	}
 	cancel := &venue.Request{Method: "POST", Path: "/api/v3/brokerage/orders/batch_cancel", Header: http.Header{"Content-Type": {"application/json"}},
 		Body: []byte(`{"order_ids":["` + venueID + `"]}`)}
-	if status, body := cidRoundTrip(t, v, vi.BaseURL, cancel); status != 200 {
+	if status, body := venuetest.Send(t, v, vi.BaseURL, cancel); status != 200 {
 		t.Fatalf("cancel: %d %s", status, body)
 	}
-	if got, found, err := cidLookup(t, v, vi.BaseURL, place, o, id); err != nil || !found || got != venueID {
+	if got, found, err := venuetest.Lookup(t, v, vi.BaseURL, place, o, id); err != nil || !found || got != venueID {
 		t.Fatalf("cancelled: %q %v %v, want %q", got, found, err, venueID)
 	}
-	if got, found, err := cidLookup(t, v, vi.BaseURL, place, o, v.NewClientOrderID([16]byte{7})); err != nil || found || got != "" {
+	if got, found, err := venuetest.Lookup(t, v, vi.BaseURL, place, o, v.NewClientOrderID([16]byte{7})); err != nil || found || got != "" {
 		t.Fatalf("unknown id: %q %v %v", got, found, err)
 	}
 	st := s.Stats(sandbox.VenueCoinbase)

@@ -84,3 +84,78 @@ func FuzzTicker(t *testing.T, ref venue.PriceReference, instrument string, body 
 		t.Fatalf("TickerRequest(%q) = %q %q %q", instrument, m, path, q)
 	}
 }
+
+// OrderVenue is a venue that reads orders, gives them client order ids and
+// looks them up.
+type OrderVenue interface {
+	venue.Venue
+	venue.Normalizer
+	venue.ClientOrderIDs
+	venue.OrderLookup
+}
+
+// Send signs r with v (as the gateway would) and sends it below base,
+// returning the venue's status and body.
+func Send(t *testing.T, v venue.Venue, base string, r *venue.Request) (int, []byte) {
+	t.Helper()
+	req, err := venue.NewHTTPRequest(t.Context(), base, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Authenticate(t.Context(), req, r.Body); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// Lookup runs v's lookup of the order orig placed (normalized as o) under
+// cid, checking every lookup request is an order.read, and combines the
+// answers as the gateway does.
+func Lookup(t *testing.T, v OrderVenue, base string, orig *venue.Request, o *venue.Order, cid string) (string, bool, error) {
+	t.Helper()
+	reqs, err := v.LookupRequests(orig, o, cid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res []venue.LookupResult
+	for _, lr := range reqs {
+		if op, _ := v.Classify(lr); op != venue.OpOrderRead {
+			t.Fatalf("lookup %s %s is %q", lr.Method, lr.Path, op)
+		}
+		status, body := Send(t, v, base, lr)
+		id, found, err := v.Found(cid, status, body)
+		res = append(res, venue.LookupResult{VenueOrderID: id, Found: found, Err: err})
+	}
+	return venue.LookupOutcome(res)
+}
+
+// SetClientOrderIDRoundTrip is the body of a FuzzSetClientOrderID target:
+// for any request Normalize reads as an order, SetClientOrderID gives one
+// Normalize reads with the new id and the same other fields.
+func SetClientOrderIDRoundTrip(t *testing.T, v interface {
+	venue.Normalizer
+	venue.ClientOrderIDs
+}, r *venue.Request, seed []byte) {
+	t.Helper()
+	before, err := v.Normalize(r)
+	var s [16]byte
+	copy(s[:], seed)
+	id := v.NewClientOrderID(s)
+	if v.SetClientOrderID(r, id) != nil || err != nil || before == nil {
+		return
+	}
+	after, err := v.Normalize(r)
+	if err != nil || after == nil || after.ClientOrderID != id {
+		t.Fatalf("after %q %q: %+v %v", r.RawQuery, r.Body, after, err)
+	}
+	before.ClientOrderID = id
+	if *after != *before {
+		t.Fatalf("fields changed: %+v -> %+v", before, after)
+	}
+}

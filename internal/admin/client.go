@@ -60,6 +60,10 @@ func NewClient(socket string) (*Client, error) {
 	}
 	return &Client{socket: socket, hc: &http.Client{
 		Timeout: 5 * time.Minute,
+		// The admin API never redirects; following one (ServeMux
+		// cleans paths with 307s that keep the method) could turn a
+		// request into another endpoint's.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 				var d net.Dialer

@@ -277,7 +277,7 @@ func TestHostileAdminRequests(t *testing.T) {
 // TestHostileAdminClientNames drives the real Client with hostile secret
 // names and token ids (dot segments, slashes, encodings): whatever the
 // server answers (including redirects of unclean paths, which the client
-// may follow), no other secret or token is changed.
+// reports and does not follow), no other secret or token is changed.
 func TestHostileAdminClientNames(t *testing.T) {
 	_, c, _, logs := hostileServer(t)
 	ctx := context.Background()

@@ -358,7 +358,7 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 	as, err := admin.Listen(admin.Options{
 		Socket: sock, AllowedUIDs: o.Config.Admin.AllowedUIDs, Vault: v, Logger: o.Logger,
 		Extra: func(mux *http.ServeMux) {
-			admin.TokenRoutes(mux, s.tokens, o.Logger)
+			admin.TokenRoutes(mux, policyTokens{Service: s.tokens, engine: s.policy}, o.Logger)
 			mux.HandleFunc("POST "+admin.PathOAuth+"/{venue}/login", oauthLogin(o.Config, v, o.Logger))
 		},
 		Status: func() admin.Status {

@@ -69,9 +69,9 @@ func statFile(path string, prev fileState) fileState {
 }
 
 // Watch reloads the policies into o.Engine when a signal arrives on
-// o.Signals and when the file's content changes, until ctx is done. The
-// file as it is when Watch starts counts as loaded (the caller loaded it).
-// A file that fails to load or compile leaves the old Set in place; the
+// o.Signals and when the file's content changes, until ctx is done. It
+// loads the file once as it starts (so a change made after the caller's
+// own load is not missed; OnReload sees that load too). A file that fails to load or compile leaves the old Set in place; the
 // error is logged and passed to OnReload. Watch returns nil when ctx ends,
 // or an error for invalid options.
 func Watch(ctx context.Context, o WatchOptions) error {
@@ -101,6 +101,9 @@ func Watch(ctx context.Context, o WatchOptions) error {
 			o.OnReload(s, err)
 		}
 	}
+	// Load once at start, after taking the file's state: a change made
+	// between the caller's own load and this point is not missed.
+	reload("start")
 	tick := time.NewTicker(o.Interval)
 	defer tick.Stop()
 	for {

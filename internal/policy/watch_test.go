@@ -64,6 +64,10 @@ func TestWatch(t *testing.T) {
 		}
 		return d.Rule
 	}
+	// Watch loads the file once as it starts.
+	if r := next(); r.err != nil || r.set == nil {
+		t.Fatalf("initial load: %+v", r)
+	}
 	if side() != "buy allowed" {
 		t.Fatalf("initial: %s", side())
 	}

@@ -217,8 +217,9 @@ func New(o Options) (*Manager, error) {
 	return m, nil
 }
 
-// Close waits for a background prune to end. Live tickets stay pending in
-// the store (a later Begin of their keys answers UnknownError).
+// Close waits for a background prune and for DoneLater's writes to end.
+// Live tickets stay pending in the store (a later Begin of their keys
+// answers UnknownError).
 func (m *Manager) Close() error {
 	m.mu.Lock()
 	m.closed = true
@@ -297,11 +298,21 @@ func (m *Manager) register(t *Ticket) (live *Ticket, err error) {
 
 // release ends t: it leaves the live set and its waiters wake up.
 func (m *Manager) release(t *Ticket, o outcome, r *Replay) {
+	m.leave(t)
+	t.answer(o, r)
+}
+
+// leave takes t out of the live set: later Begins of its key ask the store.
+func (m *Manager) leave(t *Ticket) {
 	m.mu.Lock()
 	if m.live[t.key] == t {
 		delete(m.live, t.key)
 	}
 	m.mu.Unlock()
+}
+
+// answer sets t's outcome and wakes its waiters.
+func (t *Ticket) answer(o outcome, r *Replay) {
 	t.outcome = o
 	if r != nil {
 		t.replay = *r
@@ -398,6 +409,44 @@ func (t *Ticket) Done(ctx context.Context, r Replay) error {
 		t.m.log.Warn("idem: answer not stored; the key will answer unknown", "scope", t.key.Scope, "err", err)
 		return fmt.Errorf("idem: store answer: %w", err)
 	}
+	return nil
+}
+
+// DoneLater is Done without waiting for the store, for callers that answer
+// the bot at once: waiters, and later Begins of the key in this process,
+// get r immediately (the ticket stays live until the store holds the
+// answer), and the store is written in the background. If the process
+// dies before that write is durable the key stays pending in the store,
+// which later Begins answer with UnknownError: the order is looked up,
+// never resent blindly. A store error is logged. Close waits for the
+// write.
+func (t *Ticket) DoneLater(ctx context.Context, r Replay) error {
+	m := t.m
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return t.Done(ctx, r)
+	}
+	if !t.finished.CompareAndSwap(false, true) {
+		m.mu.Unlock()
+		return ErrTicketFinished
+	}
+	m.wg.Add(1)
+	m.mu.Unlock()
+	r = m.sanitize(r, t.rec.ClientOrderID)
+	rec := t.rec
+	rec.State, rec.Updated, rec.Replay = StateDone, m.now(), r
+	t.answer(outcomeDone, &r)
+	go func() {
+		defer m.wg.Done()
+		ctx, cancel := finishCtx(ctx)
+		defer cancel()
+		err := m.store.Swap(ctx, rec, t.owner)
+		m.leave(t)
+		if err != nil {
+			m.log.Warn("idem: answer not stored; the key will answer unknown", "scope", t.key.Scope, "err", err)
+		}
+	}()
 	return nil
 }
 

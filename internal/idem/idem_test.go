@@ -55,7 +55,9 @@ func newManager(t testing.TB, o idem.Options) (*idem.Manager, *sqlite.DB, string
 
 func managerOn(t testing.TB, db *sqlite.DB, o idem.Options) *idem.Manager {
 	t.Helper()
-	o.Store = db.Idempotency()
+	if o.Store == nil {
+		o.Store = db.Idempotency()
+	}
 	if o.Secret == nil {
 		o.Secret = secret
 	}
@@ -459,5 +461,102 @@ func BenchmarkBeginDone(b *testing.B) {
 		if err := tk.Done(ctx, a); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// failSwap is the real SQLite store with Swap failing, as a full disk or a
+// crash before the write would leave it.
+type failSwap struct{ idem.Store }
+
+func (failSwap) Swap(context.Context, idem.Record, string) error { return errors.New("disk full") }
+
+// TestDoneLater: waiters and later Begins get the answer at once; the
+// store holds it once Close returns; a lost background write leaves the
+// key pending, which answers UnknownError (a lookup, never a resend).
+func TestDoneLater(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.db")
+	db := openDB(t, path)
+	m, err := idem.New(idem.Options{Store: db.Idempotency(), Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, _, err := m.Begin(ctx, key, fp, "cid-later")
+	if err != nil || tk == nil {
+		t.Fatalf("Begin = %v, %v", tk, err)
+	}
+	const waiters = 5
+	got := make(chan string, waiters)
+	var started sync.WaitGroup
+	for i := 0; i < waiters; i++ {
+		started.Add(1)
+		go func() {
+			started.Done()
+			_, r, err := m.Begin(ctx, key, fp, "cid-other")
+			if err != nil || r == nil {
+				got <- fmt.Sprintf("error %v", err)
+				return
+			}
+			got <- string(r.Body) + " " + r.ClientOrderID
+		}()
+	}
+	started.Wait()
+	if err := tk.DoneLater(ctx, answer(`{"orderId":9}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tk.Done(ctx, answer("x")); !errors.Is(err, idem.ErrTicketFinished) {
+		t.Fatalf("Done after DoneLater = %v", err)
+	}
+	if err := tk.DoneLater(ctx, answer("x")); !errors.Is(err, idem.ErrTicketFinished) {
+		t.Fatalf("second DoneLater = %v", err)
+	}
+	for i := 0; i < waiters; i++ {
+		if s := <-got; s != `{"orderId":9} cid-later` {
+			t.Fatalf("waiter got %s", s)
+		}
+	}
+	if _, r, err := m.Begin(ctx, key, fp, "x"); err != nil || r == nil || string(r.Body) != `{"orderId":9}` {
+		t.Fatalf("Begin after DoneLater = %+v, %v", r, err)
+	}
+	if _, _, err := m.Begin(ctx, key, []byte("other order"), "x"); !errors.Is(err, idem.ErrKeyReused) {
+		t.Fatalf("Begin with another fingerprint = %v", err)
+	}
+	_ = m.Close()
+	rec, err := db.Idempotency().Get(ctx, key.Scope, key.Value)
+	if err != nil || rec.State != idem.StateDone || string(rec.Replay.Body) != `{"orderId":9}` {
+		t.Fatalf("stored after Close = %+v, %v", rec, err)
+	}
+	_ = db.Close()
+
+	// The background write is lost: the key stays pending.
+	db = openDB(t, path)
+	t.Cleanup(func() { _ = db.Close() })
+	key2 := idem.Key{Scope: key.Scope, Value: "order-2"}
+	m = managerOn(t, db, idem.Options{Store: failSwap{db.Idempotency()}})
+	tk, _, err = m.Begin(ctx, key2, fp, "cid-lost")
+	if err != nil || tk == nil {
+		t.Fatalf("Begin = %v, %v", tk, err)
+	}
+	if err := tk.DoneLater(ctx, answer("lost")); err != nil {
+		t.Fatal(err)
+	}
+	_ = m.Close()
+	m = managerOn(t, db, idem.Options{})
+	var ue *idem.UnknownError
+	if _, _, err := m.Begin(ctx, key2, fp, "cid-new"); !errors.As(err, &ue) || ue.ClientOrderID != "cid-lost" {
+		t.Fatalf("Begin after a lost answer = %v", err)
+	}
+	// After Close, DoneLater stores synchronously.
+	m2 := managerOn(t, db, idem.Options{})
+	key3 := idem.Key{Scope: key.Scope, Value: "order-3"}
+	tk, _, err = m2.Begin(ctx, key3, fp, "cid-3")
+	if err != nil || tk == nil {
+		t.Fatalf("Begin = %v, %v", tk, err)
+	}
+	_ = m2.Close()
+	if err := tk.DoneLater(ctx, answer("sync")); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := db.Idempotency().Get(ctx, key3.Scope, key3.Value); err != nil || rec.State != idem.StateDone {
+		t.Fatalf("stored after DoneLater on a closed manager = %+v, %v", rec, err)
 	}
 }

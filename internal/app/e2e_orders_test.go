@@ -187,6 +187,33 @@ func TestE2EIdempotentOrders(t *testing.T) {
 	}
 }
 
+// TestE2EDeniedOrderClaimsNoKey: the idempotency key is claimed while the
+// policy is evaluated; a denial must give it back, so the bot can reuse the
+// key for a corrected order, and a repeat of that order is a replay.
+func TestE2EDeniedOrderClaimsNoKey(t *testing.T) {
+	h := startHarness(t, harnessOptions{Venues: binanceOnly(), ExtraYAML: budgetPolicy})
+	tok := h.scalper(t)
+	hdr := http.Header{gateway.HeaderIdempotencyKey: {"k-denied"}}
+	big := botRequest{"POST", strings.Replace(order60.path, "quantity=0.002", "quantity=0.01", 1), ""}
+	for i := 0; i < 2; i++ {
+		d, err := h.callHeader(tok, sandbox.VenueBinance, big, hdr)
+		if err != nil || d.status != http.StatusForbidden || d.errorRule() != "policy.scalper.max_notional" {
+			t.Fatalf("too big, attempt %d: %v %d %s", i, err, d.status, d.body)
+		}
+	}
+	a, err := h.callHeader(tok, sandbox.VenueBinance, order60, hdr)
+	if err != nil || a.status != 200 || a.header.Get(gateway.HeaderReplay) != "" {
+		t.Fatalf("corrected order with the same key: %v %d %s", err, a.status, a.body)
+	}
+	b, err := h.callHeader(tok, sandbox.VenueBinance, order60, hdr)
+	if err != nil || b.status != 200 || b.header.Get(gateway.HeaderReplay) != "true" {
+		t.Fatalf("repeat: %v %d replay=%q", err, b.status, b.header.Get(gateway.HeaderReplay))
+	}
+	if n := len(h.sb.Orders(sandbox.VenueBinance)); n != 1 {
+		t.Fatalf("sandbox has %d orders, want 1", n)
+	}
+}
+
 // TestE2EUnknownOutcomeNeverResent: the connection drops after the venue
 // took the order. keystile looks the order up by client order id instead
 // of sending it again; when the lookup fails too, the bot gets 504 with

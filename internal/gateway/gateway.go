@@ -439,9 +439,31 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			deny(errBadRequest, audit.Deny, "venue.order")
 			return
 		}
+		// The policy's budget reservation and the idempotency claim are
+		// two durable writes: made concurrently, they share a commit.
+		var d *policy.Decision
+		var decided chan *policy.Decision
 		if g.o.Policy != nil {
-			d := g.o.Policy.Evaluate(ctx, policyInput(start, tok, s, op, r, vpath, ord.norm, oerr))
+			in := policyInput(start, tok, s, op, r, vpath, ord.norm, oerr)
+			if g.wantsIdem(s, ord) {
+				decided = make(chan *policy.Decision, 1)
+				go g.evaluateAsync(ctx, in, decided)
+			} else {
+				d = g.o.Policy.Evaluate(ctx, in)
+			}
+		}
+		claim := g.beginIdem(ctx, r, st, s, tok, ord, vreq)
+		if decided != nil {
+			d = <-decided
+		}
+		if d != nil {
 			if !d.Allow {
+				// The policy comes first: a denied order claims nothing.
+				if claim.ticket != nil {
+					if err := claim.ticket.Abort(ctx); err != nil {
+						g.log.Error("gateway: forgetting the key of a denied order", "err", err)
+					}
+				}
 				g.policyDeny(w, st, d, deny)
 				return
 			}
@@ -450,7 +472,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				ev.Notional = d.Notional
 			}
 		}
-		if status, pe, rule, handled := g.idempotency(ctx, w, r, st, s, tok, ord, vreq); handled {
+		if status, pe, rule, handled := g.idempotency(ctx, w, st, s, ord, vreq, claim); handled {
 			// Nothing is sent for this request: a replay, a refusal or
 			// a recovered earlier outcome. Its own reservation goes back.
 			ord.settle(ctx, g, outcomeNotSent, nil)

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -53,7 +54,10 @@ type order struct {
 // settle ends the hold and the ticket once the outcome is known:
 // definite rejection or nothing sent gives the budget back and forgets
 // the key; success keeps both; an unknown outcome keeps the budget and
-// marks the key so it is never re-sent blindly.
+// marks the key so it is never re-sent blindly. A stored answer is
+// written in the background (idem.Ticket.DoneLater): the bot is not kept
+// waiting for that fsync, and a repeat of the key in this process gets
+// the answer from memory meanwhile.
 func (o *order) settle(ctx context.Context, g *Gateway, outcome string, rep *idem.Replay) {
 	if o == nil {
 		return
@@ -73,14 +77,14 @@ func (o *order) settle(ctx context.Context, g *Gateway, outcome string, rep *ide
 			errs = append(errs, o.hold.Release(ctx))
 		}
 		if o.ticket != nil && rep != nil {
-			errs = append(errs, o.ticket.Done(ctx, *rep))
+			errs = append(errs, o.ticket.DoneLater(ctx, *rep))
 		}
 	case outcomeDone:
 		if o.hold != nil {
 			errs = append(errs, o.hold.Keep(ctx))
 		}
 		if o.ticket != nil && rep != nil {
-			errs = append(errs, o.ticket.Done(ctx, *rep))
+			errs = append(errs, o.ticket.DoneLater(ctx, *rep))
 		}
 	case outcomeUnknown:
 		if o.hold != nil {
@@ -301,20 +305,48 @@ func setOrder(e *audit.Event, o *venue.Order) {
 	e.Price, e.Notional, e.ClientOrderID = o.Price, o.Notional, o.ClientOrderID
 }
 
-// idempotency gives an order placement its client order id and claims
-// its idempotency key. handled=true means the request was answered
-// (replay or recovered outcome: status) or must be refused (pe, rule).
-func (g *Gateway) idempotency(ctx context.Context, w http.ResponseWriter, r *http.Request, st *reqState, s *served,
-	tok *token.Token, ord *order, vreq *venue.Request) (status int, pe *publicError, rule string, handled bool) {
-	hkey, hasKey := r.Header.Get(HeaderIdempotencyKey), len(r.Header.Values(HeaderIdempotencyKey)) > 0
-	if g.o.Idem == nil || s.clientIDs == nil || ord.norm == nil {
-		if hasKey {
-			return 0, &errIdemUnsupported, "idem.unsupported", true
+// evaluateAsync evaluates the policy on its own goroutine and sends the
+// decision. A panic there would end the process (net/http recovers only
+// the handler's own goroutine): it becomes a denial instead.
+func (g *Gateway) evaluateAsync(ctx context.Context, in *policy.Input, out chan<- *policy.Decision) {
+	defer func() {
+		if p := recover(); p != nil {
+			g.log.Error("gateway: policy evaluation panicked", "panic", fmt.Sprint(p))
+			out <- &policy.Decision{Rule: "policy.error", Status: http.StatusForbidden, Reason: "policy evaluation failed"}
 		}
-		return 0, nil, "", false
+	}()
+	out <- g.o.Policy.Evaluate(ctx, in)
+}
+
+// idemClaim is the result of beginIdem.
+type idemClaim struct {
+	pe     *publicError // refused before any claim (with rule)
+	rule   string
+	active bool // a key was claimed or looked at: ticket, rep, err hold Begin's result
+	ticket *idem.Ticket
+	rep    *idem.Replay
+	err    error
+}
+
+// wantsIdem reports whether beginIdem will claim a key for this order.
+func (g *Gateway) wantsIdem(s *served, ord *order) bool {
+	return g.o.Idem != nil && s.clientIDs != nil && ord.norm != nil
+}
+
+// beginIdem gives an order placement its client order id and claims its
+// idempotency key (idem.Manager.Begin). It writes no answer: idempotency
+// acts on the result once the policy has allowed the order.
+func (g *Gateway) beginIdem(ctx context.Context, r *http.Request, st *reqState, s *served,
+	tok *token.Token, ord *order, vreq *venue.Request) idemClaim {
+	hkey, hasKey := r.Header.Get(HeaderIdempotencyKey), len(r.Header.Values(HeaderIdempotencyKey)) > 0
+	if !g.wantsIdem(s, ord) {
+		if hasKey {
+			return idemClaim{pe: &errIdemUnsupported, rule: "idem.unsupported"}
+		}
+		return idemClaim{}
 	}
 	if hasKey && (len(r.Header.Values(HeaderIdempotencyKey)) != 1 || !validIdempotencyKey(hkey)) {
-		return 0, &errIdemKey, "idem.key", true
+		return idemClaim{pe: &errIdemKey, rule: "idem.key"}
 	}
 	scope := string(tok.ID) + "/" + s.id
 	coid := ord.norm.ClientOrderID
@@ -336,18 +368,34 @@ func (g *Gateway) idempotency(ctx context.Context, w http.ResponseWriter, r *htt
 	if coid != ord.norm.ClientOrderID {
 		if err := s.clientIDs.SetClientOrderID(vreq, coid); err != nil {
 			st.err = err
-			return 0, &errOrderRewrite, "venue.order", true
+			return idemClaim{pe: &errOrderRewrite, rule: "venue.order"}
 		}
 		st.body, st.rawQuery = vreq.Body, vreq.RawQuery
 	}
 	ord.coid, ord.key, ord.req = coid, key, vreq
-	ticket, rep, err := g.o.Idem.Begin(ctx, key, fingerprint(ord.norm), coid)
+	c := idemClaim{active: true}
+	c.ticket, c.rep, c.err = g.o.Idem.Begin(ctx, key, fingerprint(ord.norm), coid)
+	return c
+}
+
+// idempotency acts on beginIdem's result once the order is allowed.
+// handled=true means the request was answered (replay or recovered
+// outcome: status) or must be refused (pe, rule).
+func (g *Gateway) idempotency(ctx context.Context, w http.ResponseWriter, st *reqState, s *served,
+	ord *order, vreq *venue.Request, c idemClaim) (status int, pe *publicError, rule string, handled bool) {
+	if c.pe != nil {
+		return 0, c.pe, c.rule, true
+	}
+	if !c.active {
+		return 0, nil, "", false
+	}
+	key, err := ord.key, c.err
 	var ue *idem.UnknownError
 	switch {
-	case err == nil && rep != nil:
-		return writeReplay(w, rep, "replay"), nil, "idem.replay", true
+	case err == nil && c.rep != nil:
+		return writeReplay(w, c.rep, "replay"), nil, "idem.replay", true
 	case err == nil:
-		ord.ticket = ticket
+		ord.ticket = c.ticket
 		return 0, nil, "", false
 	case errors.Is(err, idem.ErrKeyReused):
 		return 0, &errIdemReused, "idem.key_reused", true

@@ -863,11 +863,27 @@ func (v *Vault) Rekey(ctx context.Context) (RekeyResult, error) {
 		sys = append(sys, SystemKeyRecord{Name: n, KEKVersion: newVersion, Wrapped: w})
 	}
 	rec := KEKRecord{Version: newVersion, Wrapped: wrappedKEK, CreatedAt: v.now().UTC().Truncate(time.Second), Active: true}
+	// Readers must know the new KEK from the moment the store holds data
+	// keys wrapped under it: add it first (not yet active), take it out
+	// again if the store refuses the rekey.
+	v.mu.Lock()
+	if v.closed {
+		v.mu.Unlock()
+		secret.Wipe(kek)
+		return RekeyResult{}, ErrClosed
+	}
+	v.keks[newVersion] = kek
+	v.mu.Unlock()
 	if err := v.store.Rekey(ctx, rec, re, sys); err != nil {
+		v.mu.Lock()
+		if !v.closed {
+			delete(v.keks, newVersion)
+			secret.Wipe(kek)
+		}
+		v.mu.Unlock()
 		return RekeyResult{}, fmt.Errorf("vault: rekey: %w", err)
 	}
 	v.mu.Lock()
-	v.keks[newVersion] = kek
 	v.activeKEK = newVersion
 	v.mu.Unlock()
 	v.log.Info("vault: rekeyed", "old_kek", oldVersion, "new_kek", newVersion, "data_keys", len(re))

@@ -537,3 +537,74 @@ func TestDeriveKey(t *testing.T) {
 		t.Fatal("empty purpose accepted")
 	}
 }
+
+// rekeyWindow is the real SQLite store; right after its Rekey commits
+// (before Vault.Rekey returns) it runs a read, as a concurrent reader
+// could, and can refuse the rekey.
+type rekeyWindow struct {
+	vault.Store
+	after  func() error
+	refuse bool
+}
+
+func (s *rekeyWindow) Rekey(ctx context.Context, k vault.KEKRecord, deks []vault.Rewrapped, sys []vault.SystemKeyRecord) error {
+	if s.refuse {
+		return errors.New("disk full")
+	}
+	if err := s.Store.Rekey(ctx, k, deks, sys); err != nil {
+		return err
+	}
+	return s.after()
+}
+
+// TestRekeyReadInCommitWindow: a read of a data key the store already
+// holds under the new KEK, before Rekey has returned, opens it (it once
+// failed as "unknown key version"); a refused rekey leaves the old KEK
+// active and every credential readable.
+func TestRekeyReadInCommitWindow(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keystile.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	root := rootKey(t)
+	if err := vault.Initialize(ctx, db.Vault(), root, nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	st := &rekeyWindow{Store: db.Vault()}
+	v, err := vault.Open(ctx, vault.Options{Store: st, RootKey: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = v.Close(ctx) })
+	for i := range 3 {
+		if _, err := v.Set(ctx, fmt.Sprintf("cred-%d", i), fields("secret", fmt.Sprintf("%s-%d", canary, i)), vault.SetOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.refuse = true
+	if _, err := v.Rekey(ctx); err == nil {
+		t.Fatal("a refused rekey succeeded")
+	}
+	st.refuse = false
+	if got, err := fieldCtx(v, "cred-0"); err != nil || got != canary+"-0" {
+		t.Fatalf("read after a refused rekey: %q %v", got, err)
+	}
+	n := 1
+	st.after = func() error {
+		for ; n < 3; n++ { // not read yet: opened from the store
+			if got, err := fieldCtx(v, fmt.Sprintf("cred-%d", n)); err != nil || got != fmt.Sprintf("%s-%d", canary, n) {
+				return fmt.Errorf("read in the commit window: %q %v", got, err)
+			}
+		}
+		return nil
+	}
+	res, err := v.Rekey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.NewKEKVersion != 2 {
+		t.Fatalf("rekey result %+v (a refused rekey must not use up a version)", res)
+	}
+}

@@ -11,7 +11,11 @@
 //
 //   - Done: the venue answered (any status). The answer the bot got (already
 //     scrubbed of credentials) is stored and replayed to later requests with
-//     the same key until the window ends.
+//     the same key until the window ends. DoneLater is Done for callers that
+//     answer the bot at once: waiters and later Begins in this process get
+//     the answer from memory immediately and the store is written in the
+//     background (a crash before it is durable leaves the row pending,
+//     treated like Unknown below).
 //   - Unknown: the request bytes may have reached the venue but no answer
 //     came back (timeout, reset). keystile never resends such a request
 //     blindly: later requests with the key get an UnknownError naming the

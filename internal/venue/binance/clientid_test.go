@@ -2,7 +2,6 @@ package binance_test
 
 import (
 	"crypto/rand"
-	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -97,43 +96,6 @@ func FuzzSetClientOrderID(f *testing.F) {
 	})
 }
 
-// lookup sends lookup requests to the sandbox and combines their answers.
-func lookup(t *testing.T, v *binance.Venue, base string, orig *venue.Request, o *venue.Order, cid string) (string, bool, error) {
-	t.Helper()
-	reqs, err := v.LookupRequests(orig, o, cid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res []venue.LookupResult
-	for _, lr := range reqs {
-		if op, _ := v.Classify(lr); op != venue.OpOrderRead {
-			t.Fatalf("lookup %s %s is %q", lr.Method, lr.Path, op)
-		}
-		status, body := roundTrip(t, v, base, lr)
-		id, found, err := v.Found(cid, status, body)
-		res = append(res, venue.LookupResult{VenueOrderID: id, Found: found, Err: err})
-	}
-	return venue.LookupOutcome(res)
-}
-
-func roundTrip(t *testing.T, v *binance.Venue, base string, r *venue.Request) (int, []byte) {
-	t.Helper()
-	req, err := venue.NewHTTPRequest(t.Context(), base, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := v.Authenticate(t.Context(), req, r.Body); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
-}
-
 // TestLookupAgainstSandbox: an order placed with a keystile client order
 // id is found by LookupRequests/Found (with the venue order id of the
 // placement answer); an unknown id is definitively not found; the sandbox
@@ -154,15 +116,15 @@ func TestLookupAgainstSandbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	status, body := roundTrip(t, v, vi.BaseURL, place)
+	status, body := venuetest.Send(t, v, vi.BaseURL, place)
 	venueID := v.VenueOrderID(status, body)
 	if status != 200 || venueID == "" {
 		t.Fatalf("place: %d %s", status, body)
 	}
-	if got, found, err := lookup(t, v, vi.BaseURL, place, o, id); err != nil || !found || got != venueID {
+	if got, found, err := venuetest.Lookup(t, v, vi.BaseURL, place, o, id); err != nil || !found || got != venueID {
 		t.Fatalf("lookup = %q %v %v, want %q", got, found, err, venueID)
 	}
-	if got, found, err := lookup(t, v, vi.BaseURL, place, o, v.NewClientOrderID([16]byte{1})); err != nil || found || got != "" {
+	if got, found, err := venuetest.Lookup(t, v, vi.BaseURL, place, o, v.NewClientOrderID([16]byte{1})); err != nil || found || got != "" {
 		t.Fatalf("lookup of an unknown id = %q %v %v", got, found, err)
 	}
 	st := s.Stats(sandbox.VenueBinance)

@@ -40,11 +40,7 @@ func TestNewClientOrderID(t *testing.T) {
 
 func TestSetClientOrderID(t *testing.T) {
 	v, _ := binance.New(binance.Options{Credentials: creds(nil)})
-	tests := []struct {
-		name, path, query, body string
-		wantQuery, wantBody     string
-		err                     bool
-	}{
+	venuetest.RunSetClientOrderID(t, v, "ks1", []venuetest.SetClientOrderIDCase{
 		{"added to the body", "/api/v3/order", "", "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&price=2",
 			"", "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&price=2&newClientOrderId=ks1", false},
 		{"added to the query", "/api/v3/order", "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1", "",
@@ -58,28 +54,7 @@ func TestSetClientOrderID(t *testing.T) {
 		{"order list refused", "/api/v3/orderList/oco", "symbol=BTCUSDT&side=SELL&quantity=1", "", "", "", true},
 		{"not an order", "/api/v3/openOrders", "", "", "", "", true},
 		{"json refused", "/api/v3/order", "", `{"symbol":"BTCUSDT"}`, "", "", true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := &venue.Request{Method: "POST", Path: tt.path, RawQuery: tt.query, Body: []byte(tt.body)}
-			err := v.SetClientOrderID(r, "ks1")
-			if tt.err {
-				if err == nil {
-					t.Fatal("accepted")
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if r.RawQuery != tt.wantQuery || string(r.Body) != tt.wantBody {
-				t.Fatalf("query %q body %q", r.RawQuery, r.Body)
-			}
-			if o, err := v.Normalize(r); err != nil || o.ClientOrderID != "ks1" {
-				t.Fatalf("Normalize = %+v, %v", o, err)
-			}
-		})
-	}
+	})
 }
 
 // FuzzSetClientOrderID: for any request Normalize reads as an order,

@@ -30,10 +30,7 @@ func TestNewClientOrderID(t *testing.T) {
 
 func TestSetClientOrderID(t *testing.T) {
 	v := newVenue(t, "k", "s", nil, 0)
-	tests := []struct {
-		name, path, body, want string
-		err                    bool
-	}{
+	venuetest.RunSetClientOrderIDJSON(t, v, "id1", []venuetest.JSONCase{
 		{"added", "/v5/order/create", `{"category":"spot","symbol":"BTCUSDT","side":"Buy","orderType":"Market","qty":"1"}`,
 			`{"category":"spot","symbol":"BTCUSDT","side":"Buy","orderType":"Market","qty":"1","orderLinkId":"id1"}`, false},
 		{"replaced", "/v5/order/create", `{"orderLinkId":"mine","category":"linear","symbol":"BTCUSDT","side":"Sell","orderType":"Limit","qty":0.1,"price":"9"}`,
@@ -42,28 +39,7 @@ func TestSetClientOrderID(t *testing.T) {
 			`{"symbol":"BTCUSDT","side":"Buy","orderType":"Market","qty":"1","orderlinkid":"x","orderLinkId":"id1"}`, false},
 		{"not an order", "/v5/order/cancel", `{}`, "", true},
 		{"not json", "/v5/order/create", `category=spot`, "", true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := &venue.Request{Method: "POST", Path: tt.path, Body: []byte(tt.body)}
-			err := v.SetClientOrderID(r, "id1")
-			if tt.err {
-				if err == nil {
-					t.Fatal("accepted")
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(r.Body) != tt.want || r.RawQuery != "" {
-				t.Fatalf("body %s", r.Body)
-			}
-			if o, err := v.Normalize(r); err != nil || o.ClientOrderID != "id1" {
-				t.Fatalf("Normalize = %+v, %v", o, err)
-			}
-		})
-	}
+	})
 }
 
 // FuzzSetClientOrderID: for any body Normalize reads as an order,

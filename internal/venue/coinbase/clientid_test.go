@@ -30,38 +30,14 @@ func TestNewClientOrderID(t *testing.T) {
 
 func TestSetClientOrderID(t *testing.T) {
 	v := mustVenue(t, "k", "p")
-	tests := []struct {
-		name, path, body, want string
-		err                    bool
-	}{
+	venuetest.RunSetClientOrderIDJSON(t, v, "id1", []venuetest.JSONCase{
 		{"added", "/api/v3/brokerage/orders", `{"product_id":"BTC-USD","side":"BUY","order_configuration":{"market_market_ioc":{"quote_size":"10","client_order_id":"nested"}}}`,
 			`{"product_id":"BTC-USD","side":"BUY","order_configuration":{"market_market_ioc":{"quote_size":"10","client_order_id":"nested"}},"client_order_id":"id1"}`, false},
 		{"replaced, any case", "/api/v3/brokerage/orders", `{"Client_Order_ID":"a","product_id":"BTC-USD","side":"SELL","order_configuration":{"market_market_ioc":{"base_size":"1"}},"client_order_id":"b"}`,
 			`{"Client_Order_ID":"id1","product_id":"BTC-USD","side":"SELL","order_configuration":{"market_market_ioc":{"base_size":"1"}},"client_order_id":"id1"}`, false},
 		{"not an order", "/api/v3/brokerage/orders/batch_cancel", `{}`, "", true},
 		{"not an object", "/api/v3/brokerage/orders", `"x"`, "", true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := &venue.Request{Method: "POST", Path: tt.path, Body: []byte(tt.body)}
-			err := v.SetClientOrderID(r, "id1")
-			if tt.err {
-				if err == nil {
-					t.Fatal("accepted")
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(r.Body) != tt.want || r.RawQuery != "" {
-				t.Fatalf("body %s", r.Body)
-			}
-			if o, err := v.Normalize(r); err != nil || o.ClientOrderID != "id1" {
-				t.Fatalf("Normalize = %+v, %v", o, err)
-			}
-		})
-	}
+	})
 }
 
 // FuzzSetClientOrderID: for any body Normalize reads as an order,

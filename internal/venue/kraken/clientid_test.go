@@ -28,11 +28,7 @@ func TestNewClientOrderID(t *testing.T) {
 
 func TestSetClientOrderID(t *testing.T) {
 	v, _ := kraken.New(kraken.Options{Credentials: creds(nil)})
-	tests := []struct {
-		name, path, query, body string
-		wantQuery, wantBody     string
-		err                     bool
-	}{
+	venuetest.RunSetClientOrderID(t, v, "id1", []venuetest.SetClientOrderIDCase{
 		{"added to the body", "/0/private/AddOrder", "", "nonce=1&pair=XBTUSD&type=buy&ordertype=market&volume=1",
 			"", "nonce=1&pair=XBTUSD&type=buy&ordertype=market&volume=1&cl_ord_id=id1", false},
 		{"replaced in the body, query copy dropped", "/0/private/AddOrder", "cl_ord_id=q", "pair=XBTUSD&cl_ord_id=b&type=sell&ordertype=market&volume=1",
@@ -42,28 +38,7 @@ func TestSetClientOrderID(t *testing.T) {
 		{"userref excludes cl_ord_id", "/0/private/AddOrder", "", "pair=XBTUSD&type=buy&ordertype=market&volume=1&userref=7", "", "", true},
 		{"edit refused", "/0/private/EditOrder", "", "pair=XBTUSD&txid=O1&volume=2", "", "", true},
 		{"not an order", "/0/private/Balance", "", "", "", "", true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := &venue.Request{Method: "POST", Path: tt.path, RawQuery: tt.query, Body: []byte(tt.body)}
-			err := v.SetClientOrderID(r, "id1")
-			if tt.err {
-				if err == nil {
-					t.Fatal("accepted")
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if r.RawQuery != tt.wantQuery || string(r.Body) != tt.wantBody {
-				t.Fatalf("query %q body %q", r.RawQuery, r.Body)
-			}
-			if o, err := v.Normalize(r); err != nil || o.ClientOrderID != "id1" {
-				t.Fatalf("Normalize = %+v, %v", o, err)
-			}
-		})
-	}
+	})
 }
 
 func FuzzSetClientOrderID(f *testing.F) {

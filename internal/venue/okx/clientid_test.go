@@ -30,10 +30,7 @@ func TestNewClientOrderID(t *testing.T) {
 
 func TestSetClientOrderID(t *testing.T) {
 	v := newVenue(t, "k", "s", "p", nil)
-	tests := []struct {
-		name, path, body, want string
-		err                    bool
-	}{
+	venuetest.RunSetClientOrderIDJSON(t, v, "id1", []venuetest.JSONCase{
 		{"added", "/api/v5/trade/order", `{"instId":"BTC-USDT","side":"buy","ordType":"market","sz":"1"}`,
 			`{"instId":"BTC-USDT","side":"buy","ordType":"market","sz":"1","clOrdId":"id1"}`, false},
 		{"replaced, duplicates too", "/api/v5/trade/order", ` {"clOrdId":"a", "instId":"BTC-USDT","side":"buy","ordType":"market","sz":1.50,"clOrdId" : null} `,
@@ -43,28 +40,7 @@ func TestSetClientOrderID(t *testing.T) {
 		{"not an object", "/api/v5/trade/order", `[{"instId":"BTC-USDT"}]`, "", true},
 		{"trailing data", "/api/v5/trade/order", `{"instId":"BTC-USDT"} {}`, "", true},
 		{"not an order", "/api/v5/trade/cancel-order", `{"instId":"BTC-USDT"}`, "", true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := &venue.Request{Method: "POST", Path: tt.path, Body: []byte(tt.body)}
-			err := v.SetClientOrderID(r, "id1")
-			if tt.err {
-				if err == nil {
-					t.Fatal("accepted")
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(r.Body) != tt.want || r.RawQuery != "" {
-				t.Fatalf("body %s", r.Body)
-			}
-			if o, err := v.Normalize(r); err != nil || o.ClientOrderID != "id1" {
-				t.Fatalf("Normalize = %+v, %v", o, err)
-			}
-		})
-	}
+	})
 }
 
 // FuzzSetClientOrderID: for any body Normalize reads as an order,

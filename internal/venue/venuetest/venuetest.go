@@ -159,3 +159,62 @@ func SetClientOrderIDRoundTrip(t *testing.T, v interface {
 		t.Fatalf("fields changed: %+v -> %+v", before, after)
 	}
 }
+
+// IDSetter is a venue that reads orders and sets client order ids.
+type IDSetter interface {
+	venue.Normalizer
+	venue.ClientOrderIDs
+}
+
+// SetClientOrderIDCase is one row of a venue's SetClientOrderID table: a
+// POST to Path with Query and Body must be refused (Err), or come out with
+// WantQuery and WantBody. An alias of an unnamed struct type, so tables
+// can use short unkeyed rows (vet flags those for imported named types).
+type SetClientOrderIDCase = struct {
+	Name, Path, Query, Body string
+	WantQuery, WantBody     string
+	Err                     bool
+}
+
+// JSONCase is a row of a JSON-body venue's table (no query string).
+type JSONCase = struct {
+	Name, Path, Body, Want string
+	Err                    bool
+}
+
+// RunSetClientOrderID sets id in each case's request; an accepted request
+// must come out as wanted and Normalize must read id back from it.
+func RunSetClientOrderID(t *testing.T, v IDSetter, id string, cases []SetClientOrderIDCase) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.Name, func(t *testing.T) {
+			r := &venue.Request{Method: "POST", Path: tt.Path, RawQuery: tt.Query, Body: []byte(tt.Body)}
+			err := v.SetClientOrderID(r, id)
+			if tt.Err {
+				if err == nil {
+					t.Fatal("accepted")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.RawQuery != tt.WantQuery || string(r.Body) != tt.WantBody {
+				t.Fatalf("query %q body %q", r.RawQuery, r.Body)
+			}
+			if o, err := v.Normalize(r); err != nil || o.ClientOrderID != id {
+				t.Fatalf("Normalize = %+v, %v", o, err)
+			}
+		})
+	}
+}
+
+// RunSetClientOrderIDJSON is RunSetClientOrderID for JSON-body rows.
+func RunSetClientOrderIDJSON(t *testing.T, v IDSetter, id string, cases []JSONCase) {
+	t.Helper()
+	all := make([]SetClientOrderIDCase, 0, len(cases))
+	for _, c := range cases {
+		all = append(all, SetClientOrderIDCase{Name: c.Name, Path: c.Path, Body: c.Body, WantBody: c.Want, Err: c.Err})
+	}
+	RunSetClientOrderID(t, v, id, all)
+}

@@ -276,19 +276,10 @@ func (d *DB) subtractEntries(ctx context.Context, tx *sql.Tx, rows *sql.Rows, fl
 	// entries in one minute updates the buckets once.
 	acc := map[string]map[[3]int64][3]decimal.Decimal{}
 	for rows.Next() {
-		var (
-			key string
-			at  int64
-			a   string
-		)
-		if err := rows.Scan(&key, &at, &a); err != nil {
-			_ = rows.Close()
-			return fmt.Errorf("sqlite: read budget entries: %w", err)
-		}
-		v, err := decimal.NewFromString(a)
+		key, at, v, err := scanEntry(rows)
 		if err != nil {
 			_ = rows.Close()
-			return fmt.Errorf("sqlite: budget entry amount %q: %w", a, err)
+			return fmt.Errorf("sqlite: %w", err)
 		}
 		b := [3]int64{bucketOf(0, at), bucketOf(1, at), bucketOf(2, at)}
 		if acc[key] == nil {
@@ -372,6 +363,19 @@ func (s *BudgetStore) Prune(ctx context.Context, before time.Time) error {
 
 // backfillBudgetTotals fills budget_totals from budget_entries (migration
 // 6), summing exactly in Go.
+// scanEntry reads one budget_entries row selected as (key, at, amount).
+func scanEntry(rows *sql.Rows) (key string, at int64, amount decimal.Decimal, err error) {
+	var a string
+	if err := rows.Scan(&key, &at, &a); err != nil {
+		return "", 0, decimal.Decimal{}, fmt.Errorf("read budget entry: %w", err)
+	}
+	amount, err = decimal.NewFromString(a)
+	if err != nil {
+		return "", 0, decimal.Decimal{}, fmt.Errorf("budget entry amount %q: %w", a, err)
+	}
+	return key, at, amount, nil
+}
+
 func backfillBudgetTotals(ctx context.Context, tx *sql.Tx) error {
 	rows, err := tx.QueryContext(ctx, `SELECT key, at, amount FROM budget_entries`)
 	if err != nil {
@@ -384,19 +388,10 @@ func backfillBudgetTotals(ctx context.Context, tx *sql.Tx) error {
 	}
 	sums := map[bk]decimal.Decimal{}
 	for rows.Next() {
-		var (
-			key string
-			at  int64
-			a   string
-		)
-		if err := rows.Scan(&key, &at, &a); err != nil {
-			_ = rows.Close()
-			return fmt.Errorf("budget totals: %w", err)
-		}
-		v, err := decimal.NewFromString(a)
+		key, at, v, err := scanEntry(rows)
 		if err != nil {
 			_ = rows.Close()
-			return fmt.Errorf("budget totals: entry amount %q: %w", a, err)
+			return fmt.Errorf("budget totals: %w", err)
 		}
 		for l := range 3 {
 			k := bk{key, l, bucketOf(l, at)}

@@ -55,6 +55,30 @@ type writer struct {
 	closed bool
 	wake   chan struct{} // capacity 1: "the queue may be non-empty"
 	exited chan struct{} // closed when the writer goroutine returns
+
+	// Counters for WriterStats, updated once per batch.
+	batches, writes, busyNs, commitNs, slow atomic.Int64
+}
+
+// slowCommit is the commit time WriterStats counts as slow.
+const slowCommit = 3 * time.Millisecond
+
+// WriterStats is the group-commit writer's work since Open: how full its
+// batches are and where its time goes. The writer is one goroutine, so
+// Busy against wall time is how close it is to its limit.
+type WriterStats struct {
+	Batches     int64         // batches taken from the queue
+	Writes      int64         // writes in them
+	Busy        time.Duration // time spent running batches
+	Commit      time.Duration // of Busy, in COMMIT (WAL frames and fsync)
+	SlowCommits int64         // commits that took over 3 ms
+}
+
+// WriterStats returns the writer's counters.
+func (d *DB) WriterStats() WriterStats {
+	w := &d.w
+	return WriterStats{Batches: w.batches.Load(), Writes: w.writes.Load(), Busy: time.Duration(w.busyNs.Load()),
+		Commit: time.Duration(w.commitNs.Load()), SlowCommits: w.slow.Load()}
 }
 
 func (d *DB) startWriter() {
@@ -138,7 +162,11 @@ func (d *DB) writeLoop() {
 		clear(d.w.queue[rest:])
 		d.w.queue = d.w.queue[:rest]
 		d.w.mu.Unlock()
+		d.w.batches.Add(1)
+		d.w.writes.Add(int64(n))
+		start := time.Now()
 		d.runBatch(calls)
+		d.w.busyNs.Add(int64(time.Since(start))) // after the answers: a reader may see it late
 	}
 }
 
@@ -194,7 +222,13 @@ func (d *DB) runBatch(calls []*call) {
 	if tx == nil {
 		return
 	}
+	start := time.Now()
 	err := tx.Commit()
+	took := time.Since(start)
+	d.w.commitNs.Add(int64(took))
+	if took > slowCommit {
+		d.w.slow.Add(1)
+	}
 	if err != nil {
 		err = fmt.Errorf("sqlite: commit batch: %w", err)
 	}

@@ -393,3 +393,39 @@ func TestBatchConcurrentWithInTx(t *testing.T) {
 		t.Fatalf("%d rows, want 220", len(m))
 	}
 }
+
+// TestWriterStats: five writes queued behind a held one run as one batch;
+// the counters see two batches, six writes and commit time inside busy
+// time.
+func TestWriterStats(t *testing.T) {
+	d, _ := openBatchDB(t)
+	ctx := context.Background()
+	before := d.WriterStats()
+	release, held := holdWriter(t, d)
+	var wg sync.WaitGroup
+	for i := range 5 {
+		wg.Go(func() {
+			if err := d.batch(ctx, insert(fmt.Sprint("s", i), i)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	waitQueued(t, d, 5)
+	release()
+	wg.Wait()
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	st := d.WriterStats()
+	if b, w := st.Batches-before.Batches, st.Writes-before.Writes; b != 2 || w != 6 {
+		t.Fatalf("batches %d writes %d, want 2 and 6", b, w)
+	}
+	// Busy time is added once the batch's callers have their answers.
+	for deadline := time.Now().Add(5 * time.Second); st.Busy < st.Commit && time.Now().Before(deadline); st = d.WriterStats() {
+		time.Sleep(time.Millisecond)
+	}
+	busy, commit := st.Busy-before.Busy, st.Commit-before.Commit
+	if commit <= 0 || busy < commit || st.SlowCommits < before.SlowCommits {
+		t.Fatalf("busy %v commit %v slow %d", busy, commit, st.SlowCommits)
+	}
+}

@@ -134,3 +134,54 @@ func BenchmarkBudgetReserve(b *testing.B) { benchReserve(b, false) }
 
 // BenchmarkBudgetReserveParallel: the same with 64 callers at once.
 func BenchmarkBudgetReserveParallel(b *testing.B) { benchReserve(b, true) }
+
+// BenchmarkOrderWrites: the main database's share of one order with a
+// budget and an idempotency key, 64 orders in flight: the budget
+// reservation and the key claim (concurrently, as the gateway makes them),
+// then the stored answer. Besides ns/op it reports how the group-commit
+// writer spends its time (WriterStats): writes per batch, statement time
+// per write, commit time per batch, slow commits, and the share of wall
+// time it is busy.
+func BenchmarkOrderWrites(b *testing.B) {
+	db := benchDB(b)
+	m := benchIdemManager(b, db)
+	budgets := db.Budgets()
+	ctx := context.Background()
+	t0 := time.Now()
+	claims := []policy.Claim{{Key: "token:a/daily/USDT/day", Since: t0.Add(-time.Hour), Limit: dec("1000000000000")}}
+	var n atomic.Int64
+	parallel64(b)
+	before := db.WriterStats()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			reserved := make(chan error, 1)
+			go func() {
+				_, err := budgets.Reserve(ctx, t0, dec("1"), claims)
+				reserved <- err
+			}()
+			tk, _, err := m.Begin(ctx, idem.Key{Scope: "tok_1/binance", Value: fmt.Sprint("k", i)}, []byte("fp"), "cid")
+			if rerr := <-reserved; rerr != nil || err != nil {
+				b.Error(rerr, err)
+				return
+			}
+			if err := tk.Done(ctx, benchAnswer); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	wall := time.Since(start)
+	after := db.WriterStats()
+	batches, writes := after.Batches-before.Batches, after.Writes-before.Writes
+	busy, commit := after.Busy-before.Busy, after.Commit-before.Commit
+	if batches == 0 || writes == 0 {
+		b.Fatal("the writer ran no batch")
+	}
+	b.ReportMetric(float64(writes)/float64(batches), "writes/batch")
+	b.ReportMetric(float64((busy-commit).Microseconds())/float64(writes), "µs-stmts/write")
+	b.ReportMetric(float64(commit.Microseconds())/float64(batches), "µs-commit/batch")
+	b.ReportMetric(float64(after.SlowCommits-before.SlowCommits)/float64(batches)*100, "%slow-commits")
+	b.ReportMetric(float64(busy)/float64(wall)*100, "%writer-busy")
+}

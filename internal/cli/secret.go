@@ -371,20 +371,27 @@ func newSecretRevoke(g *globals) *cobra.Command {
 }
 
 func newSecretRm(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "rm NAME",
-		Short: "Remove a credential and all its versions",
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "rm NAME [--force]",
+		Short: "Remove a credential and all its versions (--force if a configured venue uses it)",
 		Args:  nameArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			if err := c.DeleteSecret(cmd.Context(), args[0]); err != nil {
+			if err := c.RemoveSecret(cmd.Context(), args[0], force); err != nil {
+				var ae *admin.APIError
+				if errors.As(err, &ae) && ae.Code == "in_use" {
+					return usageError{err}
+				}
 				return err
 			}
 			_, err = fmt.Fprintf(g.io.Stdout, "Removed credential %s\n", args[0])
 			return err
 		},
 	}
+	cmd.Flags().BoolVar(&force, "force", false, "remove it even though a configured venue signs with it")
+	return cmd
 }

@@ -56,9 +56,14 @@ func CredentialFields(vc config.Venue) venue.FieldSpec {
 		return s
 	case config.TypeSTAPI:
 		if vc.Auth != nil && vc.Auth.Scheme == config.SchemeOAuth2 {
-			return oauthFields
+			// The API key may stay next to the OAuth client (to switch
+			// back); with oauth2 it is not sent.
+			s := oauthFields
+			s.Optional = append(slices.Clone(s.Optional), "api_key")
+			return s
 		}
-		return venue.FieldSpec{Required: []string{"api_key"}}
+		// The OAuth client may be stored ahead of switching to oauth2.
+		return venue.FieldSpec{Required: []string{"api_key"}, Optional: slices.Concat([]string{session.FieldClientID}, oauthFields.Optional)}
 	case config.TypeGeneric:
 		if vc.Auth == nil {
 			return venue.FieldSpec{}

@@ -41,9 +41,6 @@ type CredentialGuard interface {
 	InUse(ctx context.Context, name string) (string, error)
 }
 
-// ErrInUse is the error of removing a credential in use without force.
-var ErrInUse = errors.New("credential in use")
-
 // Options configure a Server.
 type Options struct {
 	// Socket is the unix socket path. Required.
@@ -273,7 +270,8 @@ func (s *Server) routes(mux *http.ServeMux) {
 				return
 			}
 			if use != "" {
-				s.fail(w, r, fmt.Errorf("%w: credential %q is %s; removing it breaks the venue: force the removal (keystile secret rm --force)", ErrInUse, name, use))
+				s.log.Warn("admin: refused to remove a credential in use", "name", name, "use", use)
+				WriteError(w, http.StatusConflict, "in_use", fmt.Sprintf("credential %q is %s: removing it breaks the venue; force the removal (keystile secret rm --force)", name, use))
 				return
 			}
 		}
@@ -307,8 +305,6 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status, code = http.StatusConflict, "revoked"
 	case errors.Is(err, vault.ErrIntegrity):
 		status, code = http.StatusInternalServerError, "integrity"
-	case errors.Is(err, ErrInUse):
-		status, code = http.StatusConflict, "in_use"
 	case errors.Is(err, ErrBadRequest):
 		status, code = http.StatusBadRequest, "bad_request"
 	case isValidation(err):

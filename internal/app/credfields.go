@@ -147,7 +147,7 @@ func (g credentialGuard) CheckFields(name string, fields []string) error {
 func describe(s venue.FieldSpec) string {
 	out := slices.Clone(s.Required)
 	for _, g := range s.OneOf {
-		out = append(out, strings.Join(g, " or "))
+		out = append(out, venue.Alternatives(g))
 	}
 	for _, o := range s.Optional {
 		out = append(out, "["+o+"]")
@@ -179,7 +179,11 @@ func (g credentialGuard) InUse(ctx context.Context, name string) (string, error)
 			}
 		}
 	}
-	return fmt.Sprintf("used by venue %s (%d live tokens reach it)", strings.Join(ids, ", "), live), nil
+	noun := "tokens reach"
+	if live == 1 {
+		noun = "token reaches"
+	}
+	return fmt.Sprintf("used by venue %s (%d live %s it)", strings.Join(ids, ", "), live, noun), nil
 }
 
 // checkVenues refuses a token for a venue the configuration does not have:

@@ -123,9 +123,9 @@ func TestSecretSetChecksVenueFields(t *testing.T) {
 		want              []string // in stderr; empty: accepted
 	}{
 		{"binance junk", "binance-main", "foo=CANARY-junk-1\n",
-			[]string{`credential "binance-main" does not fit`, "venue binance (type binance)", "missing api_key, secret or private_key", "unknown foo"}},
+			[]string{`credential "binance-main" does not fit`, "venue binance (type binance)", "missing api_key, secret (or private_key)", "unknown foo"}},
 		{"binance typo", "binance-main", "api_key=k-1\napi_secret=CANARY-typo-2\n",
-			[]string{"missing secret or private_key", "unknown api_secret"}},
+			[]string{"missing secret (or private_key)", "unknown api_secret"}},
 		{"binance near miss", "binance-main", "api_key=k-1\nsecrets=CANARY-typo-3\n",
 			[]string{"unknown secrets (did you mean secret?)"}},
 		{"okx without passphrase", "okx-main", "api_key=k\nsecret=CANARY-okx-4\n", []string{"missing passphrase"}},
@@ -190,7 +190,7 @@ func TestSecretRmInUseNeedsForce(t *testing.T) {
 		t.Fatalf("token create: %s", stderr)
 	}
 	code, _, stderr := s.cli(t, "", "secret", "rm", "binance-main")
-	if code != ExitUsage || !strings.Contains(stderr, "used by venue binance (1 live tokens reach it)") || !strings.Contains(stderr, "--force") {
+	if code != ExitUsage || !strings.Contains(stderr, "used by venue binance (1 live token reaches it)") || !strings.Contains(stderr, "--force") {
 		t.Fatalf("rm in use: exit %d, stderr %s", code, stderr)
 	}
 	if _, err := s.admin.ShowSecret(ctx, "binance-main"); err != nil {

@@ -28,8 +28,8 @@ func (s FieldSpec) Known() []string {
 }
 
 // Check compares the names of a credential's fields with the spec. missing
-// names what is absent (a group as "a or b"); unknown the fields the venue
-// never reads, sorted.
+// names what is absent (a group as Alternatives); unknown the fields the
+// venue never reads, sorted.
 func (s FieldSpec) Check(fields []string) (missing, unknown []string) {
 	for _, f := range s.Required {
 		if !slices.Contains(fields, f) {
@@ -38,7 +38,7 @@ func (s FieldSpec) Check(fields []string) (missing, unknown []string) {
 	}
 	for _, g := range s.OneOf {
 		if !slices.ContainsFunc(g, func(f string) bool { return slices.Contains(fields, f) }) {
-			missing = append(missing, strings.Join(g, " or "))
+			missing = append(missing, Alternatives(g))
 		}
 	}
 	known := s.Known()
@@ -49,4 +49,12 @@ func (s FieldSpec) Check(fields []string) (missing, unknown []string) {
 	}
 	slices.Sort(unknown)
 	return missing, unknown
+}
+
+// Alternatives names a OneOf group in messages: "secret (or private_key)".
+func Alternatives(g []string) string {
+	if len(g) < 2 {
+		return strings.Join(g, "")
+	}
+	return g[0] + " (or " + strings.Join(g[1:], " or ") + ")"
 }

@@ -212,6 +212,11 @@ func newSecretSet(g *globals, rotate bool) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
+		Long: short + `.
+
+The server checks the fields against every configured venue whose credential is NAME (binance:
+api_key and secret or private_key; okx: api_key, secret, passphrase; ...): a missing field, or one
+the venue does not read, is refused with both named, and nothing is stored.`,
 		Example: `  printf 'api_key=%s\nsecret=%s\n' "$K" "$S" | keystile secret set binance-main
   keystile secret set betfair --field password --from-file client_cert=./client.crt --from-env app_key=BF_APP_KEY`,
 		Args: nameArg,

@@ -157,9 +157,20 @@ func (c *Client) RevokeSecret(ctx context.Context, name string, compromised bool
 	return i, c.Do(ctx, http.MethodPost, PathSecrets+"/"+url.PathEscape(name)+"/revoke", RevokeSecretRequest{Compromised: compromised}, &i)
 }
 
-// DeleteSecret removes a credential.
+// DeleteSecret removes a credential no configured venue signs with (see
+// RemoveSecret).
 func (c *Client) DeleteSecret(ctx context.Context, name string) error {
-	return c.Do(ctx, http.MethodDelete, PathSecrets+"/"+url.PathEscape(name), nil, nil)
+	return c.RemoveSecret(ctx, name, false)
+}
+
+// RemoveSecret removes a credential. Without force the server refuses
+// (409, code in_use) to remove one a configured venue signs with.
+func (c *Client) RemoveSecret(ctx context.Context, name string, force bool) error {
+	path := PathSecrets + "/" + url.PathEscape(name)
+	if force {
+		path += "?force=true"
+	}
+	return c.Do(ctx, http.MethodDelete, path, nil, nil)
 }
 
 // Rekey rotates the vault's key-encryption key.

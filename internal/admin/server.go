@@ -31,6 +31,16 @@ type Vault interface {
 	Rekey(ctx context.Context) (vault.RekeyResult, error)
 }
 
+// CredentialGuard checks secret writes and removals against the server's
+// configuration, so that every client gets the same refusals.
+type CredentialGuard interface {
+	// CheckFields returns an error naming the missing and unknown fields
+	// if fields (names only) do not fit a venue that uses credential name.
+	CheckFields(name string, fields []string) error
+	// InUse describes what uses credential name; "" if nothing does.
+	InUse(ctx context.Context, name string) (string, error)
+}
+
 // Options configure a Server.
 type Options struct {
 	// Socket is the unix socket path. Required.
@@ -39,6 +49,8 @@ type Options struct {
 	AllowedUIDs []int
 	// Vault serves the secret endpoints. Required.
 	Vault Vault
+	// Guard, if set, checks secret writes and removals.
+	Guard CredentialGuard
 	// Extra registers more routes (tokens, ...) on the mux.
 	Extra func(mux *http.ServeMux)
 	// Status returns the status document.
@@ -206,6 +218,21 @@ func (s *Server) routes(mux *http.ServeMux) {
 		if !DecodeJSON(w, r, &req) {
 			return
 		}
+		if s.o.Guard != nil {
+			names := make([]string, 0, len(req.Fields))
+			for k := range req.Fields {
+				names = append(names, k)
+			}
+			slices.Sort(names)
+			if err := s.o.Guard.CheckFields(r.PathValue("name"), names); err != nil {
+				for _, v := range req.Fields {
+					clear(v)
+				}
+				s.log.Warn("admin: credential refused", "name", r.PathValue("name"), "err", err)
+				WriteError(w, http.StatusBadRequest, "invalid", err.Error())
+				return
+			}
+		}
 		fields := make(map[string]secret.Value, len(req.Fields))
 		for k, v := range req.Fields {
 			fields[k] = secret.New(v)
@@ -235,7 +262,20 @@ func (s *Server) routes(mux *http.ServeMux) {
 		WriteJSON(w, http.StatusOK, i)
 	})
 	mux.HandleFunc("DELETE "+PathSecrets+"/{name}", func(w http.ResponseWriter, r *http.Request) {
-		if err := s.o.Vault.Delete(r.Context(), r.PathValue("name")); err != nil {
+		name := r.PathValue("name")
+		if s.o.Guard != nil && r.URL.Query().Get("force") != "true" {
+			use, err := s.o.Guard.InUse(r.Context(), name)
+			if err != nil {
+				s.fail(w, r, err)
+				return
+			}
+			if use != "" {
+				s.log.Warn("admin: refused to remove a credential in use", "name", name, "use", use)
+				WriteError(w, http.StatusConflict, "in_use", fmt.Sprintf("credential %q is %s: removing it breaks the venue; force the removal (keystile secret rm --force)", name, use))
+				return
+			}
+		}
+		if err := s.o.Vault.Delete(r.Context(), name); err != nil {
 			s.fail(w, r, err)
 			return
 		}

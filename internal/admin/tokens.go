@@ -124,16 +124,12 @@ func TokenRoutes(mux *http.ServeMux, tokens Tokens, log interface {
 		}
 		cr := token.CreateRequest{Name: req.Name, Policy: req.Policy, Venues: req.Venues, Scopes: req.Scopes, Test: req.Test, TTL: req.TTL}
 		for _, c := range req.CIDRs {
-			p, err := netip.ParsePrefix(c)
+			p, err := ParseCIDR(c)
 			if err != nil {
-				a, aerr := netip.ParseAddr(c)
-				if aerr != nil {
-					WriteError(w, http.StatusBadRequest, "invalid", "invalid CIDR "+strconvQuote(c))
-					return
-				}
-				p = netip.PrefixFrom(a, a.BitLen())
+				WriteError(w, http.StatusBadRequest, "invalid", err.Error())
+				return
 			}
-			cr.CIDRs = append(cr.CIDRs, p.Masked())
+			cr.CIDRs = append(cr.CIDRs, p)
 		}
 		raw, t, err := tokens.Create(r.Context(), cr)
 		if err != nil {
@@ -192,6 +188,20 @@ func TokenRoutes(mux *http.ServeMux, tokens Tokens, log interface {
 		}
 		minted(w, raw, t)
 	})
+}
+
+// ParseCIDR parses a token's source restriction: a CIDR prefix or a bare
+// address (a /32 or /128). The CLI checks its flags with it too.
+func ParseCIDR(c string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(c)
+	if err != nil {
+		a, aerr := netip.ParseAddr(c)
+		if aerr != nil {
+			return netip.Prefix{}, errors.New("invalid CIDR " + strconvQuote(c))
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	return p.Masked(), nil
 }
 
 func strconvQuote(s string) string {

@@ -357,8 +357,9 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 	}
 	as, err := admin.Listen(admin.Options{
 		Socket: sock, AllowedUIDs: o.Config.Admin.AllowedUIDs, Vault: v, Logger: o.Logger,
+		Guard: credentialGuard{cfg: o.Config, tokens: s.tokens},
 		Extra: func(mux *http.ServeMux) {
-			admin.TokenRoutes(mux, policyTokens{Service: s.tokens, engine: s.policy}, o.Logger)
+			admin.TokenRoutes(mux, policyTokens{Service: s.tokens, engine: s.policy, cfg: o.Config}, o.Logger)
 			mux.HandleFunc("POST "+admin.PathOAuth+"/{venue}/login", oauthLogin(o.Config, v, o.Logger))
 		},
 		Status: func() admin.Status {

@@ -6,21 +6,28 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/policy"
 	"github.com/keystile/keystile/internal/secret"
 	"github.com/keystile/keystile/internal/token"
 )
 
 // policyTokens is the token service as the admin API sees it: a new token
-// may only name a policy the loaded configuration has (a typo would
-// otherwise mint a token every request of which is refused).
+// may only name a policy and venues the loaded configuration has (a typo
+// would otherwise mint a token every request of which is refused).
 type policyTokens struct {
 	*token.Service
 	engine *policy.Engine
+	cfg    *config.Config
 }
 
 // Create implements admin.Tokens.
 func (p policyTokens) Create(ctx context.Context, req token.CreateRequest) (secret.Value, *token.Token, error) {
+	if p.cfg != nil {
+		if err := checkVenues(p.cfg, req.Venues); err != nil {
+			return secret.Value{}, nil, err
+		}
+	}
 	if req.Policy != "" {
 		names := p.engine.Set().Names()
 		if !slices.Contains(names, req.Policy) {

@@ -40,6 +40,9 @@ type IO struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
+	// Environ is the environment exec's child inherits; nil means
+	// os.Environ.
+	Environ func() []string
 }
 
 type globals struct {
@@ -156,6 +159,13 @@ func (g *globals) client() (*admin.Client, error) {
 		sock = filepath.Join(dir, app.SocketFile)
 	}
 	return admin.NewClient(sock)
+}
+
+func (g *globals) environ() []string {
+	if g.io.Environ != nil {
+		return g.io.Environ()
+	}
+	return os.Environ()
 }
 
 func (g *globals) env() app.Env {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/keystile/keystile/internal/admin"
 	"github.com/keystile/keystile/internal/app"
 	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/masterkey"
@@ -31,10 +29,17 @@ const (
 type execFlags struct {
 	tokenEnv     string
 	tokenFromEnv string
-	venues       []string
-	ttl          time.Duration
+	mint         mintFlags
 	envs         []string
+	keepEnv      []string
+	// mintSet: a flag describing the token to mint was given; ttlSet:
+	// --ttl was.
+	mintSet, ttlSet bool
 }
+
+// defaultExecTTL is the minted token's lifetime without --ttl (shortened
+// to tokens.max_ttl if that is shorter).
+const defaultExecTTL = time.Hour
 
 type injection struct {
 	name string
@@ -44,12 +49,19 @@ type injection struct {
 func newExec(g *globals) *cobra.Command {
 	var f execFlags
 	cmd := &cobra.Command{
-		Use:   "exec [--token-env NAME] [--venue V]... [--ttl D] [--env NAME=REF]... -- CMD [ARGS]",
+		Use:   "exec [--venue V]... [--scope S]... [--cidr C]... [--test] [--policy P] [--ttl D] [--token-env NAME] [--env NAME=REF]... [--keep-env NAME]... -- CMD [ARGS]",
 		Short: "Run a bot with a short-lived kst_ token and the gateway URL in its environment",
 		Long: `exec runs CMD with KEYSTILE_URL (the gateway) and a kst_ token minted for this run in
 KEYSTILE_TOKEN (or --token-env NAME); the token expires after --ttl and is revoked when CMD exits.
---token-from-env VAR passes an existing token instead. Nothing from the vault reaches CMD by default,
-and KEYSTILE_MASTER_KEY / KEYSTILE_PASSPHRASE_FILE are removed from its environment.
+It is minted like ` + "`keystile token create`" + ` with the same --venue, --scope, --cidr, --policy and --test
+flags (--test: a kst_test_ token, for sandbox and demo venues). --token-from-env VAR passes an existing
+token instead.
+
+Nothing from the vault reaches CMD by default, and neither do inherited variables that look like
+credentials: KEYSTILE_MASTER_KEY and KEYSTILE_PASSPHRASE_FILE always; names with a _-separated part
+containing KEY, SECRET, TOKEN, PASS, CRED, AUTH, PRIVATE or COOKIE (KEYSTILE, AUTHOR do not count), or
+ending in _USERNAME, _CLIENT_ID, _CLIENT_CERT, _KEY_NAME; values starting with kst_ and URLs with a
+password. Their names are listed on stderr; --keep-env NAME passes one anyway (repeatable).
 
 For legacy bots that need a real secret, --env NAME=REF injects one; REF is env:VAR, file:PATH,
 dotenv:PATH#KEY, keyring:SERVICE/USER or vault:CREDENTIAL#FIELD. Every injected value is then masked
@@ -62,6 +74,11 @@ The exit status is CMD's.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			fl := cmd.Flags()
+			f.ttlSet = fl.Changed("ttl")
+			for _, n := range []string{"venue", "scope", "cidr", "policy", "test", "ttl"} {
+				f.mintSet = f.mintSet || fl.Changed(n)
+			}
 			return g.runExec(cmd.Context(), f, args)
 		},
 	}
@@ -69,9 +86,10 @@ The exit status is CMD's.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.tokenEnv, "token-env", envToken, "variable that receives the token")
 	fl.StringVar(&f.tokenFromEnv, "token-from-env", "", "pass the kst_ token held in this variable instead of minting one")
-	fl.StringArrayVar(&f.venues, "venue", nil, "venue the minted token may reach (repeatable; default: every configured venue)")
-	fl.DurationVar(&f.ttl, "ttl", time.Hour, "lifetime of the minted token")
+	f.mint.register(fl, "venue the minted token may reach (repeatable; default: every configured venue)",
+		defaultExecTTL, "lifetime of the minted token (at most tokens.max_ttl)")
 	fl.StringArrayVar(&f.envs, "env", nil, "inject a real secret: NAME=REF (repeatable; see above)")
+	fl.StringArrayVar(&f.keepEnv, "keep-env", nil, "pass this inherited variable although it looks like a credential (repeatable)")
 	return cmd
 }
 
@@ -82,8 +100,14 @@ func (f execFlags) parse() ([]injection, error) {
 	if f.tokenFromEnv != "" && !secretref.EnvName(f.tokenFromEnv) {
 		return nil, usagef("exec: --token-from-env %q is not a variable name", f.tokenFromEnv)
 	}
-	if f.ttl <= 0 {
+	if f.tokenFromEnv != "" && f.mintSet {
+		return nil, usagef("exec: --token-from-env passes an existing token; --venue, --scope, --cidr, --policy, --test and --ttl describe one to mint")
+	}
+	if f.mint.ttl <= 0 {
 		return nil, usagef("exec: --ttl must be positive")
+	}
+	if err := f.mint.check("exec"); err != nil {
+		return nil, err
 	}
 	var out []injection
 	seen := map[string]bool{envURL: true, f.tokenEnv: true}
@@ -101,6 +125,16 @@ func (f execFlags) parse() ([]injection, error) {
 			return nil, usagef("exec: --env %s: %v", name, err)
 		}
 		out = append(out, injection{name: name, ref: ref})
+	}
+	for _, name := range f.keepEnv {
+		switch {
+		case !secretref.EnvName(name):
+			return nil, usagef("exec: --keep-env %q is not a variable name", name)
+		case runexec.Stripped(name):
+			return nil, usagef("exec: --keep-env %s: keystile's master-key variables are never passed", name)
+		case seen[name]:
+			return nil, usagef("exec: --keep-env %s: the variable is set by exec itself", name)
+		}
 	}
 	return out, nil
 }
@@ -162,7 +196,7 @@ func (g *globals) runExec(ctx context.Context, f execFlags, args []string) (err 
 			return fmt.Errorf("exec: $%s does not hold a well-formed kst_ token", f.tokenFromEnv)
 		}
 	} else {
-		venues := f.venues
+		venues := f.mint.venues
 		if len(venues) == 0 {
 			for id := range cfg.Venues {
 				venues = append(venues, id)
@@ -172,7 +206,11 @@ func (g *globals) runExec(ctx context.Context, f execFlags, args []string) (err 
 		if len(venues) == 0 {
 			return usagef("exec: no venue is configured; pass --venue")
 		}
-		m, err := c.CreateToken(ctx, admin.CreateTokenRequest{Name: "exec " + filepath.Base(args[0]), Venues: venues, TTL: f.ttl})
+		mf := f.mint
+		if !f.ttlSet && cfg.Tokens.MaxTTL > 0 {
+			mf.ttl = min(mf.ttl, cfg.Tokens.MaxTTL)
+		}
+		m, err := c.CreateToken(ctx, mf.request("exec "+filepath.Base(args[0]), venues))
 		if err != nil {
 			return fmt.Errorf("exec: mint token: %w", err)
 		}
@@ -188,8 +226,13 @@ func (g *globals) runExec(ctx context.Context, f execFlags, args []string) (err 
 	masked = append(masked, tok)
 	vars = append(vars, runexec.Var{Name: f.tokenEnv, Value: tok})
 
+	env, stripped := runexec.EnvPolicy{Keep: f.keepEnv}.ChildEnv(g.environ(), vars)
+	if len(stripped) > 0 {
+		fmt.Fprintf(g.io.Stderr, "keystile: exec: not passing %d inherited variables that look like credentials: %s (pass one with --keep-env NAME)\n",
+			len(stripped), strings.Join(stripped, ", "))
+	}
 	err = runexec.Run(ctx, runexec.Options{
-		Args: args, Env: runexec.ChildEnv(os.Environ(), vars),
+		Args: args, Env: env,
 		Stdin: g.io.Stdin, Stdout: g.io.Stdout, Stderr: g.io.Stderr, Mask: masked,
 	})
 	return err

@@ -212,6 +212,11 @@ func newSecretSet(g *globals, rotate bool) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
+		Long: short + `.
+
+The server checks the fields against every configured venue whose credential is NAME (binance:
+api_key and secret or private_key; okx: api_key, secret, passphrase; ...): a missing field, or one
+the venue does not read, is refused with both named, and nothing is stored.`,
 		Example: `  printf 'api_key=%s\nsecret=%s\n' "$K" "$S" | keystile secret set binance-main
   keystile secret set betfair --field password --from-file client_cert=./client.crt --from-env app_key=BF_APP_KEY`,
 		Args: nameArg,
@@ -371,20 +376,27 @@ func newSecretRevoke(g *globals) *cobra.Command {
 }
 
 func newSecretRm(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "rm NAME",
-		Short: "Remove a credential and all its versions",
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "rm NAME [--force]",
+		Short: "Remove a credential and all its versions (--force if a configured venue uses it)",
 		Args:  nameArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			if err := c.DeleteSecret(cmd.Context(), args[0]); err != nil {
+			if err := c.RemoveSecret(cmd.Context(), args[0], force); err != nil {
+				var ae *admin.APIError
+				if errors.As(err, &ae) && ae.Code == "in_use" {
+					return usageError{err}
+				}
 				return err
 			}
 			_, err = fmt.Fprintf(g.io.Stdout, "Removed credential %s\n", args[0])
 			return err
 		},
 	}
+	cmd.Flags().BoolVar(&force, "force", false, "remove it even though a configured venue signs with it")
+	return cmd
 }

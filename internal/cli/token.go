@@ -46,35 +46,34 @@ func printMinted(g *globals, m admin.MintedToken, jsonOut bool) error {
 }
 
 func newTokenCreate(g *globals) *cobra.Command {
-	var req admin.CreateTokenRequest
+	var name string
+	var m mintFlags
 	var jsonOut bool
 	cmd := &cobra.Command{
-		Use:   "create --name N --venue V [--scope S]... [--ttl D] [--cidr C]... [--test]",
+		Use:   "create --name N --venue V [--scope S]... [--ttl D] [--cidr C]... [--test] [--policy P]",
 		Short: "Mint a token (printed once on stdout)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if req.Name == "" || len(req.Venues) == 0 {
+			if name == "" || len(m.venues) == 0 {
 				return usagef("--name and at least one --venue are required")
+			}
+			if err := m.check("token create"); err != nil {
+				return err
 			}
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			m, err := c.CreateToken(cmd.Context(), req)
+			minted, err := c.CreateToken(cmd.Context(), m.request(name, m.venues))
 			if err != nil {
 				return err
 			}
-			return printMinted(g, m, jsonOut)
+			return printMinted(g, minted, jsonOut)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&req.Name, "name", "", "a name for the bot (required)")
-	f.StringVar(&req.Policy, "policy", "", "policy name")
-	f.StringArrayVar(&req.Venues, "venue", nil, "venue id the token may reach (repeatable; required)")
-	f.StringArrayVar(&req.Scopes, "scope", nil, "operation pattern allowed, e.g. order.* (repeatable; default market.read, account.read, order.*)")
-	f.DurationVar(&req.TTL, "ttl", 0, "lifetime (default tokens.default_ttl, capped at tokens.max_ttl)")
-	f.StringArrayVar(&req.CIDRs, "cidr", nil, "source address or CIDR allowed (repeatable; default any)")
-	f.BoolVar(&req.Test, "test", false, "mint a kst_test_ token (test/demo endpoints only)")
+	f.StringVar(&name, "name", "", "a name for the bot (required)")
+	m.register(f, "venue id the token may reach (repeatable; required)", 0, "lifetime (default tokens.default_ttl; at most tokens.max_ttl)")
 	f.BoolVar(&jsonOut, "json", false, "print JSON")
 	return cmd
 }

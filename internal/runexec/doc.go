@@ -1,8 +1,10 @@
 // Package runexec runs a bot for `keystile exec`: it starts the child with
 // an environment that holds what the bot needs to use the gateway (its URL
 // and a short-lived kst_ token) and, for legacy bots only, real secrets the
-// operator injected by reference; it strips keystile's own master-key
-// variables from the child's environment; and it masks every injected
+// operator injected by reference; it strips from the child's environment
+// every inherited variable that looks like a credential (LooksSecret:
+// keystile's master-key variables always, others unless the operator keeps
+// them); and it masks every injected
 // value, in its raw, hex, base64 and URL-escaped forms, in the child's
 // stdout and stderr as they stream.
 //

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -36,26 +35,12 @@ func (e *ExitError) Error() string {
 // ExitCode returns Code, so that a CLI can exit with it.
 func (e *ExitError) ExitCode() int { return e.Code }
 
-// ChildEnv builds a child's environment: parent minus keystile's own
-// secret variables and minus every name in set, then set, in order. The values in set are secret and are copied into the
-// returned strings, as exec needs them.
+// ChildEnv is EnvPolicy{}.ChildEnv without the list of stripped names:
+// parent minus the variables that look like credentials (LooksSecret) and
+// minus every name in set, then set, in order.
 func ChildEnv(parent []string, set []Var) []string {
-	drop := map[string]bool{}
-	for _, v := range set {
-		drop[v.Name] = true
-	}
-	out := make([]string, 0, len(parent)+len(set))
-	for _, kv := range parent {
-		name, _, _ := strings.Cut(kv, "=")
-		if name == "" || drop[name] || Stripped(name) {
-			continue
-		}
-		out = append(out, kv)
-	}
-	for _, v := range set {
-		out = append(out, v.Name+"="+string(v.Value.Reveal()))
-	}
-	return out
+	env, _ := EnvPolicy{}.ChildEnv(parent, set)
+	return env
 }
 
 // Var is one variable set for the child.

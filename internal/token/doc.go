@@ -19,7 +19,7 @@
 //   - Unknown tokens take the same path as known ones: the digest lookup is
 //     followed by a constant-time compare (against a random dummy digest
 //     when not found) and the same checks, with no early return.
-//   - A token is bounded in time (expiry required, capped by a maximum
+//   - A token is bounded in time (expiry required, at most a maximum
 //     TTL), place (source CIDRs), target (venues, and live vs test
 //     endpoints) and action (scopes). Scope wildcards never grant wallet.
 //     or apikey. operations: those must be named exactly.

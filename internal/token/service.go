@@ -361,7 +361,7 @@ func (s *Service) validate(req CreateRequest) (*Token, time.Duration, error) {
 	case ttl == 0:
 		ttl = s.defTTL
 	case ttl > s.maxTTL:
-		ttl = s.maxTTL
+		return nil, 0, fmt.Errorf("token: ttl %s is above the maximum %s (tokens.max_ttl): %w", ttl, s.maxTTL, ErrInvalid)
 	}
 	return t, ttl, nil
 }

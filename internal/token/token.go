@@ -117,8 +117,8 @@ type CreateRequest struct {
 	Scopes []string // nil: DefaultScopes
 	Test   bool     // mint a kst_test_ token
 	CIDRs  []netip.Prefix
-	// TTL is the lifetime; 0 means Options.DefaultTTL. It is capped at
-	// Options.MaxTTL.
+	// TTL is the lifetime; 0 means Options.DefaultTTL. Above
+	// Options.MaxTTL it is refused (ErrInvalid), not shortened.
 	TTL time.Duration
 }
 

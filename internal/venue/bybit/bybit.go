@@ -67,7 +67,7 @@ var Operations = venue.Table{
 	{Method: "POST", Path: "/v5/user/update-sub-api", Op: venue.OpAPIKeyManage},
 	{Method: "POST", Path: "/v5/user/create-sub-api", Op: venue.OpAPIKeyManage},
 	{Method: "POST", Path: "/v5/user/delete-api", Op: venue.OpAPIKeyManage},
-	{Method: "GET", Path: "/v5/user/query-api", Op: venue.OpAPIKeyManage},
+	{Method: "GET", Path: "/v5/user/query-api", Op: venue.OpAccountRead}, // reads the key's own permissions
 }
 
 // Options configure New.

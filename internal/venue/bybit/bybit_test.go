@@ -220,6 +220,7 @@ func TestClassify(t *testing.T) {
 		{"withdraw", "POST", "/v5/asset/withdraw/create", venue.OpWalletWithdraw},
 		{"transfer", "POST", "/v5/asset/transfer/inter-transfer", venue.OpWalletTransfer},
 		{"update api", "POST", "/v5/user/update-api", venue.OpAPIKeyManage},
+		{"query api is a read", "GET", "/v5/user/query-api", venue.OpAccountRead},
 		{"batch unmapped", "POST", "/v5/order/create-batch", ""},
 		{"amend unmapped", "POST", "/v5/order/amend", ""},
 	}

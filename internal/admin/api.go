@@ -30,6 +30,9 @@ type Status struct {
 	StartedAt time.Time `json:"started_at"`
 	DataDir   string    `json:"data_dir"`
 	Gateway   string    `json:"gateway,omitempty"`
+	// RestartNeeded names the configuration sections that changed in the
+	// file since start and take effect only after a restart.
+	RestartNeeded []string `json:"restart_needed,omitempty"`
 }
 
 // SetSecretRequest is the body of PUT /v1/secrets/{name}. Values are raw

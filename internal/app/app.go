@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -29,7 +31,6 @@ import (
 	"github.com/keystile/keystile/internal/store/sqlite"
 	"github.com/keystile/keystile/internal/token"
 	"github.com/keystile/keystile/internal/vault"
-	"github.com/keystile/keystile/internal/venue"
 	"os/signal"
 )
 
@@ -257,12 +258,19 @@ type Server struct {
 	gateway  *gateway.Gateway
 	httpSrv  *http.Server
 	ln       []net.Listener
-	closers  []venue.Closer
 	started  time.Time
 	policy   *policy.Engine
 	idem     *idem.Manager
 	audit    *audit.Log
 	cfgPath  string
+
+	// cfgNow is the configuration in force (see Config); venues are the
+	// running venues by id. reloadMu serialises reloads and guards
+	// venues and restart.
+	cfgNow   atomic.Pointer[config.Config]
+	reloadMu sync.Mutex
+	venues   map[string]builtVenue
+	restart  []string
 }
 
 // GatewayAddr is the gateway's TCP address ("" if it listens on none).
@@ -300,12 +308,18 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		s.closeStores(ctx)
 		return nil, err
 	}
-	venues, closers, err := BuildVenues(o.Config, v, db, o.Logger)
-	if err != nil {
-		s.closeStores(ctx)
-		return nil, err
+	s.cfgNow.Store(o.Config)
+	s.venues = map[string]builtVenue{}
+	var venues []gateway.Venue
+	for _, id := range sortedVenueIDs(o.Config) {
+		b, err := buildVenue(id, o.Config.Venues[id], v, db, o.Logger)
+		if err != nil {
+			s.closeStores(ctx)
+			return nil, err
+		}
+		s.venues[id] = b
+		venues = append(venues, b.gv)
 	}
-	s.closers = closers
 	if err := s.openOrderPath(ctx, v, db, o.Config, o.DataDir); err != nil {
 		s.closeStores(ctx)
 		return nil, err
@@ -357,13 +371,13 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 	}
 	as, err := admin.Listen(admin.Options{
 		Socket: sock, AllowedUIDs: o.Config.Admin.AllowedUIDs, Vault: v, Logger: o.Logger,
-		Guard: credentialGuard{cfg: o.Config, tokens: s.tokens},
+		Guard: credentialGuard{cfg: s.Config, tokens: s.tokens},
 		Extra: func(mux *http.ServeMux) {
-			admin.TokenRoutes(mux, policyTokens{Service: s.tokens, engine: s.policy, cfg: o.Config}, o.Logger)
-			mux.HandleFunc("POST "+admin.PathOAuth+"/{venue}/login", oauthLogin(o.Config, v, o.Logger))
+			admin.TokenRoutes(mux, policyTokens{Service: s.tokens, engine: s.policy, cfg: s.Config}, o.Logger)
+			mux.HandleFunc("POST "+admin.PathOAuth+"/{venue}/login", oauthLogin(s.Config, v, o.Logger))
 		},
 		Status: func() admin.Status {
-			return admin.Status{Version: Version, PID: os.Getpid(), StartedAt: s.started, DataDir: s.dataDir, Gateway: s.GatewayAddr()}
+			return admin.Status{Version: Version, PID: os.Getpid(), StartedAt: s.started, DataDir: s.dataDir, Gateway: s.GatewayAddr(), RestartNeeded: s.RestartNeeded()}
 		},
 	})
 	if err != nil {
@@ -401,8 +415,8 @@ func (s *Server) Run(ctx context.Context) error {
 		wctx, stopWatch := context.WithCancel(ctx)
 		defer stopWatch()
 		go func() {
-			if err := policy.Watch(wctx, policy.WatchOptions{Path: s.cfgPath, Engine: s.policy, Signals: hup, Logger: s.log}); err != nil && wctx.Err() == nil {
-				s.log.Error("keystile: policy reloading stopped", "err", err)
+			if err := policy.Watch(wctx, policy.WatchOptions{Path: s.cfgPath, Engine: s.policy, Signals: hup, Logger: s.log, Load: s.reload}); err != nil && wctx.Err() == nil {
+				s.log.Error("keystile: configuration reloading stopped", "err", err)
 			}
 		}()
 	}
@@ -453,11 +467,17 @@ func (s *Server) closeStores(ctx context.Context) {
 			s.log.Warn("keystile: close idempotency", "err", err)
 		}
 	}
-	for _, c := range s.closers {
-		if err := c.Close(ctx); err != nil {
-			s.log.Warn("keystile: close venue session", "err", err)
+	s.reloadMu.Lock()
+	for id, b := range s.venues {
+		if b.closer == nil {
+			continue
+		}
+		if err := b.closer.Close(ctx); err != nil {
+			s.log.Warn("keystile: close venue session", "venue", id, "err", err)
 		}
 	}
+	s.venues = nil
+	s.reloadMu.Unlock()
 	if s.tokens != nil {
 		if err := s.tokens.FlushUsage(ctx); err != nil {
 			s.log.Warn("keystile: record token usage", "err", err)

@@ -89,14 +89,14 @@ func CredentialFields(vc config.Venue) venue.FieldSpec {
 // credentialGuard checks the admin API's secret writes and removals against
 // the configuration the server runs with (admin.CredentialGuard).
 type credentialGuard struct {
-	cfg    *config.Config
+	cfg    func() *config.Config // the configuration in force (reloads included)
 	tokens *token.Service
 }
 
 // users lists the configured venues that sign with credential name, sorted.
 func (g credentialGuard) users(name string) []string {
 	var ids []string
-	for id, vc := range g.cfg.Venues {
+	for id, vc := range g.cfg().Venues {
 		if vc.Credential == name {
 			ids = append(ids, id)
 		}
@@ -111,7 +111,7 @@ func (g credentialGuard) users(name string) []string {
 func (g credentialGuard) CheckFields(name string, fields []string) error {
 	var problems []string
 	for _, id := range g.users(name) {
-		vc := g.cfg.Venues[id]
+		vc := g.cfg().Venues[id]
 		spec := CredentialFields(vc)
 		known := spec.Known()
 		if len(known) == 0 {

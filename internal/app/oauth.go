@@ -20,10 +20,10 @@ import (
 // the client secret never leaves the vault, and stores the refresh token it
 // obtains as a new version of the venue's credential. The answer is NDJSON:
 // first {"auth_url": ...} for the operator to open, then the result.
-func oauthLogin(cfg *config.Config, v *vault.Vault, log *slog.Logger) http.HandlerFunc {
+func oauthLogin(cfg func() *config.Config, v *vault.Vault, log *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("venue")
-		vc, ok := cfg.Venues[id]
+		vc, ok := cfg().Venues[id]
 		if !ok || vc.Auth == nil || vc.Auth.Scheme != config.SchemeOAuth2 || vc.Auth.OAuth2.AuthURL == "" {
 			admin.WriteError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("venue %q has no auth.oauth2.auth_url configured", id))
 			return

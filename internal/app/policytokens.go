@@ -18,13 +18,13 @@ import (
 type policyTokens struct {
 	*token.Service
 	engine *policy.Engine
-	cfg    *config.Config
+	cfg    func() *config.Config // the configuration in force; nil skips the venue check
 }
 
 // Create implements admin.Tokens.
 func (p policyTokens) Create(ctx context.Context, req token.CreateRequest) (secret.Value, *token.Token, error) {
 	if p.cfg != nil {
-		if err := checkVenues(p.cfg, req.Venues); err != nil {
+		if err := checkVenues(p.cfg(), req.Venues); err != nil {
 			return secret.Value{}, nil, err
 		}
 	}

@@ -108,106 +108,133 @@ func saveRefreshToken(v *vault.Vault, name string) func(ctx context.Context, tok
 // BuildVenues builds the gateway's venues from the configuration. The
 // returned closers log sessions out on shutdown.
 func BuildVenues(cfg *config.Config, v *vault.Vault, db *sqlite.DB, log *slog.Logger) ([]gateway.Venue, []venue.Closer, error) {
+	var out []gateway.Venue
+	var closers []venue.Closer
+	for _, id := range sortedVenueIDs(cfg) {
+		b, err := buildVenue(id, cfg.Venues[id], v, db, log)
+		if err != nil {
+			for _, c := range closers {
+				_ = c.Close(context.Background())
+			}
+			return nil, nil, err
+		}
+		out = append(out, b.gv)
+		if b.closer != nil {
+			closers = append(closers, b.closer)
+		}
+	}
+	return out, closers, nil
+}
+
+func sortedVenueIDs(cfg *config.Config) []string {
 	ids := make([]string, 0, len(cfg.Venues))
 	for id := range cfg.Venues {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	var out []gateway.Venue
-	var closers []venue.Closer
-	fail := func(err error) ([]gateway.Venue, []venue.Closer, error) {
-		for _, c := range closers {
-			_ = c.Close(context.Background())
+	return ids
+}
+
+// builtVenue is one venue built from its configuration entry.
+type builtVenue struct {
+	cfg    config.Venue
+	gv     gateway.Venue
+	closer venue.Closer // nil unless the venue holds a session to log out
+}
+
+// buildVenue builds one venue. On error nothing it opened stays open.
+func buildVenue(id string, vc config.Venue, v *vault.Vault, db *sqlite.DB, log *slog.Logger) (b builtVenue, err error) {
+	b.cfg = vc
+	fail := func(err error) (builtVenue, error) {
+		if b.closer != nil {
+			_ = b.closer.Close(context.Background())
 		}
-		return nil, nil, err
+		return builtVenue{}, err
 	}
-	for _, id := range ids {
-		vc := cfg.Venues[id]
-		vlog := log.With("venue", id)
-		tr, err := transportFor(id, vc, vlog, nil)
-		if err != nil {
-			return fail(err)
-		}
-		creds := credentialsOf(v, vc.Credential)
-		var impl venue.Venue
-		switch vc.Type {
-		case config.TypeDMarket:
-			impl, err = dmarket.New(dmarket.Options{Credentials: creds})
-		case config.TypeStake:
-			impl, err = stake.New(stake.Options{Credentials: creds})
-		case config.TypeBetfair:
-			identity := vc.IdentityURL
-			bo := betfair.Options{Credentials: creds, Login: vc.Login, IdentityURL: identity, Transport: tr,
-				CertTransport: func(cert *tls.Certificate) (*http.Client, error) {
-					ct, err := transportFor(id, vc, vlog, cert)
-					if err != nil {
-						return nil, err
-					}
-					return ct.Client(), nil
-				},
-				Session: func(o *session.BetfairOptions) { o.Logger = vlog },
-			}
-			var bf *betfair.Venue
-			bf, err = betfair.New(bo)
-			if err == nil {
-				closers = append(closers, bf)
-				impl = bf
-			}
-		case config.TypeSTAPI:
-			so := stapi.Options{Credentials: creds}
-			if vc.Auth != nil && vc.Auth.Scheme == config.SchemeOAuth2 {
-				so.OAuth, err = newOAuth(vc, v, tr, creds, vlog)
-			}
-			if err == nil {
-				impl, err = stapi.New(so)
-			}
-		case config.TypeGeneric:
-			impl, err = newGeneric(vc, v, tr, creds, vlog)
-		case config.TypeBinance:
-			impl, err = binance.New(binance.Options{Credentials: creds, HTTPClient: tr.Client(), BaseURL: vc.BaseURL, Logger: vlog})
-		case config.TypeOKX:
-			impl, err = okx.New(okx.Options{Credentials: creds})
-		case config.TypeBybit:
-			impl, err = bybit.New(bybit.Options{Credentials: creds})
-		case config.TypeCoinbase:
-			impl, err = coinbase.New(coinbase.Options{Credentials: creds})
-		case config.TypeKraken:
-			ko := kraken.Options{Credentials: creds, Tier: vc.Tier, Logger: vlog}
-			if db != nil {
-				ko.Nonces = db.Nonces()
-			}
-			impl, err = kraken.New(ko)
-		default:
-			err = fmt.Errorf("unknown venue type %q", vc.Type)
-		}
-		if err != nil {
-			return fail(fmt.Errorf("venue %s: %w", id, err))
-		}
-		gv := gateway.Venue{ID: id, Impl: impl, Retry: upstream.RetryPolicy{
-			MaxAttempts: vc.Retry.MaxAttempts, InitialBackoff: vc.Retry.InitialBackoff,
-			MaxBackoff: vc.Retry.MaxBackoff, MaxRetryAfter: vc.Retry.MaxRetryAfter, Logger: vlog,
-		}}
-		base, err := url.Parse(vc.BaseURL)
-		if err != nil {
-			return fail(fmt.Errorf("venue %s: base_url: %w", id, err))
-		}
-		// A sandbox venue's base URL is a test endpoint: only kst_test_
-		// tokens reach it.
-		if vc.Sandbox {
-			gv.Test = &gateway.Endpoint{BaseURL: base, Transport: tr}
-		} else {
-			gv.Live = &gateway.Endpoint{BaseURL: base, Transport: tr}
-			if vc.TestBaseURL != "" {
-				tu, err := url.Parse(vc.TestBaseURL)
+	vlog := log.With("venue", id)
+	tr, err := transportFor(id, vc, vlog, nil)
+	if err != nil {
+		return fail(err)
+	}
+	creds := credentialsOf(v, vc.Credential)
+	var impl venue.Venue
+	switch vc.Type {
+	case config.TypeDMarket:
+		impl, err = dmarket.New(dmarket.Options{Credentials: creds})
+	case config.TypeStake:
+		impl, err = stake.New(stake.Options{Credentials: creds})
+	case config.TypeBetfair:
+		identity := vc.IdentityURL
+		bo := betfair.Options{Credentials: creds, Login: vc.Login, IdentityURL: identity, Transport: tr,
+			CertTransport: func(cert *tls.Certificate) (*http.Client, error) {
+				ct, err := transportFor(id, vc, vlog, cert)
 				if err != nil {
-					return fail(fmt.Errorf("venue %s: test_base_url: %w", id, err))
+					return nil, err
 				}
-				gv.Test = &gateway.Endpoint{BaseURL: tu, Transport: tr}
-			}
+				return ct.Client(), nil
+			},
+			Session: func(o *session.BetfairOptions) { o.Logger = vlog },
 		}
-		out = append(out, gv)
+		var bf *betfair.Venue
+		bf, err = betfair.New(bo)
+		if err == nil {
+			b.closer = bf
+			impl = bf
+		}
+	case config.TypeSTAPI:
+		so := stapi.Options{Credentials: creds}
+		if vc.Auth != nil && vc.Auth.Scheme == config.SchemeOAuth2 {
+			so.OAuth, err = newOAuth(vc, v, tr, creds, vlog)
+		}
+		if err == nil {
+			impl, err = stapi.New(so)
+		}
+	case config.TypeGeneric:
+		impl, err = newGeneric(vc, v, tr, creds, vlog)
+	case config.TypeBinance:
+		impl, err = binance.New(binance.Options{Credentials: creds, HTTPClient: tr.Client(), BaseURL: vc.BaseURL, Logger: vlog})
+	case config.TypeOKX:
+		impl, err = okx.New(okx.Options{Credentials: creds})
+	case config.TypeBybit:
+		impl, err = bybit.New(bybit.Options{Credentials: creds})
+	case config.TypeCoinbase:
+		impl, err = coinbase.New(coinbase.Options{Credentials: creds})
+	case config.TypeKraken:
+		ko := kraken.Options{Credentials: creds, Tier: vc.Tier, Logger: vlog}
+		if db != nil {
+			ko.Nonces = db.Nonces()
+		}
+		impl, err = kraken.New(ko)
+	default:
+		err = fmt.Errorf("unknown venue type %q", vc.Type)
 	}
-	return out, closers, nil
+	if err != nil {
+		return fail(fmt.Errorf("venue %s: %w", id, err))
+	}
+	gv := gateway.Venue{ID: id, Impl: impl, Retry: upstream.RetryPolicy{
+		MaxAttempts: vc.Retry.MaxAttempts, InitialBackoff: vc.Retry.InitialBackoff,
+		MaxBackoff: vc.Retry.MaxBackoff, MaxRetryAfter: vc.Retry.MaxRetryAfter, Logger: vlog,
+	}}
+	base, err := url.Parse(vc.BaseURL)
+	if err != nil {
+		return fail(fmt.Errorf("venue %s: base_url: %w", id, err))
+	}
+	// A sandbox venue's base URL is a test endpoint: only kst_test_
+	// tokens reach it.
+	if vc.Sandbox {
+		gv.Test = &gateway.Endpoint{BaseURL: base, Transport: tr}
+	} else {
+		gv.Live = &gateway.Endpoint{BaseURL: base, Transport: tr}
+		if vc.TestBaseURL != "" {
+			tu, err := url.Parse(vc.TestBaseURL)
+			if err != nil {
+				return fail(fmt.Errorf("venue %s: test_base_url: %w", id, err))
+			}
+			gv.Test = &gateway.Endpoint{BaseURL: tu, Transport: tr}
+		}
+	}
+	b.gv = gv
+	return b, nil
 }
 
 func newOAuth(vc config.Venue, v *vault.Vault, tr *upstream.Transport, creds venue.Credentials, log *slog.Logger) (*session.OAuth, error) {

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keystile/keystile/internal/audit"
@@ -118,7 +119,9 @@ type Gateway struct {
 	buffers *bufferPool
 	log     *slog.Logger
 	now     func() time.Time
-	venues  map[string]*served
+	// venues is the served set, replaced whole by SetVenues; a request
+	// keeps the set it started with.
+	venues atomic.Pointer[map[string]*served]
 }
 
 type served struct {
@@ -145,7 +148,7 @@ func New(o Options) (*Gateway, error) {
 	if o.Tokens == nil {
 		return nil, errors.New("gateway: no token verifier")
 	}
-	g := &Gateway{o: o, log: o.Logger, now: o.Now, venues: map[string]*served{}, buffers: newBufferPool(),
+	g := &Gateway{o: o, log: o.Logger, now: o.Now, buffers: newBufferPool(),
 		fails: newAuthFailures(o.AuthFailureBurst, o.AuthFailureEvery)}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
@@ -162,65 +165,89 @@ func New(o Options) (*Gateway, error) {
 	if g.o.MaxResponseBytes <= 0 {
 		g.o.MaxResponseBytes = DefaultMaxResponseBytes
 	}
-	for _, v := range o.Venues {
-		if v.ID == "" || strings.ContainsAny(v.ID, "/?#%") || v.Impl == nil {
-			return nil, fmt.Errorf("gateway: invalid venue %q", v.ID)
-		}
-		if _, dup := g.venues[v.ID]; dup {
-			return nil, fmt.Errorf("gateway: venue %q configured twice", v.ID)
-		}
-		s := &served{id: v.ID, impl: v.Impl, account: v.Account}
-		if s.account == "" {
-			s.account = v.ID
-		}
-		s.carrier, _ = v.Impl.(venue.TokenCarrier)
-		s.limiter, _ = v.Impl.(venue.RateLimiter)
-		s.normalizer, _ = v.Impl.(venue.Normalizer)
-		s.clientIDs, _ = v.Impl.(venue.ClientOrderIDs)
-		s.lookup, _ = v.Impl.(venue.OrderLookup)
-		s.orderIDs, _ = v.Impl.(venue.OrderIDReader)
-		for _, h := range v.Impl.CredentialHeaders() {
-			s.credHdrs = append(s.credHdrs, http.CanonicalHeaderKey(h))
-		}
-		retry := v.Retry
-		if sess, ok := v.Impl.(venue.Session); ok {
-			retry.SessionExpired = sess.SessionExpired
-			retry.RefreshSession = sess.RefreshSession
-		}
-		if retry.Logger == nil {
-			retry.Logger = g.log
-		}
-		for _, ep := range []struct {
-			e    *Endpoint
-			rp   **httputil.ReverseProxy
-			base **url.URL
-			rt   *http.RoundTripper
-		}{{v.Live, &s.live, &s.liveBase, &s.liveRT}, {v.Test, &s.test, &s.testBase, &s.testRT}} {
-			if ep.e == nil {
-				continue
-			}
-			if ep.e.BaseURL == nil || ep.e.Transport == nil {
-				return nil, fmt.Errorf("gateway: venue %q: endpoint needs a base URL and a transport", v.ID)
-			}
-			rt, err := upstream.NewRetrier(&signer{impl: v.Impl, next: ep.e.Transport, credHdrs: s.credHdrs}, retry)
-			if err != nil {
-				return nil, fmt.Errorf("gateway: venue %q: %w", v.ID, err)
-			}
-			*ep.rp = g.proxy(ep.e.BaseURL, rt, s.limiter)
-			*ep.base = ep.e.BaseURL
-			*ep.rt = rt
-			if ref, ok := v.Impl.(venue.PriceReference); ok && s.prices == nil && g.o.Policy != nil {
-				// Reference prices come from the venue's public
-				// ticker, unsigned, over the endpoint's transport.
-				s.prices = policy.NewPriceSource(ref, ep.e.BaseURL, ep.e.Transport, 2*time.Second)
-			}
-		}
-		if s.live == nil && s.test == nil {
-			return nil, fmt.Errorf("gateway: venue %q has no endpoint", v.ID)
-		}
-		g.venues[v.ID] = s
+	if err := g.SetVenues(o.Venues); err != nil {
+		return nil, err
 	}
 	return g, nil
+}
+
+// SetVenues replaces the served venues as one set: every venue is built
+// first, and a list with an invalid or duplicate venue changes nothing.
+// Requests already being served finish with the set they started with.
+// Rate-limit and session state live in each Venue's Impl, so passing the
+// same Impl again keeps them.
+func (g *Gateway) SetVenues(vs []Venue) error {
+	set := make(map[string]*served, len(vs))
+	for _, v := range vs {
+		if _, dup := set[v.ID]; dup {
+			return fmt.Errorf("gateway: venue %q configured twice", v.ID)
+		}
+		s, err := g.serve(v)
+		if err != nil {
+			return err
+		}
+		set[v.ID] = s
+	}
+	g.venues.Store(&set)
+	return nil
+}
+
+// serve builds the served form of one venue: its capabilities, and a
+// signing reverse proxy per endpoint.
+func (g *Gateway) serve(v Venue) (*served, error) {
+	if v.ID == "" || strings.ContainsAny(v.ID, "/?#%") || v.Impl == nil {
+		return nil, fmt.Errorf("gateway: invalid venue %q", v.ID)
+	}
+	s := &served{id: v.ID, impl: v.Impl, account: v.Account}
+	if s.account == "" {
+		s.account = v.ID
+	}
+	s.carrier, _ = v.Impl.(venue.TokenCarrier)
+	s.limiter, _ = v.Impl.(venue.RateLimiter)
+	s.normalizer, _ = v.Impl.(venue.Normalizer)
+	s.clientIDs, _ = v.Impl.(venue.ClientOrderIDs)
+	s.lookup, _ = v.Impl.(venue.OrderLookup)
+	s.orderIDs, _ = v.Impl.(venue.OrderIDReader)
+	for _, h := range v.Impl.CredentialHeaders() {
+		s.credHdrs = append(s.credHdrs, http.CanonicalHeaderKey(h))
+	}
+	retry := v.Retry
+	if sess, ok := v.Impl.(venue.Session); ok {
+		retry.SessionExpired = sess.SessionExpired
+		retry.RefreshSession = sess.RefreshSession
+	}
+	if retry.Logger == nil {
+		retry.Logger = g.log
+	}
+	for _, ep := range []struct {
+		e    *Endpoint
+		rp   **httputil.ReverseProxy
+		base **url.URL
+		rt   *http.RoundTripper
+	}{{v.Live, &s.live, &s.liveBase, &s.liveRT}, {v.Test, &s.test, &s.testBase, &s.testRT}} {
+		if ep.e == nil {
+			continue
+		}
+		if ep.e.BaseURL == nil || ep.e.Transport == nil {
+			return nil, fmt.Errorf("gateway: venue %q: endpoint needs a base URL and a transport", v.ID)
+		}
+		rt, err := upstream.NewRetrier(&signer{impl: v.Impl, next: ep.e.Transport, credHdrs: s.credHdrs}, retry)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: venue %q: %w", v.ID, err)
+		}
+		*ep.rp = g.proxy(ep.e.BaseURL, rt, s.limiter)
+		*ep.base = ep.e.BaseURL
+		*ep.rt = rt
+		if ref, ok := v.Impl.(venue.PriceReference); ok && s.prices == nil && g.o.Policy != nil {
+			// Reference prices come from the venue's public
+			// ticker, unsigned, over the endpoint's transport.
+			s.prices = policy.NewPriceSource(ref, ep.e.BaseURL, ep.e.Transport, 2*time.Second)
+		}
+	}
+	if s.live == nil && s.test == nil {
+		return nil, fmt.Errorf("gateway: venue %q has no endpoint", v.ID)
+	}
+	return s, nil
 }
 
 // reqState is the request-scoped state shared by the handler, Rewrite, the
@@ -327,7 +354,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Authenticate the bot: Keystile-Token, the venue's own key place (an
 	// unmodified SDK puts the kst_ token where the API key goes), then
 	// Authorization: Bearer.
-	s := g.venues[venueID]
+	s := (*g.venues.Load())[venueID]
 	raw, ok := "", false
 	if v := r.Header.Get(HeaderToken); v != "" {
 		raw, ok = strings.TrimSpace(v), true
@@ -349,7 +376,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	parsed, perr := token.Parse(raw)
 	isTest := perr == nil && parsed.Test
 	var proxy *httputil.ReverseProxy
-	endpointIsTest := false
+	// An unknown venue has no endpoint: the token is checked in its own
+	// environment, so that a valid token hears 404, not a misleading
+	// wrong-environment 403.
+	endpointIsTest := s == nil && isTest
 	if s != nil {
 		if isTest && s.test != nil {
 			proxy, endpointIsTest = s.test, true

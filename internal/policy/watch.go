@@ -92,7 +92,7 @@ func Watch(ctx context.Context, o WatchOptions) error {
 	reload := func(why string) {
 		s, err := o.Load(o.Path)
 		if err != nil {
-			log.Error("policy: reload failed; keeping the previous policies", "file", o.Path, "trigger", why, "err", err)
+			log.Error("reload failed; keeping the running venues and policies", "file", o.Path, "trigger", why, "err", err)
 		} else {
 			o.Engine.Load(s)
 			log.Info("policy: reloaded", "file", o.Path, "trigger", why, "policies", len(s.policies))

@@ -26,6 +26,7 @@ import (
 	"github.com/keystile/keystile/internal/idem"
 	"github.com/keystile/keystile/internal/logging"
 	"github.com/keystile/keystile/internal/masterkey"
+	"github.com/keystile/keystile/internal/metrics"
 	"github.com/keystile/keystile/internal/policy"
 	"github.com/keystile/keystile/internal/secret"
 	"github.com/keystile/keystile/internal/store/sqlite"
@@ -267,6 +268,10 @@ type Server struct {
 	// cfgNow is the configuration in force (see Config); venues are the
 	// running venues by id. reloadMu serialises reloads and guards
 	// venues and restart.
+	metrics    *metrics.Metrics
+	metricsLn  net.Listener // nil unless metrics.listen is set
+	metricsSrv *http.Server
+
 	cfgNow   atomic.Pointer[config.Config]
 	reloadMu sync.Mutex
 	venues   map[string]builtVenue
@@ -320,6 +325,7 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		s.venues[id] = b
 		venues = append(venues, b.gv)
 	}
+	s.metrics = s.newMetrics()
 	if err := s.openOrderPath(ctx, v, db, o.Config, o.DataDir); err != nil {
 		s.closeStores(ctx)
 		return nil, err
@@ -329,7 +335,7 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		scrub = o.Redactor
 	}
 	s.gateway, err = gateway.New(gateway.Options{
-		Tokens: s.tokens, Venues: venues, Events: events{s.audit, audit.LogSink{Logger: o.Logger}}, Scrubber: scrub,
+		Tokens: s.tokens, Venues: venues, Events: events{s.audit, audit.LogSink{Logger: o.Logger}, s.metrics}, OnRetry: s.metrics.OnRetry, Scrubber: scrub,
 		MaxBodyBytes: o.Config.Gateway.MaxBodyBytes, Logger: o.Logger,
 		Policy: s.policy, Idem: s.idem, Intents: s.audit,
 		Ready: func() error {
@@ -365,6 +371,21 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		}
 		s.ln = append(s.ln, ln)
 	}
+	s.registerMetrics(s.metrics)
+	if l := o.Config.Metrics.Listen; l != "" {
+		ln, err := net.Listen("tcp", l)
+		if err != nil {
+			s.closeListeners()
+			s.closeStores(ctx)
+			return nil, fmt.Errorf("metrics: listen %s: %w", l, err)
+		}
+		s.metricsLn = ln
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", s.metrics.Handler())
+		s.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
+			ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn)}
+	}
 	sock := o.Config.Admin.Socket
 	if sock == "" {
 		sock = filepath.Join(o.DataDir, SocketFile)
@@ -393,15 +414,33 @@ func (s *Server) closeListeners() {
 	for _, l := range s.ln {
 		_ = l.Close()
 	}
+	if s.metricsLn != nil {
+		_ = s.metricsLn.Close()
+	}
+}
+
+// MetricsAddr is the metrics listener's address ("" if none).
+func (s *Server) MetricsAddr() string {
+	if s.metricsLn == nil {
+		return ""
+	}
+	return s.metricsLn.Addr().String()
 }
 
 // Run serves until ctx is cancelled, then shuts down in order.
 func (s *Server) Run(ctx context.Context) error {
-	errc := make(chan error, 1+len(s.ln))
+	errc := make(chan error, 2+len(s.ln))
 	go func() { errc <- s.admin.Serve() }()
 	for _, ln := range s.ln {
 		go func() {
 			if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	if s.metricsSrv != nil {
+		go func() {
+			if err := s.metricsSrv.Serve(s.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 			}
 		}()
@@ -420,7 +459,7 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	s.log.Info("keystile: serving", "version", Version, "data_dir", s.dataDir, "gateway", s.GatewayAddr())
+	s.log.Info("keystile: serving", "version", Version, "data_dir", s.dataDir, "gateway", s.GatewayAddr(), "metrics", s.MetricsAddr())
 	var runErr error
 loop:
 	for {
@@ -447,6 +486,9 @@ loop:
 	}
 	if err := s.admin.Shutdown(sctx); err != nil && runErr == nil {
 		runErr = err
+	}
+	if s.metricsSrv != nil {
+		_ = s.metricsSrv.Shutdown(sctx)
 	}
 
 	s.closeStores(sctx)

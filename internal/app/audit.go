@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/config"
@@ -78,6 +79,12 @@ func AuditSink(cfg *config.Config, dataDir string) (sink, path string, err error
 // OpenAuditLog opens the configured audit store and starts the log on it
 // (the server's one writer). stdout receives the stdout sink or mirror.
 func OpenAuditLog(ctx context.Context, cfg *config.Config, dataDir string, keys audit.Keys, stdout io.Writer, log *slog.Logger) (*audit.Log, error) {
+	return openAuditLog(ctx, cfg, dataDir, keys, stdout, log, nil)
+}
+
+// openAuditLog is OpenAuditLog with a commit observer (metrics).
+func openAuditLog(ctx context.Context, cfg *config.Config, dataDir string, keys audit.Keys, stdout io.Writer, log *slog.Logger,
+	observe func(time.Duration, int)) (*audit.Log, error) {
 	sink, path, err := AuditSink(cfg, dataDir)
 	if err != nil {
 		return nil, err
@@ -105,7 +112,7 @@ func OpenAuditLog(ctx context.Context, cfg *config.Config, dataDir string, keys 
 		return nil, err
 	}
 	l, err := audit.Open(ctx, audit.Options{
-		Store: st, Mirrors: mirrors, Keys: keys, Logger: log,
+		Store: st, Mirrors: mirrors, Keys: keys, Logger: log, ObserveCommit: observe,
 		CheckpointEvery: cfg.Audit.CheckpointEvery, MaxBatch: cfg.Audit.MaxBatch,
 	})
 	if err != nil {

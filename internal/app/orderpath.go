@@ -40,7 +40,7 @@ func (s *Server) openOrderPath(ctx context.Context, v *vault.Vault, db *sqlite.D
 	if err != nil {
 		return err
 	}
-	s.audit, err = OpenAuditLog(ctx, cfg, dataDir, keys, os.Stdout, s.log)
+	s.audit, err = openAuditLog(ctx, cfg, dataDir, keys, os.Stdout, s.log, s.metrics.ObserveAuditCommit)
 	if err != nil {
 		return err
 	}
@@ -50,8 +50,9 @@ func (s *Server) openOrderPath(ctx context.Context, v *vault.Vault, db *sqlite.D
 // events sends each gateway event to the durable audit log and to the
 // structured log.
 type events struct {
-	log  *audit.Log
-	text audit.Sink
+	log     *audit.Log
+	text    audit.Sink
+	metrics audit.Sink
 }
 
 // Record implements audit.Sink.
@@ -60,6 +61,9 @@ func (e events) Record(ctx context.Context, ev audit.Event) {
 		e.log.Record(ctx, ev)
 	}
 	e.text.Record(ctx, ev)
+	if e.metrics != nil {
+		e.metrics.Record(ctx, ev)
+	}
 }
 
 var _ audit.Sink = events{}

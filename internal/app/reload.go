@@ -31,6 +31,7 @@ var restartSections = []struct {
 	{"tokens", func(c *config.Config) any { return c.Tokens }},
 	{"audit", func(c *config.Config) any { return c.Audit }},
 	{"idempotency", func(c *config.Config) any { return c.Idempotency }},
+	{"metrics", func(c *config.Config) any { return c.Metrics }},
 }
 
 // restartNeeded lists the sections of next that differ from the running

@@ -28,7 +28,11 @@ type Event struct {
 	Status    int           `json:"status"`          // status answered to the bot
 	Upstream  int           `json:"upstream_status"` // 0 when nothing was forwarded
 	Latency   time.Duration `json:"latency_ns"`      // total time in keystile
-	Error     string        `json:"error,omitempty"` // internal detail (never a secret)
+	// UpstreamLatency is the time spent waiting for the venue (every
+	// attempt, retries and back-off included); Latency minus it is the
+	// time keystile added. Not part of the audit record.
+	UpstreamLatency time.Duration `json:"upstream_latency_ns,omitempty"`
+	Error           string        `json:"error,omitempty"` // internal detail (never a secret)
 
 	// Normalized order fields (decimal strings as the venue's normalizer
 	// produced them; "" when the operation carries none).

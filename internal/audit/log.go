@@ -70,6 +70,10 @@ type Options struct {
 	// Logger receives write failures and drops; if nil, they are not
 	// logged (Healthy and Stats still report them).
 	Logger *slog.Logger
+	// ObserveCommit, if set, is called after each successful group commit
+	// with its duration and record count (metrics). It runs on the writer
+	// goroutine and must not block.
+	ObserveCommit func(d time.Duration, records int)
 }
 
 // Stats are counters since Open.
@@ -80,6 +84,7 @@ type Stats struct {
 	MaxBatch    int    // largest batch committed
 	Failures    uint64 // failed Appends
 	Dropped     uint64 // outcome records lost (full queue, failed write, closed log)
+	Queued      int    // records waiting for the writer now
 }
 
 // Log is the hash-chained, group-committed audit log. It is safe for
@@ -269,6 +274,7 @@ func (l *Log) Stats() Stats {
 	return Stats{
 		Records: l.records.Load(), Checkpoints: l.checkpoints.Load(), Batches: l.batches.Load(),
 		MaxBatch: int(l.maxBatch.Load()), Failures: l.failures.Load(), Dropped: l.dropped.Load(),
+		Queued: len(l.queue),
 	}
 }
 
@@ -389,7 +395,11 @@ func (l *Log) commit(batch []*pending) {
 	if len(recs) == 0 {
 		return
 	}
+	began := time.Now()
 	err := l.o.Store.Append(context.Background(), recs, cps)
+	if err == nil && l.o.ObserveCommit != nil {
+		l.o.ObserveCommit(time.Since(began), len(recs))
+	}
 	if err != nil {
 		err = fmt.Errorf("audit: write: %w", err)
 		l.setFailure(err)

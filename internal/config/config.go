@@ -32,6 +32,8 @@ type Config struct {
 	Audit Audit `yaml:"audit"`
 	// Idempotency (idempotency) configures order de-duplication.
 	Idempotency Idempotency `yaml:"idempotency"`
+	// Metrics (metrics) configures the Prometheus endpoint.
+	Metrics Metrics `yaml:"metrics"`
 
 	// src remembers where each key was in the file Parse read (nil for a
 	// Config built in code, and for an empty file); see Locate.
@@ -71,6 +73,15 @@ type Admin struct {
 	// AllowedUIDs (admin.allowed_uids) are uids allowed to connect besides
 	// the server's own. Each must be >= 0. Default none.
 	AllowedUIDs []int `yaml:"allowed_uids"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	// Listen (metrics.listen) is the TCP host:port of a separate listener
+	// serving GET /metrics; "" (the default) serves none. Keep it on
+	// loopback or behind a firewall: the series name venues, operations,
+	// policies and order volumes (never tokens, secrets or order ids).
+	Listen string `yaml:"listen"`
 }
 
 // Gateway configures the bot-facing listener. Zero sizes and durations

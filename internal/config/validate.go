@@ -44,6 +44,21 @@ func (ck *checker) oneOf(key, val string, allowed ...string) {
 
 // positive rejects a negative duration, and a zero one that was written
 // in the file (a zero left by the zero Config means the default).
+// listen checks a host:port listen address ("" is allowed: disabled).
+func (ck *checker) listen(key, addr, example string) {
+	if addr == "" {
+		return
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		ck.add(key, "must be host:port (e.g. %s), got %q", example, addr)
+	} else if p, perr := strconv.ParseUint(port, 10, 16); perr != nil || (p == 0 && port != "0") {
+		ck.add(key, "invalid port %q", port)
+	} else if strings.ContainsAny(host, " /") {
+		ck.add(key, "invalid host %q", host)
+	}
+}
+
 func (ck *checker) positive(key string, d time.Duration) {
 	if d < 0 || (d == 0 && ck.d.present(key)) {
 		ck.add(key, "must be positive, got %s", d)
@@ -81,16 +96,8 @@ func validate(c *Config, d *decoder) []*Error {
 	}
 
 	g := c.Gateway
-	if g.Listen != "" {
-		host, port, err := net.SplitHostPort(g.Listen)
-		if err != nil {
-			ck.add("gateway.listen", "must be host:port (e.g. 127.0.0.1:7878), got %q", g.Listen)
-		} else if p, perr := strconv.ParseUint(port, 10, 16); perr != nil || (p == 0 && port != "0") {
-			ck.add("gateway.listen", "invalid port %q", port)
-		} else if strings.ContainsAny(host, " /") {
-			ck.add("gateway.listen", "invalid host %q", host)
-		}
-	}
+	ck.listen("gateway.listen", g.Listen, "127.0.0.1:7878")
+	ck.listen("metrics.listen", c.Metrics.Listen, "127.0.0.1:9464")
 	ck.positiveInt("gateway.max_body_bytes", g.MaxBodyBytes)
 	ck.positiveInt("gateway.max_header_bytes", int64(g.MaxHeaderBytes))
 	ck.positive("gateway.read_header_timeout", g.ReadHeaderTimeout)

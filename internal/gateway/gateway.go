@@ -110,6 +110,9 @@ type Options struct {
 	// Intents makes the intent record of every write durable before it
 	// is forwarded. If nil, writes are forwarded without one.
 	Intents Intents
+	// OnRetry, if set, is called with the venue id before each upstream
+	// retry (metrics). It must not block.
+	OnRetry func(venueID string)
 }
 
 // Gateway is the bot-facing handler. It is safe for concurrent use.
@@ -219,6 +222,10 @@ func (g *Gateway) serve(v Venue) (*served, error) {
 	if retry.Logger == nil {
 		retry.Logger = g.log
 	}
+	if g.o.OnRetry != nil && retry.OnRetry == nil {
+		id := v.ID
+		retry.OnRetry = func() { g.o.OnRetry(id) }
+	}
 	for _, ep := range []struct {
 		e    *Endpoint
 		rp   **httputil.ReverseProxy
@@ -231,10 +238,11 @@ func (g *Gateway) serve(v Venue) (*served, error) {
 		if ep.e.BaseURL == nil || ep.e.Transport == nil {
 			return nil, fmt.Errorf("gateway: venue %q: endpoint needs a base URL and a transport", v.ID)
 		}
-		rt, err := upstream.NewRetrier(&signer{impl: v.Impl, next: ep.e.Transport, credHdrs: s.credHdrs}, retry)
+		retrier, err := upstream.NewRetrier(&signer{impl: v.Impl, next: ep.e.Transport, credHdrs: s.credHdrs}, retry)
 		if err != nil {
 			return nil, fmt.Errorf("gateway: venue %q: %w", v.ID, err)
 		}
+		rt := timed{retrier}
 		*ep.rp = g.proxy(ep.e.BaseURL, rt, s.limiter)
 		*ep.base = ep.e.BaseURL
 		*ep.rt = rt
@@ -248,6 +256,22 @@ func (g *Gateway) serve(v Venue) (*served, error) {
 		return nil, fmt.Errorf("gateway: venue %q has no endpoint", v.ID)
 	}
 	return s, nil
+}
+
+// timed adds the time spent in upstream round trips (until the answer's
+// headers) to the request's state, for the event's UpstreamLatency.
+type timed struct{ next http.RoundTripper }
+
+func (t timed) RoundTrip(req *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.next.RoundTrip(req)
+	if st := stateOf(req.Context()); st != nil {
+		d := time.Since(start)
+		st.mu.Lock()
+		st.upTime += d
+		st.mu.Unlock()
+	}
+	return resp, err
 }
 
 // reqState is the request-scoped state shared by the handler, Rewrite, the
@@ -264,7 +288,8 @@ type reqState struct {
 	deferUnknown bool
 
 	mu       sync.Mutex
-	sent     [][]byte // credential header values sent upstream (to scrub)
+	upTime   time.Duration // time in upstream round trips (metrics)
+	sent     [][]byte      // credential header values sent upstream (to scrub)
 	upstream int
 	err      error
 	answer   []byte // the scrubbed answer (orders only, for replays)
@@ -302,7 +327,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ev.Status, ev.Decision, ev.Rule = status, decision, rule
 		ev.Latency = g.now().Sub(start)
 		st.mu.Lock()
-		ev.Upstream = st.upstream
+		ev.Upstream, ev.UpstreamLatency = st.upstream, st.upTime
 		if st.err != nil {
 			// A venue's error may quote a credential; the audit log
 			// must not keep it.

@@ -58,6 +58,9 @@ type RetryPolicy struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Logger receives one debug line per retry. If nil, nothing is logged.
 	Logger *slog.Logger
+	// OnRetry, if set, is called once before each retry (not before the
+	// re-run after a session refresh). It must not block.
+	OnRetry func()
 }
 
 // Validate reports the first problem with p, or nil.
@@ -193,6 +196,9 @@ func (r *Retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func (r *Retrier) wait(ctx context.Context, d time.Duration, attempt int, why string) error {
+	if r.p.OnRetry != nil {
+		r.p.OnRetry()
+	}
 	r.log.Debug("upstream: retrying", slog.Int("attempt", attempt), slog.Duration("wait", d), slog.String("after", why))
 	if err := r.sleep(ctx, d); err != nil {
 		return fmt.Errorf("upstream: waiting to retry: %w", err)

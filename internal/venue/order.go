@@ -48,6 +48,21 @@ type RateLimiter interface {
 	Observe(resp *http.Response, now time.Time)
 }
 
+// RateUsage is implemented by venues whose RateLimiter models the
+// exchange's published limits: Usage reports, per limit window, how much
+// of it the shared key has used, as the venue last reported it or as
+// keystile counts it (metrics: rate-limit headroom).
+type RateUsage interface {
+	RateUsage(now time.Time) []Usage
+}
+
+// Usage is one rate-limit window: Used of Limit (same unit: request
+// weight, orders, counter points).
+type Usage struct {
+	Window      string // e.g. weight_1m, orders_10s, rest_counter
+	Used, Limit float64
+}
+
 type testKey struct{}
 
 // WithTestEndpoint marks ctx as a request to the venue's test/demo

@@ -95,3 +95,25 @@ func (v *Venue) Observe(resp *http.Response, now time.Time) {
 		l.backoffUntil = u
 	}
 }
+
+// RateUsage implements venue.RateUsage: the usage Binance last reported,
+// in its current window (0 once the window has passed).
+func (v *Venue) RateUsage(now time.Time) []venue.Usage {
+	l := &v.rl
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := now.Unix()
+	cur := func(n int, win, w int64) float64 {
+		if win != w {
+			return 0
+		}
+		return float64(n)
+	}
+	return []venue.Usage{
+		{Window: "weight_1m", Used: cur(l.weight, l.weightWin, s/60), Limit: MaxWeight1M},
+		{Window: "orders_10s", Used: cur(l.orders10s, l.orders10sWin, s/10), Limit: MaxOrders10s},
+		{Window: "orders_1d", Used: cur(l.orders1d, l.orders1dWin, s/86400), Limit: MaxOrders1d},
+	}
+}
+
+var _ venue.RateUsage = (*Venue)(nil)

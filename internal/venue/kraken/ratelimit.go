@@ -111,3 +111,21 @@ func (l *limiter) observe(resp *http.Response, now time.Time) {
 	}
 	l.mu.Unlock()
 }
+
+// RateUsage implements venue.RateUsage: keystile's model of Kraken's
+// decaying REST and trading counters (none for tier "none").
+func (v *Venue) RateUsage(now time.Time) []venue.Usage {
+	l := v.rl
+	if l.none {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.decay(now)
+	return []venue.Usage{
+		{Window: "rest_counter", Used: l.rest, Limit: l.lim.restMax},
+		{Window: "trade_counter", Used: l.trade, Limit: l.lim.tradeMax},
+	}
+}
+
+var _ venue.RateUsage = (*Venue)(nil)

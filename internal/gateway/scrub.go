@@ -53,12 +53,18 @@ func fragmentLen(n int) int {
 	return min(maxFragment, (n+1)/2)
 }
 
-func lower(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + ('a' - 'A')
+// foldTable maps a byte to its ASCII lower case.
+var foldTable = func() (t [256]byte) {
+	for i := range t {
+		t[i] = byte(i)
+		if 'A' <= i && i <= 'Z' {
+			t[i] += 'a' - 'A'
+		}
 	}
-	return c
-}
+	return t
+}()
+
+func lower(c byte) byte { return foldTable[c] }
 
 func toLower(s string) []byte {
 	b := []byte(s)
@@ -68,12 +74,19 @@ func toLower(s string) []byte {
 	return b
 }
 
-// gramBits hashes a folded byte pair into the sentMatcher's filter.
-func gramBits(a, b byte) uint16 { return (uint16(lower(a))*31 + uint16(lower(b))) & 4095 }
+// gram folds the 4 bytes at b[0:4] into one word (see gramKey).
+func gram(b []byte) uint32 {
+	_ = b[3]
+	return uint32(lower(b[0])) | uint32(lower(b[1]))<<8 | uint32(lower(b[2]))<<16 | uint32(lower(b[3]))<<24
+}
+
+// gramKey is the 12-bit key of the sentMatcher's filter for a gram.
+func gramKey(x uint32) uint32 { return (x * 2654435761) >> 20 }
 
 // sentMatcher finds the secret values one request sent. needles are
-// lower-cased; filter has a bit for every byte pair a match can start
-// with. The zero sentMatcher matches nothing.
+// lower-cased, at least minSentLen bytes; filter has a bit for every
+// 4-byte run a match can start with. The zero sentMatcher matches
+// nothing.
 type sentMatcher struct {
 	needles [][]byte
 	filter  [64]uint64
@@ -82,9 +95,8 @@ type sentMatcher struct {
 func newSentMatcher(needles [][]byte) sentMatcher {
 	m := sentMatcher{needles: needles}
 	for _, n := range needles {
-		last := len(n) - fragmentLen(len(n))
-		for j := 0; j <= last && j+1 < len(n); j++ {
-			k := gramBits(n[j], n[j+1])
+		for j := 0; j+fragmentLen(len(n)) <= len(n); j++ {
+			k := gramKey(gram(n[j:]))
 			m.filter[k>>6] |= 1 << (k & 63)
 		}
 	}
@@ -97,8 +109,14 @@ func (m *sentMatcher) find(b []byte) (int, int) {
 	if len(m.needles) == 0 {
 		return -1, 0
 	}
-	for i := 0; i+1 < len(b); i++ {
-		k := gramBits(b[i], b[i+1])
+	if len(b) < minSentLen {
+		return -1, 0
+	}
+	x := uint32(lower(b[0]))<<8 | uint32(lower(b[1]))<<16 | uint32(lower(b[2]))<<24
+	for i := 0; i+minSentLen <= len(b); i++ {
+		// Rolling: x holds the folded b[i:i+4].
+		x = x>>8 | uint32(lower(b[i+3]))<<24
+		k := gramKey(x)
 		if m.filter[k>>6]&(1<<(k&63)) == 0 {
 			continue
 		}
@@ -109,7 +127,7 @@ func (m *sentMatcher) find(b []byte) (int, int) {
 				continue
 			}
 			for j := 0; j+f <= len(n); j++ {
-				if n[j] != lower(b[i]) || n[j+1] != lower(b[i+1]) || !foldPrefix(b[i:], n[j:j+f]) {
+				if n[j] != lower(b[i]) || !foldPrefix(b[i:], n[j:j+f]) {
 					continue
 				}
 				l := f

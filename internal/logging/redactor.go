@@ -180,12 +180,18 @@ type matcher struct {
 	byPrefix map[uint16][]pattern
 }
 
-func lower(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + ('a' - 'A')
+// foldTable maps a byte to its ASCII lower case.
+var foldTable = func() (t [256]byte) {
+	for i := range t {
+		t[i] = byte(i)
+		if 'A' <= i && i <= 'Z' {
+			t[i] += 'a' - 'A'
+		}
 	}
-	return c
-}
+	return t
+}()
+
+func lower(c byte) byte { return foldTable[c] }
 
 func prefixKey(a, b byte) uint16 { return uint16(lower(a))<<8 | uint16(lower(b)) }
 

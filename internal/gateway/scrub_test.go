@@ -62,7 +62,9 @@ func stampSignature() string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-func (stampVenue) Classify(r *venue.Request) (string, bool) { return testTable().Lookup(r.Method, r.Path) }
+func (stampVenue) Classify(r *venue.Request) (string, bool) {
+	return testTable().Lookup(r.Method, r.Path)
+}
 
 func (stampVenue) Authenticate(_ context.Context, out *http.Request, _ []byte) error {
 	out.Header.Set(hdrStampKey, stampKey)

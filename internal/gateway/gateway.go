@@ -79,8 +79,8 @@ type Options struct {
 	Tokens Tokens     // required
 	Venues []Venue    // the served venues
 	Events audit.Sink // if nil, events are dropped
-	// Scrubber scrubs answers; if nil only the credential header values
-	// sent on the request are scrubbed.
+	// Scrubber scrubs answers; if nil only the secret header values sent
+	// on the request are scrubbed (see scrub.go).
 	Scrubber Scrubber
 	// MaxBodyBytes caps request bodies. If 0, DefaultMaxBodyBytes.
 	MaxBodyBytes int64

@@ -243,7 +243,8 @@ func (g *Gateway) send(ctx context.Context, base *url.URL, rt http.RoundTripper,
 	st.mu.Lock()
 	sent := st.sent
 	st.mu.Unlock()
-	return resp.StatusCode, g.scrubberFor(sent).body(data, resp.Header.Get("Content-Type")), nil
+	scrub := g.scrubberFor(sent)
+	return resp.StatusCode, scrub.body(data, resp.Header.Get("Content-Type")), nil
 }
 
 var errNoLookup = errors.New("gateway: the venue cannot look orders up")

@@ -189,8 +189,8 @@ type scrubber struct {
 	sent sentMatcher
 }
 
-func (g *Gateway) scrubberFor(sent [][]byte) *scrubber {
-	return &scrubber{reg: g.o.Scrubber, sent: newSentMatcher(sent)}
+func (g *Gateway) scrubberFor(sent [][]byte) scrubber {
+	return scrubber{reg: g.o.Scrubber, sent: newSentMatcher(sent)}
 }
 
 // plain replaces secrets in b without regard to its syntax. It returns b

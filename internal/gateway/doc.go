@@ -14,9 +14,13 @@
 // bytes (once per attempt, inside vault.WithCredential); the upstream
 // transport (HTTPS only, allowlisted hosts, timeouts, safe retries) sends it.
 //
-// Answers are scrubbed: every registered secret value and every credential
-// header value keystile itself sent is replaced in response headers and
-// bodies, so a venue that echoes a credential cannot leak it to the bot.
+// Answers are scrubbed (scrub.go): every registered secret value and every
+// secret header value keystile itself sent (keys, signatures, passphrases,
+// session tokens; not the timestamps and nonces a venue declares public
+// with venue.PublicHeaders) is replaced in response headers and bodies —
+// in any letter case, behind JSON escapes, and as long fragments — so a
+// venue that echoes a credential cannot leak it to the bot. A valid JSON
+// answer stays valid JSON.
 // Errors reach the bot as {status, fixed public message, request id}; the
 // detail goes to the log under the same Keystile-Request-Id. Every request,
 // allowed or refused, produces one audit.Event.

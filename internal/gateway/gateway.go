@@ -80,8 +80,8 @@ type Options struct {
 	Tokens Tokens     // required
 	Venues []Venue    // the served venues
 	Events audit.Sink // if nil, events are dropped
-	// Scrubber scrubs answers; if nil only the credential header values
-	// sent on the request are scrubbed.
+	// Scrubber scrubs answers; if nil only the secret header values sent
+	// on the request are scrubbed (see scrub.go).
 	Scrubber Scrubber
 	// MaxBodyBytes caps request bodies. If 0, DefaultMaxBodyBytes.
 	MaxBodyBytes int64
@@ -238,7 +238,8 @@ func (g *Gateway) serve(v Venue) (*served, error) {
 		if ep.e.BaseURL == nil || ep.e.Transport == nil {
 			return nil, fmt.Errorf("gateway: venue %q: endpoint needs a base URL and a transport", v.ID)
 		}
-		retrier, err := upstream.NewRetrier(&signer{impl: v.Impl, next: ep.e.Transport, credHdrs: s.credHdrs}, retry)
+		retrier, err := upstream.NewRetrier(&signer{impl: v.Impl, next: ep.e.Transport, credHdrs: s.credHdrs,
+			secretHdrs: secretHeaders(v.Impl, s.credHdrs)}, retry)
 		if err != nil {
 			return nil, fmt.Errorf("gateway: venue %q: %w", v.ID, err)
 		}
@@ -289,7 +290,7 @@ type reqState struct {
 
 	mu       sync.Mutex
 	upTime   time.Duration // time in upstream round trips (metrics)
-	sent     [][]byte      // credential header values sent upstream (to scrub)
+	sent     [][]byte      // secret header values sent upstream, lower-cased (to scrub)
 	upstream int
 	err      error
 	answer   []byte // the scrubbed answer (orders only, for replays)
@@ -742,6 +743,9 @@ type signer struct {
 	impl     venue.Venue
 	next     http.RoundTripper
 	credHdrs []string
+	// secretHdrs are the headers whose values the signer sent are scrubbed
+	// from answers (see secretHeaders).
+	secretHdrs []string
 }
 
 func (s *signer) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -779,7 +783,7 @@ func (s *signer) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if st != nil {
 		st.mu.Lock()
-		for _, h := range append([]string{"Authorization", "Cookie"}, s.credHdrs...) {
+		for _, h := range s.secretHdrs {
 			for _, v := range out.Header.Values(h) {
 				st.addSent(v)
 			}
@@ -790,20 +794,6 @@ func (s *signer) RoundTrip(req *http.Request) (*http.Response, error) {
 		_ = req.Body.Close()
 	}
 	return s.next.RoundTrip(out)
-}
-
-// addSent remembers a credential header value (and the token part of an
-// "Scheme token" value) for scrubbing. Short values are skipped.
-func (st *reqState) addSent(v string) {
-	add := func(s string) {
-		if len(s) >= 8 {
-			st.sent = append(st.sent, []byte(s))
-		}
-	}
-	add(v)
-	if _, tok, ok := strings.Cut(v, " "); ok {
-		add(strings.TrimSpace(tok))
-	}
 }
 
 // modifyResponse buffers and scrubs the answer.
@@ -820,24 +810,8 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 		_ = resp.Body.Close()
 		return errUnscrubbable
 	}
-	scrub := func(b []byte) []byte {
-		if g.o.Scrubber != nil {
-			b = g.o.Scrubber.Scrub(b)
-		}
-		for _, s := range sent {
-			if bytes.Contains(b, s) {
-				b = bytes.ReplaceAll(b, s, []byte("REDACTED"))
-			}
-		}
-		return b
-	}
-	for k, vs := range resp.Header {
-		for i, v := range vs {
-			if nv := scrub([]byte(v)); !bytes.Equal(nv, []byte(v)) {
-				resp.Header[k][i] = string(nv)
-			}
-		}
-	}
+	scrub := g.scrubberFor(sent)
+	scrub.header(resp.Header)
 	resp.Header.Del("Set-Cookie")
 	if resp.Body == nil || resp.Body == http.NoBody {
 		return nil
@@ -855,7 +829,7 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 		}
 		return err
 	}
-	data = scrub(data)
+	data = scrub.body(data, resp.Header.Get("Content-Type"))
 	if st != nil && st.deferUnknown {
 		st.mu.Lock()
 		st.answer = data

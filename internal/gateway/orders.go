@@ -240,15 +240,11 @@ func (g *Gateway) send(ctx context.Context, base *url.URL, rt http.RoundTripper,
 	if err != nil {
 		return 0, nil, err
 	}
-	if g.o.Scrubber != nil {
-		data = g.o.Scrubber.Scrub(data)
-	}
 	st.mu.Lock()
-	for _, sv := range st.sent {
-		data = bytes.ReplaceAll(data, sv, []byte("REDACTED"))
-	}
+	sent := st.sent
 	st.mu.Unlock()
-	return resp.StatusCode, data, nil
+	scrub := g.scrubberFor(sent)
+	return resp.StatusCode, scrub.body(data, resp.Header.Get("Content-Type")), nil
 }
 
 var errNoLookup = errors.New("gateway: the venue cannot look orders up")

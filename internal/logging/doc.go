@@ -4,11 +4,13 @@
 // credential, whatever a caller passes to a logger. Every record goes
 // through a Handler that, at every level including debug,
 //
-//   - replaces each registered secret value — raw, hex (lower and upper
-//     case), standard and URL base64 (padded and raw) and URL-query-escaped
-//     — with REDACTED in the message and in every string-ish attribute
-//     value (strings, errors, fmt.Stringers, []byte, values in groups, and
-//     any other value after formatting it with %+v);
+//   - replaces each registered secret value — raw, hex, standard and URL
+//     base64 (padded and raw) and URL-query-escaped, in any ASCII letter
+//     case, and for a value of FragmentMinSecret (24) bytes or more any run
+//     of FragmentLen bytes of it (half the value, at most 16 bytes: a
+//     truncated echo) — with REDACTED in the message and in every
+//     string-ish attribute value (strings, errors, fmt.Stringers, []byte,
+//     values in groups, and any other value after formatting it with %+v);
 //   - redacts the value of attributes whose key names a credential header
 //     or parameter (authorization, cookie, x-api-key, signature, password,
 //     token, client_secret, ...; case-insensitive, '-' and '_' alike), and

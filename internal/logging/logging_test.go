@@ -205,7 +205,14 @@ func TestRedactor(t *testing.T) {
 		{"token", "x " + liveTok + " y", "x kst_live_REDACTED y"},
 		{"test token", "kst_test_" + strings.Repeat("Z", 50), "kst_test_REDACTED"},
 		{"not a token", "kst_live_" + strings.Repeat("a", 42), "kst_live_" + strings.Repeat("a", 42)},
-		{"chained", "canary-S3cret/valu" + canary + "e+with?odd&chars=1", "canary-S3cret/valuREDACTEDe+with?odd&chars=1"},
+		// The 18-byte runs either side are fragments of the 36-byte canary.
+		{"chained", "canary-S3cret/valu" + canary + "e+with?odd&chars=1", "REDACTEDREDACTEDREDACTED"},
+		{"chained short", "canary-S3cr" + canary + "chars=1", "canary-S3crREDACTEDchars=1"},
+		{"upper-cased", "x" + strings.ToUpper(canary) + "y", "xREDACTEDy"},
+		{"upper-cased hex", strings.ToUpper(hex.EncodeToString([]byte(canary))), "REDACTED"},
+		{"prefix fragment", "key " + canary[:16] + "... invalid", "key REDACTED... invalid"},
+		{"suffix fragment", "..." + canary[len(canary)-20:] + "!", "...REDACTED!"},
+		{"short fragment", "key " + canary[:15] + "...", "key " + canary[:15] + "..."},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -86,17 +86,28 @@ func (r *Redactor) generation() uint64 {
 }
 
 func (r *Redactor) rebuild() {
-	m := &matcher{byPrefix: map[uint16][]string{}}
+	m := &matcher{byPrefix: map[uint16][]pattern{}}
 	seen := map[string]bool{}
+	addPattern := func(p pattern) {
+		if len(p.p) < 2 || seen[p.p] {
+			return
+		}
+		seen[p.p] = true
+		k := prefixKey(p.p[0], p.p[1])
+		m.bloom[k>>6] |= 1 << (k & 63)
+		m.byPrefix[k] = append(m.byPrefix[k], p)
+	}
 	for v := range r.values {
-		for _, p := range encodings([]byte(v)) {
-			if len(p) < 2 || seen[p] {
-				continue
+		for _, e := range encodings([]byte(v)) {
+			addPattern(pattern{p: strings.ToLower(e)})
+		}
+		// Fragments of the raw value: a venue or a library echoing a
+		// truncated secret still leaks most of it.
+		if f := FragmentLen(len(v)); f < len(v) {
+			src := strings.ToLower(v)
+			for j := 0; j+f <= len(src); j++ {
+				addPattern(pattern{p: src[j : j+f], src: src, off: j})
 			}
-			seen[p] = true
-			k := uint16(p[0])<<8 | uint16(p[1])
-			m.bloom[k>>6] |= 1 << (k & 63)
-			m.byPrefix[k] = append(m.byPrefix[k], p)
 		}
 	}
 	// Longest first, so that "padded base64" wins over its raw prefix.
@@ -109,9 +120,28 @@ func (r *Redactor) rebuild() {
 	r.gen.Add(1)
 }
 
-func sortByLenDesc(ps []string) {
+// Fragment thresholds: a registered value of at least FragmentMinSecret
+// bytes is also scrubbed where a run of FragmentLen(len) of its bytes
+// appears (half the value, at most MaxFragment bytes). A 16-byte run of a
+// random secret does not occur by chance; shorter secrets are matched
+// whole only, their fragments being short enough to collide with text.
+const (
+	FragmentMinSecret = 24
+	MaxFragment       = 16
+)
+
+// FragmentLen is the shortest run of a secret of n bytes that is scrubbed
+// (n itself for secrets shorter than FragmentMinSecret).
+func FragmentLen(n int) int {
+	if n < FragmentMinSecret {
+		return n
+	}
+	return min(MaxFragment, (n+1)/2)
+}
+
+func sortByLenDesc(ps []pattern) {
 	for i := 1; i < len(ps); i++ {
-		for j := i; j > 0 && len(ps[j]) > len(ps[j-1]); j-- {
+		for j := i; j > 0 && len(ps[j].p) > len(ps[j-1].p); j-- {
 			ps[j], ps[j-1] = ps[j-1], ps[j]
 		}
 	}
@@ -123,7 +153,6 @@ func encodings(v []byte) []string {
 	return []string{
 		string(v),
 		h,
-		strings.ToUpper(h),
 		base64.StdEncoding.EncodeToString(v),
 		base64.RawStdEncoding.EncodeToString(v),
 		base64.URLEncoding.EncodeToString(v),
@@ -133,29 +162,77 @@ func encodings(v []byte) []string {
 	}
 }
 
-// matcher is an immutable snapshot of the patterns. A 2-byte-prefix
-// bitmap makes the common no-match case one table probe per byte.
+// pattern is one lower-cased form to find. A fragment (src != "") is the
+// run src[off:off+len(p)] of a raw value; a match extends as far as the
+// text keeps following src.
+type pattern struct {
+	p   string
+	src string
+	off int
+}
+
+// matcher is an immutable snapshot of the patterns. Matching ignores ASCII
+// case (an echo may upper-case a hex key). A bitmap of case-folded 2-byte
+// prefixes makes the common no-match case one table probe per byte.
 type matcher struct {
 	any      bool
 	bloom    [1024]uint64
-	byPrefix map[uint16][]string
+	byPrefix map[uint16][]pattern
+}
+
+// foldTable maps a byte to its ASCII lower case.
+var foldTable = func() (t [256]byte) {
+	for i := range t {
+		t[i] = byte(i)
+		if 'A' <= i && i <= 'Z' {
+			t[i] += 'a' - 'A'
+		}
+	}
+	return t
+}()
+
+func lower(c byte) byte { return foldTable[c] }
+
+func prefixKey(a, b byte) uint16 { return uint16(lower(a))<<8 | uint16(lower(b)) }
+
+// hasFoldPrefix reports whether s starts with the lower-case p, ignoring
+// ASCII case.
+func hasFoldPrefix(s, p string) bool {
+	if len(s) < len(p) {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if lower(s[i]) != p[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // find returns the index and length of the first (longest at that index)
-// pattern in s, or -1.
+// match in s, or -1.
 func (m *matcher) find(s string) (int, int) {
 	if !m.any {
 		return -1, 0
 	}
 	for i := 0; i+1 < len(s); i++ {
-		k := uint16(s[i])<<8 | uint16(s[i+1])
+		k := prefixKey(s[i], s[i+1])
 		if m.bloom[k>>6]&(1<<(k&63)) == 0 {
 			continue
 		}
+		best := 0
 		for _, p := range m.byPrefix[k] {
-			if strings.HasPrefix(s[i:], p) {
-				return i, len(p)
+			if len(p.p) <= best && p.src == "" || !hasFoldPrefix(s[i:], p.p) {
+				continue
 			}
+			n := len(p.p)
+			for p.src != "" && p.off+n < len(p.src) && i+n < len(s) && lower(s[i+n]) == p.src[p.off+n] {
+				n++
+			}
+			best = max(best, n)
+		}
+		if best > 0 {
+			return i, best
 		}
 	}
 	return -1, 0

@@ -6,7 +6,8 @@ package sandbox
 // payload)), payload being the raw query for GET and the body for POST; a
 // request is accepted when server_time - recv_window <= timestamp <
 // server_time + 1000. Answers use Bybit's envelope {"retCode":0,"retMsg":"OK",
-// "result":{...},"retExtInfo":{},"time":ms}; auth errors are retCode 10003
+// "result":{...},"retExtInfo":{},"time":ms} (time is the request's own
+// X-BAPI-TIMESTAMP once it is accepted); auth errors are retCode 10003
 // (key), 10004 (sign), 10002 (timestamp/recv_window) with HTTP 401. Every
 // private answer carries X-Bapi-Limit, X-Bapi-Limit-Status and
 // X-Bapi-Limit-Reset-Timestamp (BybitOrderLimit order requests per second);
@@ -120,11 +121,20 @@ func (b *bybit) credentialHeaders() []string {
 func (b *bybit) expireSessions() {}
 
 func (b *bybit) answer(w http.ResponseWriter, status, code int, msg string, result any) {
+	b.answerAt(w, b.vs.clock().UnixMilli(), status, code, msg, result)
+}
+
+// answerAt answers with time set to ms. A signed request that was accepted
+// is answered with its own X-BAPI-TIMESTAMP as time: what Bybit answers
+// within the millisecond the request was signed in, made deterministic,
+// so a client (or a proxy) that mistakes the echoed timestamp for a
+// secret is caught every time.
+func (b *bybit) answerAt(w http.ResponseWriter, ms int64, status, code int, msg string, result any) {
 	if result == nil {
 		result = map[string]any{}
 	}
 	writeJSON(w, status, map[string]any{
-		"retCode": code, "retMsg": msg, "result": result, "retExtInfo": map[string]any{}, "time": b.vs.clock().UnixMilli(),
+		"retCode": code, "retMsg": msg, "result": result, "retExtInfo": map[string]any{}, "time": ms,
 	})
 }
 
@@ -168,6 +178,9 @@ func (b *bybit) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 		}
 		return
 	}
+	// The request's own timestamp (verified above) is the answer's time.
+	signedAt, _ := strconv.ParseInt(r.Header.Get("X-BAPI-TIMESTAMP"), 10, 64)
+	answer := func(status, code int, msg string, result any) { b.answerAt(w, signedAt, status, code, msg, result) }
 	if strings.HasPrefix(op, "order.") && op != "order.realtime" && op != "order.history" {
 		allowed := b.orders.take(now)
 		left, _ := b.orders.status(now, false)
@@ -175,13 +188,13 @@ func (b *bybit) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 		w.Header().Set("X-Bapi-Limit-Status", strconv.Itoa(left))
 		w.Header().Set("X-Bapi-Limit-Reset-Timestamp", strconv.FormatInt(b.orders.reset().UnixMilli(), 10))
 		if !allowed {
-			b.answer(w, http.StatusOK, 10006, "Too many visits!", nil)
+			answer(http.StatusOK, 10006, "Too many visits!", nil)
 			return
 		}
 	}
 	switch op {
 	case "account.wallet_balance":
-		b.answer(w, http.StatusOK, 0, "OK", map[string]any{"list": []any{map[string]any{
+		answer(http.StatusOK, 0, "OK", map[string]any{"list": []any{map[string]any{
 			"accountType": "UNIFIED", "totalEquity": "100000",
 			"coin": []any{
 				map[string]string{"coin": "USDT", "walletBalance": "100000", "equity": "100000"},
@@ -200,11 +213,11 @@ func (b *bybit) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 		}
 		if err := json.Unmarshal(body, &req); err != nil || req.Category == "" || req.Symbol == "" || req.Qty == "" ||
 			(req.Side != "Buy" && req.Side != "Sell") || (req.OrderType != "Limit" && req.OrderType != "Market") {
-			b.answer(w, http.StatusOK, 10001, "params error", nil)
+			answer(http.StatusOK, 10001, "params error", nil)
 			return
 		}
 		o := b.vs.addOrder("bybit-", Order{ClientOrderID: req.OrderLinkID, Instrument: req.Symbol, Side: strings.ToLower(req.Side), Price: req.Price, Size: req.Qty})
-		b.answer(w, http.StatusOK, 0, "OK", map[string]string{"orderId": o.ID, "orderLinkId": req.OrderLinkID})
+		answer(http.StatusOK, 0, "OK", map[string]string{"orderId": o.ID, "orderLinkId": req.OrderLinkID})
 	case "order.cancel":
 		var req struct {
 			Category    string `json:"category"`
@@ -213,7 +226,7 @@ func (b *bybit) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 			OrderLinkID string `json:"orderLinkId"`
 		}
 		if err := json.Unmarshal(body, &req); err != nil || req.Category == "" || req.Symbol == "" {
-			b.answer(w, http.StatusOK, 10001, "params error", nil)
+			answer(http.StatusOK, 10001, "params error", nil)
 			return
 		}
 		id := req.OrderID
@@ -224,17 +237,17 @@ func (b *bybit) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 		}
 		c, ok := b.vs.cancelOrder(id)
 		if !ok {
-			b.answer(w, http.StatusOK, 110001, "order not exists or too late to cancel", nil)
+			answer(http.StatusOK, 110001, "order not exists or too late to cancel", nil)
 			return
 		}
-		b.answer(w, http.StatusOK, 0, "OK", map[string]string{"orderId": c.ID, "orderLinkId": c.ClientOrderID})
+		answer(http.StatusOK, 0, "OK", map[string]string{"orderId": c.ID, "orderLinkId": c.ClientOrderID})
 	case "order.cancel_all":
 		var req struct {
 			Category string `json:"category"`
 			Symbol   string `json:"symbol"`
 		}
 		if err := json.Unmarshal(body, &req); err != nil || req.Category == "" {
-			b.answer(w, http.StatusOK, 10001, "params error", nil)
+			answer(http.StatusOK, 10001, "params error", nil)
 			return
 		}
 		list := []any{}
@@ -246,13 +259,13 @@ func (b *bybit) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 				list = append(list, map[string]string{"orderId": c.ID, "orderLinkId": c.ClientOrderID})
 			}
 		}
-		b.answer(w, http.StatusOK, 0, "OK", map[string]any{"list": list, "success": "1"})
+		answer(http.StatusOK, 0, "OK", map[string]any{"list": list, "success": "1"})
 	case "order.realtime", "order.history":
 		// realtime lists open orders (openOnly=1: the closed ones); history
 		// lists every order. Both filter by symbol, orderId and orderLinkId.
 		q := r.URL.Query()
 		if q.Get("category") == "" {
-			b.answer(w, http.StatusOK, 10001, "params error: category", nil)
+			answer(http.StatusOK, 10001, "params error: category", nil)
 			return
 		}
 		closedOnly := q.Get("openOnly") == "1"
@@ -275,7 +288,7 @@ func (b *bybit) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 				"side": side, "price": o.Price, "qty": o.Size, "orderStatus": status,
 			})
 		}
-		b.answer(w, http.StatusOK, 0, "OK", map[string]any{"list": list, "nextPageCursor": "", "category": q.Get("category")})
+		answer(http.StatusOK, 0, "OK", map[string]any{"list": list, "nextPageCursor": "", "category": q.Get("category")})
 	}
 }
 

@@ -175,6 +175,7 @@ func (d *dmarket) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 			"total": map[string]int{"items": 2}, "cursor": "",
 		})
 	case "targets.create":
+		signedAt, _ := strconv.ParseInt(r.Header.Get("X-Sign-Date"), 10, 64) // verified above
 		var req struct {
 			GameID  string
 			Targets []struct {
@@ -193,8 +194,10 @@ func (d *dmarket) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 		var res []any
 		for _, t := range req.Targets {
 			o := d.vs.addOrder("target-", Order{Instrument: t.Title, Side: "buy", Price: t.Price.Amount.String(), Size: t.Amount})
+			// CreatedAt (unix seconds) is the request's X-Sign-Date, the
+			// second DMarket creates the target in.
 			res = append(res, map[string]any{
-				"CreateTarget": map[string]any{"Amount": t.Amount, "Price": t.Price, "Title": t.Title, "TargetID": o.ID},
+				"CreateTarget": map[string]any{"Amount": t.Amount, "Price": t.Price, "Title": t.Title, "TargetID": o.ID, "CreatedAt": signedAt},
 				"Successful":   true, "Error": nil,
 			})
 		}

@@ -194,8 +194,11 @@ func (o *okx) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 			return
 		}
 		ord := o.vs.addOrder("", Order{ClientOrderID: req.ClOrdID, Instrument: req.InstID, Side: req.Side, Price: req.Px, Size: req.Sz})
+		// ts: OKX answers with its time in ms; here the request's own
+		// (verified) OK-ACCESS-TIMESTAMP, so the answer is deterministic.
+		signedAt, _ := time.Parse(time.RFC3339Nano, r.Header.Get("OK-ACCESS-TIMESTAMP"))
 		okxAnswer(w, http.StatusOK, "0", "", []any{map[string]string{
-			"ordId": ord.ID, "clOrdId": req.ClOrdID, "tag": "", "sCode": "0", "sMsg": "Order placed",
+			"ordId": ord.ID, "clOrdId": req.ClOrdID, "tag": "", "ts": fmt.Sprint(signedAt.UnixMilli()), "sCode": "0", "sMsg": "Order placed",
 		}})
 	case "trade.cancel":
 		var req struct {

@@ -114,6 +114,12 @@ func (v *Venue) CredentialHeaders() []string {
 	return []string{HeaderKey, HeaderTimestamp, HeaderRecvWindow, HeaderSign, HeaderSignType}
 }
 
+// PublicHeaders implements venue.PublicHeaders: the timestamp, receive
+// window and signature type are not secret (the key and the signature are).
+func (v *Venue) PublicHeaders() []string {
+	return []string{HeaderTimestamp, HeaderRecvWindow, HeaderSignType}
+}
+
 // BotToken implements venue.TokenCarrier: a Bybit SDK sends the kst_ token
 // as its API key, in X-BAPI-API-KEY.
 func (v *Venue) BotToken(h http.Header, _ string) (string, bool) {

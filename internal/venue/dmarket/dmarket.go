@@ -82,6 +82,10 @@ func (v *Venue) CredentialHeaders() []string {
 	return []string{"X-Api-Key", "X-Sign-Date", "X-Request-Sign"}
 }
 
+// PublicHeaders implements venue.PublicHeaders: X-Sign-Date is not secret
+// (the key and the signature are).
+func (v *Venue) PublicHeaders() []string { return []string{"X-Sign-Date"} }
+
 // SignedString builds the bytes DMarket signs.
 func SignedString(method, decodedPath, rawQuery string, body []byte, date string) []byte {
 	b := make([]byte, 0, len(method)+len(decodedPath)+len(rawQuery)+len(body)+len(date)+1)

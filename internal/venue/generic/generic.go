@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/keystile/keystile/internal/secret"
@@ -130,6 +132,25 @@ func (v *Venue) CredentialHeaders() []string {
 		h = append(h, "X-Amz-Date", "X-Amz-Security-Token", "X-Amz-Content-Sha256")
 	}
 	return append(h, v.o.Extra...)
+}
+
+// PublicHeaders implements venue.PublicHeaders: the HMAC timestamp and
+// nonce headers and SigV4's date and payload hash are not secret. Keys,
+// signatures, session tokens, Signature-Input (it may name the key) and
+// the Extra headers are.
+func (v *Venue) PublicHeaders() []string {
+	var h []string
+	secret := []string{"Authorization", v.o.Header, v.o.SignatureHeader, v.o.HMAC.KeyHeader, v.o.HMAC.SignatureHeader}
+	for _, s := range []string{v.o.HMAC.TimestampHeader, v.o.HMAC.NonceHeader} {
+		// A header configured both ways stays secret.
+		if s != "" && !slices.ContainsFunc(secret, func(k string) bool { return strings.EqualFold(k, s) }) {
+			h = append(h, s)
+		}
+	}
+	if v.o.Scheme == SchemeSigV4 {
+		h = append(h, "X-Amz-Date", "X-Amz-Content-Sha256")
+	}
+	return h
 }
 
 func nonce() string {

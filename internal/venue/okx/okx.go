@@ -124,6 +124,11 @@ func (v *Venue) CredentialHeaders() []string {
 	return []string{HeaderKey, HeaderSign, HeaderTimestamp, HeaderPassphrase, HeaderSimulated}
 }
 
+// PublicHeaders implements venue.PublicHeaders: the timestamp and the
+// demo-trading flag are not secret (the key, the signature and the
+// passphrase are).
+func (v *Venue) PublicHeaders() []string { return []string{HeaderTimestamp, HeaderSimulated} }
+
 // BotToken implements venue.TokenCarrier: an OKX SDK sends the kst_ token
 // as its API key, in OK-ACCESS-KEY.
 func (v *Venue) BotToken(h http.Header, _ string) (string, bool) {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/keystile/keystile/internal/admin"
 	"github.com/keystile/keystile/internal/audit"
+	"github.com/keystile/keystile/internal/buildinfo"
 	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/gateway"
 	"github.com/keystile/keystile/internal/idem"
@@ -35,7 +36,12 @@ import (
 
 // Version is the keystile version, set at build time with
 // -ldflags "-X github.com/keystile/keystile/internal/app.Version=...".
-var Version = "0.1.0-dev" //nolint:gochecknoglobals // build-time constant
+var Version = devVersion //nolint:gochecknoglobals // build-time constant
+
+const devVersion = "0.1.0-dev"
+
+// Build describes the running binary (Version, module and VCS stamps).
+func Build() buildinfo.Info { return buildinfo.Read(Version, devVersion) }
 
 // metaMasterKey is the vault metadata key holding masterkey.Params.
 const metaMasterKey = "master_key"

@@ -367,9 +367,7 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 			admin.TokenRoutes(mux, policyTokens{Service: s.tokens, engine: s.policy}, o.Logger)
 			mux.HandleFunc("POST "+admin.PathOAuth+"/{venue}/login", oauthLogin(o.Config, v, o.Logger))
 		},
-		Status: func() admin.Status {
-			return admin.Status{Version: Version, PID: os.Getpid(), StartedAt: s.started, DataDir: s.dataDir, Gateway: s.GatewayAddr()}
-		},
+		Status: s.status,
 	})
 	if err != nil {
 		s.closeListeners()

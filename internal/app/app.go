@@ -397,10 +397,12 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	flush := time.NewTicker(30 * time.Second)
 	defer flush.Stop()
+	// SIGHUP reloads the policies; without a config file there is nothing
+	// to reload, but SIGHUP (systemctl reload) must not kill serve either.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if s.cfgPath != "" {
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
 		wctx, stopWatch := context.WithCancel(ctx)
 		defer stopWatch()
 		go func() {

@@ -39,6 +39,7 @@ func TestUnitHasEveryHardeningDirective(t *testing.T) {
 		"ProtectHome=yes",
 		"PrivateTmp=yes",
 		"PrivateDevices=yes",
+		"PrivateMounts=yes",
 		"MemoryDenyWriteExecute=yes",
 		"LockPersonality=yes",
 		"RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",

@@ -117,7 +117,7 @@ type Installer struct {
 // reloads systemd. With DryRun it only prints these steps.
 func (in Installer) Install(p Params) error {
 	in.defaults()
-	if err := (Params{Binary: p.Binary, User: p.User, Group: p.Group}).Check(); err != nil {
+	if err := p.Check(); err != nil {
 		return err
 	}
 	step := func(format string, args ...any) {
@@ -286,7 +286,7 @@ func writeFile(path string, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("service: %w", err)
 	}
-	defer os.Remove(tmp.Name())
+	defer func() { _ = os.Remove(tmp.Name()) }() // after the rename: nothing left
 	if _, err := tmp.Write(data); err != nil {
 		_ = tmp.Close()
 		return fmt.Errorf("service: write %s: %w", path, err)

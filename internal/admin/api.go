@@ -23,18 +23,6 @@ type ErrorDetail struct {
 	Message string `json:"message"`
 }
 
-// Status is the answer of GET /v1/status.
-type Status struct {
-	Version   string    `json:"version"`
-	PID       int       `json:"pid"`
-	StartedAt time.Time `json:"started_at"`
-	DataDir   string    `json:"data_dir"`
-	Gateway   string    `json:"gateway,omitempty"`
-	// RestartNeeded names the configuration sections that changed in the
-	// file since start and take effect only after a restart.
-	RestartNeeded []string `json:"restart_needed,omitempty"`
-}
-
 // SetSecretRequest is the body of PUT /v1/secrets/{name}. Values are raw
 // bytes (base64 in JSON). It is only ever sent over the admin socket.
 type SetSecretRequest struct {

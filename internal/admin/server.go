@@ -53,8 +53,8 @@ type Options struct {
 	Guard CredentialGuard
 	// Extra registers more routes (tokens, ...) on the mux.
 	Extra func(mux *http.ServeMux)
-	// Status returns the status document.
-	Status func() Status
+	// Status returns the status document (see status.go).
+	Status func(ctx context.Context) Status
 	// Logger; if nil, discard.
 	Logger *slog.Logger
 }
@@ -193,7 +193,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+PathStatus, func(w http.ResponseWriter, r *http.Request) {
 		st := Status{}
 		if s.o.Status != nil {
-			st = s.o.Status()
+			st = s.o.Status(r.Context())
 		}
 		WriteJSON(w, http.StatusOK, st)
 	})

@@ -21,6 +21,7 @@ import (
 
 	"github.com/keystile/keystile/internal/admin"
 	"github.com/keystile/keystile/internal/audit"
+	"github.com/keystile/keystile/internal/buildinfo"
 	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/gateway"
 	"github.com/keystile/keystile/internal/idem"
@@ -37,7 +38,12 @@ import (
 
 // Version is the keystile version, set at build time with
 // -ldflags "-X github.com/keystile/keystile/internal/app.Version=...".
-var Version = "0.1.0-dev" //nolint:gochecknoglobals // build-time constant
+var Version = devVersion //nolint:gochecknoglobals // build-time constant
+
+const devVersion = "0.1.0-dev"
+
+// Build describes the running binary (Version, module and VCS stamps).
+func Build() buildinfo.Info { return buildinfo.Read(Version, devVersion) }
 
 // metaMasterKey is the vault metadata key holding masterkey.Params.
 const metaMasterKey = "master_key"
@@ -397,9 +403,7 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 			admin.TokenRoutes(mux, policyTokens{Service: s.tokens, engine: s.policy, cfg: s.Config}, o.Logger)
 			mux.HandleFunc("POST "+admin.PathOAuth+"/{venue}/login", oauthLogin(s.Config, v, o.Logger))
 		},
-		Status: func() admin.Status {
-			return admin.Status{Version: Version, PID: os.Getpid(), StartedAt: s.started, DataDir: s.dataDir, Gateway: s.GatewayAddr(), RestartNeeded: s.RestartNeeded()}
-		},
+		Status: s.status,
 	})
 	if err != nil {
 		s.closeListeners()
@@ -447,10 +451,12 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	flush := time.NewTicker(30 * time.Second)
 	defer flush.Stop()
+	// SIGHUP reloads venues and policies; without a config file there is nothing
+	// to reload, but SIGHUP (systemctl reload) must not kill serve either.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if s.cfgPath != "" {
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
 		wctx, stopWatch := context.WithCancel(ctx)
 		defer stopWatch()
 		go func() {

@@ -110,11 +110,13 @@ func newRoot(g *globals) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	setVersionFlag(root)
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.dataDir, "data-dir", "", "data directory (env KEYSTILE_DATA_DIR; default $XDG_DATA_HOME/keystile)")
 	pf.StringVar(&g.cfgPath, "config", "", "config file (env KEYSTILE_CONFIG; default <data-dir>/keystile.yaml if present)")
 	root.AddCommand(newVersion(g), newInit(g), newServe(g), newSecret(g), newVault(g), newToken(g), newDemo(g), newSandbox(g), newOAuth(g), newDoctor(g), newExec(g), newScan(g), newHooks(g), newAudit(g))
 	root.AddCommand(newPolicy(g))
+	root.AddCommand(newStatus(g), newService(g))
 	return root
 }
 

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"runtime"
 
 	"github.com/spf13/cobra"
 
@@ -10,18 +9,6 @@ import (
 	"github.com/keystile/keystile/internal/logging"
 	"github.com/keystile/keystile/internal/masterkey"
 )
-
-func newVersion(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the keystile version",
-		Args:  noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintf(g.io.Stdout, "keystile %s (%s, %s/%s)\n", app.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-			return err
-		},
-	}
-}
 
 func newInit(g *globals) *cobra.Command {
 	var source string

@@ -1,0 +1,188 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keystile/keystile/internal/admin"
+)
+
+// statusJSON is the JSON form of keystile status: up, then the server's
+// status document (absent when the server is down, with error instead).
+type statusJSON struct {
+	Up    bool   `json:"up"`
+	Error string `json:"error,omitempty"`
+	*admin.Status
+}
+
+func newStatus(g *globals) *cobra.Command {
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show whether the server runs, and what it serves (metadata only)",
+		Long: `status asks the running server (over the admin socket) for its pid, version and uptime, the
+gateway's address, the configured venues (type, sandbox or live, whether their credential is in
+the vault), the database (path, size, schema version), the audit log's head (records, last hash
+prefix, last checkpoint) and token counts by state. No secret value or token is shown.
+Exit 1 when the server is not running or cannot be asked.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := serverStatus(g, cmd)
+			if err != nil {
+				if jsonOut {
+					_ = g.printJSON(statusJSON{Error: err.Error()})
+				}
+				return err
+			}
+			if jsonOut {
+				return g.printJSON(statusJSON{Up: true, Status: &st})
+			}
+			return printStatus(g.io.Stdout, st)
+		},
+	}
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print the status as JSON (snake_case keys)")
+	return cmd
+}
+
+func serverStatus(g *globals, cmd *cobra.Command) (admin.Status, error) {
+	c, err := g.client()
+	if err == nil {
+		var st admin.Status
+		if st, err = c.Status(cmd.Context()); err == nil {
+			return st, nil
+		}
+	}
+	switch {
+	case errors.Is(err, admin.ErrNotRunning):
+		return admin.Status{}, fmt.Errorf("server down: %w; as a service: systemctl status keystile", err)
+	case errors.Is(err, admin.ErrSocketOwner):
+		return admin.Status{}, fmt.Errorf("%w; run keystile as the server's user (as a service: sudo -u keystile keystile --data-dir /var/lib/keystile status)", err)
+	}
+	return admin.Status{}, err
+}
+
+func printStatus(w io.Writer, st admin.Status) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	up := time.Duration(st.UptimeSeconds) * time.Second
+	fmt.Fprintf(tw, "server:\tup, pid %d, %s, up %s (since %s)\n", st.PID, st.Build.Short(), up, st.StartedAt.Format(time.RFC3339))
+	fmt.Fprintf(tw, "data dir:\t%s\n", st.DataDir)
+	cfg := st.Config
+	if cfg == "" {
+		cfg = "(built-in defaults; nothing to reload)"
+	}
+	fmt.Fprintf(tw, "config:\t%s\n", cfg)
+	var gw []string
+	if st.Gateway != "" {
+		gw = append(gw, "http://"+st.Gateway)
+	}
+	if st.GatewaySocket != "" {
+		gw = append(gw, "unix:"+st.GatewaySocket)
+	}
+	if len(gw) == 0 {
+		gw = append(gw, "(no listener)")
+	}
+	fmt.Fprintf(tw, "gateway:\t%s\n", strings.Join(gw, ", "))
+	if st.Metrics != "" {
+		fmt.Fprintf(tw, "metrics:\thttp://%s/metrics\n", st.Metrics)
+	}
+	if len(st.RestartNeeded) > 0 {
+		fmt.Fprintf(tw, "restart needed:\t%s changed in the config file; they apply after a restart\n", strings.Join(st.RestartNeeded, ", "))
+	}
+	if s := st.Store; s != nil {
+		fmt.Fprintf(tw, "store:\t%s (%s, WAL %s, schema version %d)%s\n", s.Path, bytesIEC(s.SizeBytes), bytesIEC(s.WALBytes), s.SchemaVersion, errSuffix(s.Error))
+	}
+	if a := st.Audit; a != nil {
+		fmt.Fprintf(tw, "audit:\t%s\n", auditLine(a))
+	}
+	if t := st.Tokens; t != nil {
+		if t.Error != "" {
+			fmt.Fprintf(tw, "tokens:\terror: %s\n", t.Error)
+		} else {
+			fmt.Fprintf(tw, "tokens:\t%d: %d active, %d frozen, %d revoked, %d expired, %d in rotation grace, %d rotated out\n",
+				t.Total, t.Active, t.Frozen, t.Revoked, t.Expired, t.Grace, t.Rotated)
+		}
+	}
+	if st.Alerts == nil || st.Alerts.Detector == "none" {
+		fmt.Fprintf(tw, "alerts:\tnone (no detector configured)\n")
+	} else {
+		fmt.Fprintf(tw, "alerts:\t%s: %s\n", st.Alerts.Detector, st.Alerts.Note)
+	}
+	if len(st.Venues) == 0 {
+		fmt.Fprintf(tw, "venues:\tnone configured\n")
+	} else {
+		fmt.Fprintf(tw, "venues:\t%d\n", len(st.Venues))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(st.Venues) == 0 {
+		return nil
+	}
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  ID\tTYPE\tMODE\tCREDENTIAL\tIN VAULT")
+	for _, v := range st.Venues {
+		mode := v.Mode
+		if v.TestEndpoint {
+			mode += " (+test endpoint)"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", v.ID, v.Type, mode, v.Credential, v.CredentialState)
+	}
+	return tw.Flush()
+}
+
+func auditLine(a *admin.AuditStatus) string {
+	var b strings.Builder
+	b.WriteString(a.Sink)
+	if a.Path != "" {
+		b.WriteString(" " + a.Path)
+	}
+	switch {
+	case a.Error != "":
+		b.WriteString(": error: " + a.Error)
+	case a.Note != "":
+		b.WriteString(": " + a.Note)
+	default:
+		fmt.Fprintf(&b, ": %d records", a.Records)
+		if a.LastHash != "" {
+			fmt.Fprintf(&b, ", last hash %s…", a.LastHash)
+		}
+		if a.LastCheckpointSeq > 0 {
+			fmt.Fprintf(&b, ", last checkpoint at record %d (%s)", a.LastCheckpointSeq, a.LastCheckpointAt.Format(time.RFC3339))
+		} else {
+			b.WriteString(", no checkpoint yet")
+		}
+		if a.Unsigned > 0 {
+			fmt.Fprintf(&b, ", %d after it", a.Unsigned)
+		}
+	}
+	if !a.Healthy {
+		b.WriteString("; WRITES FAILING: " + a.WriteError)
+	}
+	return b.String()
+}
+
+func errSuffix(e string) string {
+	if e == "" {
+		return ""
+	}
+	return "; error: " + e
+}
+
+func bytesIEC(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}

@@ -39,7 +39,7 @@ func TestLooksSecret(t *testing.T) {
 		{"USER", "u", false},
 		{"USERNAME", "u", false},
 		{"LANG", "C.UTF-8", false},
-		{"KEYSTILE_URL", "http://127.0.0.1:7878", false},
+		{"KEYSTILE_URL", "http://127.0.0.1:0", false},
 		{"KEYSTILE_DATA_DIR", "/d", false},
 		{"KEYSTILE_CONFIG", "/d/keystile.yaml", false},
 		{"GIT_AUTHOR_NAME", "Bob", false},

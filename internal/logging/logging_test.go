@@ -314,3 +314,20 @@ func FuzzScrub(f *testing.F) {
 		}
 	})
 }
+
+// TestBinarySecret: a secret that is not valid UTF-8 (a raw key, a
+// derived signing key) is scrubbed byte for byte, also next to an upper
+// case echo of its ASCII part. Regression for a CI fuzz finding: patterns
+// were lower-cased with strings.ToLower, which turns invalid bytes into
+// U+FFFD, so the raw value never matched.
+func TestBinarySecret(t *testing.T) {
+	for _, sec := range []string{"xxREEDA\xc3", "\xff\xfe\xfdabcdefgh", "k\x80\x81\x82\x83\x84\x85\x86"} {
+		r := NewRedactor()
+		r.Register(secret.New([]byte(sec)))
+		for _, in := range []string{sec, "a" + sec + "b", strings.ToUpper(sec)} {
+			if out := r.ScrubString(in); strings.Contains(out, sec) {
+				t.Errorf("ScrubString(%q) = %q keeps the secret", in, out)
+			}
+		}
+	}
+}

@@ -99,12 +99,12 @@ func (r *Redactor) rebuild() {
 	}
 	for v := range r.values {
 		for _, e := range encodings([]byte(v)) {
-			addPattern(pattern{p: strings.ToLower(e)})
+			addPattern(pattern{p: asciiLower(e)})
 		}
 		// Fragments of the raw value: a venue or a library echoing a
 		// truncated secret still leaks most of it.
 		if f := FragmentLen(len(v)); f < len(v) {
-			src := strings.ToLower(v)
+			src := asciiLower(v)
 			for j := 0; j+f <= len(src); j++ {
 				addPattern(pattern{p: src[j : j+f], src: src, off: j})
 			}
@@ -192,6 +192,17 @@ var foldTable = func() (t [256]byte) {
 }()
 
 func lower(c byte) byte { return foldTable[c] }
+
+// asciiLower folds ASCII upper case only. strings.ToLower would turn each
+// invalid UTF-8 byte of a binary secret into U+FFFD, and the pattern would
+// then never match the raw bytes it stands for.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		b[i] = lower(c)
+	}
+	return string(b)
+}
 
 func prefixKey(a, b byte) uint16 { return uint16(lower(a))<<8 | uint16(lower(b)) }
 

@@ -33,8 +33,8 @@ const (
 	EnvTOTP           = "KEYSTILE_TOTP"
 	EnvMFASession     = "KEYSTILE_MFA_SESSION"
 	EnvAdminURL       = "KEYSTILE_ADMIN_URL"
-	EnvAdminToken     = "KEYSTILE_ADMIN_TOKEN"
-	EnvAdminTokenFile = "KEYSTILE_ADMIN_TOKEN_FILE"
+	EnvAdminToken     = "KEYSTILE_ADMIN_TOKEN"      // #nosec G101 -- a variable name
+	EnvAdminTokenFile = "KEYSTILE_ADMIN_TOKEN_FILE" // #nosec G101 -- a variable name
 	EnvAdminCA        = "KEYSTILE_ADMIN_CA"
 )
 

@@ -11,7 +11,7 @@ import (
 )
 
 // AdminTokenNamePattern is the pattern admin.tokens[].name must match.
-const AdminTokenNamePattern = `^[a-z0-9][a-z0-9_-]{0,31}$`
+const AdminTokenNamePattern = `^[a-z0-9][a-z0-9_-]{0,31}$` // #nosec G101 -- a name pattern
 
 // Bounds of admin.mfa.
 const (

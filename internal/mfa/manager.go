@@ -22,7 +22,7 @@ import (
 // writes and removals of names starting with ReservedPrefix, so only this
 // package changes it.
 const (
-	SecretName     = "keystile.admin-mfa"
+	SecretName     = "keystile.admin-mfa" // #nosec G101 -- a credential name, not a value
 	SecretField    = "totp_secret"
 	ReservedPrefix = "keystile."
 )

@@ -112,9 +112,6 @@ func (l *allowListener) Accept() (net.Conn, error) {
 	}
 }
 
-// Refused is how many connections the listener closed.
-func (l *allowListener) Refused() uint64 { return l.count.Load() }
-
 // Handler refuses requests whose connection address is not on the list
 // with 403 and a fixed message, before next sees them.
 func (a *AllowList) Handler(next http.Handler) http.Handler {

@@ -176,6 +176,7 @@ func requestID(r *http.Request) string {
 // mfaError answers a refused or failed second-factor check with a fixed
 // message.
 func (s *Server) mfaError(w http.ResponseWriter, r *http.Request, action string, err error) {
+	w.Header().Set("Keystile-Request-Id", requestID(r))
 	var le *mfa.LockedError
 	switch {
 	case errors.Is(err, mfa.ErrRequired):

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -589,5 +590,59 @@ func TestRequestIDsDiffer(t *testing.T) {
 			t.Fatalf("%q %q", a, b)
 		}
 		seen[a] = true
+	}
+}
+
+// TestGateCannotBeSidestepped sends gated requests in other spellings
+// (unclean paths, encoded segments, other method cases, HEAD/GET for a
+// write, a code in the body, method override headers): none changes a
+// secret or answers 2xx.
+func TestGateCannotBeSidestepped(t *testing.T) {
+	f := newMFAFixture(t, Options{})
+	ctx := context.Background()
+	if _, err := f.c.SetSecret(ctx, "cred", SetSecretRequest{Fields: map[string][]byte{"k": []byte("value-1")}}); err != nil {
+		t.Fatal(err)
+	}
+	f.enroll(t)
+	body := `{"fields":{"k":"dmFsdWUtMg=="}}`
+	for _, tc := range []struct {
+		name, method, path, body string
+		hdr                      map[string]string
+	}{
+		{"trailing slash", "PUT", "/v1/secrets/cred/", body, nil},
+		{"double slash", "PUT", "//v1/secrets/cred", body, nil},
+		{"dot segment", "PUT", "/v1/./secrets/cred", body, nil},
+		{"dot-dot", "PUT", "/v1/x/../secrets/cred", body, nil},
+		{"encoded name", "PUT", "/v1/secrets/%63red", body, nil},
+		{"encoded slash", "PUT", "/v1%2Fsecrets/cred", body, nil},
+		{"lower-case method", "put", "/v1/secrets/cred", body, nil},
+		{"method override", "POST", "/v1/secrets/cred", body, map[string]string{"X-HTTP-Method-Override": "PUT", "X-Method-Override": "PUT"}},
+		{"code in the body", "PUT", "/v1/secrets/cred", `{"fields":{"k":"dmFsdWUtMg=="},"code":"123456"}`, nil},
+		{"empty code header", "PUT", "/v1/secrets/cred", body, map[string]string{HeaderMFACode: ""}},
+		{"session of garbage", "PUT", "/v1/secrets/cred", body, map[string]string{HeaderMFASession: "kss_" + strings.Repeat("A", 43)}},
+		{"revoke via encoded path", "POST", "/v1/secrets/cred%2Frevoke", `{"compromised":true}`, nil},
+		{"rekey with a query", "POST", "/v1/vault/rekey?mfa=ok", "", nil},
+		{"unfreeze with upper path", "POST", "/V1/tokens/x/unfreeze", "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			payload := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: k\r\nContent-Type: application/json\r\nContent-Length: %d\r\n", tc.method, tc.path, len(tc.body))
+			for k, v := range tc.hdr {
+				payload += k + ": " + v + "\r\n"
+			}
+			payload += "\r\n" + tc.body
+			resp, data := rawAdmin(t, f.s, payload)
+			if resp != nil && resp.StatusCode/100 == 2 {
+				t.Fatalf("answered %d %s", resp.StatusCode, data)
+			}
+		})
+	}
+	l, err := f.c.ListSecrets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range l {
+		if i.Name == "cred" && (i.CurrentVersion != 1 || i.State != "active") {
+			t.Fatalf("the secret changed: %+v", i)
+		}
 	}
 }

@@ -26,7 +26,12 @@ import (
 // data directory.
 var ErrServerRunning = errors.New("a keystile server is running on this data directory: stop it first")
 
-var _ admin.MFA = (*mfa.Manager)(nil)
+var (
+	_ admin.MFA   = (*mfa.Manager)(nil)
+	_ mfa.Secrets = (*vault.Vault)(nil)
+	_ mfa.Store   = (*sqlite.MFAStore)(nil)
+	_ audit.Sink  = (*audit.Log)(nil)
+)
 
 // mfaIssuer is admin.mfa.issuer with its default.
 func mfaIssuer(cfg *config.Config) string {

@@ -402,6 +402,10 @@ func (m *Manager) failLocked(ctx context.Context, at Attempt, op, rule string, c
 		}
 		return nil
 	})
+	if errors.Is(err, ErrNotEnrolled) { // reset meanwhile: nothing to count against
+		m.event(ctx, at, op, audit.Deny, rule, http.StatusUnauthorized, "no enrolment to count the failure against")
+		return cause
+	}
 	if err != nil {
 		m.log.Error("mfa: could not count a wrong code", "err", err)
 		m.event(ctx, at, op, audit.Deny, rule, http.StatusUnauthorized, "failure not counted: store error")

@@ -241,6 +241,11 @@ func TestLockout(t *testing.T) {
 	e := newEnv(t, mfa.Options{MaxFailures: 3, Lockout: time.Minute, MaxLockout: 3 * time.Minute})
 	en := e.enroll()
 	ctx := context.Background()
+	sess, err := e.m.Login(ctx, e.code(en.secret, 0), admin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(mfa.Period)
 	try := func(code string) error {
 		_, err := e.m.Authorize(ctx, mfa.Credentials{Code: code}, admin())
 		return err
@@ -258,6 +263,10 @@ func TestLockout(t *testing.T) {
 	}
 	if err := try(en.recovery[0]); !errors.As(err, &le) {
 		t.Fatalf("recovery code while locked: %v", err)
+	}
+	// A session opened before keeps working through the lockout.
+	if m, err := e.m.Authorize(ctx, mfa.Credentials{Session: sess.Token}, admin()); err != nil || m != mfa.MethodSession {
+		t.Fatalf("session during lockout: %v %v", m, err)
 	}
 	// The lockout survives a restart.
 	e.restart()

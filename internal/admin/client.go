@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,13 +14,18 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keystile/keystile/internal/secret"
 	"github.com/keystile/keystile/internal/vault"
 )
 
-// Client talks to a running server over its unix socket.
+// Client talks to a running server over its unix socket (NewClient) or
+// its TCP listener (NewRemoteClient).
 type Client struct {
-	socket string
+	socket string // the socket path, or the remote base URL
+	base   string // "http://keystile" on the socket
+	bearer secret.Value
 	hc     *http.Client
+	mfa    ClientMFA
 }
 
 // Errors the CLI branches on.
@@ -58,7 +62,7 @@ func NewClient(socket string) (*Client, error) {
 			return nil, fmt.Errorf("%w: %s belongs to uid %d, you are uid %d", ErrSocketOwner, socket, uid, os.Getuid())
 		}
 	}
-	return &Client{socket: socket, hc: &http.Client{
+	return &Client{socket: socket, base: "http://keystile", hc: &http.Client{
 		Timeout: 5 * time.Minute,
 		// The admin API never redirects; following one (ServeMux
 		// cleans paths with 307s that keep the method) could turn a
@@ -77,41 +81,23 @@ func NewClient(socket string) (*Client, error) {
 
 // Do sends a request and decodes a JSON answer into out (if non-nil).
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
+	var body []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return fmt.Errorf("admin: encode request: %w", err)
 		}
 		defer clear(b)
-		body = bytes.NewReader(b)
+		body = b
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://keystile"+path, body)
+	resp, err := c.send(ctx, method, path, body)
 	if err != nil {
-		return fmt.Errorf("admin: %w", err)
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		var errno syscall.Errno
-		if errors.As(err, &errno) && (errno == syscall.ECONNREFUSED || errno == syscall.ENOENT) {
-			return fmt.Errorf("%w (socket %s)", ErrNotRunning, c.socket)
-		}
-		return fmt.Errorf("admin: %w", err)
+		return err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
 		return fmt.Errorf("admin: read answer: %w", err)
-	}
-	if resp.StatusCode >= 300 {
-		var eb ErrorBody
-		if json.Unmarshal(data, &eb) == nil && eb.Error.Message != "" {
-			return &APIError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
-		}
-		return &APIError{Status: resp.StatusCode, Code: "http", Message: fmt.Sprintf("admin: server answered %s", resp.Status)}
 	}
 	if out != nil && len(data) > 0 {
 		if err := json.Unmarshal(data, out); err != nil {
@@ -186,24 +172,12 @@ func (c *Client) OAuthLogin(ctx context.Context, venue string, req OAuthLoginReq
 	if err != nil {
 		return OAuthLoginEvent{}, err
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://keystile"+PathOAuth+"/"+url.PathEscape(venue)+"/login", bytes.NewReader(b))
+	resp, err := c.send(ctx, http.MethodPost, PathOAuth+"/"+url.PathEscape(venue)+"/login", b)
 	if err != nil {
 		return OAuthLoginEvent{}, err
 	}
-	hreq.Header.Set("Content-Type", "application/json")
-	resp, err := c.hc.Do(hreq)
-	if err != nil {
-		return OAuthLoginEvent{}, fmt.Errorf("admin: %w", err)
-	}
 	defer resp.Body.Close()
 	dec := json.NewDecoder(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode >= 300 {
-		var eb ErrorBody
-		if dec.Decode(&eb) == nil && eb.Error.Message != "" {
-			return OAuthLoginEvent{}, &APIError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
-		}
-		return OAuthLoginEvent{}, &APIError{Status: resp.StatusCode, Code: "http", Message: resp.Status}
-	}
 	for {
 		var ev OAuthLoginEvent
 		if err := dec.Decode(&ev); err != nil {

@@ -55,6 +55,13 @@ type Options struct {
 	Extra func(mux *http.ServeMux)
 	// Status returns the status document (see status.go).
 	Status func(ctx context.Context) Status
+	// MFA is the admin second factor; if nil, nothing can be enrolled and
+	// the gate lets every request through.
+	MFA MFA
+	// MFAIssuer is the issuer authenticator apps show (admin.mfa.issuer).
+	MFAIssuer string
+	// TCP, if set, adds the TCP listener (admin.listen).
+	TCP *TCPOptions
 	// Logger; if nil, discard.
 	Logger *slog.Logger
 }
@@ -66,6 +73,10 @@ type Server struct {
 	srv  *http.Server
 	log  *slog.Logger
 	self int
+
+	tcpLn   net.Listener // nil unless Options.TCP
+	tcpSrv  *http.Server
+	tcpAddr string
 }
 
 // MaxBody bounds admin request bodies.
@@ -114,8 +125,16 @@ func Listen(o Options) (*Server, error) {
 	if o.Extra != nil {
 		o.Extra(mux)
 	}
+	inner := s.mfaGate(mux)
+	if o.TCP != nil {
+		if err := s.listenTCP(inner); err != nil {
+			_ = ln.Close()
+			_ = os.Remove(o.Socket)
+			return nil, err
+		}
+	}
 	s.srv = &http.Server{
-		Handler:           s.checkPeer(mux),
+		Handler:           s.checkPeer(inner),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      5 * time.Minute,
@@ -134,20 +153,36 @@ func Listen(o Options) (*Server, error) {
 	return s, nil
 }
 
-// Serve serves until Shutdown; it returns nil after a clean shutdown.
+// Serve serves the socket (and the TCP listener) until Shutdown; it
+// returns nil after a clean shutdown, or the first listener's failure.
 func (s *Server) Serve() error {
-	err := s.srv.Serve(s.ln)
-	if errors.Is(err, http.ErrServerClosed) {
+	serve := func(srv *http.Server, ln net.Listener) error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
 		return nil
 	}
-	return err
+	if s.tcpSrv == nil {
+		return serve(s.srv, s.ln)
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- serve(s.tcpSrv, s.tcpLn) }()
+	go func() { errc <- serve(s.srv, s.ln) }()
+	if err := <-errc; err != nil {
+		return err
+	}
+	return <-errc
 }
 
 // Shutdown stops accepting, waits for in-flight requests and removes the socket.
 func (s *Server) Shutdown(ctx context.Context) error {
+	var terr error
+	if s.tcpSrv != nil {
+		terr = s.tcpSrv.Shutdown(ctx)
+	}
 	err := s.srv.Shutdown(ctx)
 	_ = os.Remove(s.o.Socket)
-	return err
+	return errors.Join(err, terr)
 }
 
 func peerUID(c *net.UnixConn) (int, error) {
@@ -218,6 +253,12 @@ func (s *Server) routes(mux *http.ServeMux) {
 		if !DecodeJSON(w, r, &req) {
 			return
 		}
+		if reserved(w, r.PathValue("name")) {
+			for _, v := range req.Fields {
+				clear(v)
+			}
+			return
+		}
 		if s.o.Guard != nil {
 			names := make([]string, 0, len(req.Fields))
 			for k := range req.Fields {
@@ -247,7 +288,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("POST "+PathSecrets+"/{name}/revoke", func(w http.ResponseWriter, r *http.Request) {
 		var req RevokeSecretRequest
-		if !DecodeJSON(w, r, &req) {
+		if !DecodeJSON(w, r, &req) || reserved(w, r.PathValue("name")) {
 			return
 		}
 		if err := s.o.Vault.Revoke(r.Context(), r.PathValue("name"), req.Compromised); err != nil {
@@ -263,6 +304,9 @@ func (s *Server) routes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("DELETE "+PathSecrets+"/{name}", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
+		if reserved(w, name) {
+			return
+		}
 		if s.o.Guard != nil && r.URL.Query().Get("force") != "true" {
 			use, err := s.o.Guard.InUse(r.Context(), name)
 			if err != nil {
@@ -281,6 +325,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+	s.mfaRoutes(mux)
 	mux.HandleFunc("POST "+PathRekey, func(w http.ResponseWriter, r *http.Request) {
 		res, err := s.o.Vault.Rekey(r.Context())
 		if err != nil {

@@ -122,6 +122,9 @@ func TokenRoutes(mux *http.ServeMux, tokens Tokens, log interface {
 		if !DecodeJSON(w, r, &req) {
 			return
 		}
+		if !ReadOnlyScopes(req.Scopes) && !RequireMFA(w, r, ActionTokenCreate) {
+			return
+		}
 		cr := token.CreateRequest{Name: req.Name, Policy: req.Policy, Venues: req.Venues, Scopes: req.Scopes, Test: req.Test, TTL: req.TTL}
 		for _, c := range req.CIDRs {
 			p, err := ParseCIDR(c)
@@ -179,6 +182,16 @@ func TokenRoutes(mux *http.ServeMux, tokens Tokens, log interface {
 	mux.HandleFunc("POST "+PathTokens+"/{id}/rotate", func(w http.ResponseWriter, r *http.Request) {
 		var req RotateTokenRequest
 		if !DecodeJSON(w, r, &req) {
+			return
+		}
+		// The successor gets the same scopes: rotating a trading token
+		// mints a trading token.
+		old, err := tokens.Get(r.Context(), token.ID(r.PathValue("id")))
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		if !ReadOnlyScopes(old.Scopes) && !RequireMFA(w, r, ActionTokenRotate) {
 			return
 		}
 		raw, t, err := tokens.Rotate(r.Context(), token.ID(r.PathValue("id")), req.Grace)

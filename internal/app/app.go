@@ -303,6 +303,8 @@ type ServerOptions struct {
 	Config     *config.Config
 	Logger     *slog.Logger
 	Redactor   *logging.Redactor
+	// Now is the admin second factor's clock; if nil, time.Now.
+	Now func() time.Time
 }
 
 // NewServer builds every subsystem of serve without starting to serve.
@@ -396,8 +398,21 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 	if sock == "" {
 		sock = filepath.Join(o.DataDir, SocketFile)
 	}
+	mfaMgr, err := newMFA(o.Config, db, v, s.audit, o.Logger, o.Now)
+	if err != nil {
+		s.closeListeners()
+		s.closeStores(ctx)
+		return nil, err
+	}
+	tcp, err := adminTCP(o.Config)
+	if err != nil {
+		s.closeListeners()
+		s.closeStores(ctx)
+		return nil, err
+	}
 	as, err := admin.Listen(admin.Options{
 		Socket: sock, AllowedUIDs: o.Config.Admin.AllowedUIDs, Vault: v, Logger: o.Logger,
+		MFA: mfaMgr, MFAIssuer: mfaIssuer(o.Config), TCP: tcp,
 		Guard: credentialGuard{cfg: s.Config, tokens: s.tokens},
 		Extra: func(mux *http.ServeMux) {
 			admin.TokenRoutes(mux, policyTokens{Service: s.tokens, engine: s.policy, cfg: s.Config}, o.Logger)
@@ -465,7 +480,7 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	s.log.Info("keystile: serving", "version", Version, "data_dir", s.dataDir, "gateway", s.GatewayAddr(), "metrics", s.MetricsAddr())
+	s.log.Info("keystile: serving", "version", Version, "data_dir", s.dataDir, "gateway", s.GatewayAddr(), "metrics", s.MetricsAddr(), "admin_listen", s.admin.TCPAddr())
 	var runErr error
 loop:
 	for {

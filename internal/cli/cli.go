@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -52,6 +53,9 @@ type globals struct {
 	// cfgFile is the file resolve loaded the config from ("" for the
 	// built-in defaults).
 	cfgFile string
+	// totp is --totp: a second-factor code for a gated command (mfa.go).
+	totp       string
+	stdinLines *bufio.Reader
 }
 
 // Main runs the keystile command line and returns the process exit code.
@@ -114,9 +118,11 @@ func newRoot(g *globals) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.dataDir, "data-dir", "", "data directory (env KEYSTILE_DATA_DIR; default $XDG_DATA_HOME/keystile)")
 	pf.StringVar(&g.cfgPath, "config", "", "config file (env KEYSTILE_CONFIG; default <data-dir>/keystile.yaml if present)")
+	pf.StringVar(&g.totp, "totp", "", "TOTP or recovery code for a command that needs the admin second factor (env KEYSTILE_TOTP; single use)")
 	root.AddCommand(newVersion(g), newInit(g), newServe(g), newSecret(g), newVault(g), newToken(g), newDemo(g), newSandbox(g), newOAuth(g), newDoctor(g), newExec(g), newScan(g), newHooks(g), newAudit(g))
 	root.AddCommand(newPolicy(g))
 	root.AddCommand(newStatus(g), newService(g))
+	root.AddCommand(newMFA(g), newAdminCmd(g))
 	return root
 }
 
@@ -160,7 +166,7 @@ func (g *globals) client() (*admin.Client, error) {
 	if sock == "" {
 		sock = filepath.Join(dir, app.SocketFile)
 	}
-	return admin.NewClient(sock)
+	return g.connect(sock)
 }
 
 func (g *globals) environ() []string {

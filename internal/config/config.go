@@ -73,6 +73,54 @@ type Admin struct {
 	// AllowedUIDs (admin.allowed_uids) are uids allowed to connect besides
 	// the server's own. Each must be >= 0. Default none.
 	AllowedUIDs []int `yaml:"allowed_uids"`
+	// Listen (admin.listen) is an optional TCP host:port serving the same
+	// admin API to clients holding an admin bearer token (admin.tokens).
+	// "" (the default) serves none: the unix socket is the only way in.
+	// A non-loopback address requires tls_cert and tls_key.
+	Listen string `yaml:"listen"`
+	// TLSCert and TLSKey (admin.tls_cert, admin.tls_key) are PEM files of
+	// the TCP listener's certificate and key; both or neither.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// AllowCIDRs (admin.allow_cidrs) are the client addresses (CIDR
+	// prefixes or bare addresses) the TCP listener accepts a connection
+	// from; any other connection is closed before TLS or HTTP. Default
+	// (empty): loopback only.
+	AllowCIDRs []string `yaml:"allow_cidrs"`
+	// Tokens (admin.tokens) are the admin bearer tokens the TCP listener
+	// accepts, by SHA-256 digest only (keystile admin token new prints a
+	// token and its entry). Required when listen is set.
+	Tokens []AdminToken `yaml:"tokens"`
+	// MFA (admin.mfa) tunes the admin second factor (keystile mfa).
+	MFA AdminMFA `yaml:"mfa"`
+}
+
+// AdminToken is one admin bearer token of the TCP listener.
+type AdminToken struct {
+	// Name (admin.tokens[].name) names the holder in logs and audit
+	// records; [a-z0-9][a-z0-9_-]{0,31}.
+	Name string `yaml:"name"`
+	// SHA256 (admin.tokens[].sha256) is the hex SHA-256 of the token.
+	SHA256 string `yaml:"sha256"`
+}
+
+// AdminMFA tunes the admin second factor. Zero values mean the defaults.
+type AdminMFA struct {
+	// SessionTTL (admin.mfa.session_ttl) is how long an admin session
+	// from `keystile mfa login` lasts. Default 5m; at most 1h.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+	// MaxFailures (admin.mfa.max_failures) is how many wrong codes in a
+	// row are answered at once; after that each attempt waits for a
+	// lockout. Default 5.
+	MaxFailures int `yaml:"max_failures"`
+	// Lockout (admin.mfa.lockout) is the first lockout; it doubles with
+	// every further failure up to max_lockout. Default 30s.
+	Lockout time.Duration `yaml:"lockout"`
+	// MaxLockout (admin.mfa.max_lockout) caps the lockout. Default 1h.
+	MaxLockout time.Duration `yaml:"max_lockout"`
+	// Issuer (admin.mfa.issuer) is the issuer shown by authenticator
+	// apps. Default "keystile".
+	Issuer string `yaml:"issuer"`
 }
 
 // Metrics configures the Prometheus endpoint.
@@ -374,6 +422,7 @@ func Default() *Config {
 			WriteTimeout:      60 * time.Second,
 			IdleTimeout:       120 * time.Second,
 		},
+		Admin:       Admin{MFA: AdminMFA{SessionTTL: 5 * time.Minute, MaxFailures: 5, Lockout: 30 * time.Second, MaxLockout: time.Hour, Issuer: "keystile"}},
 		Tokens:      Tokens{DefaultTTL: 24 * time.Hour, MaxTTL: 720 * time.Hour},
 		Audit:       Audit{Sink: "sqlite", CheckpointEvery: 1000, MaxBatch: 512},
 		Idempotency: Idempotency{Window: 24 * time.Hour},

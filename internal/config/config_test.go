@@ -46,7 +46,8 @@ func TestExampleFileParses(t *testing.T) {
 	}
 	// The example documents the defaults: its top-level sections equal Default().
 	d := Default()
-	if !reflect.DeepEqual(c.Log, d.Log) || !reflect.DeepEqual(c.Gateway, d.Gateway) || !reflect.DeepEqual(c.Tokens, d.Tokens) || !reflect.DeepEqual(c.MasterKey, d.MasterKey) {
+	if !reflect.DeepEqual(c.Log, d.Log) || !reflect.DeepEqual(c.Gateway, d.Gateway) || !reflect.DeepEqual(c.Tokens, d.Tokens) || !reflect.DeepEqual(c.MasterKey, d.MasterKey) ||
+		!reflect.DeepEqual(c.Admin.MFA, d.Admin.MFA) {
 		t.Errorf("example top-level sections differ from Default()")
 	}
 }

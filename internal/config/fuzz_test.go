@@ -17,6 +17,7 @@ func FuzzParse(f *testing.F) {
 		"log:\n  level: info\n  level: debug\n",
 		"tokens:\n  default_ttl: 48h\n  max_ttl: 24h\n",
 		"admin:\n  allowed_uids: [1000, -1]\n",
+		"admin:\n  listen: 127.0.0.1:7879\n  allow_cidrs: [10.0.0.0/8, \"::ffff:1.2.3.4\"]\n  tokens:\n    - {name: a, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}\n  mfa: {session_ttl: 2m, max_failures: 3, lockout: 1s, max_lockout: 1m, issuer: x}\n",
 		"venues:\n  g:\n    type: generic\n    credential: c\n    base_url: https://a.example\n    auth:\n      scheme: hmac\n      hmac: {signature_header: X, template: \"{x}\"}\n",
 		"x: &x {level: info}\nlog:\n  <<: *x\n",
 		"log: {}\n---\nlog: {}\n",

@@ -16,6 +16,8 @@ func TestLooksSecret(t *testing.T) {
 		want        bool
 	}{
 		{"KEYSTILE_MASTER_KEY", "x", true},
+		{"KEYSTILE_MFA_SESSION", "kss_x", true},
+		{"KEYSTILE_TOTP", "123456", true},
 		{"KEYSTILE_PASSPHRASE_FILE", "/p", true},
 		{"BINANCE_API_SECRET", "x", true},
 		{"BINANCE_APIKEY", "x", true},

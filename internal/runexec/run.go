@@ -16,9 +16,14 @@ import (
 )
 
 // Stripped reports whether a variable is never passed to a child:
-// keystile's own master-key material.
+// keystile's own master-key material and the admin second factor (an admin
+// session or code would let the child act as the administrator).
 func Stripped(name string) bool {
-	return name == "KEYSTILE_MASTER_KEY" || name == "KEYSTILE_PASSPHRASE_FILE"
+	switch name {
+	case "KEYSTILE_MASTER_KEY", "KEYSTILE_PASSPHRASE_FILE", "KEYSTILE_MFA_SESSION", "KEYSTILE_TOTP":
+		return true
+	}
+	return false
 }
 
 // ErrNoCommand is returned by Run without a command.

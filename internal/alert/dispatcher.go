@@ -386,7 +386,7 @@ func (d *Dispatcher) Test(ctx context.Context, name string) ([]TestResult, error
 			c := l.cfg.Load()
 			a := normalize(Alert{
 				Kind: KindTest, Detector: DetectorTest, Severity: SeverityInfo,
-				Summary: fmt.Sprintf("Test alert from keystile to sink %s: if you can read this, the sink works.", l.name),
+				Summary:  fmt.Sprintf("Test alert from keystile to sink %s: if you can read this, the sink works.", l.name),
 				Evidence: []Field{{Key: "sink", Value: l.name}, {Key: "sink_type", Value: c.Type}},
 			}, d.sc, d.now())
 			start := time.Now()

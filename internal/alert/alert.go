@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/keystile/keystile/internal/secret"
 )
@@ -247,19 +246,17 @@ func clean(sc Scrubber, s string, maxLen int) string {
 		return ""
 	}
 	s = sc.ScrubString(s)
-	var b strings.Builder
-	b.Grow(min(len(s), maxLen+4))
-	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
+	s = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029' {
-			r = ' '
+			return ' '
 		}
-		if b.Len()+utf8.RuneLen(r) > maxLen {
-			b.WriteString("…")
-			break
-		}
-		b.WriteRune(r)
+		return r
+	}, strings.ToValidUTF8(s, "\uFFFD"))
+	s = strings.TrimSpace(s)
+	if len(s) > maxLen {
+		s = strings.TrimSpace(truncateUTF8(s, maxLen-len("…"))) + "…"
 	}
-	return strings.TrimSpace(b.String())
+	return s
 }
 
 // normalize makes a an alert that is safe to queue, store and render:

@@ -56,8 +56,15 @@ func (s Schedule) loc() *time.Location {
 	return s.Location
 }
 
+// at is the digest time on a local date. A time that does not exist that
+// day (a daylight-saving gap) becomes the first instant after the gap.
 func (s Schedule) at(y int, m time.Month, d int) time.Time {
-	return time.Date(y, m, d, s.Hour, s.Minute, 0, 0, s.loc())
+	t := time.Date(y, m, d, s.Hour, s.Minute, 0, 0, s.loc())
+	want, got := s.Hour*60+s.Minute, t.Hour()*60+t.Minute()
+	if got < want {
+		t = t.Add(time.Duration(want-got) * time.Minute)
+	}
+	return t
 }
 
 // Next is the first digest time strictly after now.

@@ -264,7 +264,7 @@ func clean(sc Scrubber, s string, maxLen int) string {
 func normalize(a Alert, sc Scrubber, now time.Time) Alert {
 	out := Alert{
 		ID: a.ID, Kind: a.Kind, Time: a.Time.UTC(), Severity: a.Severity, Count: a.Count, FirstSeen: a.FirstSeen.UTC(),
-		Detector: cleanDetector(a.Detector),
+		Detector: cleanDetector(sc.ScrubString(a.Detector)),
 		Subject: Subject{
 			Token:      clean(sc, a.Subject.Token, MaxSubjectField),
 			Venue:      clean(sc, a.Subject.Venue, MaxSubjectField),

@@ -49,7 +49,7 @@ func testAlert() *alert.Alert {
 	return &alert.Alert{
 		ID: "alr_testid123", Kind: alert.KindAlert, Time: time.Date(2026, 4, 1, 12, 0, 0, 0, time.UTC), Detector: "detect.order_size",
 		Severity: alert.SeverityHigh, Subject: alert.Subject{Token: "tok_ab12", Venue: "binance"},
-		Summary:  "Order 10× the usual size — from a new address", Count: 1,
+		Summary: "Order 10× the usual size — from a new address", Count: 1,
 		Evidence: []alert.Field{{Key: "notional", Value: "12000 USDT"}}, Action: "keystile token freeze tok_ab12",
 	}
 }

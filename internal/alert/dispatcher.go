@@ -396,6 +396,7 @@ func (d *Dispatcher) Test(ctx context.Context, name string) ([]TestResult, error
 			r := TestResult{Sink: l.name, Type: c.Type, OK: err == nil, AlertID: a.ID, Millis: time.Since(start).Milliseconds()}
 			if err != nil {
 				r.Error = d.sc.ScrubString(err.Error())
+				d.log.Warn("alert: test delivery failed", "sink", l.name, "alert_id", a.ID, "err", err)
 			}
 			out[i] = r
 		}()

@@ -21,6 +21,8 @@ func FuzzParse(f *testing.F) {
 		"x: &x {level: info}\nlog:\n  <<: *x\n",
 		"log: {}\n---\nlog: {}\n",
 		"venues:\n  a: &v {type: dmarket, credential: c, base_url: https://a.example}\n  b: *v\n",
+		"alerts:\n  rate_limit: 3/x\n  sinks:\n    - {name: a, type: email, settings: {host: h, from: a@b.c, to: [a@b.c], port: 0}}\n",
+		"alerts:\n  sinks:\n    - {name: a, type: webhook, digest: {at: \"7:00\"}, settings: {url: \"http://[::1]/x\", secret_ref: env:K}}\n",
 		"gateway: [1, 2]\n", "- a\n", "\"\n", "{{{{", "venues: {x: }\n",
 	} {
 		f.Add([]byte(s))

@@ -172,7 +172,7 @@ func ParseRate(s string) (int, time.Duration, error) {
 		return 0, 0, fmt.Errorf("want N/s, N/m, N/h, N/d or none, got %q", s)
 	}
 	count, err := strconv.Atoi(n)
-	if err != nil || count < 1 || count > 1_000_000 {
+	if err != nil || !digits(n) || count < 1 || count > 1_000_000 {
 		return 0, 0, fmt.Errorf("count must be an integer 1..1000000, got %q", n)
 	}
 	per := map[string]time.Duration{"s": time.Second, "m": time.Minute, "h": time.Hour, "d": 24 * time.Hour}[unit]
@@ -184,7 +184,7 @@ func ParseRate(s string) (int, time.Duration, error) {
 
 // ParseClock parses "HH:MM" (00:00..23:59).
 func ParseClock(s string) (hour, minute int, err error) {
-	if len(s) != 5 || s[2] != ':' {
+	if len(s) != 5 || s[2] != ':' || !digits(s[:2]) || !digits(s[3:]) {
 		return 0, 0, fmt.Errorf("want HH:MM, got %q", s)
 	}
 	h, err1 := strconv.Atoi(s[:2])
@@ -193,6 +193,15 @@ func ParseClock(s string) (hour, minute int, err error) {
 		return 0, 0, fmt.Errorf("want HH:MM between 00:00 and 23:59, got %q", s)
 	}
 	return h, m, nil
+}
+
+func digits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 var sinkNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)

@@ -317,7 +317,12 @@ func (l *lane) runDigest() {
 		return
 	}
 	a := digestAlert(l.name, c.Digest, items, now)
-	if err := l.deliver(c, &a); err != nil {
+	r := l.d.policy.Load().Retry
+	if err := l.attempts(c, &a, r.MaxAttempts, r); err != nil {
+		// The items stay in the store: nothing is lost, so this is not
+		// counted among the losses reported to the sink.
+		l.failed.Add(1)
+		l.d.log.Warn("alert: digest not delivered; its items are kept and retried", "sink", l.name, "items", len(items), "retry_in", digestRetry, "err", err)
 		l.mu.Lock()
 		l.setDigestTimer(now.Add(digestRetry), now)
 		l.mu.Unlock()

@@ -12,9 +12,9 @@ import (
 )
 
 // What `serve` applies from a changed configuration file, on SIGHUP or when
-// the file changes: venues, policies and alert sinks, together. A file that does not load,
-// compile or build keeps the running venues and policies, and the log says
-// why. Every other section is read once at start; a change there is logged
+// the file changes: venues, policies and alert sinks, together. A file that
+// does not load, compile or build keeps the running venues, policies and
+// alert sinks, and the log says why. Every other section is read once at start; a change there is logged
 // and listed by RestartNeeded until the server restarts.
 
 // restartSections are the configuration's sections that only a restart

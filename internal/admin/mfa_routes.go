@@ -96,6 +96,10 @@ func MFARoutes() map[string]MFARoute {
 		"POST " + PathMFA + "/logout":            never,
 		"POST " + PathMFA + "/reset":             {MFAAlways, ActionMFAReset},
 		"POST " + PathMFA + "/recovery-codes":    {MFAAlways, ActionMFARecoveryCodes},
+		// A test alert goes to the configured sinks only and carries no
+		// secret: no second factor.
+		"GET " + PathAlerts:      never,
+		"POST " + PathAlertsTest: never,
 	}
 }
 

@@ -171,6 +171,8 @@ var wantMFARoutes = []struct { //nolint:gochecknoglobals // the test's table
 	{"POST /v1/mfa/logout", MFANever, ""},
 	{"POST /v1/mfa/reset", MFAAlways, "mfa.reset"},
 	{"POST /v1/mfa/recovery-codes", MFAAlways, "mfa.recovery_codes"},
+	{"GET /v1/alerts", MFANever, ""},
+	{"POST /v1/alerts/test", MFANever, ""},
 }
 
 // TestMFARouteTable checks the classification of every admin route, then

@@ -100,6 +100,12 @@ type TokenCounts struct {
 type AlertsStatus struct {
 	Detector string `json:"detector"`
 	Note     string `json:"note"`
+	// Sinks is the number of alert sinks configured; Unhealthy names
+	// those whose last delivery failed; Dropped counts alerts lost to
+	// full queues since start (details: GET /v1/alerts).
+	Sinks     int      `json:"sinks"`
+	Unhealthy []string `json:"unhealthy_sinks,omitempty"`
+	Dropped   uint64   `json:"dropped"`
 }
 
 // Add counts a token state to the counts.

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/keystile/keystile/internal/admin"
+	"github.com/keystile/keystile/internal/alert"
 	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/buildinfo"
 	"github.com/keystile/keystile/internal/config"
@@ -278,6 +279,11 @@ type Server struct {
 	metricsLn  net.Listener // nil unless metrics.listen is set
 	metricsSrv *http.Server
 
+	// alerts delivers alerts to the configured sinks (alerts.go);
+	// alertEnv resolves their secret references again on reload.
+	alerts   *alert.Dispatcher
+	alertEnv Env
+
 	cfgNow   atomic.Pointer[config.Config]
 	reloadMu sync.Mutex
 	venues   map[string]builtVenue
@@ -322,6 +328,10 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		return nil, err
 	}
 	s.cfgNow.Store(o.Config)
+	if err := s.newAlerts(env, o.Config.Alerts); err != nil {
+		s.closeStores(ctx)
+		return nil, err
+	}
 	s.venues = map[string]builtVenue{}
 	var venues []gateway.Venue
 	for _, id := range sortedVenueIDs(o.Config) {
@@ -416,6 +426,7 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		Guard: credentialGuard{cfg: s.Config, tokens: s.tokens},
 		Extra: func(mux *http.ServeMux) {
 			admin.TokenRoutes(mux, policyTokens{Service: s.tokens, engine: s.policy, cfg: s.Config}, o.Logger)
+			admin.AlertRoutes(mux, s.alerts, o.Logger)
 			mux.HandleFunc("POST "+admin.PathOAuth+"/{venue}/login", oauthLogin(s.Config, v, o.Logger))
 		},
 		Status: s.status,
@@ -518,6 +529,9 @@ loop:
 }
 
 func (s *Server) closeStores(ctx context.Context) {
+	// Alerts first: queued ones get a few seconds, and pending digest
+	// items are in the database, which closes last.
+	s.closeAlerts(ctx)
 	// The audit log closes first: its final checkpoint is signed with a
 	// key derived from the vault, and the gateway no longer writes to it.
 	if s.audit != nil {

@@ -12,9 +12,9 @@ import (
 )
 
 // What `serve` applies from a changed configuration file, on SIGHUP or when
-// the file changes: venues and policies, together. A file that does not load,
-// compile or build keeps the running venues and policies, and the log says
-// why. Every other section is read once at start; a change there is logged
+// the file changes: venues, policies and alert sinks, together. A file that
+// does not load, compile or build keeps the running venues, policies and
+// alert sinks, and the log says why. Every other section is read once at start; a change there is logged
 // and listed by RestartNeeded until the server restarts.
 
 // restartSections are the configuration's sections that only a restart
@@ -32,6 +32,8 @@ var restartSections = []struct {
 	{"audit", func(c *config.Config) any { return c.Audit }},
 	{"idempotency", func(c *config.Config) any { return c.Idempotency }},
 	{"metrics", func(c *config.Config) any { return c.Metrics }},
+	// The rest of alerts: reloads; its queue sizes are fixed at start.
+	{"alerts.queue_size", func(c *config.Config) any { return c.Alerts.QueueSize }},
 }
 
 // restartNeeded lists the sections of next that differ from the running
@@ -74,6 +76,11 @@ func (s *Server) reload(path string) (*policy.Set, error) {
 	set, err := policy.Compile(cfg)
 	if err != nil {
 		return nil, err
+	}
+	ab := s.alertBuilder(s.alertEnv)
+	alertSinks, alertPolicy, alertSecrets, err := ab.build(cfg.Alerts)
+	if err != nil {
+		return nil, fmt.Errorf("alerts: %w", err)
 	}
 	next := make(map[string]builtVenue, len(cfg.Venues))
 	var added, changed, removed []string
@@ -134,12 +141,20 @@ func (s *Server) reload(path string) (*policy.Set, error) {
 		sort.Strings(removed)
 		s.log.Info("keystile: venues reloaded", "file", path, "added", added, "changed", changed, "removed", removed)
 	}
+	if err := s.alerts.Reconfigure(alertSinks, alertPolicy); err != nil {
+		s.log.Warn("keystile: alert sinks not reloaded", "err", err)
+	} else {
+		ab.prefetch(alertSecrets)
+		if !reflect.DeepEqual(s.Config().Alerts, cfg.Alerts) {
+			s.log.Info("keystile: alert sinks reloaded", "file", path, "sinks", len(alertSinks))
+		}
+	}
 	s.restart = restartNeeded(s.cfg, cfg)
 	if len(s.restart) > 0 {
 		s.log.Warn("keystile: these settings changed in the file and take effect only after a restart", "file", path, "sections", s.restart)
 	}
 	now := *s.cfg
-	now.Venues, now.Policies = cfg.Venues, cfg.Policies
+	now.Venues, now.Policies, now.Alerts = cfg.Venues, cfg.Policies, cfg.Alerts
 	s.cfgNow.Store(&now)
 	return set, nil
 }

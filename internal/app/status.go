@@ -30,7 +30,7 @@ func (s *Server) status(ctx context.Context) admin.Status {
 		UptimeSeconds: int64(time.Since(s.started) / time.Second), DataDir: s.dataDir, Config: s.cfgPath,
 		Gateway: s.GatewayAddr(), GatewaySocket: s.gatewaySocket(),
 		Venues: s.venueStatus(ctx), Store: s.storeStatus(ctx), Audit: s.auditStatus(ctx), Tokens: s.tokenCounts(ctx),
-		Alerts:  &admin.AlertsStatus{Detector: "none", Note: alertsNote},
+		Alerts:  s.alertsSummary(ctx),
 		Metrics: s.MetricsAddr(), RestartNeeded: s.RestartNeeded(),
 	}
 	return st
@@ -159,4 +159,22 @@ func (s *Server) tokenCounts(ctx context.Context) *admin.TokenCounts {
 		c.Add(admin.TokenState(t, now))
 	}
 	return c
+}
+
+// alertsSummary is the alerts part of status: the detector note and a
+// summary of the sinks (GET /v1/alerts has the details).
+func (s *Server) alertsSummary(ctx context.Context) *admin.AlertsStatus {
+	st := &admin.AlertsStatus{Detector: "none", Note: alertsNote}
+	if s.alerts == nil {
+		return st
+	}
+	as := s.alerts.Status(ctx)
+	st.Sinks, st.Dropped = len(as.Sinks), as.Dropped
+	for _, k := range as.Sinks {
+		st.Dropped += k.Dropped
+		if !k.Healthy {
+			st.Unhealthy = append(st.Unhealthy, k.Name)
+		}
+	}
+	return st
 }

@@ -123,6 +123,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.AddCommand(newPolicy(g))
 	root.AddCommand(newStatus(g), newService(g))
 	root.AddCommand(newMFA(g), newAdminCmd(g))
+	root.AddCommand(newAlert(g))
 	return root
 }
 

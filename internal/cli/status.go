@@ -113,6 +113,9 @@ func printStatus(w io.Writer, st admin.Status) error {
 	} else {
 		fmt.Fprintf(tw, "alerts:\t%s: %s\n", st.Alerts.Detector, st.Alerts.Note)
 	}
+	if a := st.Alerts; a != nil {
+		fmt.Fprintf(tw, "alert sinks:\t%s\n", alertSinksLine(a))
+	}
 	if len(st.Venues) == 0 {
 		fmt.Fprintf(tw, "venues:\tnone configured\n")
 	} else {
@@ -185,4 +188,18 @@ func bytesIEC(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}
+
+func alertSinksLine(a *admin.AlertsStatus) string {
+	if a.Sinks == 0 {
+		return "none configured (alerts: in keystile.yaml)"
+	}
+	s := fmt.Sprintf("%d", a.Sinks)
+	if len(a.Unhealthy) > 0 {
+		s += ", failing: " + strings.Join(a.Unhealthy, ", ")
+	}
+	if a.Dropped > 0 {
+		s += fmt.Sprintf(", %d alerts dropped", a.Dropped)
+	}
+	return s + " (keystile alert status)"
 }

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"testing"
+	"time"
 )
 
 // FuzzParse: Parse never panics; it returns either a Config that
@@ -22,6 +24,8 @@ func FuzzParse(f *testing.F) {
 		"x: &x {level: info}\nlog:\n  <<: *x\n",
 		"log: {}\n---\nlog: {}\n",
 		"venues:\n  a: &v {type: dmarket, credential: c, base_url: https://a.example}\n  b: *v\n",
+		"alerts:\n  rate_limit: 3/x\n  sinks:\n    - {name: a, type: email, settings: {host: h, from: a@b.c, to: [a@b.c], port: 0}}\n",
+		"alerts:\n  sinks:\n    - {name: a, type: webhook, digest: {at: \"7:00\"}, settings: {url: \"http://[::1]/x\", secret_ref: env:K}}\n",
 		"gateway: [1, 2]\n", "- a\n", "\"\n", "{{{{", "venues: {x: }\n",
 	} {
 		f.Add([]byte(s))
@@ -50,6 +54,30 @@ func FuzzParse(f *testing.F) {
 			}
 			if e.File != "f.yaml" {
 				t.Fatalf("error without file: %#v", e)
+			}
+		}
+	})
+}
+
+// FuzzAlertValues: the alerts section's value parsers never panic, and
+// what they accept is in range and formats back to itself.
+func FuzzAlertValues(f *testing.F) {
+	for _, s := range []string{"30/h", "1/s", "1000000/d", "none", "", "0/h", "10/w", "/h", "5", "08:00", "23:59", "24:00", "7:00", "ab:cd", "-1:00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if n, per, err := ParseRate(s); err == nil && (s != "" && s != "none") {
+			if n < 1 || n > 1_000_000 || per <= 0 {
+				t.Fatalf("ParseRate(%q) = %d, %s", s, n, per)
+			}
+			unit := map[time.Duration]string{time.Second: "s", time.Minute: "m", time.Hour: "h", 24 * time.Hour: "d"}[per]
+			if n2, per2, err := ParseRate(fmt.Sprintf("%d/%s", n, unit)); err != nil || n2 != n || per2 != per {
+				t.Fatalf("round trip of %q: %d %s %v", s, n2, per2, err)
+			}
+		}
+		if h, m, err := ParseClock(s); err == nil {
+			if h < 0 || h > 23 || m < 0 || m > 59 || fmt.Sprintf("%02d:%02d", h, m) != s {
+				t.Fatalf("ParseClock(%q) = %d:%d", s, h, m)
 			}
 		}
 	})

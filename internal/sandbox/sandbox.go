@@ -192,7 +192,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	for v := range o.Credentials {
 		if !slices.Contains(AllVenues(), v) {
-			return nil, fmt.Errorf("sandbox: credentials for %q: %w", v, ErrUnknownVenue)
+			return nil, fmt.Errorf("%w: credentials for %q", ErrUnknownVenue, v)
 		}
 	}
 	host := o.ListenHost
@@ -259,7 +259,7 @@ func (s *Server) startVenue(name, host string, o Options) (*venueServer, error) 
 			vs.emu, ok, err = newExchangeB(name, vs, creds)
 		}
 		if !ok && err == nil {
-			return nil, fmt.Errorf("sandbox: start %q: %w", name, ErrUnknownVenue)
+			return nil, fmt.Errorf("%w: start %q", ErrUnknownVenue, name)
 		}
 	}
 	if err != nil {
@@ -370,7 +370,7 @@ func (s *Server) Orders(venue string) []Order {
 func (s *Server) InjectFault(venue string, f Fault) error {
 	vs, ok := s.venues[venue]
 	if !ok {
-		return fmt.Errorf("sandbox: inject fault on %q: %w", venue, ErrUnknownVenue)
+		return fmt.Errorf("%w: inject fault on %q", ErrUnknownVenue, venue)
 	}
 	return vs.inject(f)
 }
@@ -379,7 +379,7 @@ func (s *Server) InjectFault(venue string, f Fault) error {
 func (s *Server) ClearFaults(venue string) error {
 	vs, ok := s.venues[venue]
 	if !ok {
-		return fmt.Errorf("sandbox: clear faults on %q: %w", venue, ErrUnknownVenue)
+		return fmt.Errorf("%w: clear faults on %q", ErrUnknownVenue, venue)
 	}
 	vs.mu.Lock()
 	vs.faults = nil
@@ -625,7 +625,7 @@ func ReadCredentials(r io.Reader) (map[string]map[string]string, error) {
 	dec := json.NewDecoder(io.LimitReader(r, maxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("sandbox: read credentials: %w: %w", ErrBadCredentials, err)
+		return nil, fmt.Errorf("%w: read credentials: %w", ErrBadCredentials, err)
 	}
 	return c, nil
 }

@@ -116,16 +116,16 @@ func newPolicyCheck(g *globals) *cobra.Command {
 
 // explainResult is what policy explain prints.
 type explainResult struct {
-	Decision   string `json:"decision"` // allow or deny
-	Rule       string `json:"rule,omitempty"`
-	Reason     string `json:"reason,omitempty"`
-	Status     int    `json:"status,omitempty"`
-	RetryAfter string `json:"retry_after,omitempty"`
-	Token      string `json:"token"`
-	Policy     string `json:"policy"`
-	Venue      string `json:"venue"`
-	Operation  string `json:"operation,omitempty"`
-	Notional   string `json:"notional,omitempty"`
+	Decision   string        `json:"decision"` // allow or deny
+	Rule       string        `json:"rule,omitempty"`
+	Reason     string        `json:"reason,omitempty"`
+	Status     int           `json:"status,omitempty"`
+	RetryAfter string        `json:"retry_after,omitempty"`
+	Token      string        `json:"token"`
+	Policy     string        `json:"policy"`
+	Venue      string        `json:"venue"`
+	Operation  string        `json:"operation,omitempty"`
+	Notional   string        `json:"notional,omitempty"`
 	Order      *explainOrder `json:"order,omitempty"`
 }
 

@@ -199,9 +199,9 @@ func checkSinks(sinks []SinkConfig) error {
 		case c.Sink == nil:
 			return fmt.Errorf("alert: sink %q: no Sink", c.Name)
 		case c.MinSeverity != 0 && !c.MinSeverity.Valid():
-			return fmt.Errorf("alert: sink %q: %w", c.Name, ErrSeverity)
+			return fmt.Errorf("%w: sink %q", ErrSeverity, c.Name)
 		case c.Digest != nil && !c.Digest.MaxSeverity.Valid():
-			return fmt.Errorf("alert: sink %q: digest: %w", c.Name, ErrSeverity)
+			return fmt.Errorf("%w: sink %q digest", ErrSeverity, c.Name)
 		}
 		seen[c.Name] = true
 	}

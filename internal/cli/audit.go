@@ -134,14 +134,15 @@ func readPublicKey(path string) (ed25519.PublicKey, error) {
 }
 
 func newAuditPublicKey(g *globals) *cobra.Command {
-	var format string
+	var out *formatFlags
 	cmd := &cobra.Command{
-		Use:   "public-key [--format hex|pem]",
+		Use:   "public-key [--format hex|pem] [--json]",
 		Short: "Print the public key that verifies the audit log's checkpoints",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if format != "hex" && format != "pem" {
-				return usagef("audit public-key: --format wants hex or pem")
+			format, err := out.value(cmd)
+			if err != nil {
+				return err
 			}
 			cfg, dir, err := g.resolve()
 			if err != nil {
@@ -160,10 +161,19 @@ func newAuditPublicKey(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return pem.Encode(g.io.Stdout, &pem.Block{Type: "PUBLIC KEY", Bytes: der})
+			pemText := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+			if format == "json" {
+				return g.printJSON(struct {
+					Algorithm    string `json:"algorithm"`
+					PublicKeyHex string `json:"public_key_hex"`
+					PublicKeyPEM string `json:"public_key_pem"`
+				}{"ed25519", hex.EncodeToString(pub), string(pemText)})
+			}
+			_, err = g.io.Stdout.Write(pemText)
+			return err
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "hex", "output format: hex or pem")
+	out = newFormatFlags(cmd, "hex", "hex", "pem", "json")
 	return cmd
 }
 
@@ -344,16 +354,17 @@ its HMAC, so matching it opens the vault (offline) to derive the identity key.`,
 }
 
 func newAuditExport(g *globals) *cobra.Command {
-	var format string
+	var out *formatFlags
 	cmd := &cobra.Command{
-		Use:   "export --format jsonl",
+		Use:   "export [--format jsonl]",
 		Short: "Write the whole log (records, then checkpoints) to stdout as canonical JSON lines",
 		Long: `export writes every record and then every checkpoint as canonical JSON lines: the output is a
-JSONL audit log that keystile audit verify accepts (audit.sink jsonl, audit.path FILE).`,
+JSONL audit log that keystile audit verify accepts (audit.sink jsonl, audit.path FILE).
+--json prints the same JSON lines.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if format != "jsonl" {
-				return usagef("audit export: --format wants jsonl")
+			if _, err := out.value(cmd); err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			r, _, _, err := g.auditReader(ctx)
@@ -373,6 +384,6 @@ JSONL audit log that keystile audit verify accepts (audit.sink jsonl, audit.path
 			})
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "jsonl", "output format: jsonl")
+	out = newFormatFlags(cmd, "jsonl", "jsonl")
 	return cmd
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -207,4 +208,47 @@ func (g *globals) printJSON(v any) error {
 	enc := json.NewEncoder(g.io.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// The output convention: every command that prints a result takes --json
+// (snake_case keys, one document, or one per line for streams); commands
+// that had a --format flag keep it, with --json as the same as
+// --format json. New commands register their flag with jsonFlag or
+// formatFlags; TestOutputFlagConvention checks every command.
+
+// jsonFlag registers --json.
+func jsonFlag(cmd *cobra.Command, v *bool) {
+	cmd.Flags().BoolVar(v, "json", false, "print the result as JSON (snake_case keys)")
+}
+
+// formatFlags is a --format flag with its choices, and --json.
+type formatFlags struct {
+	format  string
+	json    bool
+	choices []string
+}
+
+// formatFlags registers --format (default def; one of choices) and
+// --json (the same as --format json, or JSON output where no JSON choice
+// exists, for commands that print JSON anyway).
+func newFormatFlags(cmd *cobra.Command, def string, choices ...string) *formatFlags {
+	f := &formatFlags{choices: choices}
+	cmd.Flags().StringVar(&f.format, "format", def, "output format: "+strings.Join(choices, ", ")+" (--json is --format json)")
+	jsonFlag(cmd, &f.json)
+	return f
+}
+
+// value returns the chosen format; --json with another --format is a
+// usage error.
+func (f *formatFlags) value(cmd *cobra.Command) (string, error) {
+	if !slices.Contains(f.choices, f.format) {
+		return "", usagef("%s: --format must be one of %s, not %q", cmd.CommandPath(), strings.Join(f.choices, ", "), f.format)
+	}
+	if f.json {
+		if cmd.Flags().Changed("format") && f.format != "json" {
+			return "", usagef("%s: --json and --format %s exclude each other", cmd.CommandPath(), f.format)
+		}
+		return "json", nil
+	}
+	return f.format, nil
 }

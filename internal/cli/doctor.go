@@ -25,9 +25,10 @@ import (
 const metaMasterKey = "master_key"
 
 func newDoctor(g *globals) *cobra.Command {
-	var format, failOn string
+	var failOn string
+	var out *formatFlags
 	cmd := &cobra.Command{
-		Use:   "doctor [--format text|json] [--fail-on warn|fail]",
+		Use:   "doctor [--json] [--fail-on warn|fail]",
 		Short: "Check this machine's keystile set-up against the security checklist",
 		Long: `doctor checks permissions, the master-key source, .env files and shell histories, the config's
 venues, tokens, credential rotation and the running server. Each check has an id, a severity, a result
@@ -39,8 +40,9 @@ Exit status 1 when a check is at or above --fail-on (default fail).`,
 			if err != nil {
 				return usagef("%v", err)
 			}
-			if format != "text" && format != "json" {
-				return usagef("doctor: --format wants text or json")
+			format, err := out.value(cmd)
+			if err != nil {
+				return err
 			}
 			cfg, dir, err := g.resolve()
 			if err != nil {
@@ -62,7 +64,7 @@ Exit status 1 when a check is at or above --fail-on (default fail).`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "text", "output format: text or json")
+	out = newFormatFlags(cmd, "text", "text", "json")
 	cmd.Flags().StringVar(&failOn, "fail-on", "fail", "exit 1 when a check is at or above: warn or fail")
 	return cmd
 }

@@ -88,6 +88,7 @@ The exit status is CMD's.`,
 	fl.StringVar(&f.tokenFromEnv, "token-from-env", "", "pass the kst_ token held in this variable instead of minting one")
 	f.mint.register(fl, "venue the minted token may reach (repeatable; default: every configured venue)",
 		defaultExecTTL, "lifetime of the minted token (at most tokens.max_ttl)")
+	f.mint.complete(g, cmd)
 	fl.StringArrayVar(&f.envs, "env", nil, "inject a real secret: NAME=REF (repeatable; see above)")
 	fl.StringArrayVar(&f.keepEnv, "keep-env", nil, "pass this inherited variable although it looks like a credential (repeatable)")
 	return cmd

@@ -249,9 +249,9 @@ or a code from --totp / KEYSTILE_TOTP, or asks for one on the terminal.`,
 
 func newMFAEnroll(g *globals) *cobra.Command {
 	var account string
-	var invert, noQR bool
+	var invert, noQR, jsonOut bool
 	cmd := &cobra.Command{
-		Use:   "enroll [--account NAME] [--invert] [--no-qr]",
+		Use:   "enroll [--account NAME] [--invert] [--no-qr] [--json]",
 		Short: "Enrol an authenticator app (QR code, recovery codes); active after a first code",
 		Long: `enroll makes a TOTP secret, stores it in the server's vault, shows it as a QR code (and as a
 key to type) for an authenticator app, and asks for the code the app then shows. Only a good
@@ -289,6 +289,11 @@ code activates the second factor; then the recovery codes are shown, once: keep 
 				return err
 			}
 			out := g.io.Stdout
+			if jsonOut {
+				// The QR code and key are for the person at the terminal;
+				// stdout carries only the JSON result.
+				out = g.io.Stderr
+			}
 			fmt.Fprintf(out, "Scan this QR code with an authenticator app, or type the key in:\n\n")
 			if !noQR {
 				qr, err := mfa.TerminalQR(uri, invert)
@@ -313,6 +318,14 @@ code activates the second factor; then the recovery codes are shown, once: keep 
 				}
 				fmt.Fprintln(g.io.Stderr, "keystile: that code is not valid; check the phone's clock and try the next one")
 			}
+			if jsonOut {
+				return g.printJSON(struct {
+					State         string   `json:"state"`
+					Issuer        string   `json:"issuer"`
+					Account       string   `json:"account"`
+					RecoveryCodes []string `json:"recovery_codes"`
+				}{mfa.StateActive, st.Issuer, account, codes})
+			}
 			fmt.Fprintf(out, "Second factor enrolled. Sensitive admin actions now need a code or an admin session.\n\n")
 			fmt.Fprintf(out, "Recovery codes: each works once, instead of a code, if the phone is lost.\nThey are shown only now; keystile keeps only their digests. Store them offline:\n\n")
 			for _, rc := range codes {
@@ -324,6 +337,7 @@ code activates the second factor; then the recovery codes are shown, once: keep 
 	cmd.Flags().StringVar(&account, "account", "", "account name shown by the app (default USER@HOST)")
 	cmd.Flags().BoolVar(&invert, "invert", false, "draw the QR code for a light-background terminal")
 	cmd.Flags().BoolVar(&noQR, "no-qr", false, "do not draw the QR code (show the key and URI only)")
+	jsonFlag(cmd, &jsonOut)
 	return cmd
 }
 
@@ -397,9 +411,9 @@ func newMFAStatus(g *globals) *cobra.Command {
 }
 
 func newMFALogin(g *globals) *cobra.Command {
-	var printEnv bool
+	var printEnv, jsonOut bool
 	cmd := &cobra.Command{
-		Use:   "login [--totp CODE] [--env]",
+		Use:   "login [--totp CODE] [--env] [--json]",
 		Short: "Exchange one code for a short admin session that gated commands then use",
 		Long: `login checks a TOTP or recovery code and opens an admin session (admin.mfa.session_ttl, default
 5m) bound to your uid (or admin token). It is kept in $XDG_RUNTIME_DIR/keystile (else
@@ -419,13 +433,26 @@ KEYSTILE_MFA_SESSION=... instead, for a script to export. A session cannot renew
 			if err != nil {
 				return err
 			}
-			if printEnv {
+			if printEnv && !jsonOut {
 				_, err := fmt.Fprintf(g.io.Stdout, "%s=%s\n", EnvMFASession, s.Session)
 				return err
 			}
-			p, err := g.saveSession(c.Target(), s)
-			if err != nil {
-				return err
+			var p string
+			if !printEnv {
+				if p, err = g.saveSession(c.Target(), s); err != nil {
+					return err
+				}
+			}
+			if jsonOut {
+				res := struct {
+					ExpiresAt time.Time `json:"expires_at"`
+					StoredIn  string    `json:"stored_in,omitempty"`
+					Env       string    `json:"env,omitempty"`
+				}{ExpiresAt: s.ExpiresAt, StoredIn: p}
+				if printEnv {
+					res.Env = EnvMFASession + "=" + s.Session
+				}
+				return g.printJSON(res)
 			}
 			_, err = fmt.Fprintf(g.io.Stdout, "Admin session until %s (%s), stored in %s\n", s.ExpiresAt.Local().Format(time.TimeOnly),
 				time.Until(s.ExpiresAt).Round(time.Second), p)
@@ -433,12 +460,14 @@ KEYSTILE_MFA_SESSION=... instead, for a script to export. A session cannot renew
 		},
 	}
 	cmd.Flags().BoolVar(&printEnv, "env", false, "print KEYSTILE_MFA_SESSION=... instead of storing the session")
+	jsonFlag(cmd, &jsonOut)
 	return cmd
 }
 
 func newMFALogout(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "logout",
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "logout [--json]",
 		Short: "End your admin session (on the server and here)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -449,23 +478,34 @@ func newMFALogout(g *globals) *cobra.Command {
 			err = c.MFALogout(cmd.Context())
 			_ = g.dropSession(c.Target())
 			var ae *admin.APIError
+			ended := true
 			if errors.As(err, &ae) && ae.Status == 404 {
-				_, err = fmt.Fprintln(g.io.Stdout, "No admin session to end")
-				return err
+				ended, err = false, nil
 			}
 			if err != nil {
+				return err
+			}
+			if jsonOut {
+				return g.printJSON(struct {
+					Ended bool `json:"ended"`
+				}{ended})
+			}
+			if !ended {
+				_, err = fmt.Fprintln(g.io.Stdout, "No admin session to end")
 				return err
 			}
 			_, err = fmt.Fprintln(g.io.Stdout, "Admin session ended")
 			return err
 		},
 	}
+	jsonFlag(cmd, &jsonOut)
+	return cmd
 }
 
 func newMFAReset(g *globals) *cobra.Command {
-	var offline bool
+	var offline, jsonOut bool
 	cmd := &cobra.Command{
-		Use:   "reset [--offline]",
+		Use:   "reset [--offline] [--json]",
 		Short: "Remove the second factor (needs a code, a recovery code or a session; --offline: the break-glass path)",
 		Long: `reset removes the enrolment, its recovery codes and the TOTP secret (crypto-shredded in the
 vault) and ends every admin session. Online it is itself gated: give a code from the app or,
@@ -488,6 +528,12 @@ writes the reset to the audit log. Then start the server and enrol again.`,
 				if err := app.ResetMFAOffline(cmd.Context(), g.env(), app.ResetMFAOptions{DataDir: dir, Config: cfg, Logger: log, Stdout: g.io.Stdout}); err != nil {
 					return err
 				}
+				if jsonOut {
+					return g.printJSON(struct {
+						State   string `json:"state"`
+						Offline bool   `json:"offline"`
+					}{"none", true})
+				}
 				_, err = fmt.Fprintln(g.io.Stdout, "Second factor removed (offline). Start the server and run `keystile mfa enroll`.")
 				return err
 			}
@@ -495,21 +541,27 @@ writes the reset to the audit log. Then start the server and enrol again.`,
 			if err != nil {
 				return err
 			}
-			if _, err := c.MFAReset(cmd.Context()); err != nil {
+			st, err := c.MFAReset(cmd.Context())
+			if err != nil {
 				return err
 			}
 			_ = g.dropSession(c.Target())
+			if jsonOut {
+				return g.printJSON(st)
+			}
 			_, err = fmt.Fprintln(g.io.Stdout, "Second factor removed; sensitive actions no longer need one. Enrol again: keystile mfa enroll")
 			return err
 		},
 	}
 	cmd.Flags().BoolVar(&offline, "offline", false, "with the server stopped: reset on the data directory with the master key")
+	jsonFlag(cmd, &jsonOut)
 	return cmd
 }
 
 func newMFARecoveryCodes(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "recovery-codes",
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "recovery-codes [--json]",
 		Short: "Replace every recovery code with new ones (gated; shown once)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -524,6 +576,11 @@ func newMFARecoveryCodes(g *globals) *cobra.Command {
 			if _, err := c.MFARecoveryCodes(cmd.Context(), codes); err != nil {
 				return err
 			}
+			if jsonOut {
+				return g.printJSON(struct {
+					RecoveryCodes []string `json:"recovery_codes"`
+				}{codes})
+			}
 			fmt.Fprintf(g.io.Stdout, "New recovery codes (the old ones no longer work); shown only now:\n\n")
 			for _, rc := range codes {
 				fmt.Fprintf(g.io.Stdout, "  %s\n", rc)
@@ -531,14 +588,17 @@ func newMFARecoveryCodes(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	jsonFlag(cmd, &jsonOut)
+	return cmd
 }
 
 func newAdminCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "admin", Short: "The TCP admin listener (admin.listen)"}
 	tok := &cobra.Command{Use: "token", Short: "Admin bearer tokens for admin.listen"}
 	var name string
+	var jsonOut bool
 	newTok := &cobra.Command{
-		Use:   "new --name NAME",
+		Use:   "new --name NAME [--json]",
 		Short: "Make an admin bearer token: printed once on stdout, its admin.tokens entry on stderr",
 		Long: `token new makes a random admin bearer token (ksa_...) for the TCP admin listener. Put the printed
 entry (name and SHA-256; the server never stores the token) under admin.tokens in keystile.yaml
@@ -553,12 +613,20 @@ and restart the server. The token goes to the remote CLI in KEYSTILE_ADMIN_TOKEN
 				return err
 			}
 			defer t.Wipe()
+			if jsonOut {
+				return g.printJSON(struct {
+					Token  string `json:"token"`
+					Name   string `json:"name"`
+					SHA256 string `json:"sha256"`
+				}{string(t.Reveal()), name, hex.EncodeToString(d[:])})
+			}
 			fmt.Fprintf(g.io.Stdout, "%s\n", t.Reveal())
 			fmt.Fprintf(g.io.Stderr, "Shown once. Add to keystile.yaml and restart the server:\nadmin:\n  tokens:\n    - name: %s\n      sha256: %s\n", name, hex.EncodeToString(d[:]))
 			return nil
 		},
 	}
 	newTok.Flags().StringVar(&name, "name", "", "who holds the token (shown in logs and audit records)")
+	jsonFlag(newTok, &jsonOut)
 	tok.AddCommand(newTok)
 	cmd.AddCommand(tok)
 	return cmd

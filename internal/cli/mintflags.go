@@ -3,6 +3,7 @@ package cli
 import (
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/keystile/keystile/internal/admin"
@@ -28,6 +29,12 @@ func (m *mintFlags) register(fl *pflag.FlagSet, venueUsage string, ttl time.Dura
 	fl.StringVar(&m.policy, "policy", "", "policy name (must be in the server's config)")
 	fl.BoolVar(&m.test, "test", false, "mint a kst_test_ token (test/demo/sandbox endpoints only)")
 	fl.DurationVar(&m.ttl, "ttl", ttl, ttlUsage)
+}
+
+// complete registers the completion of --venue with the running server's
+// venues.
+func (m *mintFlags) complete(g *globals, cmd *cobra.Command) {
+	_ = cmd.RegisterFlagCompletionFunc("venue", g.completeFlag(venueNames)) // #nosec G104 -- the flag is registered above
 }
 
 // check validates what can be checked without the server: the syntax of

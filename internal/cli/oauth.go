@@ -13,6 +13,7 @@ func newOAuth(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "oauth", Short: "OAuth 2.0 venues"}
 	var port int
 	var timeout time.Duration
+	var jsonOut bool
 	login := &cobra.Command{
 		Use:   "login VENUE",
 		Short: "Run the authorization-code flow (PKCE, loopback redirect) and store the refresh token",
@@ -26,6 +27,7 @@ credential). Open the printed URL in a browser on this machine; the redirect com
 			}
 			return nil
 		},
+		ValidArgsFunction: g.complete(venueNames),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -37,12 +39,20 @@ credential). Open the printed URL in a browser on this machine; the redirect com
 			if err != nil {
 				return err
 			}
+			if jsonOut {
+				return g.printJSON(struct {
+					Venue      string `json:"venue"`
+					Credential string `json:"credential"`
+					Version    int    `json:"version"`
+				}{args[0], ev.Credential, ev.Version})
+			}
 			_, err = fmt.Fprintf(g.io.Stdout, "Stored the refresh token in credential %s (version %d)\n", ev.Credential, ev.Version)
 			return err
 		},
 	}
 	login.Flags().IntVar(&port, "port", 0, "loopback redirect port (0: any free port; fix it if the provider needs an exact redirect URI)")
 	login.Flags().DurationVar(&timeout, "timeout", 4*time.Minute, "how long to wait for the browser (at most 4m)")
+	jsonFlag(login, &jsonOut)
 	cmd.AddCommand(login)
 	return cmd
 }

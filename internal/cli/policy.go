@@ -116,19 +116,27 @@ func newPolicyCheck(g *globals) *cobra.Command {
 
 // explainResult is what policy explain prints.
 type explainResult struct {
-	Decision   string `json:"decision"` // allow or deny
-	Rule       string `json:"rule,omitempty"`
-	Reason     string `json:"reason,omitempty"`
-	Status     int    `json:"status,omitempty"`
-	RetryAfter string `json:"retry_after,omitempty"`
-	Token      string `json:"token"`
-	Policy     string `json:"policy"`
-	Venue      string `json:"venue"`
-	Operation  string `json:"operation,omitempty"`
+	Decision   string        `json:"decision"` // allow or deny
+	Rule       string        `json:"rule,omitempty"`
+	Reason     string        `json:"reason,omitempty"`
+	Status     int           `json:"status,omitempty"`
+	RetryAfter string        `json:"retry_after,omitempty"`
+	Token      string        `json:"token"`
+	Policy     string        `json:"policy"`
+	Venue      string        `json:"venue"`
+	Operation  string        `json:"operation,omitempty"`
+	Notional   string        `json:"notional,omitempty"`
+	Order      *explainOrder `json:"order,omitempty"`
+}
+
+// explainOrder is the order explain read from the request.
+type explainOrder struct {
+	Instrument string `json:"instrument,omitempty"`
+	Side       string `json:"side,omitempty"`
+	Type       string `json:"type,omitempty"`
+	Quantity   string `json:"quantity,omitempty"`
+	Price      string `json:"price,omitempty"`
 	Notional   string `json:"notional,omitempty"`
-	Order      *struct {
-		Instrument, Side, Type, Quantity, Price, Notional string `json:",omitempty"`
-	} `json:"order,omitempty"`
 }
 
 func newPolicyExplain(g *globals) *cobra.Command {
@@ -330,9 +338,7 @@ func explain(ctx context.Context, g *globals, tokenRef, reqFile, refPrice string
 	}
 	if in.Order != nil {
 		o := in.Order
-		res.Order = &struct {
-			Instrument, Side, Type, Quantity, Price, Notional string `json:",omitempty"`
-		}{o.Instrument, o.Side, o.Type, o.Quantity, o.Price, o.Notional}
+		res.Order = &explainOrder{o.Instrument, o.Side, o.Type, o.Quantity, o.Price, o.Notional}
 	}
 	if refPrice != "" {
 		p, err := decimal.NewFromString(refPrice)

@@ -20,7 +20,7 @@ var errFindings = errors.New("scan: secrets found")
 func newScan(g *globals) *cobra.Command {
 	var (
 		gitHist, staged bool
-		format          string
+		outFlags        *formatFlags
 		baseline        string
 	)
 	cmd := &cobra.Command{
@@ -39,12 +39,13 @@ known findings, matched by fingerprint, never by value.`,
 			if gitHist && staged {
 				return usagef("scan: --git and --staged exclude each other")
 			}
-			write, ok := map[string]func(io.Writer, *scan.Report) error{
+			format, err := outFlags.value(cmd)
+			if err != nil {
+				return err
+			}
+			write := map[string]func(io.Writer, *scan.Report) error{
 				"text": scan.WriteText, "json": scan.WriteJSON, "sarif": scan.WriteSARIF,
 			}[format]
-			if !ok {
-				return usagef("scan: --format must be text, json or sarif, not %q", format)
-			}
 			if (gitHist || staged) && len(args) > 1 {
 				return usagef("scan: --git and --staged take at most one repository path")
 			}
@@ -96,7 +97,7 @@ known findings, matched by fingerprint, never by value.`,
 	f := cmd.Flags()
 	f.BoolVar(&gitHist, "git", false, "scan the git history of the repository")
 	f.BoolVar(&staged, "staged", false, "scan the changes staged for commit (pre-commit hook)")
-	f.StringVar(&format, "format", "text", "output format: text, json or sarif")
+	outFlags = newFormatFlags(cmd, "text", "text", "json", "sarif")
 	f.StringVar(&baseline, "baseline", "", "earlier JSON report whose findings are known and not reported")
 	return cmd
 }
@@ -130,7 +131,7 @@ func newHooks(g *globals) *cobra.Command {
 		Use:   "hooks",
 		Short: "Manage git hooks that run keystile",
 	}
-	var force bool
+	var force, jsonOut bool
 	install := &cobra.Command{
 		Use:   "install [REPO]",
 		Short: "Write a git pre-commit hook that runs 'keystile scan --staged'",
@@ -144,11 +145,17 @@ func newHooks(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if jsonOut {
+				return g.printJSON(struct {
+					Hook string `json:"hook"`
+				}{path})
+			}
 			_, err = fmt.Fprintf(g.io.Stdout, "Installed pre-commit hook %s\n", path)
 			return err
 		},
 	}
 	install.Flags().BoolVar(&force, "force", false, "replace an existing pre-commit hook")
+	jsonFlag(install, &jsonOut)
 	cmd.AddCommand(install)
 	return cmd
 }

@@ -219,7 +219,8 @@ api_key and secret or private_key; okx: api_key, secret, passphrase; ...): a mis
 the venue does not read, is refused with both named, and nothing is stored.`,
 		Example: `  printf 'api_key=%s\nsecret=%s\n' "$K" "$S" | keystile secret set binance-main
   keystile secret set betfair --field password --from-file client_cert=./client.crt --from-env app_key=BF_APP_KEY`,
-		Args: nameArg,
+		Args:              nameArg,
+		ValidArgsFunction: g.complete(secretNames),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if rotationDays < 0 {
 				return usagef("--rotation-days must be >= 0")
@@ -321,9 +322,10 @@ func printInfo(g *globals, i vault.Info) error {
 func newSecretShow(g *globals) *cobra.Command {
 	var jsonOut bool
 	cmd := &cobra.Command{
-		Use:   "show NAME",
-		Short: "Show one credential's metadata (never its values)",
-		Args:  nameArg,
+		Use:               "show NAME",
+		Short:             "Show one credential's metadata (never its values)",
+		Args:              nameArg,
+		ValidArgsFunction: g.complete(secretNames),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -346,9 +348,10 @@ func newSecretShow(g *globals) *cobra.Command {
 func newSecretRevoke(g *globals) *cobra.Command {
 	var compromised, jsonOut bool
 	cmd := &cobra.Command{
-		Use:   "revoke NAME",
-		Short: "Revoke a credential: destroy every version (with --compromised, refuse its values forever)",
-		Args:  nameArg,
+		Use:               "revoke NAME",
+		Short:             "Revoke a credential: destroy every version (with --compromised, refuse its values forever)",
+		Args:              nameArg,
+		ValidArgsFunction: g.complete(secretNames),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -376,11 +379,12 @@ func newSecretRevoke(g *globals) *cobra.Command {
 }
 
 func newSecretRm(g *globals) *cobra.Command {
-	var force bool
+	var force, jsonOut bool
 	cmd := &cobra.Command{
-		Use:   "rm NAME [--force]",
-		Short: "Remove a credential and all its versions (--force if a configured venue uses it)",
-		Args:  nameArg,
+		Use:               "rm NAME [--force]",
+		Short:             "Remove a credential and all its versions (--force if a configured venue uses it)",
+		Args:              nameArg,
+		ValidArgsFunction: g.complete(secretNames),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -393,10 +397,17 @@ func newSecretRm(g *globals) *cobra.Command {
 				}
 				return err
 			}
+			if jsonOut {
+				return g.printJSON(struct {
+					Name    string `json:"name"`
+					Removed bool   `json:"removed"`
+				}{args[0], true})
+			}
 			_, err = fmt.Fprintf(g.io.Stdout, "Removed credential %s\n", args[0])
 			return err
 		},
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "remove it even though a configured venue signs with it")
+	jsonFlag(cmd, &jsonOut)
 	return cmd
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -47,6 +48,7 @@ func newService(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "service", Short: "Run keystile as a hardened systemd service"}
 
 	var uf serviceFlags
+	var unitJSON bool
 	unit := &cobra.Command{
 		Use:   "unit",
 		Short: "Print the systemd unit (with this binary's path)",
@@ -65,14 +67,21 @@ dumps). systemctl reload sends SIGHUP: serve reloads its policies.`,
 			if err != nil {
 				return serviceErr(err)
 			}
+			if unitJSON {
+				return g.printJSON(struct {
+					Path string `json:"path"`
+					Unit string `json:"unit"`
+				}{service.UnitPath, u})
+			}
 			_, err = fmt.Fprint(g.io.Stdout, u)
 			return err
 		},
 	}
 	uf.register(unit)
+	jsonFlag(unit, &unitJSON)
 
 	var inf serviceFlags
-	var dryRun, force bool
+	var dryRun, force, installJSON bool
 	install := &cobra.Command{
 		Use:   "install",
 		Short: "Install the systemd unit, the system user and the data dir (as root)",
@@ -90,9 +99,20 @@ A unit file that differs from this one is kept unless --force. --dry-run only pr
 			if !dryRun && os.Geteuid() != 0 {
 				return fmt.Errorf("service install writes %s and may create a user: run it as root (sudo), or add --dry-run", service.UnitPath)
 			}
+			var steps strings.Builder
 			in := service.Installer{DryRun: dryRun, Force: force, Out: g.io.Stdout}
+			if installJSON {
+				in.Out = &steps
+			}
 			if err := in.Install(p); err != nil {
 				return serviceErr(err)
+			}
+			if installJSON {
+				return g.printJSON(struct {
+					DryRun bool     `json:"dry_run"`
+					Steps  []string `json:"steps"`
+					Next   []string `json:"next"`
+				}{dryRun, strings.Split(strings.TrimSuffix(steps.String(), "\n"), "\n"), service.Next(p.Binary, p.User)})
 			}
 			if dryRun {
 				fmt.Fprintln(g.io.Stdout, "(dry run: nothing was changed)")
@@ -107,6 +127,7 @@ A unit file that differs from this one is kept unless --force. --dry-run only pr
 	inf.register(install)
 	install.Flags().BoolVar(&dryRun, "dry-run", false, "print what would be done, change nothing")
 	install.Flags().BoolVar(&force, "force", false, "overwrite a keystile.service that differs")
+	jsonFlag(install, &installJSON)
 
 	cmd.AddCommand(unit, install)
 	return cmd

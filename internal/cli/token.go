@@ -27,12 +27,26 @@ keeps only its SHA-256 digest. Bots send it as "Authorization: Bearer kst_..." o
 
 func idArg(cmd *cobra.Command, args []string) error {
 	if len(args) != 1 {
-		return usagef("%s: want one token ID (tok_...), got %d arguments", cmd.CommandPath(), len(args))
+		return usagef("%s: want one token ID (tok_...) or NAME, got %d arguments", cmd.CommandPath(), len(args))
 	}
 	if strings.HasPrefix(args[0], "kst_") {
-		return usagef("pass the token's public ID (tok_..., see `keystile token list`), never the token itself")
+		return usagef("pass the token's public ID (tok_..., see `keystile token list`) or its name, never the token itself")
 	}
 	return nil
+}
+
+// tokenClient connects to the server and resolves the token argument (an
+// id or a name) to its id.
+func (g *globals) tokenClient(cmd *cobra.Command, ref string) (*admin.Client, string, error) {
+	c, err := g.client()
+	if err != nil {
+		return nil, "", err
+	}
+	id, err := tokenRef(cmd.Context(), c, ref)
+	if err != nil {
+		return nil, "", err
+	}
+	return c, id, nil
 }
 
 func printMinted(g *globals, m admin.MintedToken, jsonOut bool) error {
@@ -74,6 +88,7 @@ func newTokenCreate(g *globals) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&name, "name", "", "a name for the bot (required)")
 	m.register(f, "venue id the token may reach (repeatable; required)", 0, "lifetime (default tokens.default_ttl; at most tokens.max_ttl)")
+	m.complete(g, cmd)
 	f.BoolVar(&jsonOut, "json", false, "print JSON")
 	return cmd
 }
@@ -132,15 +147,16 @@ func printTokenInfo(g *globals, t admin.TokenInfo) error {
 func newTokenShow(g *globals) *cobra.Command {
 	var jsonOut bool
 	cmd := &cobra.Command{
-		Use:   "show ID",
-		Short: "Show one token's metadata",
-		Args:  idArg,
+		Use:               "show ID|NAME",
+		Short:             "Show one token's metadata",
+		Args:              idArg,
+		ValidArgsFunction: g.complete(tokenNames),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
+			c, id, err := g.tokenClient(cmd, args[0])
 			if err != nil {
 				return err
 			}
-			t, err := c.ShowToken(cmd.Context(), args[0])
+			t, err := c.ShowToken(cmd.Context(), id)
 			if err != nil {
 				return err
 			}
@@ -158,18 +174,19 @@ func newTokenRotate(g *globals) *cobra.Command {
 	var grace time.Duration
 	var jsonOut bool
 	cmd := &cobra.Command{
-		Use:   "rotate ID [--grace D]",
-		Short: "Mint a successor token; the old one stays valid for the grace period",
-		Args:  idArg,
+		Use:               "rotate ID|NAME [--grace D]",
+		Short:             "Mint a successor token; the old one stays valid for the grace period",
+		Args:              idArg,
+		ValidArgsFunction: g.complete(tokenNames),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if grace < 0 {
 				return usagef("--grace must be >= 0")
 			}
-			c, err := g.client()
+			c, id, err := g.tokenClient(cmd, args[0])
 			if err != nil {
 				return err
 			}
-			m, err := c.RotateToken(cmd.Context(), args[0], grace)
+			m, err := c.RotateToken(cmd.Context(), id, grace)
 			if err != nil {
 				return err
 			}
@@ -184,15 +201,16 @@ func newTokenRotate(g *globals) *cobra.Command {
 func newTokenAction(g *globals, action, short string) *cobra.Command {
 	var jsonOut bool
 	cmd := &cobra.Command{
-		Use:   action + " ID",
-		Short: short,
-		Args:  idArg,
+		Use:               action + " ID|NAME",
+		Short:             short,
+		Args:              idArg,
+		ValidArgsFunction: g.complete(tokenNames),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
+			c, id, err := g.tokenClient(cmd, args[0])
 			if err != nil {
 				return err
 			}
-			t, err := c.TokenAction(cmd.Context(), args[0], action)
+			t, err := c.TokenAction(cmd.Context(), id, action)
 			if err != nil {
 				return err
 			}

@@ -21,7 +21,7 @@ func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path) // #nosec G304 -- the operator chooses the config path
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("config: %s: %w (create one with `keystile init`, or pass --config)", path, ErrNotFound)
+			return nil, fmt.Errorf("%w: %s (create one with `keystile init`, or pass --config)", ErrNotFound, path)
 		}
 		return nil, fmt.Errorf("config: read %s: %w", path, err)
 	}

@@ -254,7 +254,7 @@ func loadEnv(o *Options) (secret.Value, error) {
 	}
 	k, err := decodeKey([]byte(v))
 	if err != nil {
-		return secret.Value{}, fmt.Errorf("masterkey: %s: %w", EnvMasterKey, ErrBadKey)
+		return secret.Value{}, fmt.Errorf("%w: %s", ErrBadKey, EnvMasterKey)
 	}
 	return k, nil
 }

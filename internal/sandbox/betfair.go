@@ -122,7 +122,7 @@ func newBetfair(vs *venueServer, creds map[string]string, ttl time.Duration, pki
 	if b.certPEM != "" {
 		der, err := firstCertDER([]byte(b.certPEM))
 		if err != nil {
-			return nil, fmt.Errorf("sandbox: betfair client_cert: %w: %w", ErrBadCredentials, err)
+			return nil, fmt.Errorf("%w: betfair client_cert: %w", ErrBadCredentials, err)
 		}
 		b.cert = der
 	}

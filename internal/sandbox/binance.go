@@ -170,17 +170,17 @@ func newBinance(vs *venueServer, creds map[string]string) (*binance, error) {
 		b.key.APIKey = randAlnum(64)
 	}
 	if len(b.key.APIKey) != 64 || strings.Trim(b.key.APIKey, binanceAlnum) != "" {
-		return nil, fmt.Errorf("sandbox: binance api_key must be 64 letters or digits: %w", ErrBadCredentials)
+		return nil, fmt.Errorf("%w: binance api_key must be 64 letters or digits", ErrBadCredentials)
 	}
 	if p := creds["private_key"]; p != "" {
 		blk, _ := pem.Decode([]byte(p))
 		if blk == nil {
-			return nil, fmt.Errorf("sandbox: binance private_key must be a PKCS#8 PEM: %w", ErrBadCredentials)
+			return nil, fmt.Errorf("%w: binance private_key must be a PKCS#8 PEM", ErrBadCredentials)
 		}
 		k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
 		ek, ok := k.(ed25519.PrivateKey)
 		if err != nil || !ok {
-			return nil, fmt.Errorf("sandbox: binance private_key must be an Ed25519 PKCS#8 PEM: %w", ErrBadCredentials)
+			return nil, fmt.Errorf("%w: binance private_key must be an Ed25519 PKCS#8 PEM", ErrBadCredentials)
 		}
 		b.key.Ed25519, _ = ek.Public().(ed25519.PublicKey)
 		b.privPEM = p

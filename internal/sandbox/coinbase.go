@@ -146,15 +146,15 @@ func parseCoinbaseKey(s string) (crypto.Signer, error) {
 				return k, nil
 			}
 		}
-		return nil, fmt.Errorf("sandbox: coinbase private_key: unsupported pem key: %w", ErrBadCredentials)
+		return nil, fmt.Errorf("%w: coinbase private_key: unsupported pem key", ErrBadCredentials)
 	}
 	b, err := base64.StdEncoding.DecodeString(s)
 	if err != nil || (len(b) != ed25519.SeedSize && len(b) != ed25519.PrivateKeySize) {
-		return nil, fmt.Errorf("sandbox: coinbase private_key must be a P-256 PEM or base64 Ed25519 key: %w", ErrBadCredentials)
+		return nil, fmt.Errorf("%w: coinbase private_key must be a P-256 PEM or base64 Ed25519 key", ErrBadCredentials)
 	}
 	k := ed25519.NewKeyFromSeed(b[:ed25519.SeedSize])
 	if len(b) == ed25519.PrivateKeySize && string(k) != string(b) {
-		return nil, fmt.Errorf("sandbox: coinbase private_key: public half does not match seed: %w", ErrBadCredentials)
+		return nil, fmt.Errorf("%w: coinbase private_key: public half does not match seed", ErrBadCredentials)
 	}
 	return k, nil
 }

@@ -99,11 +99,11 @@ func newDMarket(vs *venueServer, creds map[string]string) (*dmarket, error) {
 	if sk := creds["secret_key"]; sk != "" {
 		b, err := hex.DecodeString(sk)
 		if err != nil || len(b) != ed25519.PrivateKeySize {
-			return nil, fmt.Errorf("sandbox: dmarket secret_key must be 128 hex characters: %w", ErrBadCredentials)
+			return nil, fmt.Errorf("%w: dmarket secret_key must be 128 hex characters", ErrBadCredentials)
 		}
 		d.priv = ed25519.NewKeyFromSeed(b[:ed25519.SeedSize])
 		if subtle.ConstantTimeCompare(d.priv, b) != 1 {
-			return nil, fmt.Errorf("sandbox: dmarket secret_key: public half does not match seed: %w", ErrBadCredentials)
+			return nil, fmt.Errorf("%w: dmarket secret_key: public half does not match seed", ErrBadCredentials)
 		}
 	} else {
 		_, priv, err := ed25519.GenerateKey(nil)
@@ -115,7 +115,7 @@ func newDMarket(vs *venueServer, creds map[string]string) (*dmarket, error) {
 	pub, _ := d.priv.Public().(ed25519.PublicKey)
 	d.pubHex = hex.EncodeToString(pub)
 	if pk := creds["public_key"]; pk != "" && !strings.EqualFold(pk, d.pubHex) {
-		return nil, fmt.Errorf("sandbox: dmarket public_key does not match secret_key: %w", ErrBadCredentials)
+		return nil, fmt.Errorf("%w: dmarket public_key does not match secret_key", ErrBadCredentials)
 	}
 	return d, nil
 }

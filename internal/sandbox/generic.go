@@ -81,7 +81,7 @@ func newGeneric(vs *venueServer, creds map[string]string) (*generic, error) {
 		g.secret = secret.FromString(randHex(32))
 	}
 	if strings.ContainsAny(string(g.key.Reveal()), "\r\n") {
-		return nil, fmt.Errorf("sandbox: generic api_key: %w", ErrBadCredentials)
+		return nil, fmt.Errorf("%w: generic api_key", ErrBadCredentials)
 	}
 	return g, nil
 }

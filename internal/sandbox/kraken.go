@@ -110,7 +110,7 @@ func newKraken(vs *venueServer, creds map[string]string) (*kraken, error) {
 	if s := creds["secret"]; s != "" {
 		b, err := base64.StdEncoding.DecodeString(s)
 		if err != nil || len(b) == 0 {
-			return nil, fmt.Errorf("sandbox: kraken secret must be base64: %w", ErrBadCredentials)
+			return nil, fmt.Errorf("%w: kraken secret must be base64", ErrBadCredentials)
 		}
 		k.secret = b
 	} else {
@@ -118,7 +118,7 @@ func newKraken(vs *venueServer, creds map[string]string) (*kraken, error) {
 		_, _ = rand.Read(k.secret)
 	}
 	if _, ok := krakenTier(k.tier); k.tier != "" && !ok {
-		return nil, fmt.Errorf("sandbox: kraken tier %q: %w", k.tier, ErrBadCredentials)
+		return nil, fmt.Errorf("%w: kraken tier %q", ErrBadCredentials, k.tier)
 	}
 	return k, nil
 }

@@ -14,8 +14,10 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -53,7 +55,28 @@ var (
 	ErrBadCredentials = errors.New("sandbox: bad credentials")
 	// ErrBadFault is wrapped by errors about an invalid fault.
 	ErrBadFault = errors.New("sandbox: bad fault")
+	// ErrPortInUse is wrapped by the error of a fixed port (PortBase)
+	// that something else listens on.
+	ErrPortInUse = errors.New("sandbox: port in use")
+	// ErrBadPortBase is returned for a PortBase out of range.
+	ErrBadPortBase = errors.New("sandbox: bad port base")
 )
+
+// MaxPortBase is the highest PortBase: every venue's port must fit.
+func MaxPortBase() int { return 65535 - len(AllVenues()) + 1 }
+
+// Port returns the port of venue for a PortBase: base plus the venue's
+// index in AllVenues (stake +0, dmarket +1, betfair +2, stapi +3,
+// generic +4, binance +5, kraken +6, okx +7, bybit +8, coinbase +9), so a
+// venue keeps its port whichever venues run. It returns 0 for an unknown
+// venue.
+func Port(base int, venue string) int {
+	i := slices.Index(AllVenues(), venue)
+	if i < 0 {
+		return 0
+	}
+	return base + i
+}
 
 // Options configure Start. The zero value starts every venue on 127.0.0.1
 // over plain HTTP with random credentials.
@@ -61,8 +84,12 @@ type Options struct {
 	// Venues to start; nil or empty means all (see AllVenues).
 	Venues []string
 	// ListenHost is the host each listener binds; default 127.0.0.1. Every
-	// venue gets its own ephemeral port.
+	// venue gets its own port: ephemeral, or see PortBase.
 	ListenHost string
+	// PortBase, if not 0, fixes the ports: venue v listens on
+	// Port(PortBase, v). A port that is taken fails Start with an error
+	// wrapping ErrPortInUse that names the venue and the port.
+	PortBase int
 	// TLS serves every venue over HTTPS with certificates from a fresh
 	// in-memory test CA (see VenueInfo.CAPEM).
 	TLS bool
@@ -192,12 +219,15 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	for v := range o.Credentials {
 		if !slices.Contains(AllVenues(), v) {
-			return nil, fmt.Errorf("sandbox: credentials for %q: %w", v, ErrUnknownVenue)
+			return nil, fmt.Errorf("%w: credentials for %q", ErrUnknownVenue, v)
 		}
 	}
 	host := o.ListenHost
 	if host == "" {
 		host = "127.0.0.1"
+	}
+	if o.PortBase < 0 || o.PortBase > MaxPortBase() {
+		return nil, fmt.Errorf("%w: %d (want 1-%d, or 0 for ephemeral ports)", ErrBadPortBase, o.PortBase, MaxPortBase())
 	}
 	s := &Server{
 		clock:  o.Clock,
@@ -259,13 +289,21 @@ func (s *Server) startVenue(name, host string, o Options) (*venueServer, error) 
 			vs.emu, ok, err = newExchangeB(name, vs, creds)
 		}
 		if !ok && err == nil {
-			return nil, fmt.Errorf("sandbox: start %q: %w", name, ErrUnknownVenue)
+			return nil, fmt.Errorf("%w: start %q", ErrUnknownVenue, name)
 		}
 	}
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	port := 0
+	if o.PortBase > 0 {
+		port = Port(o.PortBase, name)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("%w: %s needs %s:%d (port base %d + %d), which something else listens on",
+			ErrPortInUse, name, host, port, o.PortBase, port-o.PortBase)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: listen %s: %w", name, err)
 	}
@@ -370,7 +408,7 @@ func (s *Server) Orders(venue string) []Order {
 func (s *Server) InjectFault(venue string, f Fault) error {
 	vs, ok := s.venues[venue]
 	if !ok {
-		return fmt.Errorf("sandbox: inject fault on %q: %w", venue, ErrUnknownVenue)
+		return fmt.Errorf("%w: inject fault on %q", ErrUnknownVenue, venue)
 	}
 	return vs.inject(f)
 }
@@ -379,7 +417,7 @@ func (s *Server) InjectFault(venue string, f Fault) error {
 func (s *Server) ClearFaults(venue string) error {
 	vs, ok := s.venues[venue]
 	if !ok {
-		return fmt.Errorf("sandbox: clear faults on %q: %w", venue, ErrUnknownVenue)
+		return fmt.Errorf("%w: clear faults on %q", ErrUnknownVenue, venue)
 	}
 	vs.mu.Lock()
 	vs.faults = nil
@@ -625,7 +663,7 @@ func ReadCredentials(r io.Reader) (map[string]map[string]string, error) {
 	dec := json.NewDecoder(io.LimitReader(r, maxBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("sandbox: read credentials: %w: %w", ErrBadCredentials, err)
+		return nil, fmt.Errorf("%w: read credentials: %w", ErrBadCredentials, err)
 	}
 	return c, nil
 }

@@ -166,7 +166,7 @@ func newStake(vs *venueServer, creds map[string]string) (*stake, error) {
 		tok = randHex(32)
 	}
 	if !isHex(tok, 64) {
-		return nil, fmt.Errorf("sandbox: stake api_token must be 64 hex characters: %w", ErrBadCredentials)
+		return nil, fmt.Errorf("%w: stake api_token must be 64 hex characters", ErrBadCredentials)
 	}
 	return &stake{vs: vs, token: secret.FromString(tok)}, nil
 }

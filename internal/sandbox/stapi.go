@@ -72,7 +72,7 @@ func newSTAPI(vs *venueServer, creds map[string]string, ttl time.Duration) (*sta
 		s.clientSecret = secret.FromString(randHex(24))
 	}
 	if strings.Contains(string(s.clientID.Reveal()), ":") {
-		return nil, fmt.Errorf("sandbox: stapi client_id must not contain ':': %w", ErrBadCredentials)
+		return nil, fmt.Errorf("%w: stapi client_id must not contain ':'", ErrBadCredentials)
 	}
 	return s, nil
 }

@@ -5,8 +5,10 @@
 //
 //   - kst_ tokens, recognised offline by their prefix, length, alphabet and
 //     CRC-32 checksum (token.LooksValid), so a look-alike is never reported;
-//   - the community rule set of gitleaks (its detect package with the default
-//     rules, used as a library), for the generic secrets of other services;
+//   - the community rule set of gitleaks (its default rule file, embedded
+//     verbatim under its MIT license, evaluated by this package's own engine
+//     in rules.go; the tests hold it to gitleaks' findings), for the secrets
+//     of other services;
 //   - the exact values held in this keystile's vault. The scanner never
 //     handles those values: it asks the vault for the keyed fingerprints
 //     (HMAC under a key only the vault holds) and lengths of what it stores,
@@ -19,6 +21,6 @@
 // eight), and a fingerprint of file, rule and a hash of the secret that a
 // baseline file uses to suppress known findings without storing any value.
 //
-// gitleaks keeps its logger and its config loader in package globals: New
-// silences that logger, and Scanners should be built one at a time.
+// Git history and staged changes are read from git's own diff output
+// (ParseDiff): the lines each commit adds, as gitleaks reads them.
 package scan

@@ -12,17 +12,12 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
 	"sync"
-
-	"github.com/rs/zerolog"
-	"github.com/zricethezav/gitleaks/v8/cmd/scm"
-	"github.com/zricethezav/gitleaks/v8/detect"
-	glog "github.com/zricethezav/gitleaks/v8/logging"
-	"github.com/zricethezav/gitleaks/v8/sources"
 
 	"github.com/keystile/keystile/internal/token"
 	"github.com/keystile/keystile/internal/vault"
@@ -99,11 +94,9 @@ type Report struct {
 // ReportVersion is the version of the JSON report format.
 const ReportVersion = 1
 
-// Scanner runs the three detectors. It is safe for concurrent use once
-// built; build Scanners one at a time (gitleaks loads its rules through a
-// package-global config reader).
+// Scanner runs the three detectors. It is safe for concurrent use.
 type Scanner struct {
-	gl      *detect.Detector
+	rules   *ruleSet
 	log     *slog.Logger
 	maxFile int64
 	workers int
@@ -127,17 +120,14 @@ const (
 	encB64Raw
 )
 
-// New builds a Scanner: it loads gitleaks' default rules (silencing
-// gitleaks' global logger) and, with a Vault, the fingerprints it holds.
+// New builds a Scanner: it compiles gitleaks' default rules (embedded) and,
+// with a Vault, loads the fingerprints it holds.
 func New(ctx context.Context, o Options) (*Scanner, error) {
-	glog.Logger = zerolog.Nop()
-	gl, err := detect.NewDetectorDefaultConfig()
+	rules, err := parseRules(gitleaksRules)
 	if err != nil {
-		return nil, fmt.Errorf("scan: gitleaks rules: %w", err)
+		return nil, err
 	}
-	// gl.Redact stays 0: the scanner needs the secret to hash and mask it,
-	// and only ever outputs the mask.
-	s := &Scanner{gl: gl, log: o.Logger, maxFile: o.MaxFileBytes, workers: o.Workers}
+	s := &Scanner{rules: rules, log: o.Logger, maxFile: o.MaxFileBytes, workers: o.Workers}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -272,9 +262,8 @@ func newFinding(file string, line int, commit string, d Detector, rule, value st
 
 // scanFragment runs every detector over one fragment. Lines are numbered
 // from frag.StartLine (1 when unset).
-func (s *Scanner) scanFragment(ctx context.Context, frag sources.Fragment, out *sink) {
-	//lint:ignore SA1019 gitleaks v8's DetectContext takes only this type
-	for _, f := range s.gl.DetectContext(ctx, detect.Fragment(frag)) {
+func (s *Scanner) scanFragment(frag fragment, out *sink) {
+	for _, f := range s.rules.detect(frag) {
 		if f.Secret == "" {
 			continue
 		}
@@ -473,20 +462,17 @@ func (s *Scanner) scanFile(ctx context.Context, path string, out *sink) (int64, 
 		s.log.Debug("scan: skipped binary file", "path", path)
 		return 0, true, nil
 	}
-	s.scanFragment(ctx, sources.Fragment{Raw: string(data), FilePath: filepath.ToSlash(path), StartLine: 1}, out)
+	s.scanFragment(fragment{Raw: string(data), FilePath: filepath.ToSlash(path), StartLine: 1}, out)
 	return int64(len(data)), false, nil
 }
 
-// ScanGit scans every commit of the repository at repo (git log -p --all).
+// ScanGit scans every commit of the repository at repo: the lines each
+// commit adds (git log -p --all, as gitleaks reads history).
 func (s *Scanner) ScanGit(ctx context.Context, repo string) (*Report, error) {
 	if err := checkRepo(ctx, repo); err != nil {
 		return nil, err
 	}
-	cmd, err := sources.NewGitLogCmdContext(ctx, repo, "")
-	if err != nil {
-		return nil, fmt.Errorf("scan: git log: %w", err)
-	}
-	return s.scanGitCmd(ctx, repo, cmd)
+	return s.scanDiff(ctx, repo, "log", "-p", "-U0", "--full-history", "--all", "--diff-filter=tuxdb", "--format=commit %H")
 }
 
 // ScanStaged scans the changes staged in the repository at repo: what the
@@ -495,51 +481,67 @@ func (s *Scanner) ScanStaged(ctx context.Context, repo string) (*Report, error) 
 	if err := checkRepo(ctx, repo); err != nil {
 		return nil, err
 	}
-	cmd, err := sources.NewGitDiffCmdContext(ctx, repo, true)
-	if err != nil {
-		return nil, fmt.Errorf("scan: git diff: %w", err)
-	}
-	return s.scanGitCmd(ctx, repo, cmd)
+	return s.scanDiff(ctx, repo, "diff", "-U0", "--staged", ".")
 }
 
-func (s *Scanner) scanGitCmd(ctx context.Context, repo string, cmd *sources.GitCmd) (*Report, error) {
-	src := &sources.Git{
-		Cmd:    cmd,
-		Config: &s.gl.Config,
-		Remote: sources.NewRemoteInfoContext(ctx, scm.NoPlatform, repo),
-		Sema:   s.gl.Sema,
+// scanDiff runs git (without colour, external diff drivers or text
+// conversion filters, whatever the repository configures) and scans the
+// added lines of its diff output as it streams.
+func (s *Scanner) scanDiff(ctx context.Context, repo string, args ...string) (*Report, error) {
+	base := []string{"-C", repo, "-c", "core.quotePath=true", "-c", "diff.noprefix=false", "-c", "diff.mnemonicPrefix=false"}
+	args = append(append(base, args[0], "--no-color", "--no-ext-diff", "--no-textconv"), args[1:]...)
+	cmd := exec.CommandContext(ctx, "git", args...) // #nosec G204 -- fixed git subcommands; repo is the user's path
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("scan: git: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("scan: git: %w", err)
 	}
 	rep := &Report{Version: ReportVersion}
 	var (
 		out   sink
 		mu    sync.Mutex
+		wg    sync.WaitGroup
+		ch    = make(chan fragment)
 		files = map[string]bool{}
-		gerr  error
 	)
-	err := src.Fragments(ctx, func(frag sources.Fragment, err error) error {
-		if err != nil {
-			mu.Lock()
-			if gerr == nil {
-				gerr = err
+	for w := 0; w < s.workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range ch {
+				s.scanFragment(f, &out)
 			}
-			mu.Unlock()
-			return nil
-		}
-		if frag.Raw == "" {
-			return nil
-		}
-		s.scanFragment(ctx, frag, &out)
-		mu.Lock()
-		files[frag.CommitSHA+"\x00"+frag.FilePath] = true
-		rep.Bytes += int64(len(frag.Raw))
-		mu.Unlock()
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("scan: git: %w", err)
+		}()
 	}
-	if gerr != nil {
-		return nil, fmt.Errorf("scan: git: %w", gerr)
+	perr := ParseDiff(stdout, func(commit, path string, line int, added string) error {
+		mu.Lock()
+		files[commit+"\x00"+path] = true
+		rep.Bytes += int64(len(added))
+		mu.Unlock()
+		select {
+		case ch <- fragment{Raw: added, FilePath: path, CommitSHA: commit, StartLine: line}:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	close(ch)
+	wg.Wait()
+	if perr != nil {
+		_, _ = io.Copy(io.Discard, stdout)
+	}
+	werr := cmd.Wait()
+	switch {
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case perr != nil:
+		return nil, perr
+	case werr != nil:
+		return nil, fmt.Errorf("scan: git %s: %w: %s", args[len(base)], werr, strings.TrimSpace(stderr.String()))
 	}
 	rep.Files = len(files)
 	rep.Findings = out.sorted()

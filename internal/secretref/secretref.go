@@ -168,7 +168,7 @@ func (rv *Resolver) Resolve(ctx context.Context, r Ref) (secret.Value, error) {
 		return secret.Value{}, fmt.Errorf("secretref: %s: %w", r, err)
 	}
 	if v.IsZero() {
-		return secret.Value{}, fmt.Errorf("secretref: %s: %w", r, ErrEmpty)
+		return secret.Value{}, fmt.Errorf("%w: %s", ErrEmpty, r)
 	}
 	return v, nil
 }

@@ -58,7 +58,7 @@ func ed25519Key(b []byte) (ed25519.PrivateKey, error) {
 		if len(b) == ed25519.PrivateKeySize {
 			return ed25519FromRaw(b)
 		}
-		return nil, fmt.Errorf("sign: ed25519 key (%d bytes, not hex): %w", len(b), ErrInvalidKey)
+		return nil, fmt.Errorf("%w: ed25519 key (%d bytes, not hex)", ErrInvalidKey, len(b))
 	case len(b) == ed25519.SeedSize:
 		return ed25519FromRaw(b)
 	}
@@ -68,11 +68,11 @@ func ed25519Key(b []byte) (ed25519.PrivateKey, error) {
 	}
 	k, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
-		return nil, fmt.Errorf("sign: ed25519 key (%d bytes): %w", len(b), ErrInvalidKey)
+		return nil, fmt.Errorf("%w: ed25519 key (%d bytes)", ErrInvalidKey, len(b))
 	}
 	ek, ok := k.(ed25519.PrivateKey)
 	if !ok {
-		return nil, fmt.Errorf("sign: ed25519 key: pkcs8 holds %T: %w", k, ErrInvalidKey)
+		return nil, fmt.Errorf("%w: ed25519 key: pkcs8 holds %T", ErrInvalidKey, k)
 	}
 	return ek, nil
 }

@@ -260,7 +260,7 @@ func decodeKey(enc string, k []byte) ([]byte, error) {
 		out := make([]byte, hex.DecodedLen(len(k)))
 		if _, err := hex.Decode(out, k); err != nil {
 			secret.Wipe(out)
-			return nil, fmt.Errorf("sign: hex key: %w", ErrKeyEncoding)
+			return nil, fmt.Errorf("%w: hex key", ErrKeyEncoding)
 		}
 		return out, nil
 	case "base64":
@@ -268,7 +268,7 @@ func decodeKey(enc string, k []byte) ([]byte, error) {
 		n, err := base64.StdEncoding.Decode(out, k)
 		if err != nil {
 			secret.Wipe(out)
-			return nil, fmt.Errorf("sign: base64 key: %w", ErrKeyEncoding)
+			return nil, fmt.Errorf("%w: base64 key", ErrKeyEncoding)
 		}
 		return out[:n], nil
 	}
@@ -288,7 +288,7 @@ func (h HMAC) Sign(r *http.Request, body []byte, apiKey, secretKey secret.Value,
 		return err
 	}
 	if secretKey.IsZero() {
-		return fmt.Errorf("sign: hmac secret: %w", ErrEmptyKey)
+		return fmt.Errorf("%w: hmac secret", ErrEmptyKey)
 	}
 	ts, err := FormatTimestamp(h.TimestampFormat, now)
 	if err != nil {
@@ -302,7 +302,7 @@ func (h HMAC) Sign(r *http.Request, body []byte, apiKey, secretKey secret.Value,
 			}
 		case segAPIKey:
 			if apiKey.IsZero() {
-				return fmt.Errorf("sign: hmac {api_key}: %w", ErrEmptyKey)
+				return fmt.Errorf("%w: hmac {api_key}", ErrEmptyKey)
 			}
 		}
 	}
@@ -312,7 +312,7 @@ func (h HMAC) Sign(r *http.Request, body []byte, apiKey, secretKey secret.Value,
 		}
 	}
 	if hasCTL([]byte(nonce)) {
-		return fmt.Errorf("sign: hmac nonce: %w", ErrInvalidValue)
+		return fmt.Errorf("%w: hmac nonce", ErrInvalidValue)
 	}
 	if h.SignatureQueryParam != "" {
 		r.URL.RawQuery = removeQueryParam(r.URL.RawQuery, h.SignatureQueryParam)

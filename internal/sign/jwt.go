@@ -23,7 +23,7 @@ const (
 // the standard base64 of a 32- or 64-byte key, as Coinbase CDP issues them).
 func JWTKeyAlg(key secret.Value) (string, error) {
 	if key.IsZero() {
-		return "", fmt.Errorf("sign: jwt: %w", ErrEmptyKey)
+		return "", fmt.Errorf("%w: jwt", ErrEmptyKey)
 	}
 	// A bare 32-byte (or 64-hex-character) key is read as Ed25519: only
 	// encoded P-256 keys (PEM or DER) are recognised as ES256 keys.
@@ -34,7 +34,7 @@ func JWTKeyAlg(key secret.Value) (string, error) {
 	}
 	k, err := jwtEd25519Key(key.Reveal())
 	if err != nil {
-		return "", fmt.Errorf("sign: jwt key is neither p-256 nor ed25519: %w", ErrInvalidKey)
+		return "", fmt.Errorf("%w: jwt key is neither p-256 nor ed25519", ErrInvalidKey)
 	}
 	secret.Wipe(k)
 	return JWTEdDSA, nil
@@ -46,7 +46,7 @@ func JWTKeyAlg(key secret.Value) (string, error) {
 // signatures are randomized; EdDSA ones are deterministic.
 func JWT(alg string, key secret.Value, header, claims map[string]any) (string, error) {
 	if key.IsZero() {
-		return "", fmt.Errorf("sign: jwt: %w", ErrEmptyKey)
+		return "", fmt.Errorf("%w: jwt", ErrEmptyKey)
 	}
 	h := make(map[string]any, len(header)+1)
 	for k, v := range header {
@@ -86,7 +86,7 @@ func JWT(alg string, key secret.Value, header, claims map[string]any) (string, e
 		sig = ed25519.Sign(k, []byte(input))
 		secret.Wipe(k)
 	default:
-		return "", fmt.Errorf("sign: jwt algorithm %q: %w", alg, ErrUnsupported)
+		return "", fmt.Errorf("%w: jwt algorithm %q", ErrUnsupported, alg)
 	}
 	return input + "." + enc.EncodeToString(sig), nil
 }
@@ -101,7 +101,7 @@ func jwtEd25519Key(b []byte) (ed25519.PrivateKey, error) {
 	defer secret.Wipe(raw)
 	n, err := base64.StdEncoding.Decode(raw, b)
 	if err != nil || (n != ed25519.SeedSize && n != ed25519.PrivateKeySize) {
-		return nil, fmt.Errorf("sign: ed25519 key (%d bytes): %w", len(b), ErrInvalidKey)
+		return nil, fmt.Errorf("%w: ed25519 key (%d bytes)", ErrInvalidKey, len(b))
 	}
 	return ed25519FromRaw(raw[:n])
 }

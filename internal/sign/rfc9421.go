@@ -91,7 +91,7 @@ func (s MessageSigner) Sign(r *http.Request, body []byte, key secret.Value, now 
 		return ErrNilRequest
 	}
 	if !validKey(s.Label) {
-		return fmt.Errorf("sign: rfc9421 label %q: %w", s.Label, ErrInvalidHeaderName)
+		return fmt.Errorf("%w: rfc9421 label %q", ErrInvalidHeaderName, s.Label)
 	}
 	comps := append([]string(nil), s.Components...)
 	if s.ContentDigest {
@@ -156,7 +156,7 @@ func signatureBase(r *http.Request, components []string, inner string) (string, 
 	seen := make(map[string]bool, len(components))
 	for _, c := range components {
 		if seen[c] {
-			return "", fmt.Errorf("sign: rfc9421 component %q covered twice: %w", c, ErrInvalidValue)
+			return "", fmt.Errorf("%w: rfc9421 component %q covered twice", ErrInvalidValue, c)
 		}
 		seen[c] = true
 		v, err := componentValue(r, c)
@@ -191,7 +191,7 @@ func componentValue(r *http.Request, c string) (string, error) {
 		return "?" + r.URL.RawQuery, nil
 	}
 	if strings.HasPrefix(c, "@") || !validToken(c) || strings.ToLower(c) != c {
-		return "", fmt.Errorf("sign: rfc9421 component %q: %w", c, ErrUnsupported)
+		return "", fmt.Errorf("%w: rfc9421 component %q", ErrUnsupported, c)
 	}
 	var vals []string
 	switch c {
@@ -206,12 +206,12 @@ func componentValue(r *http.Request, c string) (string, error) {
 		vals = r.Header.Values(c)
 	}
 	if len(vals) == 0 {
-		return "", fmt.Errorf("sign: rfc9421 component %q: %w", c, ErrMissingComponent)
+		return "", fmt.Errorf("%w: rfc9421 component %q", ErrMissingComponent, c)
 	}
 	out := make([]string, len(vals))
 	for i, v := range vals {
 		if strings.ContainsAny(v, "\r\n\x00") {
-			return "", fmt.Errorf("sign: rfc9421 component %q: %w", c, ErrInvalidValue)
+			return "", fmt.Errorf("%w: rfc9421 component %q", ErrInvalidValue, c)
 		}
 		out[i] = strings.Trim(v, " \t")
 	}
@@ -264,7 +264,7 @@ func requestTarget(r *http.Request) string {
 
 func signBase(alg string, key secret.Value, base []byte) ([]byte, error) {
 	if key.IsZero() {
-		return nil, fmt.Errorf("sign: rfc9421 %s: %w", alg, ErrEmptyKey)
+		return nil, fmt.Errorf("%w: rfc9421 %s", ErrEmptyKey, alg)
 	}
 	switch alg {
 	case AlgHMACSHA256:
@@ -288,7 +288,7 @@ func signBase(alg string, key secret.Value, base []byte) ([]byte, error) {
 		ss.FillBytes(out[32:])
 		return out, nil
 	}
-	return nil, fmt.Errorf("sign: rfc9421 algorithm %q: %w", alg, ErrUnsupported)
+	return nil, fmt.Errorf("%w: rfc9421 algorithm %q", ErrUnsupported, alg)
 }
 
 // p256Key parses a P-256 private key without quoting key bytes in errors.
@@ -304,7 +304,7 @@ func p256Key(b []byte) (*ecdsa.PrivateKey, error) {
 	if len(raw) == 32 {
 		k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), raw)
 		if err != nil {
-			return nil, fmt.Errorf("sign: ecdsa p-256 key: %w", ErrInvalidKey)
+			return nil, fmt.Errorf("%w: ecdsa p-256 key", ErrInvalidKey)
 		}
 		return k, nil
 	}
@@ -316,12 +316,12 @@ func p256Key(b []byte) (*ecdsa.PrivateKey, error) {
 	k, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
 		if k, err = x509.ParseECPrivateKey(der); err != nil {
-			return nil, fmt.Errorf("sign: ecdsa p-256 key (%d bytes): %w", len(b), ErrInvalidKey)
+			return nil, fmt.Errorf("%w: ecdsa p-256 key (%d bytes)", ErrInvalidKey, len(b))
 		}
 	}
 	ek, ok := k.(*ecdsa.PrivateKey)
 	if !ok || ek.Curve != elliptic.P256() {
-		return nil, fmt.Errorf("sign: ecdsa key is not p-256: %w", ErrInvalidKey)
+		return nil, fmt.Errorf("%w: ecdsa key is not p-256", ErrInvalidKey)
 	}
 	return ek, nil
 }
@@ -356,7 +356,7 @@ func (v Verifier) Verify(r *http.Request, body []byte, label string) (SignatureI
 		}
 	}
 	if in == nil {
-		return SignatureInput{}, fmt.Errorf("sign: rfc9421 signature-input %q: %w", label, ErrNoSignature)
+		return SignatureInput{}, fmt.Errorf("%w: rfc9421 signature-input %q", ErrNoSignature, label)
 	}
 	sigs, err := parseSignatureDict(strings.Join(r.Header.Values("Signature"), ", "))
 	if err != nil {
@@ -364,10 +364,10 @@ func (v Verifier) Verify(r *http.Request, body []byte, label string) (SignatureI
 	}
 	sig, ok := sigs[label]
 	if !ok {
-		return SignatureInput{}, fmt.Errorf("sign: rfc9421 signature %q: %w", label, ErrNoSignature)
+		return SignatureInput{}, fmt.Errorf("%w: rfc9421 signature %q", ErrNoSignature, label)
 	}
 	if in.Params.Alg != "" && in.Params.Alg != v.Algorithm {
-		return SignatureInput{}, fmt.Errorf("sign: rfc9421 alg %q, want %q: %w", in.Params.Alg, v.Algorithm, ErrBadSignature)
+		return SignatureInput{}, fmt.Errorf("%w: rfc9421 alg %q, want %q", ErrBadSignature, in.Params.Alg, v.Algorithm)
 	}
 	now := time.Now
 	if v.Now != nil {
@@ -392,7 +392,7 @@ func (v Verifier) Verify(r *http.Request, body []byte, label string) (SignatureI
 	switch v.Algorithm {
 	case AlgHMACSHA256:
 		if v.Secret.IsZero() {
-			return SignatureInput{}, fmt.Errorf("sign: rfc9421 verify: %w", ErrEmptyKey)
+			return SignatureInput{}, fmt.Errorf("%w: rfc9421 verify", ErrEmptyKey)
 		}
 		m := hmac.New(sha256.New, v.Secret.Reveal())
 		m.Write([]byte(base))
@@ -402,7 +402,7 @@ func (v Verifier) Verify(r *http.Request, body []byte, label string) (SignatureI
 	case AlgEd25519:
 		pk, ok := v.PublicKey.(ed25519.PublicKey)
 		if !ok || len(pk) != ed25519.PublicKeySize {
-			return SignatureInput{}, fmt.Errorf("sign: rfc9421 verify: ed25519 public key: %w", ErrInvalidKey)
+			return SignatureInput{}, fmt.Errorf("%w: rfc9421 verify: ed25519 public key", ErrInvalidKey)
 		}
 		if !ed25519.Verify(pk, []byte(base), sig) {
 			return SignatureInput{}, ErrBadSignature
@@ -410,7 +410,7 @@ func (v Verifier) Verify(r *http.Request, body []byte, label string) (SignatureI
 	case AlgECDSAP256SHA256:
 		pk, ok := v.PublicKey.(*ecdsa.PublicKey)
 		if !ok || pk.Curve != elliptic.P256() {
-			return SignatureInput{}, fmt.Errorf("sign: rfc9421 verify: p-256 public key: %w", ErrInvalidKey)
+			return SignatureInput{}, fmt.Errorf("%w: rfc9421 verify: p-256 public key", ErrInvalidKey)
 		}
 		if len(sig) != 64 {
 			return SignatureInput{}, ErrBadSignature
@@ -420,7 +420,7 @@ func (v Verifier) Verify(r *http.Request, body []byte, label string) (SignatureI
 			return SignatureInput{}, ErrBadSignature
 		}
 	default:
-		return SignatureInput{}, fmt.Errorf("sign: rfc9421 algorithm %q: %w", v.Algorithm, ErrUnsupported)
+		return SignatureInput{}, fmt.Errorf("%w: rfc9421 algorithm %q", ErrUnsupported, v.Algorithm)
 	}
 	return *in, nil
 }

@@ -40,7 +40,7 @@ func FormatSignatureInput(ins []SignatureInput) (string, error) {
 	parts := make([]string, 0, len(ins))
 	for _, in := range ins {
 		if !validKey(in.Label) {
-			return "", fmt.Errorf("sign: signature-input label %q: %w", in.Label, ErrInvalidHeaderName)
+			return "", fmt.Errorf("%w: signature-input label %q", ErrInvalidHeaderName, in.Label)
 		}
 		inner, err := in.serializeInner()
 		if err != nil {
@@ -58,7 +58,7 @@ func (in SignatureInput) serializeInner() (string, error) {
 	b.WriteByte('(')
 	for i, c := range in.Components {
 		if !validComponentName(c) {
-			return "", fmt.Errorf("sign: rfc9421 component %q: %w", c, ErrUnsupported)
+			return "", fmt.Errorf("%w: rfc9421 component %q", ErrUnsupported, c)
 		}
 		if i > 0 {
 			b.WriteByte(' ')
@@ -100,7 +100,7 @@ func writeTimeParam(b *strings.Builder, name string, t time.Time) error {
 	}
 	u := t.Unix()
 	if u < 0 || u > maxSFInteger {
-		return fmt.Errorf("sign: rfc9421 %s out of range: %w", name, ErrInvalidValue)
+		return fmt.Errorf("%w: rfc9421 %s out of range", ErrInvalidValue, name)
 	}
 	b.WriteString(";" + name + "=" + strconv.FormatInt(u, 10))
 	return nil
@@ -114,7 +114,7 @@ func writeStringParam(b *strings.Builder, name, v string) error {
 	for i := 0; i < len(v); i++ {
 		c := v[i]
 		if c < 0x20 || c > 0x7e {
-			return fmt.Errorf("sign: rfc9421 %s: %w", name, ErrInvalidValue)
+			return fmt.Errorf("%w: rfc9421 %s", ErrInvalidValue, name)
 		}
 		if c == '"' || c == '\\' {
 			b.WriteByte('\\')

@@ -36,13 +36,13 @@ func (v SigV4) Sign(r *http.Request, body []byte, accessKey, secretKey, sessionT
 		return ErrNilRequest
 	}
 	if v.Region == "" || v.Service == "" || strings.ContainsAny(v.Region+v.Service, "/ \r\n") {
-		return fmt.Errorf("sign: sigv4 region %q service %q: %w", v.Region, v.Service, ErrInvalidValue)
+		return fmt.Errorf("%w: sigv4 region %q service %q", ErrInvalidValue, v.Region, v.Service)
 	}
 	if accessKey.IsZero() || secretKey.IsZero() {
-		return fmt.Errorf("sign: sigv4: %w", ErrEmptyKey)
+		return fmt.Errorf("%w: sigv4", ErrEmptyKey)
 	}
 	if hasCTL(accessKey.Reveal()) || strings.ContainsAny(string(accessKey.Reveal()), " ,/=") || hasCTL(sessionToken.Reveal()) {
-		return fmt.Errorf("sign: sigv4: %w", ErrInvalidValue)
+		return fmt.Errorf("%w: sigv4", ErrInvalidValue)
 	}
 	now = now.UTC()
 	amzDate := now.Format("20060102T150405Z")
@@ -116,7 +116,7 @@ func (v SigV4) canonicalHeaders(r *http.Request) (string, string, error) {
 		parts := make([]string, len(vals[n]))
 		for i, x := range vals[n] {
 			if strings.ContainsAny(x, "\r\n\x00") {
-				return "", "", fmt.Errorf("sign: sigv4 header %s: %w", n, ErrInvalidValue)
+				return "", "", fmt.Errorf("%w: sigv4 header %s", ErrInvalidValue, n)
 			}
 			parts[i] = strings.Join(strings.Fields(x), " ")
 		}

@@ -32,13 +32,13 @@ func HeaderKey(r *http.Request, header string, key secret.Value) error {
 		return ErrNilRequest
 	}
 	if !validToken(header) {
-		return fmt.Errorf("sign: header key %q: %w", header, ErrInvalidHeaderName)
+		return fmt.Errorf("%w: header key %q", ErrInvalidHeaderName, header)
 	}
 	if key.IsZero() {
-		return fmt.Errorf("sign: header key %s: %w", header, ErrEmptyKey)
+		return fmt.Errorf("%w: header key %s", ErrEmptyKey, header)
 	}
 	if !validHeaderValue(key.Reveal()) {
-		return fmt.Errorf("sign: header key %s: %w", header, ErrInvalidValue)
+		return fmt.Errorf("%w: header key %s", ErrInvalidValue, header)
 	}
 	r.Header.Set(header, string(key.Reveal()))
 	return nil
@@ -51,11 +51,11 @@ func Bearer(r *http.Request, token secret.Value) error {
 		return ErrNilRequest
 	}
 	if token.IsZero() {
-		return fmt.Errorf("sign: bearer: %w", ErrEmptyKey)
+		return fmt.Errorf("%w: bearer", ErrEmptyKey)
 	}
 	for _, c := range token.Reveal() {
 		if c <= ' ' || c >= 0x7f {
-			return fmt.Errorf("sign: bearer: %w", ErrInvalidValue)
+			return fmt.Errorf("%w: bearer", ErrInvalidValue)
 		}
 	}
 	r.Header.Set("Authorization", "Bearer "+string(token.Reveal()))
@@ -71,13 +71,13 @@ func Basic(r *http.Request, user, pass secret.Value) error {
 		return ErrNilRequest
 	}
 	if user.IsZero() {
-		return fmt.Errorf("sign: basic: user: %w", ErrEmptyKey)
+		return fmt.Errorf("%w: basic: user", ErrEmptyKey)
 	}
 	if strings.ContainsRune(string(user.Reveal()), ':') {
-		return fmt.Errorf("sign: basic: user contains a colon: %w", ErrInvalidValue)
+		return fmt.Errorf("%w: basic: user contains a colon", ErrInvalidValue)
 	}
 	if hasCTL(user.Reveal()) || hasCTL(pass.Reveal()) {
-		return fmt.Errorf("sign: basic: %w", ErrInvalidValue)
+		return fmt.Errorf("%w: basic", ErrInvalidValue)
 	}
 	u, p := user.Reveal(), pass.Reveal()
 	buf := make([]byte, 0, len(u)+1+len(p))
@@ -99,10 +99,10 @@ func QueryKey(r *http.Request, param string, key secret.Value) error {
 		return ErrNilRequest
 	}
 	if param == "" || !validToken(param) {
-		return fmt.Errorf("sign: query key %q: %w", param, ErrInvalidHeaderName)
+		return fmt.Errorf("%w: query key %q", ErrInvalidHeaderName, param)
 	}
 	if key.IsZero() {
-		return fmt.Errorf("sign: query key %s: %w", param, ErrEmptyKey)
+		return fmt.Errorf("%w: query key %s", ErrEmptyKey, param)
 	}
 	r.URL.RawQuery = setQueryParam(r.URL.RawQuery, param, url.QueryEscape(string(key.Reveal())))
 	r.URL.ForceQuery = false

@@ -16,23 +16,23 @@ func DefaultScopes() []string { return []string{"market.read", "account.read", "
 // "apikey.*") are refused, since wildcards never grant those.
 func ValidateScope(p string) error {
 	if p == "" || len(p) > 128 {
-		return fmt.Errorf("token: scope %q: empty or longer than 128: %w", p, ErrInvalid)
+		return fmt.Errorf("%w: scope %q: empty or longer than 128", ErrInvalid, p)
 	}
 	first := true
 	for seg := range strings.SplitSeq(p, ".") {
 		if seg == "" {
-			return fmt.Errorf("token: scope %q: empty segment: %w", p, ErrInvalid)
+			return fmt.Errorf("%w: scope %q: empty segment", ErrInvalid, p)
 		}
 		if seg != "*" {
 			for i := 0; i < len(seg); i++ {
 				c := seg[i]
 				if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-					return fmt.Errorf("token: scope %q: segment %q must be \"*\" or [a-z0-9_-]: %w", p, seg, ErrInvalid)
+					return fmt.Errorf("%w: scope %q: segment %q must be \"*\" or [a-z0-9_-]", ErrInvalid, p, seg)
 				}
 			}
 		}
 		if first && sensitiveSegment(seg) && strings.Contains(p, "*") {
-			return fmt.Errorf("token: scope %q: wildcards never grant %s. operations, name each one exactly: %w", p, seg, ErrInvalid)
+			return fmt.Errorf("%w: scope %q: wildcards never grant %s. operations, name each one exactly", ErrInvalid, p, seg)
 		}
 		first = false
 	}

@@ -83,7 +83,7 @@ type index struct {
 // New builds a Service and loads every record of opts.Store into memory.
 func New(ctx context.Context, opts Options) (*Service, error) {
 	if opts.Store == nil {
-		return nil, fmt.Errorf("token: options: nil store: %w", ErrInvalid)
+		return nil, fmt.Errorf("%w: options: nil store", ErrInvalid)
 	}
 	s := &Service{store: opts.Store, defTTL: opts.DefaultTTL, maxTTL: opts.MaxTTL, now: opts.Now, log: opts.Logger}
 	if s.defTTL == 0 {
@@ -93,7 +93,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		s.maxTTL = DefaultMax
 	}
 	if s.defTTL < 0 || s.maxTTL < 0 || s.defTTL > s.maxTTL {
-		return nil, fmt.Errorf("token: options: default ttl %s and max ttl %s: want 0 < default <= max: %w", s.defTTL, s.maxTTL, ErrInvalid)
+		return nil, fmt.Errorf("%w: options: default ttl %s and max ttl %s: want 0 < default <= max", ErrInvalid, s.defTTL, s.maxTTL)
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -319,11 +319,11 @@ func (s *Service) validate(req CreateRequest) (*Token, time.Duration, error) {
 	}
 	t := &Token{Name: req.Name, Policy: req.Policy, Test: req.Test}
 	if len(req.Venues) == 0 {
-		return nil, 0, fmt.Errorf("token: at least one venue is required: %w", ErrInvalid)
+		return nil, 0, fmt.Errorf("%w: at least one venue is required", ErrInvalid)
 	}
 	for _, v := range req.Venues {
 		if !venueName(v) {
-			return nil, 0, fmt.Errorf("token: venue %q: want 1-64 characters [a-z0-9_-]: %w", v, ErrInvalid)
+			return nil, 0, fmt.Errorf("%w: venue %q: want 1-64 characters [a-z0-9_-]", ErrInvalid, v)
 		}
 		if !slices.Contains(t.Venues, v) {
 			t.Venues = append(t.Venues, v)
@@ -344,11 +344,11 @@ func (s *Service) validate(req CreateRequest) (*Token, time.Duration, error) {
 	}
 	for _, p := range req.CIDRs {
 		if !p.IsValid() {
-			return nil, 0, fmt.Errorf("token: invalid source prefix: %w", ErrInvalid)
+			return nil, 0, fmt.Errorf("%w: invalid source prefix", ErrInvalid)
 		}
 		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()).Masked()
 		if p.Addr().Is4() && p.Bits() > 32 {
-			return nil, 0, fmt.Errorf("token: source prefix %s: IPv4-mapped prefix too long: %w", p, ErrInvalid)
+			return nil, 0, fmt.Errorf("%w: source prefix %s: IPv4-mapped prefix too long", ErrInvalid, p)
 		}
 		if !slices.Contains(t.CIDRs, p) {
 			t.CIDRs = append(t.CIDRs, p)
@@ -357,25 +357,25 @@ func (s *Service) validate(req CreateRequest) (*Token, time.Duration, error) {
 	ttl := req.TTL
 	switch {
 	case ttl < 0:
-		return nil, 0, fmt.Errorf("token: negative ttl %s: %w", ttl, ErrInvalid)
+		return nil, 0, fmt.Errorf("%w: negative ttl %s", ErrInvalid, ttl)
 	case ttl == 0:
 		ttl = s.defTTL
 	case ttl > s.maxTTL:
-		return nil, 0, fmt.Errorf("token: ttl %s is above the maximum %s (tokens.max_ttl): %w", ttl, s.maxTTL, ErrInvalid)
+		return nil, 0, fmt.Errorf("%w: ttl %s is above the maximum %s (tokens.max_ttl)", ErrInvalid, ttl, s.maxTTL)
 	}
 	return t, ttl, nil
 }
 
 func checkText(field, v string, required bool) error {
 	if required && v == "" {
-		return fmt.Errorf("token: %s is required: %w", field, ErrInvalid)
+		return fmt.Errorf("%w: %s is required", ErrInvalid, field)
 	}
 	if len(v) > 128 || !utf8.ValidString(v) {
-		return fmt.Errorf("token: %s: want at most 128 bytes of UTF-8: %w", field, ErrInvalid)
+		return fmt.Errorf("%w: %s: want at most 128 bytes of UTF-8", ErrInvalid, field)
 	}
 	for _, r := range v {
 		if !unicode.IsPrint(r) {
-			return fmt.Errorf("token: %s: unprintable character %U: %w", field, r, ErrInvalid)
+			return fmt.Errorf("%w: %s: unprintable character %U", ErrInvalid, field, r)
 		}
 	}
 	return nil
@@ -398,7 +398,7 @@ func venueName(v string) bool {
 func (s *Service) get(id ID) (*entry, error) {
 	e, ok := s.idx.Load().byID[id]
 	if !ok {
-		return nil, fmt.Errorf("token: %s: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	return e, nil
 }
@@ -518,7 +518,7 @@ func (s *Service) Unfreeze(ctx context.Context, id ID) error {
 // token would otherwise lift the freeze.
 func (s *Service) Rotate(ctx context.Context, id ID, grace time.Duration) (secret.Value, *Token, error) {
 	if grace < 0 {
-		return secret.Value{}, nil, fmt.Errorf("token: negative grace %s: %w", grace, ErrInvalid)
+		return secret.Value{}, nil, fmt.Errorf("%w: negative grace %s", ErrInvalid, grace)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -530,13 +530,13 @@ func (s *Service) Rotate(ctx context.Context, id ID, grace time.Duration) (secre
 	old := e.tok.clone()
 	switch {
 	case !old.RevokedAt.IsZero():
-		return secret.Value{}, nil, fmt.Errorf("token: rotate %s: %w", id, ErrRevoked)
+		return secret.Value{}, nil, fmt.Errorf("%w: rotate %s", ErrRevoked, id)
 	case old.RotatedTo != "":
-		return secret.Value{}, nil, fmt.Errorf("token: rotate %s (rotated to %s): %w", id, old.RotatedTo, ErrRotated)
+		return secret.Value{}, nil, fmt.Errorf("%w: rotate %s (rotated to %s)", ErrRotated, id, old.RotatedTo)
 	case !old.FrozenAt.IsZero():
-		return secret.Value{}, nil, fmt.Errorf("token: rotate %s: %w", id, ErrFrozen)
+		return secret.Value{}, nil, fmt.Errorf("%w: rotate %s", ErrFrozen, id)
 	case !now.Before(old.ExpiresAt):
-		return secret.Value{}, nil, fmt.Errorf("token: rotate %s: %w", id, ErrExpired)
+		return secret.Value{}, nil, fmt.Errorf("%w: rotate %s", ErrExpired, id)
 	}
 	ttl := min(old.ExpiresAt.Sub(old.CreatedAt), s.maxTTL)
 	if ttl <= 0 {

@@ -32,6 +32,8 @@ var restartSections = []struct {
 	{"audit", func(c *config.Config) any { return c.Audit }},
 	{"idempotency", func(c *config.Config) any { return c.Idempotency }},
 	{"metrics", func(c *config.Config) any { return c.Metrics }},
+	{"proxy", func(c *config.Config) any { return c.Proxy }},
+	{"local_ca", func(c *config.Config) any { return c.LocalCA }},
 }
 
 // restartNeeded lists the sections of next that differ from the running
@@ -129,6 +131,7 @@ func (s *Server) reload(path string) (*policy.Set, error) {
 			}
 		}
 		s.venues = next
+		s.setProxyRoutes(cfg)
 		sort.Strings(added)
 		sort.Strings(changed)
 		sort.Strings(removed)

@@ -313,7 +313,7 @@ func writeTemp(path string, data []byte) (string, error) {
 	name := f.Name()
 	_, err = f.Write(data)
 	if err == nil {
-		err = f.Chmod(0o644)
+		err = f.Chmod(0o600) // the data dir's rule; bots get it with `keystile ca export`
 	}
 	if err == nil {
 		err = f.Sync()
@@ -577,9 +577,12 @@ func (ca *CA) issue(ctx context.Context, caCert *x509.Certificate, names []strin
 	if now.Before(caCert.NotBefore) || !now.Before(caCert.NotAfter) {
 		return nil, ErrExpired
 	}
+	// No subject: the names are in the SAN extension (then critical).
+	// A common name would be checked as a DNS name by OpenSSL (Node,
+	// Python) against the name constraints, and an IP there violates a
+	// constraint that excludes every DNS name.
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: names[0]},
 		NotBefore:             now.Add(-5 * time.Minute),
 		NotAfter:              now.Add(ca.o.LeafTTL),
 		KeyUsage:              x509.KeyUsageDigitalSignature,

@@ -173,14 +173,14 @@ func TestSwappedCertificateFileIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(e.opts.CertFile, foreign, 0o644); err != nil {
+	if err := os.WriteFile(e.opts.CertFile, foreign, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := localca.Load(context.Background(), e.opts); !errors.Is(err, localca.ErrMismatch) {
 		t.Fatalf("load with a foreign certificate: %v, want ErrMismatch", err)
 	}
 	for _, bad := range [][]byte{[]byte("not pem"), []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")} {
-		if err := os.WriteFile(e.opts.CertFile, bad, 0o644); err != nil {
+		if err := os.WriteFile(e.opts.CertFile, bad, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := localca.Load(context.Background(), e.opts); err == nil {

@@ -130,7 +130,7 @@ func (s *Server) openLocalCA(ctx context.Context) error {
 		return nil
 	}
 	info := ca.Info()
-	switch left := info.NotAfter.Sub(time.Now()); {
+	switch left := time.Until(info.NotAfter); {
 	case left <= 0 && needsLocalCA(s.cfg):
 		return fmt.Errorf("local CA: %w (expired %s)", localca.ErrExpired, info.NotAfter.Format(time.RFC3339))
 	case left < caWarnBefore:

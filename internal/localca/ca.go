@@ -31,7 +31,7 @@ import (
 )
 
 // CredentialName is the vault credential that holds the CA's private key.
-const CredentialName = "keystile-local-ca"
+const CredentialName = "keystile-local-ca" // #nosec G101 -- a credential name, not a credential
 
 // FieldPrivateKey is the credential field holding the key: the P-256
 // scalar, 32 bytes big-endian (SEC 1 raw form).

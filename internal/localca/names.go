@@ -50,9 +50,3 @@ func NormalizeName(s string) (string, error) {
 	}
 	return n, nil
 }
-
-// isIP reports whether a normalized name is an IP address.
-func isIP(name string) bool {
-	_, err := netip.ParseAddr(name)
-	return err == nil
-}

@@ -391,13 +391,15 @@ func (p *Proxy) serveOuter(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b := &binding{venue: route.Venue, host: host, port: port, token: raw, shaper: route.Shaper}
+	// The event's latency is keystile's decision, not the client's TLS
+	// handshake that follows.
+	ev.Latency = time.Since(start)
 	if err := p.open(w, b, release); err != nil {
 		p.log.Debug("fwdproxy: tunnel not opened", "host", addr, "err", err)
 		ev.Status, ev.Decision, ev.Rule, ev.Error = http.StatusOK, audit.Error, "proxy.tunnel", err.Error()
 	} else {
 		ev.Status, ev.Decision, ev.Rule = http.StatusOK, audit.Allow, "proxy.tunnel"
 	}
-	ev.Latency = time.Since(start)
 	p.o.Events.Record(r.Context(), ev)
 }
 

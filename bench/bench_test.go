@@ -100,7 +100,8 @@ func TestBenchTiny(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"| workload | system | req/s |", titles[sysProxy], titles[sysKSFull], titles[sysKSToken], "added p99", "## Duration per step"} {
+	for _, s := range []string{"| workload | system | req/s |", titles[sysProxy], titles[sysKSFull], titles[sysKSToken], titles[sysKSFwd],
+		titles[sysKSFwdFull] + " (order): throughput", "the reverse proxy's", "added p99", "## Duration per step"} {
 		if !bytes.Contains(md, []byte(s)) {
 			t.Errorf("results.md lacks %q", s)
 		}
@@ -276,7 +277,7 @@ func TestSelectRows(t *testing.T) {
 func TestKeystileConfigCompiles(t *testing.T) {
 	env := &runEnv{upstreamURL: "https://127.0.0.1:4443", certs: certFiles{CA: "/tmp/ca.pem"}}
 	for sys, f := range ksVariants {
-		cfg, err := config.Parse(sys+".yaml", []byte(keystileConfig(env, 7878, f)))
+		cfg, err := config.Parse(sys+".yaml", []byte(keystileConfig(env, 7878, 7879, f)))
 		if err != nil {
 			t.Errorf("%s: %v", sys, err)
 			continue
@@ -284,7 +285,8 @@ func TestKeystileConfigCompiles(t *testing.T) {
 		if _, err := policy.Compile(cfg); err != nil {
 			t.Errorf("%s: policy: %v", sys, err)
 		}
-		if f.policy && len(cfg.Policies) != 1 || f.audit && cfg.Audit.Sink != "sqlite" || f.idem && cfg.Idempotency.Window != 24*time.Hour {
+		if f.policy && len(cfg.Policies) != 1 || f.audit && cfg.Audit.Sink != "sqlite" || f.idem && cfg.Idempotency.Window != 24*time.Hour ||
+			f.fwd != (cfg.Proxy.Listen == "127.0.0.1:7879") {
 			t.Errorf("%s: config lacks a configured feature: %+v", sys, f)
 		}
 	}

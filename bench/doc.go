@@ -14,7 +14,11 @@
 // (built with go build ./cmd/keystile, set up with its own CLI: init,
 // serve, secret set from stdin, token create) with only token checks on a
 // market-data read, and with everything on (policy, signing, durable audit,
-// idempotency) on order placement. The keystile rows check before
+// idempotency) on order placement, each twice: through the gateway's URL
+// (reverse proxy) and as an unmodified SDK with HTTPS_PROXY would reach it
+// (forward proxy: CONNECT with the token, TLS terminated by keystile with a
+// certificate from its local CA, exported with `keystile ca export`, the
+// venue's real URL). The keystile rows check before
 // measuring that what they configure is active (a policy denial, an
 // idempotent replay, valid signatures at the upstream) and, after, that
 // `keystile audit verify` accepts the log.

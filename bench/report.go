@@ -254,6 +254,24 @@ func (r *report) markdown() string {
 				titles[t.sys], t.w, s.Offered, fmtAdded(a50), verdict(a50 <= 100*time.Microsecond), fmtAdded(a99), verdict(a99 <= time.Millisecond))
 		}
 	}
+	// The forward proxy next to the reverse proxy, same run: what the
+	// extra TLS leg and the CONNECT tunnel cost.
+	for _, t := range []struct{ fwd, rev, w string }{{sysKSFwd, sysKSToken, workRead}, {sysKSFwdFull, sysKSFull, workOrder}} {
+		f, rv, d := r.row(t.fwd, t.w), r.row(t.rev, t.w), r.row(sysDirect, t.w)
+		if f == nil || rv == nil || rv.Sat.Throughput <= 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "- %s (%s): throughput **%.2f×** the reverse proxy's (%.0f vs %.0f req/s), CPU per request %s vs %s",
+			titles[t.fwd], t.w, f.Sat.Throughput/rv.Sat.Throughput, f.Sat.Throughput, rv.Sat.Throughput, fmtDur(f.Sat.CPUPerReq), fmtDur(rv.Sat.CPUPerReq))
+		if p := r.row(sysProxy, t.w); p != nil && p.Sat.Throughput > 0 {
+			fmt.Fprintf(&b, "; %.2f× the bare proxy's", f.Sat.Throughput/p.Sat.Throughput)
+		}
+		if fs, rs, ds := f.rateAt(0.5), rv.rateAt(0.5), d.rateAt(0.5); fs != nil && rs != nil && ds != nil {
+			fmt.Fprintf(&b, "; at half of saturation added p50 %s vs %s, added p99 %s vs %s",
+				fmtAdded(fs.P50-ds.P50), fmtAdded(rs.P50-ds.P50), fmtAdded(fs.P99-ds.P99), fmtAdded(rs.P99-ds.P99))
+		}
+		b.WriteString("\n")
+	}
 	if p, n := r.row(sysProxy, workOrder), r.row(sysNginx, workOrder); p != nil && n != nil && p.Sat.Throughput > 0 {
 		fmt.Fprintf(&b, "- reference: nginx does %.2f× the bare Go proxy's throughput (order workload)\n", n.Sat.Throughput/p.Sat.Throughput)
 	}
@@ -310,6 +328,7 @@ func (r *report) write(dir string) error {
 var colours = map[string]string{
 	sysDirect: "#000000", sysProxy: "#0072B2", sysNginx: "#009E73", sysKSToken: "#E69F00", sysKSFull: "#D55E00",
 	sysKSSign: "#CC79A7", sysKSPolicy: "#56B4E9", sysKSAudit: "#F0E442", sysKSIdem: "#999999",
+	sysKSFwd: "#8C564B", sysKSFwdFull: "#7F3C8D",
 }
 
 // svg draws p99 latency against offered load, one panel per workload,

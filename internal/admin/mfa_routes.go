@@ -48,6 +48,8 @@ const (
 	ActionMFAConfirm       = "mfa.enroll.confirm"
 	ActionMFAReset         = "mfa.reset"
 	ActionMFARecoveryCodes = "mfa.recovery_codes"
+	ActionCACreate         = "ca.create" // a CA the bots' TLS clients trust
+	ActionCARotate         = "ca.rotate"
 	// ActionPanicClear is for the kill switch's clear (keystile panic
 	// clear): its route goes into MFARoutes as MFAAlways with this action.
 	ActionPanicClear = "panic.clear"
@@ -98,8 +100,11 @@ func MFARoutes() map[string]MFARoute {
 		"POST " + PathMFA + "/recovery-codes":    {MFAAlways, ActionMFARecoveryCodes},
 		// A test alert goes to the configured sinks only and carries no
 		// secret: no second factor.
-		"GET " + PathAlerts:      never,
-		"POST " + PathAlertsTest: never,
+		"GET " + PathCA:              never,
+		"POST " + PathCA:             {MFAAlways, ActionCACreate},
+		"POST " + PathCA + "/rotate": {MFAAlways, ActionCARotate},
+		"GET " + PathAlerts:          never,
+		"POST " + PathAlertsTest:     never,
 	}
 }
 

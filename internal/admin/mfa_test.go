@@ -171,6 +171,9 @@ var wantMFARoutes = []struct { //nolint:gochecknoglobals // the test's table
 	{"POST /v1/mfa/logout", MFANever, ""},
 	{"POST /v1/mfa/reset", MFAAlways, "mfa.reset"},
 	{"POST /v1/mfa/recovery-codes", MFAAlways, "mfa.recovery_codes"},
+	{"GET /v1/ca", MFANever, ""},
+	{"POST /v1/ca", MFAAlways, "ca.create"},
+	{"POST /v1/ca/rotate", MFAAlways, "ca.rotate"},
 	{"GET /v1/alerts", MFANever, ""},
 	{"POST /v1/alerts/test", MFANever, ""},
 }
@@ -223,8 +226,14 @@ func TestMFARouteTable(t *testing.T) {
 		"POST /v1/mfa/recovery-codes":    `{"recovery_codes":[]}`,
 	}
 	hc := socketClient(f.s)
+	// Routes that internal/app registers (Options.Extra) are not on this
+	// bare server; TestE2EAdminMFARoutes calls them on the real one.
+	registeredByApp := map[string]bool{"GET /v1/ca": true, "POST /v1/ca": true, "POST /v1/ca/rotate": true}
 	for _, w := range wantMFARoutes {
 		t.Run(w.route, func(t *testing.T) {
+			if registeredByApp[w.route] {
+				t.Skip("registered by internal/app: TestE2EAdminMFARoutes")
+			}
 			method, path, _ := strings.Cut(w.route, " ")
 			path = strings.NewReplacer("{name}", "cred", "{id}", trading.Info.ID, "{venue}", "stapi").Replace(path)
 			b, ok := body[w.route]

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,8 +25,10 @@ import (
 	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/buildinfo"
 	"github.com/keystile/keystile/internal/config"
+	"github.com/keystile/keystile/internal/fwdproxy"
 	"github.com/keystile/keystile/internal/gateway"
 	"github.com/keystile/keystile/internal/idem"
+	"github.com/keystile/keystile/internal/localca"
 	"github.com/keystile/keystile/internal/logging"
 	"github.com/keystile/keystile/internal/masterkey"
 	"github.com/keystile/keystile/internal/metrics"
@@ -85,6 +88,8 @@ type InitResult struct {
 	Source  string `json:"master_key_source"`
 	KeyFile string `json:"key_file,omitempty"`
 	Config  string `json:"config,omitempty"`
+	// LocalCA is the local CA's certificate file (its key is in the vault).
+	LocalCA string `json:"local_ca,omitempty"`
 }
 
 // Init creates a data directory (0700), a master key from the chosen source,
@@ -141,7 +146,7 @@ func Init(ctx context.Context, env Env, o InitOptions) (InitResult, error) {
 		res.KeyFile = keyFile
 	}
 	cleanup := func() {
-		for _, f := range []string{DBFile, DBFile + "-wal", DBFile + "-shm"} {
+		for _, f := range []string{DBFile, DBFile + "-wal", DBFile + "-shm", LocalCAFile} {
 			_ = os.Remove(filepath.Join(dir, f))
 		}
 		if params.Source == masterkey.SourceFile {
@@ -159,6 +164,14 @@ func Init(ctx context.Context, env Env, o InitOptions) (InitResult, error) {
 		cleanup()
 		return res, err
 	}
+	// The local CA (forward proxy, gateway TLS): its key sealed in the
+	// vault just made, its certificate next to the data.
+	if err := initLocalCA(ctx, db, root, dir, cfg); err != nil {
+		_ = db.Close()
+		cleanup()
+		return res, err
+	}
+	res.LocalCA = filepath.Join(dir, LocalCAFile)
 	if err := db.Close(); err != nil {
 		return res, err
 	}
@@ -288,6 +301,13 @@ type Server struct {
 	reloadMu sync.Mutex
 	venues   map[string]builtVenue
 	restart  []string
+
+	// The local CA (nil if none is loaded; guarded by caMu), and the
+	// forward proxy (nil unless proxy.listen is set).
+	caMu    sync.Mutex
+	ca      *localca.CA
+	proxy   *fwdproxy.Proxy
+	proxyLn net.Listener
 }
 
 // GatewayAddr is the gateway's TCP address ("" if it listens on none).
@@ -348,6 +368,10 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		s.closeStores(ctx)
 		return nil, err
 	}
+	if err := s.openLocalCA(ctx); err != nil {
+		s.closeStores(ctx)
+		return nil, err
+	}
 	var scrub gateway.Scrubber
 	if o.Redactor != nil {
 		scrub = o.Redactor
@@ -369,13 +393,26 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 	g := o.Config.Gateway
 	s.httpSrv = s.gateway.Server(gateway.ServerOptions{ReadHeaderTimeout: g.ReadHeaderTimeout, ReadTimeout: g.ReadTimeout,
 		WriteTimeout: g.WriteTimeout, IdleTimeout: g.IdleTimeout, MaxHeaderBytes: g.MaxHeaderBytes})
+	gwTLS, err := s.gatewayTLS(ctx, env)
+	if err != nil {
+		s.closeStores(ctx)
+		return nil, err
+	}
 	if g.Listen != "" {
 		ln, err := net.Listen("tcp", g.Listen)
 		if err != nil {
 			s.closeStores(ctx)
 			return nil, fmt.Errorf("gateway: listen %s: %w", g.Listen, err)
 		}
+		if gwTLS != nil {
+			ln = tls.NewListener(ln, gwTLS)
+		}
 		s.ln = append(s.ln, ln)
+	}
+	if err := s.openProxy(); err != nil {
+		s.closeListeners()
+		s.closeStores(ctx)
+		return nil, err
 	}
 	if g.UnixSocket != "" {
 		_ = os.Remove(g.UnixSocket)
@@ -428,6 +465,7 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 			admin.TokenRoutes(mux, policyTokens{Service: s.tokens, engine: s.policy, cfg: s.Config}, o.Logger)
 			admin.AlertRoutes(mux, s.alerts, o.Logger)
 			mux.HandleFunc("POST "+admin.PathOAuth+"/{venue}/login", oauthLogin(s.Config, v, o.Logger))
+			s.caRoutes(mux)
 		},
 		Status: s.status,
 	})
@@ -447,6 +485,9 @@ func (s *Server) closeListeners() {
 	if s.metricsLn != nil {
 		_ = s.metricsLn.Close()
 	}
+	if s.proxyLn != nil {
+		_ = s.proxyLn.Close()
+	}
 }
 
 // MetricsAddr is the metrics listener's address ("" if none).
@@ -459,7 +500,7 @@ func (s *Server) MetricsAddr() string {
 
 // Run serves until ctx is cancelled, then shuts down in order.
 func (s *Server) Run(ctx context.Context) error {
-	errc := make(chan error, 2+len(s.ln))
+	errc := make(chan error, 3+len(s.ln))
 	go func() { errc <- s.admin.Serve() }()
 	for _, ln := range s.ln {
 		go func() {
@@ -471,6 +512,13 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.metricsSrv != nil {
 		go func() {
 			if err := s.metricsSrv.Serve(s.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	if s.proxy != nil {
+		go func() {
+			if err := s.proxy.Serve(s.proxyLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
 			}
 		}()
@@ -491,7 +539,7 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	s.log.Info("keystile: serving", "version", Version, "data_dir", s.dataDir, "gateway", s.GatewayAddr(), "metrics", s.MetricsAddr(), "admin_listen", s.admin.TCPAddr())
+	s.log.Info("keystile: serving", "version", Version, "data_dir", s.dataDir, "gateway", s.GatewayAddr(), "metrics", s.MetricsAddr(), "admin_listen", s.admin.TCPAddr(), "proxy", s.ProxyAddr())
 	var runErr error
 loop:
 	for {
@@ -513,6 +561,11 @@ loop:
 	s.log.Info("keystile: shutting down")
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	if s.proxy != nil {
+		if err := s.proxy.Shutdown(sctx); err != nil && runErr == nil {
+			runErr = err
+		}
+	}
 	if err := s.httpSrv.Shutdown(sctx); err != nil && runErr == nil {
 		runErr = err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/keystile/keystile/internal/admin"
 	"github.com/keystile/keystile/internal/config"
+	"github.com/keystile/keystile/internal/localca"
 	"github.com/keystile/keystile/internal/session"
 	"github.com/keystile/keystile/internal/token"
 	"github.com/keystile/keystile/internal/venue"
@@ -109,6 +110,9 @@ func (g credentialGuard) users(name string) []string {
 // venue that uses the credential. A credential no venue uses is not
 // checked (its type is not known yet).
 func (g credentialGuard) CheckFields(name string, fields []string) error {
+	if name == localca.CredentialName {
+		return fmt.Errorf("credential %q holds keystile's local CA key: use `keystile ca rotate` to replace it", name)
+	}
 	var problems []string
 	for _, id := range g.users(name) {
 		vc := g.cfg().Venues[id]
@@ -158,6 +162,9 @@ func describe(s venue.FieldSpec) string {
 // InUse implements admin.CredentialGuard: the venues that sign with the
 // credential, and how many live tokens reach them.
 func (g credentialGuard) InUse(ctx context.Context, name string) (string, error) {
+	if name == localca.CredentialName {
+		return "holds the local CA's key (forward proxy and gateway TLS certificates)", nil
+	}
 	ids := g.users(name)
 	if len(ids) == 0 {
 		return "", nil

@@ -44,6 +44,33 @@ func exchangeVenues() []e2eVenue {
 // with a placeholder secret. keystile must drop those and re-sign.
 func (h *harness) sdkCall(t *testing.T, tok, venueID string, r botRequest) botResponse {
 	t.Helper()
+	path, body, hdr := sdkShape(tok, venueID, r)
+	req, err := http.NewRequest(r.method, h.gw+"/"+venueID+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = hdr
+	resp, err := h.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b := make([]byte, 0, 4096)
+	buf := make([]byte, 4096)
+	for {
+		n, err := resp.Body.Read(buf)
+		b = append(b, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	return botResponse{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// sdkShape returns r's path, body and headers as an unmodified SDK sends
+// them with tok as its API key: its own timestamp, nonce and a signature
+// made with a placeholder secret.
+func sdkShape(tok, venueID string, r botRequest) (string, string, http.Header) {
 	path, body := r.path, r.body
 	hdr := http.Header{}
 	switch venueID {
@@ -77,33 +104,14 @@ func (h *harness) sdkCall(t *testing.T, tok, venueID string, r botRequest) botRe
 			enc([]byte(`{"sub":"`+tok+`","iss":"cdp","nbf":1,"exp":121,"uri":"GET x"}`)) + "." + enc([]byte("not-a-signature"))
 		hdr.Set("Authorization", "Bearer "+jwt)
 	}
-	req, err := http.NewRequest(r.method, h.gw+"/"+venueID+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header = hdr
 	if body != "" {
 		ct := "application/x-www-form-urlencoded"
 		if strings.HasPrefix(body, "{") {
 			ct = "application/json"
 		}
-		req.Header.Set("Content-Type", ct)
+		hdr.Set("Content-Type", ct)
 	}
-	resp, err := h.hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b := make([]byte, 0, 4096)
-	buf := make([]byte, 4096)
-	for {
-		n, err := resp.Body.Read(buf)
-		b = append(b, buf[:n]...)
-		if err != nil {
-			break
-		}
-	}
-	return botResponse{status: resp.StatusCode, header: resp.Header, body: b}
+	return path, body, hdr
 }
 
 func formCall(h *harness, tok, venueID string, r botRequest) (botResponse, error) {

@@ -97,6 +97,8 @@ type harnessOptions struct {
 	// Configure, if set, edits the parsed config before the server
 	// starts (it sees the sandbox's addresses).
 	Configure func(info sandbox.Info, cfg *config.Config)
+	// Received, if set, sees every request the sandbox's venues receive.
+	Received func(sandbox.Received)
 }
 
 // harness is a running bot -> gateway -> sandbox setup: a TLS sandbox with
@@ -132,7 +134,7 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 	}
 	// The sandbox outlives the server (cleanups run last-in first-out),
 	// so that shutdown can log venue sessions out.
-	sb, err := sandbox.Start(context.Background(), sandbox.Options{TLS: true, Credentials: o.Credentials})
+	sb, err := sandbox.Start(context.Background(), sandbox.Options{TLS: true, Credentials: o.Credentials, Received: o.Received})
 	if err != nil {
 		cancel()
 		t.Fatalf("start sandbox: %v", err)

@@ -34,6 +34,8 @@ var restartSections = []struct {
 	{"metrics", func(c *config.Config) any { return c.Metrics }},
 	// The rest of alerts: reloads; its queue sizes are fixed at start.
 	{"alerts.queue_size", func(c *config.Config) any { return c.Alerts.QueueSize }},
+	{"proxy", func(c *config.Config) any { return c.Proxy }},
+	{"local_ca", func(c *config.Config) any { return c.LocalCA }},
 }
 
 // restartNeeded lists the sections of next that differ from the running
@@ -136,6 +138,7 @@ func (s *Server) reload(path string) (*policy.Set, error) {
 			}
 		}
 		s.venues = next
+		s.setProxyRoutes(cfg)
 		sort.Strings(added)
 		sort.Strings(changed)
 		sort.Strings(removed)

@@ -125,6 +125,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.AddCommand(newStatus(g), newService(g))
 	root.AddCommand(newMFA(g), newAdminCmd(g))
 	root.AddCommand(newAlert(g))
+	root.AddCommand(newCA(g))
 	return root
 }
 

@@ -53,6 +53,9 @@ Master key sources: file (default: a 0600 key file in the data dir; the weakest)
 			if res.Config != "" {
 				fmt.Fprintf(g.io.Stdout, "  config:     %s\n", res.Config)
 			}
+			if res.LocalCA != "" {
+				fmt.Fprintf(g.io.Stdout, "  local CA:   %s (key in the vault; for bots: keystile ca export)\n", res.LocalCA)
+			}
 			fmt.Fprintf(g.io.Stdout, "Next: keystile serve --data-dir %s\n", res.DataDir)
 			return nil
 		},

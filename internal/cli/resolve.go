@@ -10,6 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keystile/keystile/internal/admin"
+	"github.com/keystile/keystile/internal/localca"
+	"github.com/keystile/keystile/internal/mfa"
 )
 
 // tokenRef resolves what a user typed for a token, its public id (tok_...)
@@ -120,7 +122,9 @@ func tokenNames(ctx context.Context, c *admin.Client) ([]string, error) {
 	return out, nil
 }
 
-// secretNames lists the credentials' names.
+// secretNames lists the credentials' names, without keystile's own
+// (the local CA's key, the admin second factor), which the secret
+// commands are not for.
 func secretNames(ctx context.Context, c *admin.Client) ([]string, error) {
 	l, err := c.ListSecrets(ctx)
 	if err != nil {
@@ -128,6 +132,9 @@ func secretNames(ctx context.Context, c *admin.Client) ([]string, error) {
 	}
 	out := make([]string, 0, len(l))
 	for _, i := range l {
+		if strings.HasPrefix(i.Name, mfa.ReservedPrefix) || i.Name == localca.CredentialName {
+			continue
+		}
 		out = append(out, i.Name)
 	}
 	return out, nil

@@ -37,6 +37,12 @@ type Config struct {
 	// Alerts (alerts) configures alert sinks, deduplication and digests
 	// (see alerts.go).
 	Alerts Alerts `yaml:"alerts"`
+	// Proxy (proxy) configures the forward-proxy listener (HTTPS_PROXY mode).
+	Proxy Proxy `yaml:"proxy"`
+	// LocalCA (local_ca) configures keystile's local certificate authority,
+	// which issues the forward proxy's certificates and, optionally, the
+	// gateway's.
+	LocalCA LocalCA `yaml:"local_ca"`
 
 	// src remembers where each key was in the file Parse read (nil for a
 	// Config built in code, and for an empty file); see Locate.
@@ -155,6 +161,57 @@ type Gateway struct {
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// IdleTimeout (gateway.idle_timeout). Default 120s.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// TLS (gateway.tls) serves the TCP listener over HTTPS (for SDKs that
+	// insist on https:// base URLs). Off by default.
+	TLS GatewayTLS `yaml:"tls"`
+}
+
+// GatewayTLS configures HTTPS on the gateway's TCP listener: either a
+// certificate from the local CA (local_ca: true) or the operator's own
+// certificate (cert_file and key). Never both.
+type GatewayTLS struct {
+	// LocalCA (gateway.tls.local_ca) serves a certificate issued by
+	// keystile's local CA for Names. Default false.
+	LocalCA bool `yaml:"local_ca"`
+	// Names (gateway.tls.names) are the DNS names and IP addresses the
+	// local CA's certificate is issued for. "" / empty means localhost,
+	// 127.0.0.1 and ::1 plus the listen host when it is a specific one.
+	// Only with local_ca.
+	Names []string `yaml:"names"`
+	// CertFile (gateway.tls.cert_file) is a PEM certificate chain (leaf
+	// first) of the operator's own certificate.
+	CertFile string `yaml:"cert_file"`
+	// Key (gateway.tls.key) is a secret reference to its private key
+	// (PEM): file:/path (the file must be 0600 or stricter),
+	// vault:CREDENTIAL#FIELD, env:VAR, dotenv:PATH#KEY or
+	// keyring:SERVICE/USER. Required with cert_file.
+	Key string `yaml:"key"`
+	// MinVersion (gateway.tls.min_version) is "1.2" or "1.3". Default "1.2".
+	MinVersion string `yaml:"min_version"`
+}
+
+// Enabled reports whether the gateway serves TLS.
+func (t GatewayTLS) Enabled() bool { return t.LocalCA || t.CertFile != "" }
+
+// Proxy configures the forward-proxy listener.
+type Proxy struct {
+	// Listen (proxy.listen) is the TCP host:port of the forward proxy bots
+	// reach with HTTPS_PROXY=http://kst_...@<listen>; "" (the default)
+	// serves none. Keep it on loopback: the CONNECT request carries the
+	// token in clear.
+	Listen string `yaml:"listen"`
+	// MaxTunnels (proxy.max_tunnels) bounds open tunnels (503 beyond).
+	// Default 1024.
+	MaxTunnels int `yaml:"max_tunnels"`
+}
+
+// LocalCA configures keystile's local certificate authority (its key
+// lives in the vault; keystile init creates it).
+type LocalCA struct {
+	// LeafTTL (local_ca.leaf_ttl) is the lifetime of the certificates it
+	// issues; they are renewed after two thirds of it. Default 24h; between
+	// 10m and 720h.
+	LeafTTL time.Duration `yaml:"leaf_ttl"`
 }
 
 // Tokens bounds client token lifetimes.
@@ -424,8 +481,11 @@ func Default() *Config {
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      60 * time.Second,
 			IdleTimeout:       120 * time.Second,
+			TLS:               GatewayTLS{MinVersion: "1.2"},
 		},
 		Admin:       Admin{MFA: AdminMFA{SessionTTL: 5 * time.Minute, MaxFailures: 5, Lockout: 30 * time.Second, MaxLockout: time.Hour, Issuer: "keystile"}},
+		Proxy:       Proxy{MaxTunnels: 1024},
+		LocalCA:     LocalCA{LeafTTL: 24 * time.Hour},
 		Tokens:      Tokens{DefaultTTL: 24 * time.Hour, MaxTTL: 720 * time.Hour},
 		Audit:       Audit{Sink: "sqlite", CheckpointEvery: 1000, MaxBatch: 512},
 		Idempotency: Idempotency{Window: 24 * time.Hour},

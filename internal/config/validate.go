@@ -105,6 +105,17 @@ func validate(c *Config, d *decoder) []*Error {
 	ck.positive("gateway.read_timeout", g.ReadTimeout)
 	ck.positive("gateway.write_timeout", g.WriteTimeout)
 	ck.positive("gateway.idle_timeout", g.IdleTimeout)
+	ck.gatewayTLS(g.TLS)
+
+	ck.listen("proxy.listen", c.Proxy.Listen, "127.0.0.1:7879")
+	ck.positiveInt("proxy.max_tunnels", int64(c.Proxy.MaxTunnels))
+	if c.Proxy.Listen != "" && (c.Proxy.Listen == g.Listen || c.Proxy.Listen == c.Metrics.Listen) && !strings.HasSuffix(c.Proxy.Listen, ":0") {
+		ck.add("proxy.listen", "must differ from gateway.listen and metrics.listen, got %q", c.Proxy.Listen)
+	}
+	ck.positive("local_ca.leaf_ttl", c.LocalCA.LeafTTL)
+	if d := c.LocalCA.LeafTTL; d != 0 && (d < 10*time.Minute || d > 720*time.Hour) {
+		ck.add("local_ca.leaf_ttl", "must be between 10m and 720h, got %s", d)
+	}
 
 	ck.positive("tokens.default_ttl", c.Tokens.DefaultTTL)
 	ck.positive("tokens.max_ttl", c.Tokens.MaxTTL)
@@ -377,6 +388,57 @@ func (ck *checker) url(key, raw string, sandbox bool) {
 	default:
 		ck.add(key, "must be https:// (plain http only with sandbox: true to a loopback host)")
 	}
+}
+
+// refSchemes are the secret reference schemes (see internal/secretref).
+var refSchemes = []string{"env", "file", "dotenv", "keyring", "vault"}
+
+func (ck *checker) gatewayTLS(t GatewayTLS) {
+	ck.oneOf("gateway.tls.min_version", t.MinVersion, "1.2", "1.3")
+	switch {
+	case t.LocalCA && (t.CertFile != "" || t.Key != ""):
+		ck.add("gateway.tls.local_ca", "use either local_ca or cert_file and key, not both")
+	case t.CertFile != "" && t.Key == "":
+		ck.add("gateway.tls.key", "required with cert_file (a secret reference such as file:/etc/keystile/tls.key)")
+	case t.Key != "" && t.CertFile == "":
+		ck.add("gateway.tls.cert_file", "required with key")
+	}
+	if t.Key != "" {
+		scheme, rest, ok := strings.Cut(t.Key, ":")
+		if !ok || rest == "" || !slices.Contains(refSchemes, scheme) {
+			ck.add("gateway.tls.key", "must be a secret reference (%s), never the key itself", strings.Join(refSchemes, ":, ")+":")
+		}
+	}
+	if len(t.Names) > 0 && !t.LocalCA {
+		ck.add("gateway.tls.names", "only used with local_ca: true")
+	}
+	for i, n := range t.Names {
+		if !validCertName(n) {
+			ck.add(fmt.Sprintf("gateway.tls.names[%d]", i), "must be a DNS name or an IP address, got %q", n)
+		}
+	}
+}
+
+// validCertName accepts an IP address or a DNS name (no wildcard, no port).
+func validCertName(n string) bool {
+	if net.ParseIP(strings.Trim(n, "[]")) != nil {
+		return true
+	}
+	n = strings.TrimSuffix(n, ".")
+	if n == "" || len(n) > 253 || strings.Trim(n, "0123456789.") == "" {
+		return false
+	}
+	for _, l := range strings.Split(n, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, c := range strings.ToLower(l) {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func isLoopback(host string) bool {

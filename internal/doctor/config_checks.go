@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -129,5 +130,51 @@ func (r *run) venuesTimeouts() Check {
 		return c
 	}
 	c.Result, c.Detail = Pass, "every venue has connect, handshake, header and total timeouts"
+	return c
+}
+
+// listenerExposed reports whether a host:port listen address is reachable
+// from other machines (not a loopback host).
+func listenerExposed(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
+}
+
+func (r *run) listenersExposure() Check {
+	c := Check{ID: "listeners.tls", Title: "bot-facing listeners are on loopback, or use TLS", Severity: High}
+	g, p := r.Config.Gateway, r.Config.Proxy
+	var bad, fixes, ok []string
+	switch {
+	case g.Listen == "":
+		ok = append(ok, "gateway: no TCP listener")
+	case !listenerExposed(g.Listen):
+		ok = append(ok, fmt.Sprintf("gateway on %s (loopback)", g.Listen))
+	case g.TLS.Enabled():
+		ok = append(ok, fmt.Sprintf("gateway on %s with TLS", g.Listen))
+	default:
+		bad = append(bad, fmt.Sprintf("gateway.listen %s is reachable from the network without TLS: bots' tokens and orders travel in clear", g.Listen))
+		fixes = append(fixes, "set gateway.tls (local_ca: true, or cert_file and key) or listen on 127.0.0.1")
+	}
+	switch {
+	case p.Listen == "":
+		ok = append(ok, "forward proxy off")
+	case !listenerExposed(p.Listen):
+		ok = append(ok, fmt.Sprintf("forward proxy on %s (loopback)", p.Listen))
+	default:
+		bad = append(bad, fmt.Sprintf("proxy.listen %s is reachable from the network: each CONNECT carries the bot's token in clear (Proxy-Authorization)", p.Listen))
+		fixes = append(fixes, "keep the forward proxy on loopback (proxy.listen: 127.0.0.1:7879); bots on other hosts use the gateway with TLS")
+	}
+	if len(bad) > 0 {
+		c.Result, c.Detail, c.Fix = Warn, list(bad), strings.Join(fixes, "; ")
+		return c
+	}
+	c.Result, c.Detail = Pass, strings.Join(ok, "; ")
 	return c
 }

@@ -236,7 +236,7 @@ func Run(ctx context.Context, o Options) Report {
 	checks := []func() Check{
 		r.dataDir, r.keyFile, r.masterKeySource, r.adminSocket, r.runningAsRoot, r.coreDumps,
 		r.envFiles, r.historyPatterns, r.historyVaultValues,
-		r.venuesPlainHTTP, r.venuesQueryKey, r.venuesTLS, r.venuesTimeouts,
+		r.venuesPlainHTTP, r.venuesQueryKey, r.venuesTLS, r.venuesTimeouts, r.listenersExposure,
 		r.tokensExpiry, r.tokensScopes, r.credentialRotation, r.compromised, r.auditChain, r.execInjections,
 	}
 	var rep Report

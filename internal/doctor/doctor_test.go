@@ -239,7 +239,7 @@ func TestClean(t *testing.T) {
 	if len(rep.Failing(doctor.Warn)) != 0 {
 		t.Errorf("Failing(warn) = %v", rep.Failing(doctor.Warn))
 	}
-	if rep.Summary.Pass+rep.Summary.Skip != len(rep.Checks) || len(rep.Checks) != 19 {
+	if rep.Summary.Pass+rep.Summary.Skip != len(rep.Checks) || len(rep.Checks) != 20 {
 		t.Errorf("summary %+v for %d checks", rep.Summary, len(rep.Checks))
 	}
 }
@@ -313,6 +313,15 @@ func TestEachCheckFails(t *testing.T) {
 		}},
 		{"vault value in history", "history.vault-values", doctor.Fail, "value of dmarket-main field secret", func(f *fixture) {
 			f.write(filepath.Join(f.o.Home, ".bash_history"), "python bot.py --secret="+vaultCanary+"\n", 0o600)
+		}},
+		{"gateway on all interfaces without tls", "listeners.tls", doctor.Warn, "gateway.listen 0.0.0.0:7878 is reachable from the network without TLS", func(f *fixture) {
+			f.o.Config.Gateway.Listen = "0.0.0.0:7878"
+		}},
+		{"gateway on a LAN address without tls", "listeners.tls", doctor.Warn, "gateway.listen 192.168.1.5:7878", func(f *fixture) {
+			f.o.Config.Gateway.Listen = "192.168.1.5:7878"
+		}},
+		{"proxy on all interfaces", "listeners.tls", doctor.Warn, "proxy.listen :7879 is reachable from the network", func(f *fixture) {
+			f.o.Config.Proxy.Listen = ":7879"
 		}},
 		{"plain http venue", "venues.https", doctor.Warn, "venues.local.base_url is plain HTTP", func(f *fixture) {
 			f.o.Config = parse(f.t, "venues:\n  local:\n    type: dmarket\n    credential: c\n    base_url: http://127.0.0.1:9000\n    sandbox: true\n    tls: {min_version: \"1.3\"}\n")
@@ -543,4 +552,29 @@ func FuzzLineFindings(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestListenersWithTLS: an exposed gateway with TLS, and a loopback proxy,
+// pass.
+func TestListenersWithTLS(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(c *config.Config)
+		detail string
+	}{
+		{"local ca", func(c *config.Config) { c.Gateway.Listen, c.Gateway.TLS.LocalCA = "0.0.0.0:7878", true }, "gateway on 0.0.0.0:7878 with TLS"},
+		{"own certificate", func(c *config.Config) {
+			c.Gateway.Listen, c.Gateway.TLS.CertFile, c.Gateway.TLS.Key = "[::]:7878", "/etc/k.pem", "file:/etc/k.key"
+		}, "with TLS"},
+		{"proxy on loopback", func(c *config.Config) { c.Proxy.Listen = "127.0.0.1:7879" }, "forward proxy on 127.0.0.1:7879 (loopback)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			tc.mutate(f.o.Config)
+			c, ok := f.run().Find("listeners.tls")
+			if !ok || c.Result != doctor.Pass || !strings.Contains(c.Detail, tc.detail) {
+				t.Fatalf("%+v", c)
+			}
+		})
+	}
 }

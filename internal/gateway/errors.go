@@ -53,6 +53,7 @@ func writeError(w http.ResponseWriter, pe publicError, rule, reqID string) {
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set(HeaderError, pe.Code)
 	if pe.Status == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Bearer realm="keystile"`)
 	}

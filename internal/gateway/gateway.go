@@ -377,14 +377,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// Authenticate the bot: Keystile-Token, the venue's own key place (an
-	// unmodified SDK puts the kst_ token where the API key goes), then
-	// Authorization: Bearer.
+	// Authenticate the bot: the forward-proxy tunnel's token, else
+	// Keystile-Token, the venue's own key place (an unmodified SDK puts
+	// the kst_ token where the API key goes), then Authorization: Bearer.
 	s := (*g.venues.Load())[venueID]
-	raw, ok := "", false
-	if v := r.Header.Get(HeaderToken); v != "" {
+	raw, ok := tunnelToken(r.Context()) // forward proxy: the tunnel's token wins
+	if v := r.Header.Get(HeaderToken); !ok && v != "" {
 		raw, ok = strings.TrimSpace(v), true
-	} else if s != nil && s.carrier != nil {
+	} else if !ok && s != nil && s.carrier != nil {
 		raw, ok = s.carrier.BotToken(r.Header, r.URL.RawQuery)
 	}
 	if !ok {
@@ -813,6 +813,7 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	scrub := g.scrubberFor(sent)
 	scrub.header(resp.Header)
 	resp.Header.Del("Set-Cookie")
+	resp.Header.Del(HeaderError) // only keystile's own refusals carry it
 	if resp.Body == nil || resp.Body == http.NoBody {
 		return nil
 	}

@@ -12,7 +12,8 @@ package sandbox
 // Served: GET /api/v3/brokerage/accounts, GET /api/v3/brokerage/products,
 // POST /api/v3/brokerage/orders, POST /api/v3/brokerage/orders/batch_cancel,
 // GET /api/v3/brokerage/orders/historical/batch,
-// GET /api/v3/brokerage/key_permissions. Credentials: key_name
+// GET /api/v3/brokerage/key_permissions, and the public GET
+// /api/v3/brokerage/time (no authentication). Credentials: key_name
 // (organizations/{uuid}/apiKeys/{uuid}) and private_key (P-256 "EC PRIVATE
 // KEY" PEM, generated unless given; an Ed25519 key as base64 of seed ||
 // public or PKCS#8 PEM is accepted too).
@@ -33,6 +34,7 @@ import (
 	"math/big"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -231,6 +233,7 @@ func (c *coinbase) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 		"POST /api/v3/brokerage/orders/batch_cancel":    "orders.batch_cancel",
 		"GET /api/v3/brokerage/orders/historical/batch": "orders.list",
 		"GET /api/v3/brokerage/key_permissions":         "key_permissions",
+		"GET /api/v3/brokerage/time":                    "time",
 	}
 	op, ok := ops[r.Method+" "+r.URL.Path]
 	if !ok {
@@ -240,6 +243,12 @@ func (c *coinbase) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 	c.vs.count(op)
 	now := c.vs.clock()
+	if op == "time" {
+		// Public: served without authentication, as Coinbase does.
+		writeJSON(w, http.StatusOK, map[string]string{"iso": now.UTC().Format(time.RFC3339Nano),
+			"epochSeconds": strconv.FormatInt(now.Unix(), 10), "epochMillis": strconv.FormatInt(now.UnixMilli(), 10)})
+		return
+	}
 	cl, err := VerifyCoinbase(r.Method, r.Host, r.URL.EscapedPath(), r.Header, c.keyName, c.key.Public(), now)
 	if err == nil && !c.useNonce(cl.Nonce, cl.Exp, now) {
 		err = ErrCoinbaseNonce

@@ -108,6 +108,20 @@ type Options struct {
 	// Logger receives one debug line per request (never header values);
 	// nil discards.
 	Logger *slog.Logger
+	// Received, if set, is called with every request a venue receives
+	// (control endpoints excluded) before it is answered, exactly as it
+	// arrived: tests use it to check what reached the venue. It sees the
+	// (throwaway) credentials and signatures in clear.
+	Received func(Received)
+}
+
+// Received is one request as an emulated venue received it.
+type Received struct {
+	Venue      string
+	Method     string
+	RequestURI string // path and query as sent
+	Header     http.Header
+	Body       []byte
 }
 
 // Info describes a running sandbox. It is meant to be printed (WriteInfo)
@@ -202,6 +216,7 @@ type venueServer struct {
 	emu     emulator
 	log     *slog.Logger
 	clock   func() time.Time
+	seen    func(Received) // Options.Received
 
 	mu     sync.Mutex
 	stats  Stats
@@ -269,6 +284,7 @@ func (s *Server) startVenue(name, host string, o Options) (*venueServer, error) 
 		log:   s.log.With("venue", name),
 		clock: s.clock,
 		stats: Stats{Operations: map[string]int64{}},
+		seen:  o.Received,
 	}
 	creds := o.Credentials[name]
 	var err error
@@ -533,6 +549,9 @@ func (vs *venueServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"message": "request body too large"})
 		return
+	}
+	if vs.seen != nil {
+		vs.seen(Received{Venue: vs.name, Method: r.Method, RequestURI: r.RequestURI, Header: r.Header.Clone(), Body: bytes.Clone(body)})
 	}
 	if fault.Kind == FaultSlowProcess {
 		// The venue has the request and processes it whether or not

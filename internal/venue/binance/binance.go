@@ -259,6 +259,12 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 	op, _ := Operations.Lookup(out.Method, out.URL.EscapedPath())
 	query := StripParams(out.URL.RawQuery)
 	nb := []byte(StripParams(string(body)))
+	if Public(out.Method, out.URL.EscapedPath()) {
+		// Market data goes out as the venue serves it to anyone: no key,
+		// no timestamp, no signature (whatever the SDK added is gone).
+		setQueryBody(out, query, nb, body)
+		return nil
+	}
 	if signed(op, out.URL.EscapedPath()) {
 		v.syncClock(ctx, out.URL)
 		ts := v.now().UnixMilli() + v.offset.Load()
@@ -291,16 +297,31 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 			}
 			q += "&signature=" + sig
 		}
-		out.URL.RawQuery = q
-		out.URL.ForceQuery = false
-		if !bytes.Equal(nb, body) {
-			out.Body = io.NopCloser(bytes.NewReader(nb))
-			out.ContentLength = int64(len(nb))
-			out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(nb)), nil }
-		}
+		setQueryBody(out, q, nb, body)
 		out.Header.Set(HeaderAPIKey, string(key.Reveal()))
 		return nil
 	})
+}
+
+// setQueryBody puts the query and body keystile sends on out (the body
+// only when stripping changed it).
+func setQueryBody(out *http.Request, query string, nb, body []byte) {
+	out.URL.RawQuery = query
+	out.URL.ForceQuery = false
+	if !bytes.Equal(nb, body) {
+		out.Body = io.NopCloser(bytes.NewReader(nb))
+		out.ContentLength = int64(len(nb))
+		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(nb)), nil }
+	}
+}
+
+// Public reports the routes Binance serves to anyone (security type NONE):
+// the market-data reads except historicalTrades, which needs the API key
+// (MARKET_DATA). keystile forwards them without key, timestamp or
+// signature.
+func Public(method, escapedPath string) bool {
+	op, _ := Operations.Lookup(method, escapedPath)
+	return op == venue.OpMarketRead && strings.TrimRight(escapedPath, "/") != "/api/v3/historicalTrades"
 }
 
 // syncClock refreshes the clock offset when it is due. One caller

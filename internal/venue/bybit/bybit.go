@@ -146,10 +146,21 @@ func Sign(secretKey []byte, timestamp, apiKey, recvWindow string, payload []byte
 	return hex.EncodeToString(m.Sum(nil))
 }
 
+// Public reports the routes Bybit serves without authentication (GET
+// /v5/market/*): keystile forwards them unsigned.
+func Public(method, escapedPath string) bool {
+	op, _ := Operations.Lookup(method, escapedPath)
+	return op == venue.OpMarketRead
+}
+
 // Authenticate implements venue.Venue.
 func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte) error {
 	for _, h := range v.CredentialHeaders() {
 		out.Header.Del(h)
+	}
+	if Public(out.Method, out.URL.EscapedPath()) {
+		// Public market data: nothing to sign, no key to reveal.
+		return nil
 	}
 	ts := strconv.FormatInt(v.now().UnixMilli(), 10)
 	payload := Payload(out.Method, out.URL.RawQuery, body)

@@ -162,6 +162,10 @@ func URI(method, host, escapedPath string) string {
 // Authenticate implements venue.Venue.
 func (v *Venue) Authenticate(ctx context.Context, out *http.Request, _ []byte) error {
 	out.Header.Del("Authorization")
+	if Public(out.Method, out.URL.EscapedPath()) {
+		// Public market data: no JWT, no key name revealed.
+		return nil
+	}
 	host := out.Host
 	if host == "" {
 		host = out.URL.Host
@@ -196,6 +200,18 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, _ []byte) e
 		out.Header.Set("Authorization", "Bearer "+jwt)
 		return nil
 	})
+}
+
+// Public reports the routes Advanced Trade serves without authentication:
+// GET /api/v3/brokerage/market/* and /api/v3/brokerage/time. keystile
+// forwards them unsigned. (The authenticated twins under
+// /api/v3/brokerage/products are market.read too, but signed.)
+func Public(method, escapedPath string) bool {
+	if method != http.MethodGet {
+		return false
+	}
+	p := strings.TrimRight(escapedPath, "/")
+	return strings.HasPrefix(p, "/api/v3/brokerage/market/") || p == "/api/v3/brokerage/time"
 }
 
 // ClientOrderIDField implements venue.Normalizer.

@@ -62,6 +62,13 @@ var Operations = venue.Table{
 	{Method: "POST", Path: "/api/v5/users/subaccount/delete-apikey", Op: venue.OpAPIKeyManage},
 }
 
+// Public reports the routes OKX serves without authentication (GET
+// /api/v5/market/* and /api/v5/public/*): keystile forwards them unsigned.
+func Public(method, escapedPath string) bool {
+	op, _ := Operations.Lookup(method, escapedPath)
+	return op == venue.OpMarketRead
+}
+
 // Limit returns OKX's published request limit for op, per Window (per
 // second limits doubled); unknown operations get 10.
 func Limit(op string) int {
@@ -164,6 +171,10 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 	}
 	if venue.TestEndpoint(ctx) {
 		out.Header.Set(HeaderSimulated, "1")
+	}
+	if Public(out.Method, out.URL.EscapedPath()) {
+		// Public market data: nothing to sign, no key to reveal.
+		return nil
 	}
 	ts := v.now().UTC().Format(TimestampFormat)
 	pre := Prehash(ts, out.Method, out.URL.EscapedPath(), out.URL.RawQuery, body)

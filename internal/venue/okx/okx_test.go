@@ -104,7 +104,7 @@ func TestSignatureAcceptedBySandbox(t *testing.T) {
 		{"get with query", "GET", "https://www.okx.com/api/v5/account/balance?ccy=BTC,ETH", "", nil},
 		{"post order", "POST", "https://www.okx.com/api/v5/trade/order", `{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","px":"1","sz":"2"}`, nil},
 		{"sdk post", "POST", "https://www.okx.com/api/v5/trade/cancel-order", `{"instId":"BTC-USDT","ordId":"1"}`, sdk},
-		{"escaped path", "GET", "https://www.okx.com/api/v5/market/ticker?instId=BTC%2DUSDT", "", sdk},
+		{"escaped path", "GET", "https://www.okx.com/api/v5/trade/order?instId=BTC%2DUSDT&ordId=1", "", sdk},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

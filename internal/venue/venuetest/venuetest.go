@@ -218,3 +218,46 @@ func RunSetClientOrderIDJSON(t *testing.T, v IDSetter, id string, cases []JSONCa
 	}
 	RunSetClientOrderID(t, v, id, all)
 }
+
+// PublicUnsigned checks that v forwards a public market-data request as
+// anyone may send it: Authenticate opens no credential (v must be built
+// with NoCredentials) and leaves none of v's credential headers, nor the
+// SDK's headers and query parameters named in sdkHeader and sdkParams
+// (which the request carries on entry). It also checks that private, a
+// request needing authentication, does open the credential.
+func PublicUnsigned(t *testing.T, v venue.Venue, public, private string, sdkHeader map[string]string, sdkParams ...string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, public, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, val := range sdkHeader {
+		req.Header.Set(k, val)
+	}
+	if err := v.Authenticate(context.Background(), req, nil); err != nil {
+		t.Fatalf("public %s: %v (a public read must not open the credential)", public, err)
+	}
+	for _, h := range v.CredentialHeaders() {
+		if req.Header.Get(h) != "" && h != "X-Simulated-Trading" {
+			t.Errorf("public %s went out with %s", public, h)
+		}
+	}
+	for k := range sdkHeader {
+		if req.Header.Get(k) != "" {
+			t.Errorf("public %s kept the SDK's %s", public, k)
+		}
+	}
+	q := req.URL.Query()
+	for _, p := range sdkParams {
+		if q.Has(p) {
+			t.Errorf("public %s kept the SDK's %s parameter", public, p)
+		}
+	}
+	priv, err := http.NewRequest(http.MethodGet, private, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Authenticate(context.Background(), priv, nil); err == nil {
+		t.Errorf("private %s was forwarded without opening the credential", private)
+	}
+}

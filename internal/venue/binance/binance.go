@@ -100,6 +100,28 @@ var Operations = venue.Table{
 	{Method: "*", Path: "/sapi/v1/account/enableFastWithdrawSwitch", Op: venue.OpAPIKeyManage},
 	{Method: "*", Path: "/sapi/v1/account/disableFastWithdrawSwitch", Op: venue.OpAPIKeyManage},
 	{Method: "*", Path: "/sapi/v1/userDataStream", Op: venue.OpAccountRead},
+	// What ccxt's loadMarkets reads besides /api/v3/exchangeInfo: margin
+	// pairs (MARKET_DATA: key, no signature; isolated: USER_DATA) and the
+	// futures hosts' exchange information (public; see SiblingHost).
+	{Method: "GET", Path: "/sapi/v1/margin/allPairs", Op: venue.OpMarketRead},
+	{Method: "GET", Path: "/sapi/v1/margin/isolated/allPairs", Op: venue.OpAccountRead},
+	{Method: "GET", Path: "/fapi/v1/ping", Op: venue.OpMarketRead},
+	{Method: "GET", Path: "/fapi/v1/time", Op: venue.OpMarketRead},
+	{Method: "GET", Path: "/fapi/v1/exchangeInfo", Op: venue.OpMarketRead},
+	{Method: "GET", Path: "/dapi/v1/ping", Op: venue.OpMarketRead},
+	{Method: "GET", Path: "/dapi/v1/time", Op: venue.OpMarketRead},
+	{Method: "GET", Path: "/dapi/v1/exchangeInfo", Op: venue.OpMarketRead},
+}
+
+// keyedMarketData are the market-data routes Binance serves only with an
+// API key (security type MARKET_DATA): keystile sends the key, no
+// signature.
+func keyedMarketData(escapedPath string) bool {
+	switch strings.TrimRight(escapedPath, "/") {
+	case "/api/v3/historicalTrades", "/sapi/v1/margin/allPairs":
+		return true
+	}
+	return false
 }
 
 // Options configure New.
@@ -316,12 +338,12 @@ func setQueryBody(out *http.Request, query string, nb, body []byte) {
 }
 
 // Public reports the routes Binance serves to anyone (security type NONE):
-// the market-data reads except historicalTrades, which needs the API key
-// (MARKET_DATA). keystile forwards them without key, timestamp or
-// signature.
+// the market-data reads except historicalTrades and the margin pairs,
+// which need the API key (MARKET_DATA). keystile forwards them without
+// key, timestamp or signature.
 func Public(method, escapedPath string) bool {
 	op, _ := Operations.Lookup(method, escapedPath)
-	return op == venue.OpMarketRead && strings.TrimRight(escapedPath, "/") != "/api/v3/historicalTrades"
+	return op == venue.OpMarketRead && !keyedMarketData(escapedPath)
 }
 
 // syncClock refreshes the clock offset when it is due. One caller

@@ -53,6 +53,7 @@ var Operations = venue.Table{
 	{Method: "GET", Path: "/v5/account/fee-rate", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/v5/position/list", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/v5/asset/transfer/query-account-coins-balance", Op: venue.OpAccountRead},
+	{Method: "GET", Path: "/v5/asset/coin/query-info", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/v5/order/realtime", Op: venue.OpOrderRead},
 	{Method: "GET", Path: "/v5/order/history", Op: venue.OpOrderRead},
 	{Method: "GET", Path: "/v5/execution/list", Op: venue.OpOrderRead},

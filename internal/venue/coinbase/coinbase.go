@@ -59,6 +59,12 @@ var Operations = venue.Table{
 	{Method: "POST", Path: "/api/v3/brokerage/orders", Op: venue.OpOrderPlace},
 	{Method: "POST", Path: "/api/v3/brokerage/orders/batch_cancel", Op: venue.OpOrderCancel},
 	{Method: "POST", Path: "/api/v3/brokerage/portfolios/move_funds", Op: venue.OpWalletTransfer},
+	// Sign In With Coinbase (v2) market data, which ccxt's loadMarkets
+	// reads for currencies, and accounts.
+	{Method: "GET", Path: "/v2/currencies", Op: venue.OpMarketRead},
+	{Method: "GET", Path: "/v2/currencies/crypto", Op: venue.OpMarketRead},
+	{Method: "GET", Path: "/v2/exchange-rates", Op: venue.OpMarketRead},
+	{Method: "GET", Path: "/v2/time", Op: venue.OpMarketRead},
 	{Method: "GET", Path: "/v2/accounts", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/v2/accounts/*", Op: venue.OpAccountRead},
 	{Method: "POST", Path: "/v2/accounts/{id}/transactions", Op: venue.OpWalletWithdraw},
@@ -111,8 +117,18 @@ func (v *Venue) Classify(r *venue.Request) (string, bool) {
 	return op, ok
 }
 
-// CredentialHeaders implements venue.Venue.
-func (v *Venue) CredentialHeaders() []string { return []string{"Authorization"} }
+// legacyHeaders are the headers of Coinbase's legacy API-key HMAC scheme,
+// which ccxt uses when its secret is not a PEM key (a placeholder): never
+// forwarded, whatever they hold.
+func legacyHeaders() []string {
+	return []string{"CB-ACCESS-KEY", "CB-ACCESS-SIGN", "CB-ACCESS-TIMESTAMP", "CB-ACCESS-PASSPHRASE"}
+}
+
+// CredentialHeaders implements venue.Venue: the bearer JWT and the legacy
+// HMAC scheme's headers.
+func (v *Venue) CredentialHeaders() []string {
+	return append([]string{"Authorization"}, legacyHeaders()...)
+}
 
 // maxJWT bounds the bearer JWT BotToken will decode.
 const maxJWT = 8 << 10
@@ -121,6 +137,11 @@ const maxJWT = 8 << 10
 // the kst_ token as key name sends it as the sub (and kid) of its bearer
 // JWT. The JWT is decoded, not verified.
 func (v *Venue) BotToken(h http.Header, _ string) (string, bool) {
+	// ccxt with a non-PEM secret signs the legacy way: the key in
+	// CB-ACCESS-KEY.
+	if k := strings.TrimSpace(h.Get("CB-ACCESS-KEY")); strings.HasPrefix(k, "kst_") {
+		return k, true
+	}
 	auth := h.Get("Authorization")
 	tok, ok := strings.CutPrefix(auth, "Bearer ")
 	if !ok || len(tok) > maxJWT || strings.HasPrefix(tok, "kst_") {
@@ -161,7 +182,9 @@ func URI(method, host, escapedPath string) string {
 
 // Authenticate implements venue.Venue.
 func (v *Venue) Authenticate(ctx context.Context, out *http.Request, _ []byte) error {
-	out.Header.Del("Authorization")
+	for _, h := range v.CredentialHeaders() {
+		out.Header.Del(h)
+	}
 	if Public(out.Method, out.URL.EscapedPath()) {
 		// Public market data: no JWT, no key name revealed.
 		return nil
@@ -202,16 +225,21 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, _ []byte) e
 	})
 }
 
-// Public reports the routes Advanced Trade serves without authentication:
-// GET /api/v3/brokerage/market/* and /api/v3/brokerage/time. keystile
-// forwards them unsigned. (The authenticated twins under
-// /api/v3/brokerage/products are market.read too, but signed.)
+// Public reports the routes Coinbase serves without authentication:
+// GET /api/v3/brokerage/market/*, /api/v3/brokerage/time and the v2
+// market data (/v2/currencies, /v2/currencies/crypto, /v2/exchange-rates,
+// /v2/time). keystile forwards them unsigned. (The authenticated twins
+// under /api/v3/brokerage/products are market.read too, but signed.)
 func Public(method, escapedPath string) bool {
 	if method != http.MethodGet {
 		return false
 	}
 	p := strings.TrimRight(escapedPath, "/")
-	return strings.HasPrefix(p, "/api/v3/brokerage/market/") || p == "/api/v3/brokerage/time"
+	switch p {
+	case "/api/v3/brokerage/time", "/v2/currencies", "/v2/currencies/crypto", "/v2/exchange-rates", "/v2/time":
+		return true
+	}
+	return strings.HasPrefix(p, "/api/v3/brokerage/market/")
 }
 
 // ClientOrderIDField implements venue.Normalizer.

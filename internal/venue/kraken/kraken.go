@@ -309,7 +309,8 @@ func (v *Venue) nonce(ctx context.Context, key string) (uint64, error) {
 }
 
 // Normalize implements venue.Normalizer for AddOrder and EditOrder (form
-// or query); the other order.place endpoints give ErrUnreadableOrder.
+// or query); AddOrderBatch wraps venue.ErrBatchOrders; the other
+// order.place endpoints give ErrUnreadableOrder.
 func (v *Venue) Normalize(r *venue.Request) (*venue.Order, error) {
 	if op, _ := v.Classify(r); op != venue.OpOrderPlace {
 		return nil, nil
@@ -320,6 +321,9 @@ func (v *Venue) Normalize(r *venue.Request) (*venue.Order, error) {
 		return ParseOrder(r.RawQuery, r.Body)
 	case "EditOrder":
 		return parseEdit(r.RawQuery, r.Body)
+	case "AddOrderBatch":
+		// Two to fifteen orders by Kraken's rules: always a batch.
+		return nil, fmt.Errorf("kraken: AddOrderBatch: %w", venue.ErrBatchOrders)
 	}
 	return nil, ErrUnreadableOrder
 }

@@ -21,12 +21,30 @@ func (v *Venue) NewClientOrderID(seed [16]byte) string { return venue.HexID(seed
 
 // SetClientOrderID implements venue.ClientOrderIDs for POST
 // /api/v5/trade/order: every clOrdId member of the JSON body is set to id,
-// or one is appended.
+// or one is appended; for a batch-orders body of one order, the same in
+// that order.
 func (v *Venue) SetClientOrderID(r *venue.Request, id string) error {
 	if op, _ := v.Classify(r); op != venue.OpOrderPlace {
 		return fmt.Errorf("okx: %w", venue.ErrNoClientOrderID)
 	}
-	b, err := venue.SetJSONMember(r.Body, ClientOrderIDField, id, func(k string) bool { return k == ClientOrderIDField })
+	match := func(k string) bool { return k == ClientOrderIDField }
+	if isBatch(r.Path) {
+		elem, at, err := batchOrder(r.Body)
+		if err != nil {
+			return err
+		}
+		ne, err := venue.SetJSONMember(elem, ClientOrderIDField, id, match)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrMalformedOrder, err)
+		}
+		b, err := venue.ReplaceJSONElement(r.Body, at, elem, ne)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrMalformedOrder, err)
+		}
+		r.Body = b
+		return nil
+	}
+	b, err := venue.SetJSONMember(r.Body, ClientOrderIDField, id, match)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformedOrder, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -47,11 +48,14 @@ var Operations = venue.Table{
 	{Method: "GET", Path: "/api/v5/account/positions", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/api/v5/account/config", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/api/v5/asset/balances", Op: venue.OpAccountRead},
+	{Method: "GET", Path: "/api/v5/asset/currencies", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/api/v5/trade/order", Op: venue.OpOrderRead},
 	{Method: "GET", Path: "/api/v5/trade/orders-pending", Op: venue.OpOrderRead},
 	{Method: "GET", Path: "/api/v5/trade/orders-history", Op: venue.OpOrderRead},
 	{Method: "GET", Path: "/api/v5/trade/fills", Op: venue.OpOrderRead},
 	{Method: "POST", Path: "/api/v5/trade/order", Op: venue.OpOrderPlace},
+	// ccxt's createOrder sends its one order here, as a one-element array.
+	{Method: "POST", Path: "/api/v5/trade/batch-orders", Op: venue.OpOrderPlace},
 	{Method: "POST", Path: "/api/v5/trade/cancel-order", Op: venue.OpOrderCancel},
 	{Method: "POST", Path: "/api/v5/trade/cancel-batch-orders", Op: venue.OpOrderCancelAll},
 	{Method: "POST", Path: "/api/v5/trade/cancel-all-after", Op: venue.OpOrderCancelAll},
@@ -206,13 +210,42 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 func (v *Venue) ClientOrderIDField() string { return "clOrdId" }
 
 // Normalize implements venue.Normalizer for POST /api/v5/trade/order
-// (JSON body: instId, side, ordType, sz, px, clOrdId, tgtCcy). A market
-// order with tgtCcy quote_ccy gives sz as the notional.
+// (JSON body: instId, side, ordType, sz, px, clOrdId, tgtCcy) and
+// /api/v5/trade/batch-orders with one order (a JSON array of one such
+// object; several orders wrap venue.ErrBatchOrders). A market order with
+// tgtCcy quote_ccy gives sz as the notional.
 func (v *Venue) Normalize(r *venue.Request) (*venue.Order, error) {
 	if op, _ := v.Classify(r); op != venue.OpOrderPlace {
 		return nil, nil
 	}
+	if isBatch(r.Path) {
+		elem, _, err := batchOrder(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		return ParseOrder(elem)
+	}
 	return ParseOrder(r.Body)
+}
+
+// isBatch reports the batch placement endpoint.
+func isBatch(escapedPath string) bool {
+	return strings.TrimRight(escapedPath, "/") == "/api/v5/trade/batch-orders"
+}
+
+// batchOrder returns the only order of a batch-orders body and its offset;
+// a batch of several orders wraps venue.ErrBatchOrders.
+func batchOrder(body []byte) (json.RawMessage, int, error) {
+	elems, offsets, err := venue.JSONArray(body)
+	switch {
+	case err != nil:
+		return nil, 0, fmt.Errorf("%w: %v", ErrMalformedOrder, err)
+	case len(elems) == 0:
+		return nil, 0, fmt.Errorf("%w: empty batch", ErrMalformedOrder)
+	case len(elems) > 1:
+		return nil, 0, fmt.Errorf("okx: %d orders: %w", len(elems), venue.ErrBatchOrders)
+	}
+	return elems[0], offsets[0], nil
 }
 
 // ParseOrder reads an OKX order placement body.

@@ -233,7 +233,7 @@ func TestClassify(t *testing.T) {
 		{"withdraw", "POST", "/api/v5/asset/withdrawal", venue.OpWalletWithdraw},
 		{"transfer", "POST", "/api/v5/asset/transfer", venue.OpWalletTransfer},
 		{"apikey", "POST", "/api/v5/users/subaccount/apikey", venue.OpAPIKeyManage},
-		{"batch place unmapped", "POST", "/api/v5/trade/batch-orders", ""},
+		{"batch place (read order by order)", "POST", "/api/v5/trade/batch-orders", venue.OpOrderPlace},
 		{"unknown", "DELETE", "/api/v5/account/balance", ""},
 	}
 	for _, tt := range tests {

@@ -4,17 +4,24 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/keystile/keystile/internal/admin"
 	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/sandbox"
+	"github.com/keystile/keystile/internal/secret"
 )
 
 // EnvCCXT names the node_modules directory holding the pinned ccxt
@@ -89,7 +96,9 @@ func TestE2ECCXT(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%s is set but node is not on PATH: %v", EnvCCXT, err)
 	}
-	rec := &received{}
+	// Each request is checked against the venue's verifier with the
+	// vault's credential as it arrives (the signatures' time windows).
+	rec := &verifiedLog{}
 	h := startHarness(t, harnessOptions{Venues: exchangeVenues(), ExtraYAML: fwdPolicy, Received: rec.add,
 		Configure: func(_ sandbox.Info, cfg *config.Config) {
 			for id, hosts := range sdkProxyHosts {
@@ -98,6 +107,7 @@ func TestE2ECCXT(t *testing.T) {
 				cfg.Venues[id] = vc
 			}
 		}})
+	rec.setInfo(h.info)
 	m := h.mint(t, admin.CreateTokenRequest{Test: true, Policy: "fwd", CIDRs: []string{"127.0.0.1/32", "::1/128"}})
 	_, caPEM := h.caPool(t)
 	caFile := filepath.Join(t.TempDir(), "keystile-ca.pem")
@@ -165,8 +175,18 @@ func TestE2ECCXT(t *testing.T) {
 			// token nor ccxt's placeholders.
 			creds := h.info.Venues[x.ID].Credentials
 			var n int
-			for _, r := range rec.since(x.ID, 0) {
+			for _, v := range rec.snapshot() {
+				r := v.x
+				if r.Venue != x.ID {
+					continue
+				}
 				n++
+				if err := v.err; err != nil {
+					t.Errorf("%s %s: not signed with the vault's credential: %v", r.Method, r.RequestURI, err)
+				}
+				if c := signatureCount(x.ID, r); c > 1 {
+					t.Errorf("%s %s: %d signatures reached the venue (the SDK's and keystile's)", r.Method, r.RequestURI, c)
+				}
 				raw := rawReceived(r)
 				if strings.Contains(raw, m.Token) {
 					t.Errorf("the kst_ token reached the venue: %s %s", r.Method, r.RequestURI)
@@ -190,6 +210,112 @@ func TestE2ECCXT(t *testing.T) {
 	if t.Failed() {
 		t.Logf("ccxt output:\n%s\nstderr:\n%s", out, stderr.String())
 	}
+}
+
+// verifiedLog records what the emulators received, each request with
+// verifyReceived's verdict taken on arrival.
+type verifiedLog struct {
+	mu   sync.Mutex
+	info *sandbox.Info
+	all  []verifiedRequest
+}
+
+type verifiedRequest struct {
+	x   sandbox.Received
+	err error
+}
+
+func (l *verifiedLog) setInfo(info sandbox.Info) {
+	l.mu.Lock()
+	l.info = &info
+	l.mu.Unlock()
+}
+
+func (l *verifiedLog) add(x sandbox.Received) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	err := errors.New("received before the test knew the credentials")
+	if l.info != nil {
+		err = verifyReceived(l.info.Venues[x.Venue], x, time.Now())
+	}
+	l.all = append(l.all, verifiedRequest{x, err})
+}
+
+func (l *verifiedLog) snapshot() []verifiedRequest {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]verifiedRequest(nil), l.all...)
+}
+
+// verifyReceived checks a request an exchange emulator received with the
+// venue's own verifier and the credential the vault holds: a request
+// carrying the venue's key header must verify; one without it (public
+// market data) must carry no signature at all.
+func verifyReceived(info sandbox.VenueInfo, x sandbox.Received, now time.Time) error {
+	c := info.Credentials
+	path, rawQuery, _ := strings.Cut(x.RequestURI, "?")
+	if sentKey(x.Venue, x) == "" && x.Header.Get("Authorization") == "" {
+		if signatureCount(x.Venue, x) > 0 || strings.Contains(rawQuery, "timestamp=") {
+			return errors.New("a public request went out with a signature or timestamp")
+		}
+		return nil
+	}
+	switch x.Venue {
+	case sandbox.VenueBinance:
+		if !strings.Contains(rawQuery+string(x.Body), "signature=") {
+			return nil // MARKET_DATA: the key alone
+		}
+		return sandbox.VerifyBinance(rawQuery, x.Body, x.Header, sandbox.BinanceKey{APIKey: c["api_key"], Secret: []byte(c["secret"])}, now)
+	case sandbox.VenueKraken:
+		sec, err := base64.StdEncoding.DecodeString(c["secret"])
+		if err != nil {
+			return err
+		}
+		_, err = sandbox.VerifyKraken(path, x.Body, x.Header, c["api_key"], sec)
+		return err
+	case sandbox.VenueOKX:
+		return sandbox.VerifyOKX(x.Method, x.RequestURI, x.Body, x.Header, secret.FromString(c["api_key"]),
+			secret.FromString(c["secret"]), secret.FromString(c["passphrase"]), now)
+	case sandbox.VenueBybit:
+		return sandbox.VerifyBybit(x.Method, rawQuery, x.Body, x.Header, secret.FromString(c["api_key"]), secret.FromString(c["secret"]), now)
+	case sandbox.VenueCoinbase:
+		blk, _ := pem.Decode([]byte(c["private_key"]))
+		if blk == nil {
+			return errors.New("coinbase private key is not PEM")
+		}
+		k, err := x509.ParseECPrivateKey(blk.Bytes)
+		if err != nil {
+			return err
+		}
+		_, err = sandbox.VerifyCoinbase(x.Method, x.Host, path, x.Header, c["key_name"], &k.PublicKey, now)
+		return err
+	}
+	return fmt.Errorf("no verifier for %s", x.Venue)
+}
+
+// signatureCount counts the signatures a received request carries in
+// the venue's own places.
+func signatureCount(venueID string, r sandbox.Received) int {
+	switch venueID {
+	case sandbox.VenueBinance:
+		_, q, _ := strings.Cut(r.RequestURI, "?")
+		n := 0
+		for _, p := range strings.Split(q+"&"+string(r.Body), "&") {
+			if strings.HasPrefix(p, "signature=") {
+				n++
+			}
+		}
+		return n
+	case sandbox.VenueKraken:
+		return len(r.Header.Values("Api-Sign"))
+	case sandbox.VenueOKX:
+		return len(r.Header.Values("Ok-Access-Sign"))
+	case sandbox.VenueBybit:
+		return len(r.Header.Values("X-Bapi-Sign"))
+	case sandbox.VenueCoinbase:
+		return len(r.Header.Values("Authorization")) + len(r.Header.Values("Cb-Access-Sign"))
+	}
+	return 0
 }
 
 // sentKey is the API key a received request carried in the venue's own

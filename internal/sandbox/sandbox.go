@@ -119,6 +119,7 @@ type Options struct {
 type Received struct {
 	Venue      string
 	Method     string
+	Host       string // the Host header as received
 	RequestURI string // path and query as sent
 	Header     http.Header
 	Body       []byte
@@ -551,7 +552,7 @@ func (vs *venueServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if vs.seen != nil {
-		vs.seen(Received{Venue: vs.name, Method: r.Method, RequestURI: r.RequestURI, Header: r.Header.Clone(), Body: bytes.Clone(body)})
+		vs.seen(Received{Venue: vs.name, Method: r.Method, Host: r.Host, RequestURI: r.RequestURI, Header: r.Header.Clone(), Body: bytes.Clone(body)})
 	}
 	if fault.Kind == FaultSlowProcess {
 		// The venue has the request and processes it whether or not

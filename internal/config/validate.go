@@ -374,6 +374,10 @@ func (ck *checker) proxyHosts(p string, v Venue) {
 	}
 	for i, h := range v.ProxyHosts {
 		host := h
+		if strings.ContainsAny(h, "/@?#*[] \t") {
+			ck.add(fmt.Sprintf("%s.proxy_hosts[%d]", p, i), "must be a venue's host name (e.g. api.binance.com) or host:port, got %q", h)
+			continue
+		}
 		if hh, port, err := net.SplitHostPort(h); err == nil {
 			n, perr := strconv.Atoi(port)
 			if perr != nil || n < 1 || n > 65535 {

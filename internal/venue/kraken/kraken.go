@@ -54,7 +54,9 @@ var (
 
 // Operations is Kraken's spot REST operations table.
 var Operations = venue.Table{
-	{Method: "*", Path: "/0/public/*", Op: venue.OpMarketRead},
+	// Kraken serves its public market data to GET and POST alike.
+	{Method: "GET", Path: "/0/public/*", Op: venue.OpMarketRead},
+	{Method: "POST", Path: "/0/public/*", Op: venue.OpMarketRead},
 	{Method: "POST", Path: "/0/private/Balance", Op: venue.OpAccountRead},
 	{Method: "POST", Path: "/0/private/BalanceEx", Op: venue.OpAccountRead},
 	{Method: "POST", Path: "/0/private/ExtendedBalance", Op: venue.OpAccountRead},

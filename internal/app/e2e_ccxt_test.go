@@ -28,16 +28,6 @@ import (
 // (sdktest/node/package-lock.json); .ci/run installs it and sets it.
 const EnvCCXT = "KEYSTILE_SDKTEST_NODE_MODULES"
 
-// sdkProxyHosts are the real hosts each exchange's SDK dials (ccxt's
-// default URLs); the sandbox venues take their CONNECTs (proxy_hosts).
-var sdkProxyHosts = map[string][]string{
-	sandbox.VenueBinance:  {"api.binance.com", "fapi.binance.com", "dapi.binance.com"},
-	sandbox.VenueKraken:   {"api.kraken.com"},
-	sandbox.VenueOKX:      {"www.okx.com"},
-	sandbox.VenueBybit:    {"api.bybit.com"},
-	sandbox.VenueCoinbase: {"api.coinbase.com"},
-}
-
 // ccxtExchange is one exchange of the ccxt plan.
 type ccxtExchange struct {
 	ID           string            `json:"id"`
@@ -101,9 +91,9 @@ func TestE2ECCXT(t *testing.T) {
 	rec := &verifiedLog{}
 	h := startHarness(t, harnessOptions{Venues: exchangeVenues(), ExtraYAML: fwdPolicy, Received: rec.add,
 		Configure: func(_ sandbox.Info, cfg *config.Config) {
-			for id, hosts := range sdkProxyHosts {
-				vc := cfg.Venues[id]
-				vc.ProxyHosts = hosts
+			// The real hosts ccxt dials (what sandbox --configure writes).
+			for id, vc := range cfg.Venues {
+				vc.ProxyHosts = sandbox.SDKHosts(id)
 				cfg.Venues[id] = vc
 			}
 		}})

@@ -687,3 +687,25 @@ func ReadCredentials(r io.Reader) (map[string]map[string]string, error) {
 	}
 	return c, nil
 }
+
+// SDKHosts returns the real hosts an unmodified SDK of venue dials (ccxt's
+// default URLs, the official connectors'): keystile's forward proxy routes
+// their CONNECTs to the emulator when the sandbox venue lists them in
+// proxy_hosts. Venues without a public SDK host have none.
+func SDKHosts(venue string) []string {
+	switch venue {
+	case VenueBinance:
+		return []string{"api.binance.com", "fapi.binance.com", "dapi.binance.com"}
+	case VenueKraken:
+		return []string{"api.kraken.com"}
+	case VenueOKX:
+		return []string{"www.okx.com"}
+	case VenueBybit:
+		return []string{"api.bybit.com"}
+	case VenueCoinbase:
+		return []string{"api.coinbase.com"}
+	case VenueBetfair:
+		return []string{"api.betfair.com"}
+	}
+	return nil
+}

@@ -25,8 +25,11 @@ func TestExampleFileParses(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("revalidate: %v", err)
 	}
-	if got := len(c.Venues); got != 10 {
-		t.Fatalf("venues = %d, want 10", got)
+	if got := len(c.Venues); got != 11 {
+		t.Fatalf("venues = %d, want 11", got)
+	}
+	if got := c.Venues["binance-sandbox"].ProxyHosts; len(got) != 3 {
+		t.Fatalf("binance-sandbox proxy_hosts = %v", got)
 	}
 	if c.Venues["kraken"].Tier != "starter" || c.Venues["binance"].TestBaseURL == "" {
 		t.Fatalf("exchange venues: %+v %+v", c.Venues["kraken"], c.Venues["binance"])

@@ -47,7 +47,7 @@ var ErrMalformedOrder = errors.New("bybit: malformed order")
 
 // Operations is Bybit's operations table.
 var Operations = venue.Table{
-	{Method: "GET", Path: "/v5/market/*", Op: venue.OpMarketRead},
+	{Method: "GET", Path: "/v5/market/*", Op: venue.OpMarketRead, Auth: venue.AuthNone},
 	{Method: "GET", Path: "/v5/account/wallet-balance", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/v5/account/info", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/v5/account/fee-rate", Op: venue.OpAccountRead},
@@ -149,10 +149,7 @@ func Sign(secretKey []byte, timestamp, apiKey, recvWindow string, payload []byte
 
 // Public reports the routes Bybit serves without authentication (GET
 // /v5/market/*): keystile forwards them unsigned.
-func Public(method, escapedPath string) bool {
-	op, _ := Operations.Lookup(method, escapedPath)
-	return op == venue.OpMarketRead
-}
+func Public(method, escapedPath string) bool { return Operations.Public(method, escapedPath) }
 
 // Authenticate implements venue.Venue.
 func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte) error {
@@ -166,16 +163,13 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 	ts := strconv.FormatInt(v.now().UnixMilli(), 10)
 	payload := Payload(out.Method, out.URL.RawQuery, body)
 	return v.creds(ctx, func(c venue.Credential) error {
-		key, err := c.Field(FieldAPIKey)
+		f, err := venue.CredentialFields(c, FieldAPIKey, FieldSecret)
 		if err != nil {
-			return fmt.Errorf("bybit: credential: %w", err)
+			return fmt.Errorf("bybit: %w", err)
 		}
-		sec, err := c.Field(FieldSecret)
-		if err != nil {
-			return fmt.Errorf("bybit: credential: %w", err)
-		}
-		if key.IsZero() || sec.IsZero() || sign.HasControl(key.Reveal()) {
-			return errors.New("bybit: credential: empty or invalid api_key or secret")
+		key, sec := f[0], f[1]
+		if sign.HasControl(key.Reveal()) {
+			return errors.New("bybit: credential: api_key holds control characters")
 		}
 		k := string(key.Reveal())
 		out.Header.Set(HeaderKey, k)
@@ -253,11 +247,7 @@ func (v *Venue) Observe(resp *http.Response, now time.Time) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if resp.StatusCode == http.StatusTooManyRequests {
-		d := time.Second
-		if s, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && s > 0 {
-			d = min(time.Duration(s)*time.Second, maxBlock)
-		}
-		if u := now.Add(d); u.After(v.until) {
+		if u := now.Add(venue.RetryAfter(resp, time.Second, maxBlock)); u.After(v.until) {
 			v.until = u
 		}
 	}

@@ -12,9 +12,12 @@ import (
 // ClientOrderIDField is the order placement's client order id member.
 const ClientOrderIDField = "orderLinkId"
 
-// NewClientOrderID implements venue.ClientOrderIDs: 32 hex digits
-// (orderLinkId takes up to 36 of [A-Za-z0-9_-]).
-func (v *Venue) NewClientOrderID(seed [16]byte) string { return venue.HexID(seed) }
+// clientID is orderLinkId: 32 hex digits (it takes up to 36 of
+// [A-Za-z0-9_-]), a member of the JSON body.
+func clientID() venue.ClientID { return venue.ClientID{Field: ClientOrderIDField, Place: venue.InJSON} }
+
+// NewClientOrderID implements venue.ClientOrderIDs.
+func (v *Venue) NewClientOrderID(seed [16]byte) string { return clientID().New(seed) }
 
 // SetClientOrderID implements venue.ClientOrderIDs for POST
 // /v5/order/create: every orderLinkId member of the JSON body is set to id,
@@ -23,11 +26,9 @@ func (v *Venue) SetClientOrderID(r *venue.Request, id string) error {
 	if op, _ := v.Classify(r); op != venue.OpOrderPlace {
 		return fmt.Errorf("bybit: %w", venue.ErrNoClientOrderID)
 	}
-	b, err := venue.SetJSONMember(r.Body, ClientOrderIDField, id, func(k string) bool { return k == ClientOrderIDField })
-	if err != nil {
+	if err := clientID().Set(r, id); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformedOrder, err)
 	}
-	r.Body = b
 	return nil
 }
 

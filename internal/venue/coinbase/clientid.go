@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/keystile/keystile/internal/venue"
 )
@@ -13,8 +12,14 @@ import (
 // ClientOrderIDField is the create-order body's client order id member.
 const ClientOrderIDField = "client_order_id"
 
-// NewClientOrderID implements venue.ClientOrderIDs: a UUID.
-func (v *Venue) NewClientOrderID(seed [16]byte) string { return venue.UUID(seed) }
+// clientID is client_order_id: a UUID, a member of the JSON body matched
+// without regard to case (as ParseOrder's decoder does).
+func clientID() venue.ClientID {
+	return venue.ClientID{Field: ClientOrderIDField, UUID: true, Place: venue.InJSONFold}
+}
+
+// NewClientOrderID implements venue.ClientOrderIDs.
+func (v *Venue) NewClientOrderID(seed [16]byte) string { return clientID().New(seed) }
 
 // SetClientOrderID implements venue.ClientOrderIDs for POST
 // /api/v3/brokerage/orders: every client_order_id member of the JSON body
@@ -24,11 +29,9 @@ func (v *Venue) SetClientOrderID(r *venue.Request, id string) error {
 	if op, _ := v.Classify(r); op != venue.OpOrderPlace {
 		return fmt.Errorf("coinbase: %w", venue.ErrNoClientOrderID)
 	}
-	b, err := venue.SetJSONMember(r.Body, ClientOrderIDField, id, func(k string) bool { return strings.EqualFold(k, ClientOrderIDField) })
-	if err != nil {
+	if err := clientID().Set(r, id); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformedOrder, err)
 	}
-	r.Body = b
 	return nil
 }
 

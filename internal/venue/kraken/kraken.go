@@ -55,8 +55,8 @@ var (
 // Operations is Kraken's spot REST operations table.
 var Operations = venue.Table{
 	// Kraken serves its public market data to GET and POST alike.
-	{Method: "GET", Path: "/0/public/*", Op: venue.OpMarketRead},
-	{Method: "POST", Path: "/0/public/*", Op: venue.OpMarketRead},
+	{Method: "GET", Path: "/0/public/*", Op: venue.OpMarketRead, Auth: venue.AuthNone},
+	{Method: "POST", Path: "/0/public/*", Op: venue.OpMarketRead, Auth: venue.AuthNone},
 	{Method: "POST", Path: "/0/private/Balance", Op: venue.OpAccountRead},
 	{Method: "POST", Path: "/0/private/BalanceEx", Op: venue.OpAccountRead},
 	{Method: "POST", Path: "/0/private/ExtendedBalance", Op: venue.OpAccountRead},
@@ -232,14 +232,11 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 		return fmt.Errorf("%w: %w", ErrBody, err)
 	}
 	return v.creds(ctx, func(c venue.Credential) error {
-		key, err := c.Field(FieldAPIKey)
+		f, err := venue.CredentialFields(c, FieldAPIKey, FieldSecret)
 		if err != nil {
-			return fmt.Errorf("kraken: credential: %w", err)
+			return fmt.Errorf("kraken: %w", err)
 		}
-		sec, err := c.Field(FieldSecret)
-		if err != nil {
-			return fmt.Errorf("kraken: credential: %w", err)
-		}
+		key, sec := f[0], f[1]
 		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(sec.Reveal())))
 		if err != nil {
 			return ErrSecretEncoding

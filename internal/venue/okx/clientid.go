@@ -15,9 +15,12 @@ const ClientOrderIDField = "clOrdId"
 // codeNoSuchOrder is OKX's "Order does not exist" code.
 const codeNoSuchOrder = "51603"
 
-// NewClientOrderID implements venue.ClientOrderIDs: 32 hex digits (clOrdId
-// takes up to 32 letters and digits).
-func (v *Venue) NewClientOrderID(seed [16]byte) string { return venue.HexID(seed) }
+// clientID is clOrdId: 32 hex digits (it takes up to 32 letters and
+// digits), a member of the JSON body.
+func clientID() venue.ClientID { return venue.ClientID{Field: ClientOrderIDField, Place: venue.InJSON} }
+
+// NewClientOrderID implements venue.ClientOrderIDs.
+func (v *Venue) NewClientOrderID(seed [16]byte) string { return clientID().New(seed) }
 
 // SetClientOrderID implements venue.ClientOrderIDs for POST
 // /api/v5/trade/order: every clOrdId member of the JSON body is set to id,
@@ -27,28 +30,25 @@ func (v *Venue) SetClientOrderID(r *venue.Request, id string) error {
 	if op, _ := v.Classify(r); op != venue.OpOrderPlace {
 		return fmt.Errorf("okx: %w", venue.ErrNoClientOrderID)
 	}
-	match := func(k string) bool { return k == ClientOrderIDField }
 	if isBatch(r.Path) {
 		elem, at, err := batchOrder(r.Body)
 		if err != nil {
 			return err
 		}
-		ne, err := venue.SetJSONMember(elem, ClientOrderIDField, id, match)
-		if err != nil {
+		one := &venue.Request{Body: elem}
+		if err := clientID().Set(one, id); err != nil {
 			return fmt.Errorf("%w: %v", ErrMalformedOrder, err)
 		}
-		b, err := venue.ReplaceJSONElement(r.Body, at, elem, ne)
+		b, err := venue.ReplaceJSONElement(r.Body, at, elem, one.Body)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrMalformedOrder, err)
 		}
 		r.Body = b
 		return nil
 	}
-	b, err := venue.SetJSONMember(r.Body, ClientOrderIDField, id, match)
-	if err != nil {
+	if err := clientID().Set(r, id); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformedOrder, err)
 	}
-	r.Body = b
 	return nil
 }
 

@@ -9,9 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/keystile/keystile/internal/sign"
@@ -42,8 +40,8 @@ var ErrMalformedOrder = errors.New("okx: malformed order")
 
 // Operations is OKX's operations table.
 var Operations = venue.Table{
-	{Method: "GET", Path: "/api/v5/market/*", Op: venue.OpMarketRead},
-	{Method: "GET", Path: "/api/v5/public/*", Op: venue.OpMarketRead},
+	{Method: "GET", Path: "/api/v5/market/*", Op: venue.OpMarketRead, Auth: venue.AuthNone},
+	{Method: "GET", Path: "/api/v5/public/*", Op: venue.OpMarketRead, Auth: venue.AuthNone},
 	{Method: "GET", Path: "/api/v5/account/balance", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/api/v5/account/positions", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/api/v5/account/config", Op: venue.OpAccountRead},
@@ -68,10 +66,7 @@ var Operations = venue.Table{
 
 // Public reports the routes OKX serves without authentication (GET
 // /api/v5/market/* and /api/v5/public/*): keystile forwards them unsigned.
-func Public(method, escapedPath string) bool {
-	op, _ := Operations.Lookup(method, escapedPath)
-	return op == venue.OpMarketRead
-}
+func Public(method, escapedPath string) bool { return Operations.Public(method, escapedPath) }
 
 // Limit returns OKX's published request limit for op, per Window (per
 // second limits doubled); unknown operations get 10.
@@ -108,11 +103,7 @@ type Options struct {
 type Venue struct {
 	creds venue.Credentials
 	now   func() time.Time
-
-	mu     sync.Mutex
-	counts map[string]int
-	starts map[string]time.Time
-	until  time.Time
+	rl    venue.WindowLimiter
 }
 
 // New returns an OKX venue.
@@ -120,7 +111,8 @@ func New(o Options) (*Venue, error) {
 	if o.Credentials == nil {
 		return nil, errors.New("okx: no credentials")
 	}
-	v := &Venue{creds: o.Credentials, now: o.Now, counts: map[string]int{}, starts: map[string]time.Time{}}
+	v := &Venue{creds: o.Credentials, now: o.Now,
+		rl: venue.WindowLimiter{Window: Window, Limit: Limit, Backoff: defaultBackoff, MaxBackoff: time.Hour}}
 	if v.now == nil {
 		v.now = time.Now
 	}
@@ -183,20 +175,13 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 	ts := v.now().UTC().Format(TimestampFormat)
 	pre := Prehash(ts, out.Method, out.URL.EscapedPath(), out.URL.RawQuery, body)
 	return v.creds(ctx, func(c venue.Credential) error {
-		key, err := c.Field(FieldAPIKey)
+		f, err := venue.CredentialFields(c, FieldAPIKey, FieldSecret, FieldPassphrase)
 		if err != nil {
-			return fmt.Errorf("okx: credential: %w", err)
+			return fmt.Errorf("okx: %w", err)
 		}
-		sec, err := c.Field(FieldSecret)
-		if err != nil {
-			return fmt.Errorf("okx: credential: %w", err)
-		}
-		pass, err := c.Field(FieldPassphrase)
-		if err != nil {
-			return fmt.Errorf("okx: credential: %w", err)
-		}
-		if key.IsZero() || sec.IsZero() || sign.HasControl(key.Reveal()) || sign.HasControl(pass.Reveal()) {
-			return errors.New("okx: credential: empty or invalid api_key, secret or passphrase")
+		key, sec, pass := f[0], f[1], f[2]
+		if sign.HasControl(key.Reveal()) || sign.HasControl(pass.Reveal()) {
+			return errors.New("okx: credential: api_key or passphrase holds control characters")
 		}
 		out.Header.Set(HeaderKey, string(key.Reveal()))
 		out.Header.Set(HeaderPassphrase, string(pass.Reveal()))
@@ -278,39 +263,12 @@ func ParseOrder(body []byte) (*venue.Order, error) {
 // Allow implements venue.RateLimiter: it refuses while an OKX back-off is
 // active and when op has used all but 5% of its Limits in the current
 // Window (counting this request).
-func (v *Venue) Allow(op string, now time.Time) (time.Duration, bool) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if now.Before(v.until) {
-		return v.until.Sub(now), false
-	}
-	limit := Limit(op)
-	if start, ok := v.starts[op]; !ok || now.Sub(start) >= Window || now.Before(start) {
-		v.starts[op], v.counts[op] = now, 0
-	}
-	if v.counts[op] >= limit-limit/20 {
-		return v.starts[op].Add(Window).Sub(now), false
-	}
-	v.counts[op]++
-	return 0, true
-}
+func (v *Venue) Allow(op string, now time.Time) (time.Duration, bool) { return v.rl.Allow(op, now) }
 
 // Observe implements venue.RateLimiter: an HTTP 429 (OKX code 50011)
-// starts a back-off of Retry-After seconds, or 2 seconds (one window).
-func (v *Venue) Observe(resp *http.Response, now time.Time) {
-	if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
-		return
-	}
-	d := defaultBackoff
-	if s, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && s > 0 && s < 3600 {
-		d = time.Duration(s) * time.Second
-	}
-	v.mu.Lock()
-	if u := now.Add(d); u.After(v.until) {
-		v.until = u
-	}
-	v.mu.Unlock()
-}
+// starts a back-off of Retry-After seconds (at most an hour), or 2 seconds
+// (one window).
+func (v *Venue) Observe(resp *http.Response, now time.Time) { v.rl.Observe(resp, now) }
 
 var (
 	_ venue.Venue        = (*Venue)(nil)

@@ -360,3 +360,47 @@ func CredentialFields(c Credential, names ...string) ([]secret.Value, error) {
 	}
 	return out, nil
 }
+
+// Kit is an exchange's declarative description. Embedded in a venue's
+// type, it provides Classify (from Routes), CredentialHeaders,
+// ClientOrderIDField and NewClientOrderID (from ClientID) and BotToken
+// (the kst_ token an unmodified SDK puts where the API key goes, in
+// KeyHeader); the venue overrides any of them it must (Coinbase's key is
+// in a JWT). The venue adds its signer (Authenticate) and what else is its
+// own.
+type Kit struct {
+	Routes Table
+	// KeyHeader is the header the venue's SDKs send the API key in ("":
+	// BotToken finds nothing).
+	KeyHeader string
+	// Credentials are the headers a bot may not send (see
+	// Venue.CredentialHeaders).
+	Credentials []string
+	ClientID    ClientID
+}
+
+// Classify implements Venue from Routes.
+func (k *Kit) Classify(r *Request) (string, bool) { return k.Routes.Lookup(r.Method, r.Path) }
+
+// CredentialHeaders implements Venue.
+func (k *Kit) CredentialHeaders() []string { return append([]string(nil), k.Credentials...) }
+
+// ClientOrderIDField implements Normalizer.
+func (k *Kit) ClientOrderIDField() string { return k.ClientID.Field }
+
+// NewClientOrderID implements ClientOrderIDs.
+func (k *Kit) NewClientOrderID(seed [16]byte) string { return k.ClientID.New(seed) }
+
+// BotToken implements TokenCarrier: a kst_ token in KeyHeader.
+func (k *Kit) BotToken(h http.Header, _ string) (string, bool) {
+	if k.KeyHeader == "" {
+		return "", false
+	}
+	t := strings.TrimSpace(h.Get(k.KeyHeader))
+	if strings.HasPrefix(t, "kst_") {
+		return t, true
+	}
+	return "", false
+}
+
+var _ TokenCarrier = (*Kit)(nil)

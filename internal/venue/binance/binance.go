@@ -115,7 +115,6 @@ var Operations = venue.Table{
 	{Method: "GET", Path: "/dapi/v1/exchangeInfo", Op: venue.OpMarketRead, Auth: venue.AuthNone},
 }
 
-
 // Options configure New.
 type Options struct {
 	Credentials venue.Credentials // required
@@ -139,6 +138,7 @@ type Options struct {
 
 // Venue is a Binance spot venue. It is safe for concurrent use.
 type Venue struct {
+	venue.Kit
 	creds      venue.Credentials
 	now        func() time.Time
 	baseURL    string
@@ -162,7 +162,8 @@ func New(o Options) (*Venue, error) {
 	if o.RecvWindow < 0 || o.RecvWindow > 60*time.Second {
 		return nil, fmt.Errorf("binance: recv window %s outside (0, 60s]", o.RecvWindow)
 	}
-	v := &Venue{creds: o.Credentials, now: o.Now, baseURL: strings.TrimRight(o.BaseURL, "/"), client: o.HTTPClient,
+	v := &Venue{Kit: venue.Kit{Routes: Operations, KeyHeader: HeaderAPIKey, Credentials: []string{HeaderAPIKey}, ClientID: clientID()},
+		creds: o.Credentials, now: o.Now, baseURL: strings.TrimRight(o.BaseURL, "/"), client: o.HTTPClient,
 		every: o.ClockSync, log: o.Logger}
 	if v.baseURL != "" {
 		if u, err := url.Parse(v.baseURL); err != nil || u.Host == "" {
@@ -184,25 +185,6 @@ func New(o Options) (*Venue, error) {
 		v.log = slog.New(slog.DiscardHandler)
 	}
 	return v, nil
-}
-
-// Classify implements venue.Venue.
-func (v *Venue) Classify(r *venue.Request) (string, bool) { return Operations.Lookup(r.Method, r.Path) }
-
-// CredentialHeaders implements venue.Venue.
-func (v *Venue) CredentialHeaders() []string { return []string{HeaderAPIKey} }
-
-// ClientOrderIDField implements venue.Normalizer.
-func (v *Venue) ClientOrderIDField() string { return "newClientOrderId" }
-
-// BotToken implements venue.TokenCarrier: SDKs send the API key (here the
-// kst_ token) in X-MBX-APIKEY.
-func (v *Venue) BotToken(h http.Header, _ string) (string, bool) {
-	t := strings.TrimSpace(h.Get(HeaderAPIKey))
-	if strings.HasPrefix(t, "kst_") {
-		return t, true
-	}
-	return "", false
 }
 
 // ClockOffset is the last measured server-minus-local clock offset.

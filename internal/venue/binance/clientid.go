@@ -22,9 +22,6 @@ func clientID() venue.ClientID {
 	return venue.ClientID{Field: ClientOrderIDParam, Place: venue.InFormQueryFirst}
 }
 
-// NewClientOrderID implements venue.ClientOrderIDs.
-func (v *Venue) NewClientOrderID(seed [16]byte) string { return clientID().New(seed) }
-
 // SetClientOrderID implements venue.ClientOrderIDs for the single-order
 // placements (order, order/test, sor/order, sor/order/test,
 // order/cancelReplace): newClientOrderId is replaced where the bot put it
@@ -41,7 +38,7 @@ func (v *Venue) SetClientOrderID(r *venue.Request, id string) error {
 	if isJSON(r.Body) {
 		return ErrBody
 	}
-	return clientID().Set(r, id)
+	return v.ClientID.Set(r, id)
 }
 
 // LookupRequests implements venue.OrderLookup: GET /api/v3/order with

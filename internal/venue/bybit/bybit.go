@@ -80,6 +80,7 @@ type Options struct {
 
 // Venue is a Bybit venue. It is safe for concurrent use.
 type Venue struct {
+	venue.Kit
 	creds  venue.Credentials
 	now    func() time.Time
 	window string
@@ -100,32 +101,19 @@ func New(o Options) (*Venue, error) {
 	if o.RecvWindow < time.Millisecond || o.RecvWindow > time.Minute {
 		return nil, fmt.Errorf("bybit: recv window %s out of range (1ms..60s)", o.RecvWindow)
 	}
-	v := &Venue{creds: o.Credentials, now: o.Now, window: strconv.FormatInt(o.RecvWindow.Milliseconds(), 10), blocked: map[string]time.Time{}}
+	v := &Venue{Kit: venue.Kit{Routes: Operations, KeyHeader: HeaderKey,
+		Credentials: []string{HeaderKey, HeaderTimestamp, HeaderRecvWindow, HeaderSign, HeaderSignType}, ClientID: clientID()},
+		creds: o.Credentials, now: o.Now, window: strconv.FormatInt(o.RecvWindow.Milliseconds(), 10), blocked: map[string]time.Time{}}
 	if v.now == nil {
 		v.now = time.Now
 	}
 	return v, nil
 }
 
-// Classify implements venue.Venue.
-func (v *Venue) Classify(r *venue.Request) (string, bool) { return Operations.Lookup(r.Method, r.Path) }
-
-// CredentialHeaders implements venue.Venue.
-func (v *Venue) CredentialHeaders() []string {
-	return []string{HeaderKey, HeaderTimestamp, HeaderRecvWindow, HeaderSign, HeaderSignType}
-}
-
 // PublicHeaders implements venue.PublicHeaders: the timestamp, receive
 // window and signature type are not secret (the key and the signature are).
 func (v *Venue) PublicHeaders() []string {
 	return []string{HeaderTimestamp, HeaderRecvWindow, HeaderSignType}
-}
-
-// BotToken implements venue.TokenCarrier: a Bybit SDK sends the kst_ token
-// as its API key, in X-BAPI-API-KEY.
-func (v *Venue) BotToken(h http.Header, _ string) (string, bool) {
-	t := strings.TrimSpace(h.Get(HeaderKey))
-	return t, strings.HasPrefix(t, "kst_")
 }
 
 // Payload returns what Bybit signs after timestamp, key and window: the raw
@@ -180,9 +168,6 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 		return nil
 	})
 }
-
-// ClientOrderIDField implements venue.Normalizer.
-func (v *Venue) ClientOrderIDField() string { return "orderLinkId" }
 
 // Normalize implements venue.Normalizer for POST /v5/order/create.
 func (v *Venue) Normalize(r *venue.Request) (*venue.Order, error) {

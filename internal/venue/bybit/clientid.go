@@ -16,9 +16,6 @@ const ClientOrderIDField = "orderLinkId"
 // [A-Za-z0-9_-]), a member of the JSON body.
 func clientID() venue.ClientID { return venue.ClientID{Field: ClientOrderIDField, Place: venue.InJSON} }
 
-// NewClientOrderID implements venue.ClientOrderIDs.
-func (v *Venue) NewClientOrderID(seed [16]byte) string { return clientID().New(seed) }
-
 // SetClientOrderID implements venue.ClientOrderIDs for POST
 // /v5/order/create: every orderLinkId member of the JSON body is set to id,
 // or one is appended.
@@ -26,7 +23,7 @@ func (v *Venue) SetClientOrderID(r *venue.Request, id string) error {
 	if op, _ := v.Classify(r); op != venue.OpOrderPlace {
 		return fmt.Errorf("bybit: %w", venue.ErrNoClientOrderID)
 	}
-	if err := clientID().Set(r, id); err != nil {
+	if err := v.ClientID.Set(r, id); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformedOrder, err)
 	}
 	return nil

@@ -18,9 +18,6 @@ func clientID() venue.ClientID {
 	return venue.ClientID{Field: ClientOrderIDField, UUID: true, Place: venue.InJSONFold}
 }
 
-// NewClientOrderID implements venue.ClientOrderIDs.
-func (v *Venue) NewClientOrderID(seed [16]byte) string { return clientID().New(seed) }
-
 // SetClientOrderID implements venue.ClientOrderIDs for POST
 // /api/v3/brokerage/orders: every client_order_id member of the JSON body
 // (matched without regard to case, as ParseOrder's decoder does) is set to
@@ -29,7 +26,7 @@ func (v *Venue) SetClientOrderID(r *venue.Request, id string) error {
 	if op, _ := v.Classify(r); op != venue.OpOrderPlace {
 		return fmt.Errorf("coinbase: %w", venue.ErrNoClientOrderID)
 	}
-	if err := clientID().Set(r, id); err != nil {
+	if err := v.ClientID.Set(r, id); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformedOrder, err)
 	}
 	return nil

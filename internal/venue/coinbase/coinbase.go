@@ -80,6 +80,7 @@ type Options struct {
 
 // Venue is a Coinbase Advanced Trade venue. It is safe for concurrent use.
 type Venue struct {
+	venue.Kit
 	creds venue.Credentials
 	now   func() time.Time
 	rl    venue.WindowLimiter // classes "public" and "private", per second
@@ -90,8 +91,9 @@ func New(o Options) (*Venue, error) {
 	if o.Credentials == nil {
 		return nil, errors.New("coinbase: no credentials")
 	}
-	v := &Venue{creds: o.Credentials, now: o.Now, rl: venue.WindowLimiter{Window: time.Second, Limit: classLimit,
-		Backoff: time.Second, MaxBackoff: 10 * time.Minute}}
+	v := &Venue{Kit: venue.Kit{Routes: Operations, Credentials: append([]string{"Authorization"}, legacyHeaders()...), ClientID: clientID()},
+		creds: o.Credentials, now: o.Now, rl: venue.WindowLimiter{Window: time.Second, Limit: classLimit,
+			Backoff: time.Second, MaxBackoff: 10 * time.Minute}}
 	if v.now == nil {
 		v.now = time.Now
 	}
@@ -117,12 +119,6 @@ func (v *Venue) Classify(r *venue.Request) (string, bool) {
 // forwarded, whatever they hold.
 func legacyHeaders() []string {
 	return []string{"CB-ACCESS-KEY", "CB-ACCESS-SIGN", "CB-ACCESS-TIMESTAMP", "CB-ACCESS-PASSPHRASE"}
-}
-
-// CredentialHeaders implements venue.Venue: the bearer JWT and the legacy
-// HMAC scheme's headers.
-func (v *Venue) CredentialHeaders() []string {
-	return append([]string{"Authorization"}, legacyHeaders()...)
 }
 
 // maxJWT bounds the bearer JWT BotToken will decode.
@@ -220,9 +216,6 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, _ []byte) e
 // /v2/time). keystile forwards them unsigned. (The authenticated twins
 // under /api/v3/brokerage/products are market.read too, but signed.)
 func Public(method, escapedPath string) bool { return Operations.Public(method, escapedPath) }
-
-// ClientOrderIDField implements venue.Normalizer.
-func (v *Venue) ClientOrderIDField() string { return "client_order_id" }
 
 // Normalize implements venue.Normalizer for POST /api/v3/brokerage/orders.
 func (v *Venue) Normalize(r *venue.Request) (*venue.Order, error) {

@@ -20,9 +20,6 @@ func clientID() venue.ClientID {
 	return venue.ClientID{Field: ClientOrderIDParam, UUID: true, Place: venue.InFormBodyFirst}
 }
 
-// NewClientOrderID implements venue.ClientOrderIDs.
-func (v *Venue) NewClientOrderID(seed [16]byte) string { return clientID().New(seed) }
-
 // SetClientOrderID implements venue.ClientOrderIDs for AddOrder: cl_ord_id
 // is replaced where the bot put it (the form body wins, as in ParseOrder),
 // else added to the body. Kraken refuses cl_ord_id together with userref,
@@ -37,7 +34,7 @@ func (v *Venue) SetClientOrderID(r *venue.Request, id string) error {
 	if venue.HasFormParam(r.RawQuery, "userref") || venue.HasFormParam(string(r.Body), "userref") {
 		return fmt.Errorf("kraken: %w (userref excludes cl_ord_id)", venue.ErrNoClientOrderID)
 	}
-	return clientID().Set(r, id)
+	return v.ClientID.Set(r, id)
 }
 
 // LookupRequests implements venue.OrderLookup: OpenOrders, then

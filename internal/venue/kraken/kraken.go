@@ -124,6 +124,7 @@ type Options struct {
 
 // Venue is a Kraken spot REST venue. It is safe for concurrent use.
 type Venue struct {
+	venue.Kit
 	seq   chan struct{} // one private request in flight: nonces arrive in order
 	creds venue.Credentials
 	now   func() time.Time
@@ -151,7 +152,8 @@ func New(o Options) (*Venue, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &Venue{seq: make(chan struct{}, 1), creds: o.Credentials, now: o.Now, store: o.Nonces, block: o.NonceBlock, log: o.Logger, rl: rl,
+	v := &Venue{Kit: venue.Kit{Routes: Operations, KeyHeader: HeaderAPIKey, Credentials: []string{HeaderAPIKey, HeaderAPISign}, ClientID: clientID()},
+		seq: make(chan struct{}, 1), creds: o.Credentials, now: o.Now, store: o.Nonces, block: o.NonceBlock, log: o.Logger, rl: rl,
 		nonces: map[string]*counter{}}
 	if v.now == nil {
 		v.now = time.Now
@@ -163,25 +165,6 @@ func New(o Options) (*Venue, error) {
 		v.log = slog.New(slog.DiscardHandler)
 	}
 	return v, nil
-}
-
-// Classify implements venue.Venue.
-func (v *Venue) Classify(r *venue.Request) (string, bool) { return Operations.Lookup(r.Method, r.Path) }
-
-// CredentialHeaders implements venue.Venue.
-func (v *Venue) CredentialHeaders() []string { return []string{HeaderAPIKey, HeaderAPISign} }
-
-// ClientOrderIDField implements venue.Normalizer.
-func (v *Venue) ClientOrderIDField() string { return "cl_ord_id" }
-
-// BotToken implements venue.TokenCarrier: an SDK puts the API key (here the
-// kst_ token) in API-Key.
-func (v *Venue) BotToken(h http.Header, _ string) (string, bool) {
-	t := strings.TrimSpace(h.Get(HeaderAPIKey))
-	if strings.HasPrefix(t, "kst_") {
-		return t, true
-	}
-	return "", false
 }
 
 // Sign returns API-Sign for uriPath and the exact postdata, whose nonce

@@ -19,9 +19,6 @@ const codeNoSuchOrder = "51603"
 // digits), a member of the JSON body.
 func clientID() venue.ClientID { return venue.ClientID{Field: ClientOrderIDField, Place: venue.InJSON} }
 
-// NewClientOrderID implements venue.ClientOrderIDs.
-func (v *Venue) NewClientOrderID(seed [16]byte) string { return clientID().New(seed) }
-
 // SetClientOrderID implements venue.ClientOrderIDs for POST
 // /api/v5/trade/order: every clOrdId member of the JSON body is set to id,
 // or one is appended; for a batch-orders body of one order, the same in
@@ -36,7 +33,7 @@ func (v *Venue) SetClientOrderID(r *venue.Request, id string) error {
 			return err
 		}
 		one := &venue.Request{Body: elem}
-		if err := clientID().Set(one, id); err != nil {
+		if err := v.ClientID.Set(one, id); err != nil {
 			return fmt.Errorf("%w: %v", ErrMalformedOrder, err)
 		}
 		b, err := venue.ReplaceJSONElement(r.Body, at, elem, one.Body)
@@ -46,7 +43,7 @@ func (v *Venue) SetClientOrderID(r *venue.Request, id string) error {
 		r.Body = b
 		return nil
 	}
-	if err := clientID().Set(r, id); err != nil {
+	if err := v.ClientID.Set(r, id); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformedOrder, err)
 	}
 	return nil

@@ -101,6 +101,7 @@ type Options struct {
 
 // Venue is an OKX venue. It is safe for concurrent use.
 type Venue struct {
+	venue.Kit
 	creds venue.Credentials
 	now   func() time.Time
 	rl    venue.WindowLimiter
@@ -111,7 +112,9 @@ func New(o Options) (*Venue, error) {
 	if o.Credentials == nil {
 		return nil, errors.New("okx: no credentials")
 	}
-	v := &Venue{creds: o.Credentials, now: o.Now,
+	v := &Venue{Kit: venue.Kit{Routes: Operations, KeyHeader: HeaderKey,
+		Credentials: []string{HeaderKey, HeaderSign, HeaderTimestamp, HeaderPassphrase, HeaderSimulated}, ClientID: clientID()},
+		creds: o.Credentials, now: o.Now,
 		rl: venue.WindowLimiter{Window: Window, Limit: Limit, Backoff: defaultBackoff, MaxBackoff: time.Hour}}
 	if v.now == nil {
 		v.now = time.Now
@@ -119,25 +122,10 @@ func New(o Options) (*Venue, error) {
 	return v, nil
 }
 
-// Classify implements venue.Venue.
-func (v *Venue) Classify(r *venue.Request) (string, bool) { return Operations.Lookup(r.Method, r.Path) }
-
-// CredentialHeaders implements venue.Venue.
-func (v *Venue) CredentialHeaders() []string {
-	return []string{HeaderKey, HeaderSign, HeaderTimestamp, HeaderPassphrase, HeaderSimulated}
-}
-
 // PublicHeaders implements venue.PublicHeaders: the timestamp and the
 // demo-trading flag are not secret (the key, the signature and the
 // passphrase are).
 func (v *Venue) PublicHeaders() []string { return []string{HeaderTimestamp, HeaderSimulated} }
-
-// BotToken implements venue.TokenCarrier: an OKX SDK sends the kst_ token
-// as its API key, in OK-ACCESS-KEY.
-func (v *Venue) BotToken(h http.Header, _ string) (string, bool) {
-	t := strings.TrimSpace(h.Get(HeaderKey))
-	return t, strings.HasPrefix(t, "kst_")
-}
 
 // Prehash returns the string OKX signs: timestamp + METHOD + requestPath
 // (escaped path, plus "?" + raw query if any) + body.
@@ -190,9 +178,6 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 		return nil
 	})
 }
-
-// ClientOrderIDField implements venue.Normalizer.
-func (v *Venue) ClientOrderIDField() string { return "clOrdId" }
 
 // Normalize implements venue.Normalizer for POST /api/v5/trade/order
 // (JSON body: instId, side, ordType, sz, px, clOrdId, tgtCcy) and

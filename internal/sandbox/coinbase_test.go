@@ -18,23 +18,8 @@ import (
 // with overrides applied to the claims.
 func coinbaseJWT(t *testing.T, c map[string]string, uri, nonce string, nbf time.Time, life time.Duration) string {
 	t.Helper()
-	blk, _ := pem.Decode([]byte(c["private_key"]))
-	k, err := x509.ParseECPrivateKey(blk.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hb, _ := json.Marshal(map[string]any{"alg": "ES256", "kid": c["key_name"], "nonce": nonce, "typ": "JWT"})
-	cb, _ := json.Marshal(map[string]any{"sub": c["key_name"], "iss": "cdp", "nbf": nbf.Unix(), "exp": nbf.Add(life).Unix(), "uri": uri})
-	in := base64.RawURLEncoding.EncodeToString(hb) + "." + base64.RawURLEncoding.EncodeToString(cb)
-	sum := sha256.Sum256([]byte(in))
-	r, s, err := ecdsa.Sign(rand.Reader, k, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig := make([]byte, 64)
-	r.FillBytes(sig[:32])
-	s.FillBytes(sig[32:])
-	return in + "." + base64.RawURLEncoding.EncodeToString(sig)
+	return signCoinbase(t, c, map[string]any{"alg": "ES256", "kid": c["key_name"], "nonce": nonce, "typ": "JWT"},
+		map[string]any{"sub": c["key_name"], "iss": "cdp", "nbf": nbf.Unix(), "exp": nbf.Add(life).Unix(), "uri": uri})
 }
 
 func TestCoinbaseEmulator(t *testing.T) {

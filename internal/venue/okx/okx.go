@@ -51,6 +51,8 @@ var Operations = venue.Table{
 	{Method: "GET", Path: "/api/v5/trade/orders-pending", Op: venue.OpOrderRead},
 	{Method: "GET", Path: "/api/v5/trade/orders-history", Op: venue.OpOrderRead},
 	{Method: "GET", Path: "/api/v5/trade/fills", Op: venue.OpOrderRead},
+	{Method: "GET", Path: "/api/v5/trade/fills-history", Op: venue.OpOrderRead},          // ccxt fetchMyTrades
+	{Method: "GET", Path: "/api/v5/trade/orders-history-archive", Op: venue.OpOrderRead}, // ccxt fetchClosedOrders (older)
 	{Method: "POST", Path: "/api/v5/trade/order", Op: venue.OpOrderPlace},
 	// ccxt's createOrder sends its one order here, as a one-element array.
 	{Method: "POST", Path: "/api/v5/trade/batch-orders", Op: venue.OpOrderPlace},

@@ -69,6 +69,8 @@ type ccxtStep struct {
 	HasSymbol  bool     `json:"has_symbol"`
 	ID         string   `json:"id"`
 	CCXT       string   `json:"ccxt"`
+	Last       float64  `json:"last"`
+	HasOrder   bool     `json:"has_order"`
 }
 
 // TestE2ECCXT runs unmodified ccxt (pinned in sdktest/node) through the
@@ -144,7 +146,7 @@ func TestE2ECCXT(t *testing.T) {
 	for _, x := range exchanges {
 		ok := t.Run(x.ID, func(t *testing.T) {
 			got := steps[x.ID]
-			for _, name := range []string{"loadMarkets", "fetchBalance", "createOrder", "cancelOrder"} {
+			for _, name := range []string{"loadMarkets", "fetchTicker", "fetchBalance", "createOrder", "fetchOpenOrders", "cancelOrder"} {
 				s, seen := got[name]
 				if !seen || !s.OK {
 					t.Errorf("%s: %+v", name, s)
@@ -152,6 +154,12 @@ func TestE2ECCXT(t *testing.T) {
 			}
 			if s := got["loadMarkets"]; !s.HasSymbol || s.Markets == 0 {
 				t.Errorf("loadMarkets: %s missing among %d markets", x.Symbol, s.Markets)
+			}
+			if s := got["fetchTicker"]; s.Last <= 0 {
+				t.Errorf("fetchTicker: last %v", s.Last)
+			}
+			if s := got["fetchOpenOrders"]; !s.HasOrder {
+				t.Errorf("fetchOpenOrders: the order placed is not among them: %+v", s)
 			}
 			d := got["createOrderDenied"]
 			if d.OK || d.ErrorClass != x.deniedClass || !contains(d.ErrorChain, "ExchangeError") {

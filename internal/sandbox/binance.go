@@ -224,6 +224,8 @@ func binanceRouteOf(route string) (binanceRoute, bool) {
 		return binanceRoute{"exchangeInfo", 20, false}, true
 	case "GET /api/v3/ticker/price":
 		return binanceRoute{"ticker.price", 2, false}, true
+	case "GET /api/v3/ticker/24hr":
+		return binanceRoute{"ticker.24hr", 2, false}, true
 	case "GET /api/v3/account":
 		return binanceRoute{"account", 20, true}, true
 	case "POST /api/v3/order":
@@ -348,6 +350,20 @@ func (b *binance) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 			sym = "BTCUSDT"
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"symbol": sym, "price": "37500.00000000"})
+	case "ticker.24hr":
+		sym := p.Get("symbol")
+		if sym == "" {
+			sym = "BTCUSDT"
+		}
+		day := now.Add(-24 * time.Hour).UnixMilli()
+		writeJSON(w, http.StatusOK, map[string]any{
+			"symbol": sym, "priceChange": "250.00000000", "priceChangePercent": "0.671", "weightedAvgPrice": "37400.12000000",
+			"prevClosePrice": "37250.00000000", "lastPrice": "37500.00000000", "lastQty": "0.01000000",
+			"bidPrice": "37499.99000000", "bidQty": "1.20000000", "askPrice": "37500.01000000", "askQty": "0.80000000",
+			"openPrice": "37250.00000000", "highPrice": "37800.00000000", "lowPrice": "37100.00000000",
+			"volume": "12000.50000000", "quoteVolume": "448800000.00000000", "openTime": day, "closeTime": now.UnixMilli(),
+			"firstId": 28385, "lastId": 28460, "count": 76,
+		})
 	case "userDataStream":
 		writeJSON(w, http.StatusOK, map[string]string{"listenKey": randAlnum(60)})
 	case "account":

@@ -20,7 +20,8 @@ package sandbox
 // GET /api/v3/brokerage/key_permissions,
 // GET /api/v3/brokerage/transaction_summary, GET /v2/accounts, and without
 // authentication GET /api/v3/brokerage/time,
-// /api/v3/brokerage/market/products, /v2/currencies,
+// /api/v3/brokerage/market/products, /api/v3/brokerage/market/products/{id}/ticker,
+// /v2/currencies,
 // /v2/currencies/crypto and /v2/exchange-rates. Credentials: key_name
 // (organizations/{uuid}/apiKeys/{uuid}) and private_key (P-256 "EC PRIVATE
 // KEY" PEM, generated unless given; an Ed25519 key as base64 of seed ||
@@ -286,6 +287,11 @@ func (c *coinbase) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 		"GET /v2/exchange-rates":                        "v2.exchange_rates",
 	}
 	op, ok := ops[r.Method+" "+r.URL.Path]
+	if product, found := strings.CutPrefix(r.URL.Path, "/api/v3/brokerage/market/products/"); !ok && r.Method == http.MethodGet && found {
+		if product, ok = strings.CutSuffix(product, "/ticker"); ok && product != "" && !strings.Contains(product, "/") {
+			op = "market.ticker"
+		}
+	}
 	if !ok {
 		c.vs.count("not_found")
 		coinbaseError(w, http.StatusNotFound, "NOT_FOUND", "route not found")
@@ -474,6 +480,14 @@ func coinbaseProducts(productType string) []any {
 // reports whether op was one.
 func (c *coinbase) public(w http.ResponseWriter, r *http.Request, op string) bool {
 	switch op {
+	case "market.ticker":
+		// Get Public Market Trades: the last trades and the best bid and ask.
+		product := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/api/v3/brokerage/market/products/"), "/ticker")
+		now := c.vs.clock().UTC().Format(time.RFC3339Nano)
+		writeJSON(w, http.StatusOK, map[string]any{"trades": []any{map[string]string{
+			"trade_id": "34b080bf-fcfd-445a-832b-46b5ddc65601", "product_id": product, "price": "43250.12", "size": "0.01",
+			"time": now, "side": "BUY", "bid": "", "ask": "",
+		}}, "best_bid": "43250.11", "best_ask": "43250.13"})
 	case "market.products":
 		p := coinbaseProducts(r.URL.Query().Get("product_type"))
 		writeJSON(w, http.StatusOK, map[string]any{"products": p, "num_products": len(p)})

@@ -9,6 +9,8 @@
 //   {"proxy": "http://kst_test_...@127.0.0.1:PORT",
 //    "exchanges": [{"id": "binance", "symbol": "BTC/USDT", "amount": 0.001,
 //                   "price": 30000, "denied_amount": 5, "credentials": {...}}]}
+// Steps: loadMarkets, fetchTicker, fetchBalance, createOrder (limit),
+// fetchOpenOrders, cancelOrder, and an order keystile's policy denies.
 // Output: one JSON line per step:
 //   {"exchange", "step", "ok": true, ...result} or
 //   {"exchange", "step", "ok": false, "error_class", "error_chain", "message"}
@@ -56,6 +58,10 @@ async function run(x) {
     return { markets: Object.keys(m).length, has_symbol: x.symbol in m };
   });
   if (!markets) return;
+  await step(x.id, 'fetchTicker', async () => {
+    const t = await ex.fetchTicker(x.symbol);
+    return { last: t.last };
+  });
   await step(x.id, 'fetchBalance', async () => {
     const b = await ex.fetchBalance();
     const [base, quote] = x.symbol.split('/');
@@ -66,6 +72,10 @@ async function run(x) {
     return { id: o.id, client_order_id: o.clientOrderId };
   });
   if (order) {
+    await step(x.id, 'fetchOpenOrders', async () => {
+      const open = await ex.fetchOpenOrders(x.symbol);
+      return { open: open.length, has_order: open.some((o) => o.id === order.id) };
+    });
     await step(x.id, 'cancelOrder', async () => {
       const c = await ex.cancelOrder(order.id, x.symbol);
       return { id: c.id };

@@ -41,6 +41,7 @@ func sdkRoutes() []sdkRoute {
 		{sandbox.VenueBinance, botRequest{"GET", "/fapi/v1/exchangeInfo", ""}, "market.read", []any{"symbols", 0, "contractType"}, "PERPETUAL"},
 		{sandbox.VenueBinance, botRequest{"GET", "/dapi/v1/exchangeInfo", ""}, "market.read", []any{"symbols", 0, "marginAsset"}, "BTC"},
 		{sandbox.VenueBinance, botRequest{"GET", "/api/v3/exchangeInfo", ""}, "market.read", []any{"symbols", 0, "filters", 1, "filterType"}, "LOT_SIZE"},
+		{sandbox.VenueBinance, botRequest{"GET", "/api/v3/ticker/24hr?symbol=BTCUSDT", ""}, "market.read", []any{"lastPrice"}, "37500.00000000"},
 		{sandbox.VenueKraken, botRequest{"GET", "/0/public/Assets", ""}, "market.read", []any{"result", "XXBT", "altname"}, "XBT"},
 		{sandbox.VenueKraken, botRequest{"GET", "/0/public/AssetPairs", ""}, "market.read", []any{"result", "XXBTZUSD", "altname"}, "XBTUSD"},
 		{sandbox.VenueKraken, botRequest{"POST", "/0/private/BalanceEx", "x=1"}, "account.read", []any{"result", "XXBT", "balance"}, "2.5000000000"},
@@ -57,6 +58,7 @@ func sdkRoutes() []sdkRoute {
 		{sandbox.VenueCoinbase, botRequest{"GET", "/api/v3/brokerage/accounts", ""}, "account.read", []any{"accounts", 1, "hold", "currency"}, "BTC"},
 		{sandbox.VenueCoinbase, botRequest{"GET", "/api/v3/brokerage/accounts", ""}, "account.read", []any{"accounts", 1, "type"}, "ACCOUNT_TYPE_CRYPTO"},
 		{sandbox.VenueCoinbase, botRequest{"GET", "/api/v3/brokerage/market/products", ""}, "market.read", []any{"products", 0, "base_increment"}, "0.00000001"},
+		{sandbox.VenueCoinbase, botRequest{"GET", "/api/v3/brokerage/market/products/BTC-USD/ticker", ""}, "market.read", []any{"trades", 0, "product_id"}, "BTC-USD"},
 		{sandbox.VenueCoinbase, botRequest{"GET", "/api/v3/brokerage/transaction_summary", ""}, "account.read", []any{"fee_tier", "maker_fee_rate"}, "0.006"},
 	}
 }

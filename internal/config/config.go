@@ -37,6 +37,9 @@ type Config struct {
 	// Alerts (alerts) configures alert sinks, deduplication and digests
 	// (see alerts.go).
 	Alerts Alerts `yaml:"alerts"`
+	// Console (console) configures the web console for operators (see
+	// console.go).
+	Console Console `yaml:"console"`
 
 	// src remembers where each key was in the file Parse read (nil for a
 	// Config built in code, and for an empty file); see Locate.
@@ -430,6 +433,7 @@ func Default() *Config {
 		Audit:       Audit{Sink: "sqlite", CheckpointEvery: 1000, MaxBatch: 512},
 		Idempotency: Idempotency{Window: 24 * time.Hour},
 		Alerts:      DefaultAlerts(),
+		Console:     Console{SessionTTL: DefaultConsoleSessionTTL, IdleTimeout: DefaultConsoleIdleTimeout},
 	}
 }
 

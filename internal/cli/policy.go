@@ -257,7 +257,7 @@ func explain(ctx context.Context, g *globals, tokenRef, reqFile, refPrice string
 	if err != nil {
 		return nil, err
 	}
-	vc, ok := cfg.Venues[sr.Venue]
+	_, ok := cfg.Venues[sr.Venue]
 	if !ok {
 		return nil, fmt.Errorf("venue %q is not configured", sr.Venue)
 	}
@@ -281,15 +281,16 @@ func explain(ctx context.Context, g *globals, tokenRef, reqFile, refPrice string
 		return nil, err
 	}
 	var impl venue.Venue
+	account := ""
 	for _, v := range vs {
 		if v.ID == sr.Venue {
-			impl = v.Impl
+			impl, account = v.Impl, app.VenueAccount(v)
 		}
 	}
 	if impl == nil {
 		return nil, fmt.Errorf("venue %q could not be built", sr.Venue)
 	}
-	in := app.ExplainInput{Token: tok, Venue: sr.Venue, Impl: impl, Account: vc.Credential, Method: sr.Method, Path: sr.Path,
+	in := app.ExplainInput{Token: tok, Venue: sr.Venue, Impl: impl, Account: account, Method: sr.Method, Path: sr.Path,
 		Query: sr.RawQuery, Header: sr.Header, Body: sr.Body}
 	if refPrice != "" {
 		p, err := decimal.NewFromString(refPrice)

@@ -92,8 +92,11 @@ func niceCeil(v float64) float64 {
 }
 
 func formatRate(v float64) string {
-	if v >= 100 || v == math.Trunc(v) {
+	switch {
+	case v >= 100 || v == math.Trunc(v):
 		return strconv.FormatFloat(v, 'f', 0, 64) + "/s"
+	case v < 1:
+		return strconv.FormatFloat(v, 'f', 2, 64) + "/s"
 	}
 	return strconv.FormatFloat(v, 'f', 1, 64) + "/s"
 }

@@ -58,7 +58,7 @@ func (c *Console) live() liveData {
 	d := liveData{Snap: snap, WindowSecs: KeySeconds, ChartSecs: chartSeconds,
 		Rate:      lineChart("requests per second", from, to, formatRate, []string{"s-req", "s-deny"}, []string{"requests", "denied or failed"}, req, deny),
 		Lat:       lineChart("latency", from, to, formatMillis, []string{"s-p50", "s-p99"}, []string{"p50", "p99"}, p50, p99),
-		PerSecond: strconv.FormatFloat(snap.PerSecond, 'f', 1, 64), P50: formatDuration(snap.P50), P99: formatDuration(snap.P99),
+		PerSecond: strings.TrimSuffix(formatRate(snap.PerSecond), "/s"), P50: formatDuration(snap.P50), P99: formatDuration(snap.P99),
 		AddedP50: formatDuration(snap.AddedP50)}
 	if snap.Dropped > 0 {
 		d.DroppedNote = fmt.Sprintf("%d events were not counted here (the console's queue was full); the audit log has them all", snap.Dropped)

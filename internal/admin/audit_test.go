@@ -175,7 +175,7 @@ func TestMatchBearer(t *testing.T) {
 	list := []BearerToken{{Name: "laptop", Digest: d}}
 	for _, tc := range []struct {
 		name, tok, want string
-		ok             bool
+		ok              bool
 	}{
 		{"configured", string(tok.Reveal()), "laptop", true},
 		{"other token", string(other.Reveal()), "", false},

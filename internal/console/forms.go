@@ -83,6 +83,7 @@ var (
 	idRE     = regexp.MustCompile(`^tok_[a-z0-9]{4,40}$`)
 	policyRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 	codeRE   = regexp.MustCompile(`^[0-9]{6}$|^[a-z0-9]{4}-[a-z0-9]{4}-[a-z0-9]{4}$`)
+	opRE     = regexp.MustCompile(`^[a-z0-9_.]{1,64}\*?$`)
 )
 
 // parseTTL reads a lifetime: a Go duration or a number of days ("7d").
@@ -263,7 +264,7 @@ func ParseAuditQuery(v url.Values, now time.Time) (AuditQuery, error) {
 	if q.Operation, err = field(v, "op", false); err != nil {
 		return q, err
 	}
-	if q.Operation != "" && !regexp.MustCompile(`^[a-z0-9_.]{1,64}\*?$`).MatchString(q.Operation) {
+	if q.Operation != "" && !opRE.MatchString(q.Operation) {
 		return q, badInput("operation: like order.place or admin.*, got %s", shown(q.Operation))
 	}
 	for _, b := range []struct {

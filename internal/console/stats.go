@@ -149,7 +149,8 @@ func (s *Stats) Record(_ context.Context, e audit.Event) {
 	}
 }
 
-// Close stops the folding goroutine; later events are dropped.
+// Close folds the events already handed off and stops the folding
+// goroutine; later events are dropped.
 func (s *Stats) Close() {
 	s.once.Do(func() { close(s.stop) })
 	<-s.done
@@ -160,6 +161,18 @@ func (s *Stats) run() {
 	for {
 		select {
 		case <-s.stop:
+			// Fold what was handed off before Close.
+			s.mu.Lock()
+			for {
+				select {
+				case y := <-s.in:
+					s.fold(y)
+					continue
+				default:
+				}
+				break
+			}
+			s.mu.Unlock()
 			return
 		case x := <-s.in:
 			s.mu.Lock()

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -370,10 +369,4 @@ func clientAddr(r *http.Request) netip.Addr {
 		return netip.IPv4Unspecified()
 	}
 	return ap.Addr()
-}
-
-// discard drains and closes a body.
-func discard(rc io.ReadCloser) {
-	_, _ = io.Copy(io.Discard, io.LimitReader(rc, 1<<16))
-	_ = rc.Close()
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -315,8 +314,6 @@ func (c *client) login() string {
 	}
 	return csrfOf(a.body)
 }
-
-var errNotFound = errors.New("not found")
 
 // digest of the admin token, for checks that it never shows.
 func digestHex(s string) string {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io/fs"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -276,5 +275,3 @@ func (c *Console) event(r *http.Request, action, decision string, status int, pr
 		Method: r.Method, Path: r.URL.Path, Operation: "admin." + action, Decision: decision, Rule: "admin." + action,
 		Status: status, Error: d})
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

@@ -180,7 +180,9 @@ func (s *session) checkCSRF(tok string) bool {
 // cookie builds a cookie of this server: HttpOnly, SameSite=Strict,
 // Path=/, Secure (and the __Host- name) over TLS.
 func (c *Console) cookie(name, val string, maxAge int) *http.Cookie {
-	return &http.Cookie{Name: name, Value: val, Path: "/", HttpOnly: true, Secure: c.tls, SameSite: http.SameSiteStrictMode, MaxAge: maxAge}
+	// Secure only over TLS: a plain console is loopback-only (Listen), and
+	// a Secure cookie would not be sent back over plain HTTP.
+	return &http.Cookie{Name: name, Value: val, Path: "/", HttpOnly: true, Secure: c.tls, SameSite: http.SameSiteStrictMode, MaxAge: maxAge} // #nosec G124 -- Secure whenever TLS is on; see above
 }
 
 func (c *Console) sessionCookie() string {

@@ -136,6 +136,9 @@ func listTokens(t *testing.T, r *rig) []string {
 // (the old cookie no longer works); a wrong TOTP code does not log in.
 func TestConsoleSession(t *testing.T) {
 	r := startRig(t, rigOptions{})
+	if st, err := r.admin.Status(t.Context()); err != nil || st.Console != r.url {
+		t.Fatalf("status names the console %q (%v), want %s", st.Console, err, r.url)
+	}
 	c := r.client()
 	lp := c.do("GET", "/login", nil, nil)
 	form := url.Values{"csrf": {csrfOf(lp.body)}, "token": {r.adminTok}, "totp": {"000000"}}

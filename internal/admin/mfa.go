@@ -228,6 +228,8 @@ func (s *Server) mfaGate(mux *http.ServeMux) http.Handler {
 			WriteError(w, http.StatusInternalServerError, "unclassified_route", "this admin route has no second-factor classification")
 			return
 		}
+		w, r, done := s.auditAction(w, r, pattern, rt)
+		defer done()
 		if rt.Class == MFAAlways && !g.require(w, r, rt.Action) {
 			return
 		}

@@ -55,7 +55,15 @@ const (
 	ActionPanicClear = "panic.clear"
 )
 
-// MFARoute is one route's classification.
+// Actions that need no second factor, as named in audit records.
+const (
+	ActionTokenRevoke = "token.revoke"
+	ActionTokenFreeze = "token.freeze"
+	ActionAlertTest   = "alert.test"
+)
+
+// MFARoute is one route's classification. Action names what the route
+// does, in MFA refusals and in the audit record of the request (admin.<Action>).
 type MFARoute struct {
 	Class  MFAClass
 	Action string
@@ -86,8 +94,8 @@ func MFARoutes() map[string]MFARoute {
 		"POST " + PathTokens:                     {MFAConditional, ActionTokenCreate},
 		"GET " + PathTokens:                      never,
 		"GET " + PathTokens + "/{id}":            never,
-		"POST " + PathTokens + "/{id}/revoke":    never,
-		"POST " + PathTokens + "/{id}/freeze":    never,
+		"POST " + PathTokens + "/{id}/revoke":    {MFANever, ActionTokenRevoke},
+		"POST " + PathTokens + "/{id}/freeze":    {MFANever, ActionTokenFreeze},
 		"POST " + PathTokens + "/{id}/unfreeze":  {MFAAlways, ActionTokenUnfreeze},
 		"POST " + PathTokens + "/{id}/rotate":    {MFAConditional, ActionTokenRotate},
 		"POST " + PathOAuth + "/{venue}/login":   {MFAAlways, ActionOAuthLogin},
@@ -104,7 +112,7 @@ func MFARoutes() map[string]MFARoute {
 		"POST " + PathCA:             {MFAAlways, ActionCACreate},
 		"POST " + PathCA + "/rotate": {MFAAlways, ActionCARotate},
 		"GET " + PathAlerts:          never,
-		"POST " + PathAlertsTest:     never,
+		"POST " + PathAlertsTest:     {MFANever, ActionAlertTest},
 	}
 }
 

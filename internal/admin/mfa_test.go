@@ -159,8 +159,8 @@ var wantMFARoutes = []struct { //nolint:gochecknoglobals // the test's table
 	{"POST /v1/tokens", MFAConditional, "token.create"},
 	{"GET /v1/tokens", MFANever, ""},
 	{"GET /v1/tokens/{id}", MFANever, ""},
-	{"POST /v1/tokens/{id}/revoke", MFANever, ""},
-	{"POST /v1/tokens/{id}/freeze", MFANever, ""},
+	{"POST /v1/tokens/{id}/revoke", MFANever, "token.revoke"},
+	{"POST /v1/tokens/{id}/freeze", MFANever, "token.freeze"},
 	{"POST /v1/tokens/{id}/unfreeze", MFAAlways, "token.unfreeze"},
 	{"POST /v1/tokens/{id}/rotate", MFAConditional, "token.rotate"},
 	{"POST /v1/oauth/{venue}/login", MFAAlways, "oauth.login"},
@@ -175,7 +175,7 @@ var wantMFARoutes = []struct { //nolint:gochecknoglobals // the test's table
 	{"POST /v1/ca", MFAAlways, "ca.create"},
 	{"POST /v1/ca/rotate", MFAAlways, "ca.rotate"},
 	{"GET /v1/alerts", MFANever, ""},
-	{"POST /v1/alerts/test", MFANever, ""},
+	{"POST /v1/alerts/test", MFANever, "alert.test"},
 }
 
 // TestMFARouteTable checks the classification of every admin route, then

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/secret"
 	"github.com/keystile/keystile/internal/vault"
 )
@@ -64,6 +65,9 @@ type Options struct {
 	TCP *TCPOptions
 	// Logger; if nil, discard.
 	Logger *slog.Logger
+	// Audit, if set, receives one record per admin request that changes
+	// something (audit.go), whoever sent it.
+	Audit audit.Sink
 }
 
 // Server is the admin API server.
@@ -73,6 +77,8 @@ type Server struct {
 	srv  *http.Server
 	log  *slog.Logger
 	self int
+
+	inner http.Handler // the gated mux every listener (and InProcess) serves
 
 	tcpLn   net.Listener // nil unless Options.TCP
 	tcpSrv  *http.Server
@@ -126,6 +132,7 @@ func Listen(o Options) (*Server, error) {
 		o.Extra(mux)
 	}
 	inner := s.mfaGate(mux)
+	s.inner = inner
 	if o.TCP != nil {
 		if err := s.listenTCP(inner); err != nil {
 			_ = ln.Close()
@@ -253,6 +260,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 		if !DecodeJSON(w, r, &req) {
 			return
 		}
+		NoteTarget(r, "", "credential "+quote(r.PathValue("name")))
 		if reserved(w, r.PathValue("name")) {
 			for _, v := range req.Fields {
 				clear(v)
@@ -291,6 +299,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 		if !DecodeJSON(w, r, &req) || reserved(w, r.PathValue("name")) {
 			return
 		}
+		NoteTarget(r, "", fmt.Sprintf("credential %s; compromised %t", quote(r.PathValue("name")), req.Compromised))
 		if err := s.o.Vault.Revoke(r.Context(), r.PathValue("name"), req.Compromised); err != nil {
 			s.fail(w, r, err)
 			return
@@ -304,6 +313,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("DELETE "+PathSecrets+"/{name}", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
+		NoteTarget(r, "", "credential "+quote(name))
 		if reserved(w, name) {
 			return
 		}

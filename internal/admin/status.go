@@ -27,6 +27,8 @@ type Status struct {
 	Alerts        *AlertsStatus  `json:"alerts,omitempty"`
 	// Metrics is the Prometheus listener's address ("" if none).
 	Metrics string `json:"metrics,omitempty"`
+	// Console is the web console's base URL ("" if none).
+	Console string `json:"console,omitempty"`
 	// RestartNeeded names the configuration sections that changed in the
 	// file since start and take effect only after a restart.
 	RestartNeeded []string `json:"restart_needed,omitempty"`

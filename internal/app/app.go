@@ -25,6 +25,7 @@ import (
 	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/buildinfo"
 	"github.com/keystile/keystile/internal/config"
+	"github.com/keystile/keystile/internal/console"
 	"github.com/keystile/keystile/internal/fwdproxy"
 	"github.com/keystile/keystile/internal/gateway"
 	"github.com/keystile/keystile/internal/idem"
@@ -32,6 +33,7 @@ import (
 	"github.com/keystile/keystile/internal/logging"
 	"github.com/keystile/keystile/internal/masterkey"
 	"github.com/keystile/keystile/internal/metrics"
+	"github.com/keystile/keystile/internal/mfa"
 	"github.com/keystile/keystile/internal/policy"
 	"github.com/keystile/keystile/internal/secret"
 	"github.com/keystile/keystile/internal/store/sqlite"
@@ -297,6 +299,13 @@ type Server struct {
 	alerts   *alert.Dispatcher
 	alertEnv Env
 
+	// The web console (console.listen; nil when off): the stats it
+	// shows, fed by the gateway's events, and its kill switch.
+	console *console.Console
+	stats   *console.Stats
+	kill    *freezeSwitch
+	mfa     *mfa.Manager
+
 	cfgNow   atomic.Pointer[config.Config]
 	reloadMu sync.Mutex
 	venues   map[string]builtVenue
@@ -364,6 +373,9 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		venues = append(venues, b.gv)
 	}
 	s.metrics = s.newMetrics()
+	if o.Config.Console.Listen != "" {
+		s.stats = console.NewStats(nil)
+	}
 	if err := s.openOrderPath(ctx, v, db, o.Config, o.DataDir); err != nil {
 		s.closeStores(ctx)
 		return nil, err
@@ -377,7 +389,7 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		scrub = o.Redactor
 	}
 	s.gateway, err = gateway.New(gateway.Options{
-		Tokens: s.tokens, Venues: venues, Events: events{s.audit, audit.LogSink{Logger: o.Logger}, s.metrics}, OnRetry: s.metrics.OnRetry, Scrubber: scrub,
+		Tokens: s.tokens, Venues: venues, Events: events{s.audit, audit.LogSink{Logger: o.Logger}, s.metrics, s.consoleSink()}, OnRetry: s.metrics.OnRetry, Scrubber: scrub,
 		MaxBodyBytes: o.Config.Gateway.MaxBodyBytes, Logger: o.Logger,
 		Policy: s.policy, Idem: s.idem, Intents: s.audit,
 		Ready: func() error {
@@ -467,7 +479,7 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 			mux.HandleFunc("POST "+admin.PathOAuth+"/{venue}/login", oauthLogin(s.Config, v, o.Logger))
 			s.caRoutes(mux)
 		},
-		Status: s.status,
+		Status: s.status, Audit: s.audit,
 	})
 	if err != nil {
 		s.closeListeners()
@@ -475,6 +487,16 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		return nil, err
 	}
 	s.admin = as
+	s.mfa = mfaMgr
+	if o.Config.Console.Listen != "" {
+		s.kill = &freezeSwitch{tokens: s.tokens}
+		if s.console, err = s.newConsole(o.Config); err != nil {
+			_ = as.Shutdown(ctx)
+			s.closeListeners()
+			s.closeStores(ctx)
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -523,6 +545,13 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	if s.console != nil {
+		go func() {
+			if err := s.console.Serve(); err != nil {
+				errc <- err
+			}
+		}()
+	}
 	flush := time.NewTicker(30 * time.Second)
 	defer flush.Stop()
 	// SIGHUP reloads venues and policies; without a config file there is nothing
@@ -539,7 +568,7 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	s.log.Info("keystile: serving", "version", Version, "data_dir", s.dataDir, "gateway", s.GatewayAddr(), "metrics", s.MetricsAddr(), "admin_listen", s.admin.TCPAddr(), "proxy", s.ProxyAddr())
+	s.log.Info("keystile: serving", "version", Version, "data_dir", s.dataDir, "gateway", s.GatewayAddr(), "metrics", s.MetricsAddr(), "admin_listen", s.admin.TCPAddr(), "proxy", s.ProxyAddr(), "console", s.ConsoleURL())
 	var runErr error
 loop:
 	for {
@@ -574,6 +603,12 @@ loop:
 	}
 	if s.metricsSrv != nil {
 		_ = s.metricsSrv.Shutdown(sctx)
+	}
+	if s.console != nil {
+		_ = s.console.Shutdown(sctx)
+	}
+	if s.stats != nil {
+		s.stats.Close()
 	}
 
 	s.closeStores(sctx)

@@ -53,6 +53,7 @@ type events struct {
 	log     *audit.Log
 	text    audit.Sink
 	metrics audit.Sink
+	console audit.Sink // the web console's live figures; nil when it is off
 }
 
 // Record implements audit.Sink.
@@ -63,6 +64,9 @@ func (e events) Record(ctx context.Context, ev audit.Event) {
 	e.text.Record(ctx, ev)
 	if e.metrics != nil {
 		e.metrics.Record(ctx, ev)
+	}
+	if e.console != nil {
+		e.console.Record(ctx, ev)
 	}
 }
 

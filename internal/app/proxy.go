@@ -97,7 +97,7 @@ func (s *Server) openProxy() error {
 	g := s.cfg.Gateway
 	p, err := fwdproxy.New(fwdproxy.Options{
 		Handler: s.gateway, Tokens: s.tokens, Certs: ca, Limiter: s.gateway,
-		Events: events{s.audit, audit.LogSink{Logger: s.log}, s.metrics},
+		Events: events{s.audit, audit.LogSink{Logger: s.log}, s.metrics, s.consoleSink()},
 		Routes: proxyRoutes(s.venues), MaxTunnels: pc.MaxTunnels,
 		ReadHeaderTimeout: g.ReadHeaderTimeout, ReadTimeout: g.ReadTimeout, WriteTimeout: g.WriteTimeout,
 		IdleTimeout: g.IdleTimeout, MaxHeaderBytes: g.MaxHeaderBytes, Logger: s.log,

@@ -32,6 +32,7 @@ var restartSections = []struct {
 	{"audit", func(c *config.Config) any { return c.Audit }},
 	{"idempotency", func(c *config.Config) any { return c.Idempotency }},
 	{"metrics", func(c *config.Config) any { return c.Metrics }},
+	{"console", func(c *config.Config) any { return c.Console }},
 	// The rest of alerts: reloads; its queue sizes are fixed at start.
 	{"alerts.queue_size", func(c *config.Config) any { return c.Alerts.QueueSize }},
 	{"proxy", func(c *config.Config) any { return c.Proxy }},

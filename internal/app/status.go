@@ -31,7 +31,7 @@ func (s *Server) status(ctx context.Context) admin.Status {
 		Gateway: s.GatewayAddr(), GatewaySocket: s.gatewaySocket(),
 		Venues: s.venueStatus(ctx), Store: s.storeStatus(ctx), Audit: s.auditStatus(ctx), Tokens: s.tokenCounts(ctx),
 		Alerts:  s.alertsSummary(ctx),
-		Metrics: s.MetricsAddr(), RestartNeeded: s.RestartNeeded(),
+		Metrics: s.MetricsAddr(), Console: s.ConsoleURL(), RestartNeeded: s.RestartNeeded(),
 	}
 	return st
 }

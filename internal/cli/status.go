@@ -91,6 +91,9 @@ func printStatus(w io.Writer, st admin.Status) error {
 	if st.Metrics != "" {
 		fmt.Fprintf(tw, "metrics:\thttp://%s/metrics\n", st.Metrics)
 	}
+	if st.Console != "" {
+		fmt.Fprintf(tw, "console:\t%s\n", st.Console)
+	}
 	if len(st.RestartNeeded) > 0 {
 		fmt.Fprintf(tw, "restart needed:\t%s changed in the config file; they apply after a restart\n", strings.Join(st.RestartNeeded, ", "))
 	}

@@ -399,21 +399,28 @@ func (ev *evaluation) claims() ([]Claim, []string) {
 		if b.limit.Currency != ev.currency {
 			continue
 		}
-		key := ev.scopeID(b.scope) + "/" + b.name + "/" + ev.currency + "/"
-		var since time.Time
-		if b.day {
-			lt := ev.in.Time.In(ev.p.loc)
-			y, m, d := lt.Date()
-			since = time.Date(y, m, d, 0, 0, 0, 0, ev.p.loc)
-			key += "day:" + lt.Format("2006-01-02") + "@" + ev.p.loc.String()
-		} else {
-			since = ev.in.Time.Add(-b.window)
-			key += "rolling:" + b.window.String()
-		}
-		cs = append(cs, Claim{Key: key, Since: since, Limit: b.limit.Value})
+		cs = append(cs, budgetClaim(ev.p, b, ev.scopeID(b.scope), ev.in.Time))
 		names = append(names, b.name)
 	}
 	return cs, names
+}
+
+// budgetClaim is budget b of policy p for subject (a scope id, e.g.
+// "token:tok_abc") at time at: its key (which names the window) and the
+// window's start.
+func budgetClaim(p *compiled, b budgetRule, subject string, at time.Time) Claim {
+	key := subject + "/" + b.name + "/" + b.limit.Currency + "/"
+	var since time.Time
+	if b.day {
+		lt := at.In(p.loc)
+		y, m, d := lt.Date()
+		since = time.Date(y, m, d, 0, 0, 0, 0, p.loc)
+		key += "day:" + lt.Format("2006-01-02") + "@" + p.loc.String()
+	} else {
+		since = at.Add(-b.window)
+		key += "rolling:" + b.window.String()
+	}
+	return Claim{Key: key, Since: since, Limit: b.limit.Value}
 }
 
 func (ev *evaluation) reserve(ctx context.Context) (*Hold, *Decision) {

@@ -18,16 +18,16 @@ import (
 // ExplainResult is the dry-run decision for one bot request, as `keystile
 // policy explain` prints it and the web console shows it.
 type ExplainResult struct {
-	Decision   string `json:"decision"` // allow or deny
-	Rule       string `json:"rule,omitempty"`
-	Reason     string `json:"reason,omitempty"`
-	Status     int    `json:"status,omitempty"`
-	RetryAfter string `json:"retry_after,omitempty"`
-	Token      string `json:"token"`
-	Policy     string `json:"policy"`
-	Venue      string `json:"venue"`
-	Operation  string `json:"operation,omitempty"`
-	Notional   string `json:"notional,omitempty"`
+	Decision   string        `json:"decision"` // allow or deny
+	Rule       string        `json:"rule,omitempty"`
+	Reason     string        `json:"reason,omitempty"`
+	Status     int           `json:"status,omitempty"`
+	RetryAfter string        `json:"retry_after,omitempty"`
+	Token      string        `json:"token"`
+	Policy     string        `json:"policy"`
+	Venue      string        `json:"venue"`
+	Operation  string        `json:"operation,omitempty"`
+	Notional   string        `json:"notional,omitempty"`
 	Order      *ExplainOrder `json:"order,omitempty"`
 }
 

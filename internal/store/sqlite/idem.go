@@ -98,47 +98,56 @@ func (s *IdemStore) Get(ctx context.Context, scope, key string) (idem.Record, er
 	return rec, nil
 }
 
-// Claim implements idem.Store in one savepoint of the database's group
+// Claim implements idem.Store as one direct write of the database's group
 // commit.
 func (s *IdemStore) Claim(ctx context.Context, rec idem.Record, notBefore time.Time) (idem.Record, bool, error) {
-	args, err := idemRow(rec)
-	if err != nil {
-		return idem.Record{}, false, fmt.Errorf("sqlite: claim idempotency key: %w", err)
-	}
 	var (
 		stored  idem.Record
 		claimed bool
 	)
-	err = s.d.batch(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := s.d.exec(ctx, tx, qIdemClaim, append(args, nanoOf(notBefore))...)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 1 {
-			claimed = true
-			return nil
-		}
-		stored, err = scanIdem(s.d.queryRow(ctx, tx, qIdemGet, rec.Scope, rec.Key))
+	err := s.d.writeDirect(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		stored, claimed, err = s.d.claimKey(ctx, tx, rec, notBefore)
 		return err
 	})
 	if err != nil {
 		return idem.Record{}, false, fmt.Errorf("sqlite: claim idempotency key: %w", err)
 	}
-	if claimed {
+	return stored, claimed, nil
+}
+
+// claimKey stores rec unless a record of its key created at or after
+// notBefore exists, on the writer; it returns the record stored under the
+// key afterwards and whether it is rec. Not claiming writes nothing.
+func (d *DB) claimKey(ctx context.Context, tx *sql.Tx, rec idem.Record, notBefore time.Time) (idem.Record, bool, error) {
+	args, err := idemRow(rec)
+	if err != nil {
+		return idem.Record{}, false, err
+	}
+	res, err := d.exec(ctx, tx, qIdemClaim, append(args, nanoOf(notBefore))...)
+	if err != nil {
+		return idem.Record{}, false, err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return idem.Record{}, false, err
+	} else if n == 1 {
 		return rec, true, nil
+	}
+	stored, err := scanIdem(d.queryRow(ctx, tx, qIdemGet, rec.Scope, rec.Key))
+	if err != nil {
+		return idem.Record{}, false, err
 	}
 	return stored, false, nil
 }
 
-// Swap implements idem.Store through the database's group commit.
+// Swap implements idem.Store as one direct write of the database's group
+// commit.
 func (s *IdemStore) Swap(ctx context.Context, rec idem.Record, owner string) error {
 	args, err := idemRow(rec)
 	if err != nil {
 		return fmt.Errorf("sqlite: update idempotency key: %w", err)
 	}
-	err = s.d.batch(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = s.d.writeDirect(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := s.d.exec(ctx, tx, qIdemSwap, append(args, owner)...)
 		if err != nil {
 			return err
@@ -150,11 +159,11 @@ func (s *IdemStore) Swap(ctx context.Context, rec idem.Record, owner string) err
 		err = s.d.queryRow(ctx, tx, qIdemExists, rec.Scope, rec.Key).Scan(&one)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
-			return store.ErrNotFound
+			return refuse(store.ErrNotFound)
 		case err != nil:
 			return err
 		}
-		return store.ErrConflict
+		return refuse(store.ErrConflict)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: update idempotency key: %w", err)
@@ -162,10 +171,11 @@ func (s *IdemStore) Swap(ctx context.Context, rec idem.Record, owner string) err
 	return nil
 }
 
-// Delete implements idem.Store through the database's group commit.
+// Delete implements idem.Store as one direct write of the database's group
+// commit.
 func (s *IdemStore) Delete(ctx context.Context, scope, key, owner string, before time.Time) (int64, error) {
 	var n int64
-	err := s.d.batch(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.d.writeDirect(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var (
 			res sql.Result
 			err error

@@ -79,7 +79,7 @@ type call struct {
 	venue         *served
 	test          bool // the token's environment is the venue's test endpoint
 	proxy         *httputil.ReverseProxy
-	op            string         // classify: the venue's operation
+	op            string           // classify: the venue's operation
 	vreq          *venue.Request   // the request as the venue will see it (order fields may be rewritten)
 	verdict       *policy.Decision // decide: the policy's (nil without a policy)
 	ord           *order           // order state the request opens (budget hold, idempotency ticket)

@@ -228,7 +228,7 @@ func (l *AuditLog) end(err error, commit time.Duration) {
 		return
 	}
 	l.health.Store(nil)
-	l.records.Add(uint64(n))        // #nosec G115 -- n >= 0
+	l.records.Add(uint64(n))            // #nosec G115 -- n >= 0
 	l.checkpoints.Add(uint64(len(cps))) // #nosec G115 -- len >= 0
 	l.batches.Add(1)
 	if int64(n) > l.maxBatch.Load() {

@@ -519,7 +519,7 @@ const (
 func hotQueries() []string {
 	return []string{qSavepoint, qRollbackTo, qRelease, qDataVersion,
 		qInsertEntry, qSumWindow, qReadTotals, qUpsertTotals3, qUpsertTotal, qDeleteTotal,
-		qIdemGet, qIdemClaim, qIdemSwap, qIdemExists, qIdemDeleteOwned,
+		qIdemGet, qIdemInsert, qIdemReplace, qIdemSwap, qIdemAnswer, qIdemForgetAnswer, qIdemExists, qIdemDeleteOwned,
 		qAuditInsert, qAuditCheckpoint}
 }
 

@@ -22,32 +22,47 @@ func (d *DB) Idempotency() *IdemStore { return &IdemStore{d: d} }
 const idemCols = `scope, key, fingerprint, client_order_id, state, owner, created_at, updated_at,
 	status, header, body, body_dropped, venue_order_id`
 
-// The idempotency store's statements (prepared in Open).
+// The idempotency store's statements (prepared in Open). A key's answer
+// (state done) is a row of idempotency_answers when one matches the key's
+// rowid and owner (migration 0008); it overrides the key row's own
+// columns.
 const (
-	qIdemGet   = `SELECT ` + idemCols + ` FROM idempotency WHERE scope = ? AND key = ?`
-	qIdemClaim = `INSERT INTO idempotency (` + idemCols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
-		ON CONFLICT (scope, key) DO UPDATE SET fingerprint = excluded.fingerprint,
-			client_order_id = excluded.client_order_id, state = excluded.state, owner = excluded.owner,
-			created_at = excluded.created_at, updated_at = excluded.updated_at, status = excluded.status,
-			header = excluded.header, body = excluded.body, body_dropped = excluded.body_dropped,
-			venue_order_id = excluded.venue_order_id
-		WHERE idempotency.created_at < ?`
+	qIdemGet = `SELECT i.scope, i.key, i.fingerprint, i.client_order_id,
+		CASE WHEN a.claim IS NULL THEN i.state ELSE 'done' END, i.owner, i.created_at,
+		coalesce(a.updated_at, i.updated_at), coalesce(a.status, i.status), coalesce(a.header, i.header),
+		CASE WHEN a.claim IS NULL THEN i.body ELSE a.body END, coalesce(a.body_dropped, i.body_dropped),
+		coalesce(a.venue_order_id, i.venue_order_id)
+		FROM idempotency i LEFT JOIN idempotency_answers a ON a.claim = i.rowid AND a.owner = i.owner
+		WHERE i.scope = ? AND i.key = ?`
+	qIdemInsert = `INSERT INTO idempotency (` + idemCols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT (scope, key) DO NOTHING`
+	qIdemReplace = `UPDATE idempotency SET fingerprint = ?3, client_order_id = ?4, state = ?5,
+		owner = ?6, created_at = ?7, updated_at = ?8, status = ?9, header = ?10, body = ?11, body_dropped = ?12,
+		venue_order_id = ?13 WHERE scope = ?1 AND key = ?2 AND created_at < ?14 RETURNING rowid`
 	qIdemSwap = `UPDATE idempotency SET fingerprint = ?3, client_order_id = ?4, state = ?5,
 		owner = ?6, created_at = ?7, updated_at = ?8, status = ?9, header = ?10, body = ?11, body_dropped = ?12,
-		venue_order_id = ?13 WHERE scope = ?1 AND key = ?2 AND owner = ?14`
-	qIdemExists      = `SELECT 1 FROM idempotency WHERE scope = ? AND key = ?`
-	qIdemDeleteOwned = `DELETE FROM idempotency WHERE scope = ? AND key = ? AND owner = ?`
+		venue_order_id = ?13 WHERE scope = ?1 AND key = ?2 AND owner = ?14 RETURNING rowid`
+	// qIdemAnswer appends the answer of a pending key still held by its
+	// owner with the same order (?1 scope, ?2 key, ?3 owner, ?4
+	// fingerprint, ?5 client order id, ?6 created): the Done of a ticket.
+	qIdemAnswer = `INSERT INTO idempotency_answers (claim, owner, updated_at, status, header, body, body_dropped, venue_order_id)
+		SELECT rowid, owner, ?7, ?8, ?9, ?10, ?11, ?12 FROM idempotency
+		WHERE scope = ?1 AND key = ?2 AND owner = ?3 AND fingerprint = ?4 AND client_order_id = ?5 AND created_at = ?6
+			AND state != 'done'
+		ON CONFLICT (claim) DO NOTHING`
+	qIdemForgetAnswer = `DELETE FROM idempotency_answers WHERE claim = ?`
+	qIdemExists       = `SELECT 1 FROM idempotency WHERE scope = ? AND key = ?`
+	qIdemDeleteOwned  = `DELETE FROM idempotency WHERE scope = ? AND key = ? AND owner = ? RETURNING rowid`
 )
 
 // idemRow is rec's column values, in idemCols order.
 func idemRow(rec idem.Record) ([]any, error) {
-	h := rec.Replay.Header
-	if h == nil {
-		h = http.Header{}
-	}
-	hj, err := json.Marshal(h)
-	if err != nil {
-		return nil, err
+	hj := []byte("{}")
+	if len(rec.Replay.Header) > 0 {
+		var err error
+		if hj, err = json.Marshal(rec.Replay.Header); err != nil {
+			return nil, err
+		}
 	}
 	dropped := 0
 	if rec.Replay.BodyDropped {
@@ -124,7 +139,7 @@ func (d *DB) claimKey(ctx context.Context, tx *sql.Tx, rec idem.Record, notBefor
 	if err != nil {
 		return idem.Record{}, false, err
 	}
-	res, err := d.exec(ctx, tx, qIdemClaim, append(args, nanoOf(notBefore))...)
+	res, err := d.exec(ctx, tx, qIdemInsert, args...)
 	if err != nil {
 		return idem.Record{}, false, err
 	}
@@ -132,6 +147,19 @@ func (d *DB) claimKey(ctx context.Context, tx *sql.Tx, rec idem.Record, notBefor
 		return idem.Record{}, false, err
 	} else if n == 1 {
 		return rec, true, nil
+	}
+	// The key is stored: replace it if it has expired (the old answer
+	// goes with it).
+	var claim int64
+	err = d.queryRow(ctx, tx, qIdemReplace, append(args, nanoOf(notBefore))...).Scan(&claim)
+	switch {
+	case err == nil:
+		if _, err := d.exec(ctx, tx, qIdemForgetAnswer, claim); err != nil {
+			return idem.Record{}, false, err
+		}
+		return rec, true, nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return idem.Record{}, false, err
 	}
 	stored, err := scanIdem(d.queryRow(ctx, tx, qIdemGet, rec.Scope, rec.Key))
 	if err != nil {
@@ -141,18 +169,34 @@ func (d *DB) claimKey(ctx context.Context, tx *sql.Tx, rec idem.Record, notBefor
 }
 
 // Swap implements idem.Store as one direct write of the database's group
-// commit.
+// commit. A ticket's answer (the key still pending under the same owner
+// and order, now done) is appended to idempotency_answers; any other
+// change rewrites the key's row.
 func (s *IdemStore) Swap(ctx context.Context, rec idem.Record, owner string) error {
 	args, err := idemRow(rec)
 	if err != nil {
 		return fmt.Errorf("sqlite: update idempotency key: %w", err)
 	}
 	err = s.d.writeDirect(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := s.d.exec(ctx, tx, qIdemSwap, append(args, owner)...)
-		if err != nil {
+		if rec.State == idem.StateDone && rec.Owner == owner {
+			// args: scope, key, fingerprint, coid, state, owner, created,
+			// updated, status, header, body, dropped, venue order id.
+			res, err := s.d.exec(ctx, tx, qIdemAnswer, args[0], args[1], owner, args[2], args[3], args[6],
+				args[7], args[8], args[9], args[10], args[11], args[12])
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil || n == 1 {
+				return err
+			}
+		}
+		var claim int64
+		err := s.d.queryRow(ctx, tx, qIdemSwap, append(args, owner)...).Scan(&claim)
+		if err == nil {
+			_, err = s.d.exec(ctx, tx, qIdemForgetAnswer, claim)
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil || n == 1 {
+		if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
 		var one int
@@ -176,15 +220,37 @@ func (s *IdemStore) Swap(ctx context.Context, rec idem.Record, owner string) err
 func (s *IdemStore) Delete(ctx context.Context, scope, key, owner string, before time.Time) (int64, error) {
 	var n int64
 	err := s.d.writeDirect(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		var (
-			res sql.Result
-			err error
-		)
 		if owner != "" {
-			res, err = s.d.exec(ctx, tx, qIdemDeleteOwned, scope, key, owner)
-		} else {
-			res, err = tx.ExecContext(ctx, `DELETE FROM idempotency WHERE created_at < ?`, nanoOf(before))
+			rows, err := s.d.query(ctx, tx, qIdemDeleteOwned, scope, key, owner)
+			if err != nil {
+				return err
+			}
+			var claims []int64
+			for rows.Next() {
+				var c int64
+				if err := rows.Scan(&c); err != nil {
+					_ = rows.Close()
+					return err
+				}
+				claims = append(claims, c)
+			}
+			if err := rows.Close(); err != nil {
+				return err
+			}
+			for _, c := range claims {
+				if _, err := s.d.exec(ctx, tx, qIdemForgetAnswer, c); err != nil {
+					return err
+				}
+			}
+			n = int64(len(claims))
+			return nil
 		}
+		b := nanoOf(before)
+		if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency_answers
+			WHERE claim IN (SELECT rowid FROM idempotency WHERE created_at < ?)`, b); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM idempotency WHERE created_at < ?`, b)
 		if err != nil {
 			return err
 		}

@@ -256,7 +256,7 @@ func TestBudgetTotalsMigration(t *testing.T) {
 	}
 	// Turn it into a version 5 database (the tables of later migrations
 	// go too).
-	if _, err := db.SQL().ExecContext(ctx, `DROP TABLE budget_totals; DROP TABLE audit_records; DROP TABLE audit_checkpoints;
+	if _, err := db.SQL().ExecContext(ctx, `DROP TABLE budget_totals; DROP TABLE audit_records; DROP TABLE audit_checkpoints; DROP TABLE idempotency_answers;
 		DELETE FROM schema_migrations WHERE version >= 6`); err != nil {
 		t.Fatal(err)
 	}

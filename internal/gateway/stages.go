@@ -409,6 +409,12 @@ func (g *Gateway) forward(c *call) bool {
 		rw.Header().Set(HeaderClientOrderID, c.ord.coid)
 	}
 	c.st.deferUnknown = c.ord != nil && c.ord.ticket != nil
+	if c.ord != nil {
+		// Until the answer says otherwise the order may have left: a
+		// panic on the way settles it as unknown (budget kept, key never
+		// re-sent blindly), not as unsent.
+		c.ord.outcome = outcomeUnknown
+	}
 	c.proxy.ServeHTTP(rw, c.r.WithContext(c.ctx))
 	c.st.mu.Lock()
 	upstreamStatus, perr, answer, unknown := c.st.upstream, c.st.err, c.st.answer, c.st.unknown

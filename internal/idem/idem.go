@@ -132,6 +132,17 @@ type Store interface {
 	Delete(ctx context.Context, scope, key, owner string, before time.Time) (int64, error)
 }
 
+// LaterStore is a Store that can queue a Swap without the caller waiting
+// for it (the SQLite store's group commit): SwapLater queues Swap(rec,
+// owner) and calls done with its result once it is durable or has failed,
+// on any goroutine; done must not block. DoneLater uses it so that a
+// stored answer, which nobody waits for, costs no goroutine and need not
+// hurry the store's next commit.
+type LaterStore interface {
+	Store
+	SwapLater(rec Record, owner string, done func(error)) error
+}
+
 // Options configure New.
 type Options struct {
 	// Store is required.
@@ -496,15 +507,23 @@ func (t *Ticket) DoneLater(ctx context.Context, r Replay) error {
 	rec := t.rec
 	rec.State, rec.Updated, rec.Replay = StateDone, m.now(), r
 	t.answer(outcomeDone, &r)
-	go func() {
-		defer m.wg.Done()
-		ctx, cancel := finishCtx(ctx)
-		defer cancel()
-		err := m.store.Swap(ctx, rec, t.owner)
+	stored := func(err error) {
 		m.leave(t)
 		if err != nil {
 			m.log.Warn("idem: answer not stored; the key will answer unknown", "scope", t.key.Scope, "err", err)
 		}
+		m.wg.Done()
+	}
+	if ls, ok := m.store.(LaterStore); ok {
+		if err := ls.SwapLater(rec, t.owner, stored); err == nil {
+			return nil
+		}
+		// Not queued (a full queue): write it from a goroutine.
+	}
+	go func() {
+		ctx, cancel := finishCtx(ctx)
+		defer cancel()
+		stored(m.store.Swap(ctx, rec, t.owner))
 	}()
 	return nil
 }

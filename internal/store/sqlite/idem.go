@@ -172,11 +172,38 @@ func (d *DB) claimKey(ctx context.Context, tx *sql.Tx, rec idem.Record, notBefor
 // and order, now done) is appended to idempotency_answers; any other
 // change rewrites the key's row.
 func (s *IdemStore) Swap(ctx context.Context, rec idem.Record, owner string) error {
-	args, err := idemRow(rec)
+	fn, err := s.swap(rec, owner)
+	if err == nil {
+		err = s.d.writeDirect(ctx, fn)
+	}
 	if err != nil {
 		return fmt.Errorf("sqlite: update idempotency key: %w", err)
 	}
-	err = s.d.writeDirect(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return nil
+}
+
+// SwapLater implements idem.LaterStore: Swap queued without waiting; it
+// does not end a batch's wait for more writes (the audit log's linger).
+func (s *IdemStore) SwapLater(rec idem.Record, owner string, done func(error)) error {
+	fn, err := s.swap(rec, owner)
+	if err != nil {
+		return fmt.Errorf("sqlite: update idempotency key: %w", err)
+	}
+	return s.d.writeAsync(fn, func(err error) {
+		if err != nil {
+			err = fmt.Errorf("sqlite: update idempotency key: %w", unrefuse(err))
+		}
+		done(err)
+	})
+}
+
+// swap is Swap's write.
+func (s *IdemStore) swap(rec idem.Record, owner string) (txFunc, error) {
+	args, err := idemRow(rec)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, tx *sql.Tx) error {
 		if rec.State == idem.StateDone && rec.Owner == owner {
 			// args: scope, key, fingerprint, coid, state, owner, created,
 			// updated, status, header, body, dropped, venue order id.
@@ -207,11 +234,7 @@ func (s *IdemStore) Swap(ctx context.Context, rec idem.Record, owner string) err
 			return err
 		}
 		return refuse(store.ErrConflict)
-	})
-	if err != nil {
-		return fmt.Errorf("sqlite: update idempotency key: %w", err)
-	}
-	return nil
+	}, nil
 }
 
 // Delete implements idem.Store as one direct write of the database's group
@@ -262,4 +285,4 @@ func (s *IdemStore) Delete(ctx context.Context, scope, key, owner string, before
 	return n, nil
 }
 
-var _ idem.Store = (*IdemStore)(nil)
+var _ idem.LaterStore = (*IdemStore)(nil)

@@ -3,6 +3,7 @@ package audit
 import (
 	"crypto/ed25519"
 	"errors"
+	"sync"
 	"time"
 )
 
@@ -93,12 +94,59 @@ func (c *Chain) checkpoint(now time.Time) Checkpoint {
 // yet sealed: identifiers HMAC'd under k.Identity, every string made valid
 // UTF-8 and scrubbed of kst_ tokens.
 func (k Keys) Record(e Event, kind string) Record {
+	return record(e, kind, k.TokenHash(e.TokenID), identHash(k.Identity, "source", e.Source))
+}
+
+func record(e Event, kind, token, source string) Record {
 	return Record{
-		Kind: kind, RequestID: clean(e.RequestID), Token: k.TokenHash(e.TokenID), Source: identHash(k.Identity, "source", e.Source),
+		Kind: kind, RequestID: clean(e.RequestID), Token: token, Source: source,
 		Venue: clean(e.Venue), Operation: clean(e.Operation), Method: clean(e.Method), Path: clean(e.Path),
 		Instrument: clean(e.Instrument), Side: clean(e.Side), Type: clean(e.OrderType), Quantity: clean(e.Quantity),
 		Price: clean(e.Price), Notional: clean(e.Notional), ClientOrderID: clean(e.ClientOrderID),
 		Decision: clean(e.Decision), Rule: clean(e.Rule), Status: e.Status, Upstream: e.Upstream,
 		VenueOrderID: clean(e.VenueOrderID), Latency: e.Latency, Error: clean(e.Error),
 	}
+}
+
+// Recorder is Keys.Record with the HMACs of recent identifiers remembered:
+// a bot's token id and source address repeat on every request, and their
+// HMACs cost more than the rest of a record. It is safe for concurrent
+// use; it keeps at most 4096 identifiers (public ids and addresses, no
+// secrets) and starts afresh when full.
+type Recorder struct {
+	keys Keys
+	mu   sync.Mutex
+	ids  map[string]string // label NUL value → hex HMAC
+}
+
+// maxRecorderIDs bounds Recorder's memory.
+const maxRecorderIDs = 4096
+
+// NewRecorder returns a Recorder for k.
+func NewRecorder(k Keys) *Recorder { return &Recorder{keys: k, ids: map[string]string{}} }
+
+// Record implements Keys.Record.
+func (r *Recorder) Record(e Event, kind string) Record {
+	return record(e, kind, r.hash("token", e.TokenID), r.hash("source", e.Source))
+}
+
+func (r *Recorder) hash(label, v string) string {
+	if v == "" {
+		return ""
+	}
+	k := label + "\x00" + v
+	r.mu.Lock()
+	h, ok := r.ids[k]
+	r.mu.Unlock()
+	if ok {
+		return h
+	}
+	h = identHash(r.keys.Identity, label, v)
+	r.mu.Lock()
+	if len(r.ids) >= maxRecorderIDs {
+		clear(r.ids)
+	}
+	r.ids[k] = h
+	r.mu.Unlock()
+	return h
 }

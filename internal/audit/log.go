@@ -104,6 +104,7 @@ type Log struct {
 	maxBatch                                         atomic.Int64
 
 	chain *Chain // writer-owned
+	rec   *Recorder
 }
 
 type pending struct {
@@ -155,7 +156,7 @@ func Open(ctx context.Context, o Options) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: open: %w", err)
 	}
-	l := &Log{o: o, queue: make(chan *pending, 4*o.MaxBatch), done: make(chan struct{}), chain: chain}
+	l := &Log{o: o, queue: make(chan *pending, 4*o.MaxBatch), done: make(chan struct{}), chain: chain, rec: NewRecorder(o.Keys)}
 	go l.run()
 	return l, nil
 }
@@ -183,7 +184,7 @@ func identHash(key []byte, label, v string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-func (l *Log) build(e Event, kind string) Record { return l.o.Keys.Record(e, kind) }
+func (l *Log) build(e Event, kind string) Record { return l.rec.Record(e, kind) }
 
 // Intent writes an intent record and returns once it is durable. An
 // error means it may not be: the caller must refuse the write operation

@@ -55,6 +55,7 @@ type AuditOptions struct {
 type AuditLog struct {
 	d     *DB
 	o     AuditOptions
+	rec   *audit.Recorder
 	chain *audit.Chain // writer-owned
 
 	// writer-owned state of the open batch
@@ -97,7 +98,7 @@ func (d *DB) OpenAuditLog(ctx context.Context, o AuditOptions) (*AuditLog, error
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: audit log: %w", err)
 	}
-	l := &AuditLog{d: d, o: o, chain: chain}
+	l := &AuditLog{d: d, o: o, chain: chain, rec: audit.NewRecorder(o.Keys)}
 	if !d.auditLog.CompareAndSwap(nil, l) {
 		return nil, errAuditOpen
 	}
@@ -115,7 +116,7 @@ func (l *AuditLog) Intent(ctx context.Context, e audit.Event) error {
 	if l.closed.Load() {
 		return audit.ErrClosed
 	}
-	rec := l.o.Keys.Record(e, audit.KindIntent)
+	rec := l.rec.Record(e, audit.KindIntent)
 	ctx, cancel := context.WithTimeout(ctx, l.o.IntentTimeout)
 	defer cancel()
 	err := l.d.writeDirect(ctx, func(ctx context.Context, tx *sql.Tx) error {
@@ -146,7 +147,7 @@ func (l *AuditLog) Record(ctx context.Context, e audit.Event) {
 		l.drop(ctx, 1, "log closed", e.RequestID)
 		return
 	}
-	rec := l.o.Keys.Record(e, audit.KindOutcome)
+	rec := l.rec.Record(e, audit.KindOutcome)
 	err := l.d.writeAsync(func(ctx context.Context, tx *sql.Tx) error {
 		return l.append(ctx, tx, &rec, true)
 	}, nil)

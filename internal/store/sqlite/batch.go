@@ -42,11 +42,6 @@ import (
 const (
 	// maxBatch bounds the writes committed together.
 	maxBatch = 256
-	// batchTimeout bounds one batch's statements. It is what bounds a
-	// caller's wait once its write has run: the caller then waits for the
-	// commit, never for its own context, so that a committed write is
-	// never reported as failed.
-	batchTimeout = 30 * time.Second
 	// maxAsync bounds the writes queued without a waiter; beyond it
 	// writeAsync refuses (the audit log counts a dropped record).
 	maxAsync = 16384
@@ -131,6 +126,9 @@ type writer struct {
 	parts   []participant
 
 	dataVersion int64 // writer-owned: PRAGMA data_version after the last batch
+	// open is the batch whose transaction is open (writer-owned; read by
+	// txStmt to reuse its bound statements).
+	open atomic.Pointer[openBatch]
 
 	// Counters for WriterStats, updated once per batch.
 	batches, writes, busyNs, commitNs, slow atomic.Int64
@@ -217,7 +215,7 @@ func (d *DB) participants() []participant {
 // tx it is given (never the DB's pool, which would wait for the lock the
 // batch holds), and must not keep tx. If the caller's ctx ends while fn is
 // still queued, batch returns ctx.Err() and fn never runs; once fn has
-// run, batch waits for the commit (bounded by batchTimeout).
+// run, batch waits for the commit.
 func (d *DB) batch(ctx context.Context, fn txFunc) error { return d.write(ctx, fn, false) }
 
 // writeDirect is batch without a savepoint: fn either refuses (an error
@@ -350,9 +348,15 @@ func (d *DB) lingerFor(calls []*call, linger time.Duration) []*call {
 }
 
 // runBatch runs calls in one transaction and answers each of them.
+//
+// The batch's statements run under a context that never ends: with a
+// deadline, the driver would start a watcher goroutine per statement (a
+// third of an order's statement cost). A caller whose write has run waits
+// for the commit, never for its own context, so that a committed write is
+// never reported as failed; lock waits end after the busy timeout (10 s)
+// and the order path's statements are single-row.
 func (d *DB) runBatch(calls []*call) {
-	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
-	defer cancel()
+	ctx := context.Background()
 	parts := d.participants()
 	var (
 		tx  *sql.Tx
@@ -362,6 +366,7 @@ func (d *DB) runBatch(calls []*call) {
 	// err, and the participants put their state back.
 	abort := func(err error) {
 		_ = tx.Rollback()
+		d.w.open.Store(nil)
 		for _, p := range parts {
 			p.end(err, 0)
 		}
@@ -420,6 +425,7 @@ func (d *DB) runBatch(calls []*call) {
 	start := time.Now()
 	err := tx.Commit()
 	took := time.Since(start)
+	d.w.open.Store(nil)
 	d.w.commitNs.Add(int64(took))
 	if took > slowCommit {
 		d.w.slow.Add(1)
@@ -435,6 +441,12 @@ func (d *DB) runBatch(calls []*call) {
 	}
 }
 
+// openBatch is a batch's transaction and the statements bound to it.
+type openBatch struct {
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt
+}
+
 // begin starts a batch's transaction on the writer's connection and tells
 // the participants, noting whether another connection changed the
 // database since the last batch.
@@ -443,9 +455,11 @@ func (d *DB) begin(ctx context.Context, parts []participant) (*sql.Tx, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.w.open.Store(&openBatch{tx: tx, stmts: map[string]*sql.Stmt{}})
 	var v int64
 	if err := d.queryRow(ctx, tx, qDataVersion).Scan(&v); err != nil {
 		_ = tx.Rollback()
+		d.w.open.Store(nil)
 		return nil, err
 	}
 	external := v != d.w.dataVersion
@@ -453,6 +467,7 @@ func (d *DB) begin(ctx context.Context, parts []participant) (*sql.Tx, error) {
 	for i, p := range parts {
 		if err := p.begin(ctx, tx, external); err != nil {
 			_ = tx.Rollback()
+			d.w.open.Store(nil)
 			for _, q := range parts[:i+1] {
 				q.end(err, 0)
 			}
@@ -545,18 +560,29 @@ func (d *DB) closeStmts() {
 }
 
 // txStmt is q bound to tx: a prepared statement if q is one of
-// hotQueries, else nil.
+// hotQueries, else nil. In the writer's open batch the bound statement is
+// made once per batch (Tx.StmtContext allocates and locks each time);
+// elsewhere once per call, and closed with tx.
 func (d *DB) txStmt(ctx context.Context, tx *sql.Tx, q string) *sql.Stmt {
-	if st := d.stmts[q]; st != nil {
-		return tx.StmtContext(ctx, st)
+	st := d.stmts[q]
+	if st == nil {
+		return nil
 	}
-	return nil
+	if b := d.w.open.Load(); b != nil && b.tx == tx {
+		// Only the writer goroutine uses its batch's transaction.
+		if bs := b.stmts[q]; bs != nil {
+			return bs
+		}
+		bs := tx.StmtContext(ctx, st)
+		b.stmts[q] = bs
+		return bs
+	}
+	return tx.StmtContext(ctx, st)
 }
 
 // exec is tx.ExecContext through the prepared statement of q if any.
 func (d *DB) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
 	if st := d.txStmt(ctx, tx, q); st != nil {
-		defer st.Close()
 		return st.ExecContext(ctx, args...)
 	}
 	return tx.ExecContext(ctx, q, args...)

@@ -35,7 +35,7 @@ func (l *Ledger) Open(ctx context.Context, w *ledger.Write) error {
 		if log.closed.Load() {
 			return audit.ErrClosed
 		}
-		r := log.o.Keys.Record(*w.Intent, audit.KindIntent)
+		r := log.rec.Record(*w.Intent, audit.KindIntent)
 		rec = &r
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, log.o.IntentTimeout)

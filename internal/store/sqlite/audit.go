@@ -22,9 +22,10 @@ type AuditOptions struct {
 	CheckpointEvery int
 	// Mirrors get a copy of each committed batch's records (stdout).
 	Mirrors []audit.Mirror
-	// Linger is how long a batch of outcome records only (nobody waits
-	// for them) may wait for more; an intent or any other waited write
-	// ends the wait. If 0, audit.DefaultLinger; negative disables it.
+	// Linger is how long a batch of writes nobody waits for (outcome
+	// records, stored answers) may wait for more; an intent, an order's
+	// ledger write or any other waited write ends the wait and takes them
+	// along. If 0, DefaultLinger; negative disables it.
 	Linger time.Duration
 	// IntentTimeout bounds how long Intent and the ledger's Open wait for
 	// durability (on top of their context). If 0,
@@ -72,6 +73,13 @@ type AuditLog struct {
 	maxBatch                                atomic.Int64
 }
 
+// DefaultLinger is AuditOptions.Linger's default: longer than the audit
+// log's own (audit.DefaultLinger), since here the waited writes (orders)
+// end it and take the records along, so it only bounds how long a quiet
+// or read-only server holds records before a commit of their own (reads
+// then cost a fraction of a commit each).
+const DefaultLinger = 25 * time.Millisecond
+
 // errAuditOpen is returned by a second OpenAuditLog on one DB.
 var errAuditOpen = errors.New("sqlite: the audit log is already open")
 
@@ -82,7 +90,7 @@ func (d *DB) OpenAuditLog(ctx context.Context, o AuditOptions) (*AuditLog, error
 		o.IntentTimeout = audit.DefaultIntentTimeout
 	}
 	if o.Linger == 0 {
-		o.Linger = audit.DefaultLinger
+		o.Linger = DefaultLinger
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -235,6 +235,19 @@ func startSystem(ctx context.Context, env *runEnv, sys, workload string) (*syste
 	return nil, fmt.Errorf("unknown system %q", sys)
 }
 
+// nginxBinary finds nginx on PATH or where Debian's package puts it
+// (/usr/sbin is not on every user's PATH).
+func nginxBinary() (string, error) {
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p, nil
+	}
+	const debian = "/usr/sbin/nginx"
+	if fi, err := os.Stat(debian); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+		return debian, nil
+	}
+	return "", errors.New("nginx not found")
+}
+
 // nginxConf is nginx as a tuned TLS reverse proxy: upstream keep-alive,
 // HTTP/1.1, session reuse, two workers, no access log.
 func nginxConf(dir string, port int, env *runEnv) string {
@@ -280,9 +293,9 @@ http {
 }
 
 func startNginx(ctx context.Context, env *runEnv, workload string) (*system, error) {
-	bin, err := exec.LookPath("nginx")
+	bin, err := nginxBinary()
 	if err != nil {
-		return nil, &skipError{"skipped: nginx not installed (apt-get install nginx)"}
+		return nil, &skipError{"skipped: nginx not installed (run `make bench-setup` or `bash bench/setup.sh`: apt-get install -y nginx)"}
 	}
 	dir, err := os.MkdirTemp(env.tmp, "nginx-")
 	if err != nil {

@@ -206,16 +206,6 @@ func (d *DB) sumWindow(ctx context.Context, tx *sql.Tx, key string, s int64) (de
 	return sum, nil
 }
 
-// addTotals adds delta (negative to subtract) to key's three buckets of
-// time atN.
-func (d *DB) addTotals(ctx context.Context, tx *sql.Tx, key string, atN int64, delta decimal.Decimal) error {
-	var deltas [3]decimal.Decimal
-	for l := range deltas {
-		deltas[l] = delta
-	}
-	return d.applyTotals(ctx, tx, key, [3]int64{bucketOf(0, atN), bucketOf(1, atN), bucketOf(2, atN)}, deltas)
-}
-
 // applyTotals adds deltas[l] to key's bucket buckets[l] of level l. A
 // bucket that reaches zero is deleted; one that would go below zero means
 // the totals no longer match the entries, and is an error (the caller's

@@ -534,7 +534,7 @@ const (
 func hotQueries() []string {
 	return []string{qSavepoint, qRollbackTo, qRelease, qDataVersion,
 		qInsertEntry, qSumWindow, qReadTotals, qUpsertTotals3, qUpsertTotal, qDeleteTotal,
-		qIdemGet, qIdemInsert, qIdemReplace, qIdemSwap, qIdemAnswer, qIdemForgetAnswer, qIdemExists, qIdemDeleteOwned,
+		qIdemGet, qIdemInsert, qIdemReplace, qIdemSwap, qIdemAnswer, qIdemAnswerAt, qIdemForgetAnswer, qIdemExists, qIdemDeleteOwned,
 		qAuditInsert, qAuditCheckpoint}
 }
 

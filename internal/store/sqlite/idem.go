@@ -6,7 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/keystile/keystile/internal/idem"
 	"github.com/keystile/keystile/internal/store"
@@ -49,20 +54,67 @@ const (
 		WHERE scope = ?1 AND key = ?2 AND owner = ?3 AND fingerprint = ?4 AND client_order_id = ?5 AND created_at = ?6
 			AND state != 'done'
 		ON CONFLICT (claim) DO NOTHING`
+	// qIdemAnswerAt appends the answer of the claim with row id ?1 (known
+	// from the claim this writer stored: claimRows).
+	qIdemAnswerAt = `INSERT INTO idempotency_answers (claim, owner, updated_at, status, header, body, body_dropped, venue_order_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (claim) DO NOTHING`
 	qIdemForgetAnswer = `DELETE FROM idempotency_answers WHERE claim = ?`
 	qIdemExists       = `SELECT 1 FROM idempotency WHERE scope = ? AND key = ?`
 	qIdemDeleteOwned  = `DELETE FROM idempotency WHERE scope = ? AND key = ? AND owner = ? RETURNING rowid`
 )
 
-// idemRow is rec's column values, in idemCols order.
-func idemRow(rec idem.Record) ([]any, error) {
-	hj := []byte("{}")
-	if len(rec.Replay.Header) > 0 {
-		var err error
-		if hj, err = json.Marshal(rec.Replay.Header); err != nil {
-			return nil, err
+// headerJSON encodes h as a JSON object of string arrays, keys sorted
+// (what encoding/json makes of an http.Header, without its reflection).
+func headerJSON(h http.Header) string {
+	if len(h) == 0 {
+		return "{}"
+	}
+	keys := slices.Sorted(maps.Keys(h))
+	b := make([]byte, 0, 64)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, k)
+		b = append(b, ':')
+		if h[k] == nil {
+			b = append(b, "null"...)
+			continue
+		}
+		b = append(b, '[')
+		for j, v := range h[k] {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, v)
+		}
+		b = append(b, ']')
+	}
+	return string(append(b, '}'))
+}
+
+// appendJSONString appends s as a JSON string: quotes, backslashes and
+// control bytes escaped, invalid UTF-8 replaced (as encoding/json does).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
+		switch {
+		case r == '"' || r == '\\':
+			b = append(b, '\\', byte(r))
+		case r < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[r>>4], hex[r&0xf])
+		default:
+			b = utf8.AppendRune(b, r)
 		}
 	}
+	return append(b, '"')
+}
+
+// idemRow is rec's column values, in idemCols order.
+func idemRow(rec idem.Record) ([]any, error) {
+	hj := headerJSON(rec.Replay.Header)
 	dropped := 0
 	if rec.Replay.BodyDropped {
 		dropped = 1
@@ -72,7 +124,7 @@ func idemRow(rec idem.Record) ([]any, error) {
 		fp = []byte{}
 	}
 	return []any{rec.Scope, rec.Key, fp, rec.ClientOrderID, string(rec.State), rec.Owner,
-		nanoOf(rec.Created), nanoOf(rec.Updated), rec.Replay.Status, string(hj), rec.Replay.Body, dropped,
+		nanoOf(rec.Created), nanoOf(rec.Updated), rec.Replay.Status, hj, rec.Replay.Body, dropped,
 		rec.Replay.VenueOrderID}, nil
 }
 
@@ -145,6 +197,9 @@ func (d *DB) claimKey(ctx context.Context, tx *sql.Tx, rec idem.Record, notBefor
 	if n, err := res.RowsAffected(); err != nil {
 		return idem.Record{}, false, err
 	} else if n == 1 {
+		if id, err := res.LastInsertId(); err == nil {
+			d.claims.stored(rec, id)
+		}
 		return rec, true, nil
 	}
 	// The key is stored: replace it if it has expired (the old answer
@@ -156,6 +211,7 @@ func (d *DB) claimKey(ctx context.Context, tx *sql.Tx, rec idem.Record, notBefor
 		if _, err := d.exec(ctx, tx, qIdemForgetAnswer, claim); err != nil {
 			return idem.Record{}, false, err
 		}
+		d.claims.stored(rec, claim)
 		return rec, true, nil
 	case !errors.Is(err, sql.ErrNoRows):
 		return idem.Record{}, false, err
@@ -207,8 +263,18 @@ func (s *IdemStore) swap(rec idem.Record, owner string) (txFunc, error) {
 		if rec.State == idem.StateDone && rec.Owner == owner {
 			// args: scope, key, fingerprint, coid, state, owner, created,
 			// updated, status, header, body, dropped, venue order id.
-			res, err := s.d.exec(ctx, tx, qIdemAnswer, args[0], args[1], owner, args[2], args[3], args[6],
-				args[7], args[8], args[9], args[10], args[11], args[12])
+			var (
+				res sql.Result
+				err error
+			)
+			if id, ok := s.d.claims.take(rec); ok {
+				// This writer stored the claim and nothing changed it
+				// since: no need to look the key up.
+				res, err = s.d.exec(ctx, tx, qIdemAnswerAt, id, owner, args[7], args[8], args[9], args[10], args[11], args[12])
+			} else {
+				res, err = s.d.exec(ctx, tx, qIdemAnswer, args[0], args[1], owner, args[2], args[3], args[6],
+					args[7], args[8], args[9], args[10], args[11], args[12])
+			}
 			if err != nil {
 				return err
 			}
@@ -216,6 +282,7 @@ func (s *IdemStore) swap(rec idem.Record, owner string) (txFunc, error) {
 				return err
 			}
 		}
+		s.d.claims.forget(rec.Scope, rec.Key)
 		var claim int64
 		err := s.d.queryRow(ctx, tx, qIdemSwap, append(args, owner)...).Scan(&claim)
 		if err == nil {
@@ -243,6 +310,7 @@ func (s *IdemStore) Delete(ctx context.Context, scope, key, owner string, before
 	var n int64
 	err := s.d.writeDirect(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if owner != "" {
+			s.d.claims.forget(scope, key)
 			rows, err := s.d.query(ctx, tx, qIdemDeleteOwned, scope, key, owner)
 			if err != nil {
 				return err
@@ -267,6 +335,7 @@ func (s *IdemStore) Delete(ctx context.Context, scope, key, owner string, before
 			n = int64(len(claims))
 			return nil
 		}
+		s.d.claims.clear()
 		b := nanoOf(before)
 		if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency_answers
 			WHERE claim IN (SELECT rowid FROM idempotency WHERE created_at < ?)`, b); err != nil {
@@ -285,4 +354,79 @@ func (s *IdemStore) Delete(ctx context.Context, scope, key, owner string, before
 	return n, nil
 }
 
-var _ idem.LaterStore = (*IdemStore)(nil)
+// claimRows is the writer's memory of the claims it stored and that
+// nothing changed since: key → owner, fingerprint, client order id,
+// created time and row id. A ticket's answer then goes straight to
+// idempotency_answers without looking its key up (a random read of the
+// key index). Writer-owned; as a participant it forgets what a rolled-back
+// batch added and everything when another connection wrote.
+type claimRows struct {
+	rows  map[claimKeyOf]claimRow
+	added []claimKeyOf // in the open batch
+}
+
+type claimKeyOf struct{ scope, key string }
+
+type claimRow struct {
+	owner, coid string
+	fp          string
+	created     int64
+	id          int64
+}
+
+// maxClaimRows bounds claimRows (claims live from an order's ledger write
+// to its answer); beyond it the memory starts afresh.
+const maxClaimRows = 1 << 16
+
+func newClaimRows() *claimRows { return &claimRows{rows: map[claimKeyOf]claimRow{}} }
+
+func (c *claimRows) stored(rec idem.Record, id int64) {
+	if len(c.rows) >= maxClaimRows {
+		clear(c.rows)
+	}
+	k := claimKeyOf{rec.Scope, rec.Key}
+	c.rows[k] = claimRow{owner: rec.Owner, coid: rec.ClientOrderID, fp: string(rec.Fingerprint), created: nanoOf(rec.Created), id: id}
+	c.added = append(c.added, k)
+}
+
+// take returns the row id of rec's claim if this writer stored it for
+// rec's owner and order and nothing changed it since, and forgets it.
+func (c *claimRows) take(rec idem.Record) (int64, bool) {
+	k := claimKeyOf{rec.Scope, rec.Key}
+	r, ok := c.rows[k]
+	if !ok {
+		return 0, false
+	}
+	delete(c.rows, k)
+	if r.owner != rec.Owner || r.coid != rec.ClientOrderID || r.fp != string(rec.Fingerprint) || r.created != nanoOf(rec.Created) {
+		return 0, false
+	}
+	return r.id, true
+}
+
+func (c *claimRows) forget(scope, key string) { delete(c.rows, claimKeyOf{scope, key}) }
+
+func (c *claimRows) clear() { clear(c.rows) }
+
+func (c *claimRows) begin(_ context.Context, _ *sql.Tx, external bool) error {
+	if external {
+		c.clear()
+	}
+	return nil
+}
+
+func (c *claimRows) flush(context.Context, *sql.Tx) error { return nil }
+
+func (c *claimRows) end(err error, _ time.Duration) {
+	if err != nil {
+		for _, k := range c.added {
+			delete(c.rows, k)
+		}
+	}
+	c.added = c.added[:0]
+}
+
+var (
+	_ idem.LaterStore = (*IdemStore)(nil)
+	_ participant     = (*claimRows)(nil)
+)

@@ -28,6 +28,8 @@ type DB struct {
 	w    writer // group commit for the order path (batch.go)
 	// budgets is the writer's memory of budget windows (budget.go).
 	budgets *budgetCache
+	// claims is the writer's memory of the claims it stored (idem.go).
+	claims *claimRows
 	// auditLog is the audit log kept in the database, once opened
 	// (audit.go).
 	auditLog atomic.Pointer[AuditLog]
@@ -74,6 +76,8 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}
 	d.budgets = newBudgetCache(d)
 	d.addParticipant(d.budgets)
+	d.claims = newClaimRows()
+	d.addParticipant(d.claims)
 	if err := d.startWriter(ctx); err != nil {
 		d.closeStmts()
 		_ = db.Close()

@@ -270,3 +270,39 @@ func processCPU() time.Duration {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkAuditIntent: the audit log kept in the database, many parallel
+// callers each waiting for their intent record to be durable (group
+// commit, one fsync per batch), as audit.BenchmarkIntentDurable measures
+// for the log's own stores. Reports records/s and records per commit.
+func BenchmarkAuditIntent(b *testing.B) {
+	for _, callers := range []int{256, 1024} {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
+			db := benchDB(b)
+			ctx := context.Background()
+			log, err := db.OpenAuditLog(ctx, sqlite.AuditOptions{Keys: benchKeys()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			e := audit.Event{RequestID: "r1", TokenID: "tok_1", Source: "127.0.0.1", Venue: "binance", Method: "POST",
+				Path: "/api/v3/order", Operation: "order.place", Instrument: "BTCUSDT", Side: "BUY", Quantity: "0.001", Price: "60000"}
+			b.SetParallelism(max(callers/runtime.GOMAXPROCS(0), 1))
+			before := db.WriterStats()
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := log.Intent(ctx, e); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			el := time.Since(start).Seconds()
+			b.StopTimer()
+			st, ws := log.Stats(), db.WriterStats()
+			b.ReportMetric(float64(st.Records)/el, "records/s")
+			b.ReportMetric(float64(st.Records)/float64(max(ws.Batches-before.Batches, 1)), "records/commit")
+		})
+	}
+}

@@ -284,7 +284,7 @@ func TestKeystileConfigCompiles(t *testing.T) {
 		if _, err := policy.Compile(cfg); err != nil {
 			t.Errorf("%s: policy: %v", sys, err)
 		}
-		if f.policy && len(cfg.Policies) != 1 || f.audit && cfg.Audit.Sink != "sqlite" || f.idem && cfg.Idempotency.Window != 24*time.Hour {
+		if f.policy && len(cfg.Policies) != 1 || f.audit && cfg.Audit.Sink != "sqlite" || cfg.Idempotency.Window != 24*time.Hour {
 			t.Errorf("%s: config lacks a configured feature: %+v", sys, f)
 		}
 	}

@@ -18,7 +18,7 @@
 // market-data read, and with everything on (policy, signing, durable audit,
 // idempotency: one durable write per order) on order placement, plus
 // ablations of the order row (-only keystile-sign, keystile-policy,
-// keystile-audit, keystile-idem). The keystile rows check before
+// keystile-audit). The keystile rows check before
 // measuring that what they configure is active (a policy denial, an
 // idempotent replay, valid signatures at the upstream) and, after, that
 // `keystile audit verify` accepts the log.

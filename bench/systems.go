@@ -37,10 +37,9 @@ const (
 	sysNginx    = "nginx"
 	sysKSToken  = "keystile-token"
 	sysKSFull   = "keystile-full"
-	sysKSSign   = "keystile-sign"   // ablation: order workload, signing only
+	sysKSSign   = "keystile-sign"   // ablation: order workload, signing (+ idempotency, always on)
 	sysKSPolicy = "keystile-policy" // ablation: signing + policy
 	sysKSAudit  = "keystile-audit"  // ablation: signing + durable audit
-	sysKSIdem   = "keystile-idem"   // ablation: signing + idempotency
 )
 
 // rowSpec is one (system, workload) pair of the benchmark.
@@ -57,7 +56,7 @@ var defaultRows = []rowSpec{
 
 // ablationRows are measured only when -only names them.
 var ablationRows = []rowSpec{
-	{sysKSSign, workOrder}, {sysKSPolicy, workOrder}, {sysKSAudit, workOrder}, {sysKSIdem, workOrder},
+	{sysKSSign, workOrder}, {sysKSPolicy, workOrder}, {sysKSAudit, workOrder},
 }
 
 // titles name each system in the report.
@@ -67,15 +66,17 @@ var titles = map[string]string{ // #nosec G101 -- row titles, not credentials
 	sysNginx:    "nginx reverse proxy",
 	sysKSToken:  "keystile, token only",
 	sysKSFull:   "keystile, everything on",
-	sysKSSign:   "keystile, token + signing",
+	sysKSSign:   "keystile, token + signing + idempotency",
 	sysKSPolicy: "keystile, + policy",
 	sysKSAudit:  "keystile, + durable audit",
-	sysKSIdem:   "keystile, + idempotency",
 }
 
 // ksFeatures says which optional keystile features a variant configures.
+// Idempotency is not optional: keystile gives every order a client order
+// id and claims it durably (with or without an Idempotency-Key), so every
+// order row has it.
 type ksFeatures struct {
-	policy, audit, idem bool
+	policy, audit bool
 	// volatile: audit.sink stdout, records written out but nothing
 	// fsynced (ablations: what durability costs). Otherwise the log is
 	// at its default, in the main database.
@@ -85,10 +86,9 @@ type ksFeatures struct {
 var ksVariants = map[string]ksFeatures{
 	sysKSToken:  {},
 	sysKSSign:   {volatile: true},
-	sysKSFull:   {policy: true, audit: true, idem: true},
+	sysKSFull:   {policy: true, audit: true},
 	sysKSPolicy: {policy: true, volatile: true},
 	sysKSAudit:  {audit: true},
-	sysKSIdem:   {idem: true, volatile: true},
 }
 
 // runEnv is what every system of a run shares.
@@ -411,9 +411,7 @@ venues:
 		// file), so the row shows what durability costs.
 		b.WriteString("audit:\n  sink: stdout\n")
 	}
-	if f.idem {
-		b.WriteString("idempotency:\n  window: 24h\n")
-	}
+	b.WriteString("idempotency:\n  window: 24h\n") // the default, always on
 	return b.String()
 }
 
@@ -534,7 +532,9 @@ func ksOnOff(sys, workload string, f ksFeatures) string {
 	default:
 		on = append(on, "audit log at its default (in keystile.db; outcome records group-committed, nobody waits)")
 	}
-	add(f.idem, "idempotency (unique Idempotency-Key per request, 24h window)")
+	if workload == workOrder {
+		on = append(on, "idempotency (always on: a client order id per order, its claim durable; a unique Idempotency-Key per request, 24h window)")
+	}
 	s := "on: " + strings.Join(on, "; ")
 	if len(off) > 0 {
 		s += ". off: " + strings.Join(off, "; ")
@@ -590,12 +590,10 @@ func probeKeystile(ctx context.Context, env *runEnv, t *target, f ksFeatures) []
 		return append(notes, fmt.Sprintf("probe: %v %v %v", err1, err2, err))
 	}
 	n := st1.Orders - st0.Orders
-	if f.idem {
-		if c1 == http.StatusOK && c2 == http.StatusOK && n == 1 {
-			notes = append(notes, "verified: idempotency active (the same Idempotency-Key twice reached the upstream once)")
-		} else {
-			notes = append(notes, fmt.Sprintf("WARNING: idempotency NOT active: the same key twice gave %d, %d and %d orders upstream", c1, c2, n))
-		}
+	if c1 == http.StatusOK && c2 == http.StatusOK && n == 1 {
+		notes = append(notes, "verified: idempotency active (the same Idempotency-Key twice reached the upstream once)")
+	} else {
+		notes = append(notes, fmt.Sprintf("WARNING: idempotency NOT active: the same key twice gave %d, %d and %d orders upstream", c1, c2, n))
 	}
 	if st1.Signed > st0.Signed && st1.BadSignatures == 0 {
 		notes = append(notes, "verified: the upstream checked keystile's HMAC signatures (all valid)")

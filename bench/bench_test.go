@@ -289,7 +289,7 @@ func TestKeystileConfigCompiles(t *testing.T) {
 		if f.console && (cfg.Console.Listen != "127.0.0.1:7880" || len(cfg.Admin.Tokens) != 1) {
 			t.Errorf("%s: console not configured", sys)
 		}
-		if f.policy && len(cfg.Policies) != 1 || f.audit && cfg.Audit.Sink != "sqlite" || f.idem && cfg.Idempotency.Window != 24*time.Hour ||
+		if f.policy && len(cfg.Policies) != 1 || f.audit && cfg.Audit.Sink != "sqlite" || cfg.Idempotency.Window != 24*time.Hour ||
 			f.fwd != (cfg.Proxy.Listen == "127.0.0.1:7879") {
 			t.Errorf("%s: config lacks a configured feature: %+v", sys, f)
 		}

@@ -40,10 +40,9 @@ const (
 	sysNginx    = "nginx"
 	sysKSToken  = "keystile-token"
 	sysKSFull   = "keystile-full"
-	sysKSSign   = "keystile-sign"   // ablation: order workload, signing only
+	sysKSSign   = "keystile-sign"   // ablation: order workload, signing (+ idempotency, always on)
 	sysKSPolicy = "keystile-policy" // ablation: signing + policy
 	sysKSAudit  = "keystile-audit"  // ablation: signing + durable audit
-	sysKSIdem   = "keystile-idem"   // ablation: signing + idempotency
 	// The same two keystile rows reached through the forward proxy
 	// (HTTPS_PROXY mode: CONNECT, TLS terminated by keystile with a
 	// local-CA leaf, the venue's real URL) instead of the reverse proxy.
@@ -69,7 +68,7 @@ var defaultRows = []rowSpec{
 
 // ablationRows are measured only when -only names them.
 var ablationRows = []rowSpec{
-	{sysKSSign, workOrder}, {sysKSPolicy, workOrder}, {sysKSAudit, workOrder}, {sysKSIdem, workOrder},
+	{sysKSSign, workOrder}, {sysKSPolicy, workOrder}, {sysKSAudit, workOrder},
 	{sysKSConsole, workOrder}, {sysKSConsole, workRead},
 }
 
@@ -80,10 +79,9 @@ var titles = map[string]string{ // #nosec G101 -- row titles, not credentials
 	sysNginx:    "nginx reverse proxy",
 	sysKSToken:  "keystile, token only",
 	sysKSFull:   "keystile, everything on",
-	sysKSSign:   "keystile, token + signing",
+	sysKSSign:   "keystile, token + signing + idempotency",
 	sysKSPolicy: "keystile, + policy",
 	sysKSAudit:  "keystile, + durable audit",
-	sysKSIdem:   "keystile, + idempotency",
 	// #nosec G101 -- row titles, not credentials
 	sysKSFwd:     "keystile forward proxy, token only",
 	sysKSFwdFull: "keystile forward proxy, everything on",
@@ -91,22 +89,28 @@ var titles = map[string]string{ // #nosec G101 -- row titles, not credentials
 }
 
 // ksFeatures says which optional keystile features a variant configures.
+// Idempotency is not optional: keystile gives every order a client order
+// id and claims it durably (with or without an Idempotency-Key), so every
+// order row has it.
 type ksFeatures struct {
-	policy, audit, idem bool
-	fwd                 bool // the client uses the forward proxy (HTTPS_PROXY) instead of the gateway's URL
-	console             bool // console.listen, with a poller logged in
+	policy, audit bool
+	// volatile: audit.sink stdout, records written out but nothing
+	// fsynced (ablations: what durability costs). Otherwise the log is
+	// at its default, in the main database.
+	volatile bool
+	fwd      bool // the client uses the forward proxy (HTTPS_PROXY) instead of the gateway's URL
+	console  bool // console.listen, with a poller logged in
 }
 
 var ksVariants = map[string]ksFeatures{
 	sysKSToken:   {},
-	sysKSSign:    {},
-	sysKSFull:    {policy: true, audit: true, idem: true},
-	sysKSPolicy:  {policy: true},
+	sysKSSign:    {volatile: true},
+	sysKSFull:    {policy: true, audit: true},
+	sysKSPolicy:  {policy: true, volatile: true},
 	sysKSAudit:   {audit: true},
-	sysKSIdem:    {idem: true},
 	sysKSFwd:     {fwd: true},
-	sysKSFwdFull: {policy: true, audit: true, idem: true, fwd: true},
-	sysKSConsole: {policy: true, audit: true, idem: true, console: true},
+	sysKSFwdFull: {policy: true, audit: true, fwd: true},
+	sysKSConsole: {policy: true, audit: true, console: true},
 }
 
 // runEnv is what every system of a run shares.
@@ -275,6 +279,19 @@ func startSystem(ctx context.Context, env *runEnv, sys, workload string) (*syste
 	return nil, fmt.Errorf("unknown system %q", sys)
 }
 
+// nginxBinary finds nginx on PATH or where Debian's package puts it
+// (/usr/sbin is not on every user's PATH).
+func nginxBinary() (string, error) {
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p, nil
+	}
+	const debian = "/usr/sbin/nginx"
+	if fi, err := os.Stat(debian); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+		return debian, nil
+	}
+	return "", errors.New("nginx not found")
+}
+
 // nginxConf is nginx as a tuned TLS reverse proxy: upstream keep-alive,
 // HTTP/1.1, session reuse, two workers, no access log.
 func nginxConf(dir string, port int, env *runEnv) string {
@@ -320,9 +337,9 @@ http {
 }
 
 func startNginx(ctx context.Context, env *runEnv, workload string) (*system, error) {
-	bin, err := exec.LookPath("nginx")
+	bin, err := nginxBinary()
 	if err != nil {
-		return nil, &skipError{"skipped: nginx not installed (apt-get install nginx)"}
+		return nil, &skipError{"skipped: nginx not installed (run `make bench-setup` or `bash bench/setup.sh`: apt-get install -y nginx)"}
 	}
 	dir, err := os.MkdirTemp(env.tmp, "nginx-")
 	if err != nil {
@@ -429,11 +446,16 @@ venues:
 		b.WriteString(benchPolicy)
 	}
 	if f.audit {
+		// The default: the hash-chained log in the main database, an
+		// order's intent record in the same write as its budget and
+		// idempotency claim.
 		b.WriteString("audit:\n  sink: sqlite\n")
+	} else if f.volatile {
+		// Not durable: records go to serve's stdout (the row's log
+		// file), so the row shows what durability costs.
+		b.WriteString("audit:\n  sink: stdout\n")
 	}
-	if f.idem {
-		b.WriteString("idempotency:\n  window: 24h\n")
-	}
+	b.WriteString("idempotency:\n  window: 24h\n") // the default, always on
 	if f.fwd {
 		fmt.Fprintf(&b, "proxy:\n  listen: 127.0.0.1:%d\n", proxyPort)
 	}
@@ -591,8 +613,17 @@ func ksOnOff(sys, workload string, f ksFeatures) string {
 		}
 	}
 	add(f.policy, "policy `bench` (venue, operations, instruments, side, type, max_quantity, max_notional, price_band, daily budget, rate, CEL)")
-	add(f.audit, "durable audit (sqlite, intent fsynced before forwarding)")
-	add(f.idem, "idempotency (unique Idempotency-Key per request, 24h window)")
+	switch {
+	case f.volatile:
+		off = append(off, "durable audit (audit.sink stdout: records written out, nothing fsynced)")
+	case f.audit || workload == workOrder:
+		on = append(on, "durable audit (in keystile.db; an order's intent record, budget reservation and idempotency claim are one fsynced write before forwarding)")
+	default:
+		on = append(on, "audit log at its default (in keystile.db; outcome records group-committed, nobody waits)")
+	}
+	if workload == workOrder {
+		on = append(on, "idempotency (always on: a client order id per order, its claim durable; a unique Idempotency-Key per request, 24h window)")
+	}
 	s := "on: " + strings.Join(on, "; ")
 	if len(off) > 0 {
 		s += ". off: " + strings.Join(off, "; ")
@@ -648,12 +679,10 @@ func probeKeystile(ctx context.Context, env *runEnv, t *target, f ksFeatures) []
 		return append(notes, fmt.Sprintf("probe: %v %v %v", err1, err2, err))
 	}
 	n := st1.Orders - st0.Orders
-	if f.idem {
-		if c1 == http.StatusOK && c2 == http.StatusOK && n == 1 {
-			notes = append(notes, "verified: idempotency active (the same Idempotency-Key twice reached the upstream once)")
-		} else {
-			notes = append(notes, fmt.Sprintf("WARNING: idempotency NOT active: the same key twice gave %d, %d and %d orders upstream", c1, c2, n))
-		}
+	if c1 == http.StatusOK && c2 == http.StatusOK && n == 1 {
+		notes = append(notes, "verified: idempotency active (the same Idempotency-Key twice reached the upstream once)")
+	} else {
+		notes = append(notes, fmt.Sprintf("WARNING: idempotency NOT active: the same key twice gave %d, %d and %d orders upstream", c1, c2, n))
 	}
 	if st1.Signed > st0.Signed && st1.BadSignatures == 0 {
 		notes = append(notes, "verified: the upstream checked keystile's HMAC signatures (all valid)")
@@ -666,20 +695,21 @@ func probeKeystile(ctx context.Context, env *runEnv, t *target, f ksFeatures) []
 // finishKeystile stops serve and checks the durable audit log offline.
 func finishKeystile(ctx context.Context, env *runEnv, dir string, serve *child, f ksFeatures) []string {
 	serve.stop()
-	db := filepath.Join(dir, "data", "audit.db")
-	fi, statErr := os.Stat(db)
-	if !f.audit {
-		if statErr == nil {
-			return []string{fmt.Sprintf("note: audit.db exists (%d bytes) although audit was not configured: a default sink is on", fi.Size())}
-		}
-		return nil
+	if f.volatile {
+		return []string{"note: audit.sink stdout (records written out, not durable): no intent record is fsynced"}
 	}
+	db := filepath.Join(dir, "data", "keystile.db")
+	fi, statErr := os.Stat(db)
 	if statErr != nil {
-		return []string{"WARNING: durable audit NOT active: no audit.db in the data dir"}
+		return []string{"WARNING: no keystile.db in the data dir: " + statErr.Error()}
 	}
 	out, err := ksCmd(ctx, env, dir, "", "audit", "verify")
 	if err != nil {
-		return []string{fmt.Sprintf("WARNING: audit.db is %d bytes but `keystile audit verify` failed: %v", fi.Size(), err)}
+		return []string{fmt.Sprintf("WARNING: `keystile audit verify` failed: %v", err)}
 	}
-	return []string{fmt.Sprintf("verified: `keystile audit verify` after the run: %s (audit.db %d MB)", strings.Join(strings.Fields(out), " "), fi.Size()>>20)}
+	if strings.Contains(out, "OK: 0 records") {
+		return []string{"WARNING: durable audit NOT active: the log in keystile.db holds no records"}
+	}
+	return []string{fmt.Sprintf("verified: `keystile audit verify` after the run: %s (keystile.db %d MB, the audit log inside it)",
+		strings.Join(strings.Fields(out), " "), fi.Size()>>20)}
 }

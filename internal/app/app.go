@@ -29,6 +29,7 @@ import (
 	"github.com/keystile/keystile/internal/fwdproxy"
 	"github.com/keystile/keystile/internal/gateway"
 	"github.com/keystile/keystile/internal/idem"
+	"github.com/keystile/keystile/internal/ledger"
 	"github.com/keystile/keystile/internal/localca"
 	"github.com/keystile/keystile/internal/logging"
 	"github.com/keystile/keystile/internal/masterkey"
@@ -284,7 +285,9 @@ type Server struct {
 	started  time.Time
 	policy   *policy.Engine
 	idem     *idem.Manager
-	audit    *audit.Log
+	audit    AuditLog
+	ledger   ledger.Store
+	intents  gateway.Intents // the audit log when it is not the ledger's
 	cfgPath  string
 
 	// cfgNow is the configuration in force (see Config); venues are the
@@ -391,7 +394,7 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 	s.gateway, err = gateway.New(gateway.Options{
 		Tokens: s.tokens, Venues: venues, Events: events{s.audit, audit.LogSink{Logger: o.Logger}, s.metrics, s.consoleSink()}, OnRetry: s.metrics.OnRetry, Scrubber: scrub,
 		MaxBodyBytes: o.Config.Gateway.MaxBodyBytes, Logger: o.Logger,
-		Policy: s.policy, Idem: s.idem, Intents: s.audit,
+		Policy: s.policy, Idem: s.idem, Ledger: s.ledger, Intents: s.intents,
 		Ready: func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()

@@ -63,8 +63,14 @@
 //
 // # Stores
 //
-// SQLiteStore keeps records and checkpoints in their own SQLite database
-// (WAL, synchronous=FULL), one transaction per batch. JSONLStore keeps one
+// Log seals records with a Chain on its own writer goroutine and hands
+// each batch to its Store. SQLiteStore keeps records and checkpoints in
+// their own SQLite database (WAL, synchronous=FULL), one transaction per
+// batch. keystile's default keeps them in the main database instead, in
+// tables of the same shape (store/sqlite.AuditLog seals with a Chain on
+// that database's writer, so an order's intent record shares a
+// transaction with its budget reservation and idempotency claim);
+// OpenSQLiteReader and Verify read either. JSONLStore keeps one
 // line per record or checkpoint in a file, one write and fsync per batch;
 // a torn last line (never acknowledged) is cut off when it is reopened.
 // WriterMirror copies lines to any io.Writer (stdout); it is not durable.

@@ -171,7 +171,7 @@ func appendString(b []byte, s string) []byte {
 // `,"hash":"HEX"` inserted before the closing brace.
 func sealRecord(r *Record, prev string) []byte {
 	r.Prev = prev
-	body := appendRecord(make([]byte, 0, 512), r, false)
+	body := appendRecord(make([]byte, 0, 1024), r, false)
 	sum := sha256.Sum256(body)
 	r.Hash = hex.EncodeToString(sum[:])
 	body = append(body[:len(body)-1], `,"hash":"`...)

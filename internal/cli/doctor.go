@@ -120,7 +120,7 @@ func auditVerifier(cfg *config.Config, dir string, v doctor.Vault) (func(context
 	if sink == app.AuditSinkStdout {
 		return nil, "audit.sink is stdout: there is no stored log to verify"
 	}
-	if _, err := os.Stat(path); err != nil {
+	if !app.AuditLogStored(context.Background(), cfg, dir) {
 		return nil, "no audit log yet at " + path
 	}
 	return func(ctx context.Context) (audit.Report, error) {

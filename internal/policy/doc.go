@@ -26,7 +26,10 @@
 // forwarded — all claims of a request in one transaction, all or none —
 // and released only when the venue definitely rejected the order or
 // nothing was sent (Hold.Release); on success or an unknown outcome they
-// are kept. Rate limits are in-memory token buckets per token and per
+// are kept. The gateway evaluates with Input.DeferBudget: the reservation
+// (Decision.Budget) is then made by the ledger in the order's one durable
+// write, and Reservation.Hold and Reservation.Deny turn its result into
+// the same Hold or denial. Rate limits are in-memory token buckets per token and per
 // account. A dry run (keystile policy explain) reserves nothing and
 // consumes no rate tokens.
 //

@@ -89,6 +89,10 @@ type Input struct {
 	OrderErr  error        // the venue's normalizer failed
 	Prices    PriceSource  // reference prices; may be nil
 	DryRun    bool         // reserve nothing, consume no rate tokens
+	// DeferBudget: the caller reserves the budget itself
+	// (Decision.Budget), in one write with its other durable state (the
+	// ledger); Evaluate then reserves nothing and Decision.Hold is nil.
+	DeferBudget bool
 }
 
 // Decision is the outcome of Evaluate.
@@ -109,6 +113,35 @@ type Decision struct {
 	// Hold holds the budget reserved for the request (nil if none). The
 	// caller must Release or Keep it.
 	Hold *Hold
+	// Budget is the reservation the caller must make before forwarding,
+	// with Input.DeferBudget (nil if none).
+	Budget *Reservation
+}
+
+// Reservation is a budget an allowed order must reserve before it is
+// forwarded (Input.DeferBudget): Amount at At against every claim, all or
+// none (BudgetStore.Reserve semantics, made by the caller's store).
+type Reservation struct {
+	At     time.Time
+	Amount decimal.Decimal
+	Claims []Claim
+
+	ev    evaluation // names the rules
+	names []string   // budget name per claim
+}
+
+// Hold is the hold of the entries ids the caller's store reserved for r,
+// to Release or Keep like Decision.Hold.
+func (r *Reservation) Hold(ids []int64) *Hold {
+	r.ev.e.maybePrune(context.Background(), r.At)
+	return &Hold{store: r.ev.e.budgets, ids: ids}
+}
+
+// Deny is the denial for a reservation of r that failed: err is an
+// *ExceededError (the budget rule that would be exceeded) or the store's
+// failure.
+func (r *Reservation) Deny(err error) *Decision {
+	return r.ev.budgetDenial(err, r.names)
 }
 
 // Rule ids that do not belong to one policy.
@@ -218,11 +251,11 @@ func (ev *evaluation) run(ctx context.Context) *Decision {
 	}
 	dec := &Decision{Allow: true, Notional: ev.notionalText()}
 	if in.Operation == venue.OpOrderPlace && len(p.budgets) > 0 {
-		h, d := ev.reserve(ctx)
+		h, r, d := ev.reserve(ctx)
 		if d != nil {
 			return d
 		}
-		dec.Hold = h
+		dec.Hold, dec.Budget = h, r
 	}
 	return dec
 }
@@ -423,16 +456,21 @@ func budgetClaim(p *compiled, b budgetRule, subject string, at time.Time) Claim 
 	return Claim{Key: key, Since: since, Limit: b.limit.Value}
 }
 
-func (ev *evaluation) reserve(ctx context.Context) (*Hold, *Decision) {
+// reserve reserves the order's budget (a Hold), or with DeferBudget
+// describes the reservation for the caller to make.
+func (ev *evaluation) reserve(ctx context.Context) (*Hold, *Reservation, *Decision) {
 	cs, names := ev.claims()
 	if len(cs) == 0 {
 		// orderRules denied every currency without a budget; reaching here
 		// means a bug: fail closed.
-		return nil, ev.deny("currency", "no budget in %q", ev.currency)
+		return nil, nil, ev.deny("currency", "no budget in %q", ev.currency)
 	}
 	st := ev.e.budgets
 	if st == nil {
-		return nil, ev.deny("budget."+names[0], "no budget store configured")
+		return nil, nil, ev.deny("budget."+names[0], "no budget store configured")
+	}
+	if ev.in.DeferBudget && !ev.in.DryRun {
+		return nil, &Reservation{At: ev.in.Time, Amount: ev.notional, Claims: cs, ev: *ev, names: names}, nil
 	}
 	var ids []int64
 	var err error
@@ -442,19 +480,25 @@ func (ev *evaluation) reserve(ctx context.Context) (*Hold, *Decision) {
 		ids, err = st.Reserve(ctx, ev.in.Time, ev.notional, cs)
 	}
 	if err != nil {
-		var ex *ExceededError
-		if errors.As(err, &ex) && ex.Index >= 0 && ex.Index < len(names) {
-			return nil, ev.deny("budget."+names[ex.Index], "%s %s used + %s > limit %s %s in window",
-				ex.Used, ev.currency, ex.Amount, ex.Limit, ev.currency)
-		}
-		ev.e.log.Error("policy: budget store", "policy", ev.p.name, "err", err)
-		return nil, ev.deny("budget."+names[0], "budget store failed: %v", err)
+		return nil, nil, ev.budgetDenial(err, names)
 	}
 	if ev.in.DryRun {
-		return nil, nil
+		return nil, nil, nil
 	}
 	ev.e.maybePrune(ctx, ev.in.Time)
-	return &Hold{store: st, ids: ids}, nil
+	return &Hold{store: st, ids: ids}, nil, nil
+}
+
+// budgetDenial is the denial for a failed reservation against claims
+// named names.
+func (ev *evaluation) budgetDenial(err error, names []string) *Decision {
+	var ex *ExceededError
+	if errors.As(err, &ex) && ex.Index >= 0 && ex.Index < len(names) {
+		return ev.deny("budget."+names[ex.Index], "%s %s used + %s > limit %s %s in window",
+			ex.Used, ev.currency, ex.Amount, ex.Limit, ev.currency)
+	}
+	ev.e.log.Error("policy: budget store", "policy", ev.p.name, "err", err)
+	return ev.deny("budget."+names[0], "budget store failed: %v", err)
 }
 
 // pruneEvery is how often old budget entries are deleted.

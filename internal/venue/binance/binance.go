@@ -20,7 +20,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/keystile/keystile/internal/sign"
 	"github.com/keystile/keystile/internal/venue"
 )
 
@@ -283,7 +282,7 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 			payload := Payload(query, nb)
 			var sig string
 			if pk, err := c.Field(FieldPrivateKey); err == nil && !pk.IsZero() {
-				raw, err := sign.Ed25519(pk, payload)
+				raw, err := venue.SignEd25519(c, FieldPrivateKey, payload)
 				if err != nil {
 					return fmt.Errorf("binance: sign: %w", err)
 				}

@@ -443,6 +443,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// A kst_ token in the query never reaches the venue.
+	r.URL.RawQuery = stripQueryTokens(r.URL.RawQuery)
+
 	// Read the body under the size limit; everything downstream (the
 	// classifier, the signer, retries) uses these exact bytes.
 	body, err := readBody(w, r, g.o.MaxBodyBytes)
@@ -490,9 +493,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				setOrder(&ev, ord.norm)
 			}
 		}
-		if oerr != nil && g.o.Policy == nil {
+		if pe, rule, refuse := orderRefusal(oerr, g.o.Policy != nil); refuse {
 			st.err = oerr
-			deny(errBadRequest, audit.Deny, "venue.order")
+			deny(pe, audit.Deny, rule)
 			return
 		}
 		// The policy's budget reservation and the idempotency claim are
@@ -611,27 +614,14 @@ func tokenRule(err error) string {
 	return "invalid"
 }
 
-// splitVenue splits "/<venue>/<rest>" and refuses dot segments, encoded
-// separators and empty segments anywhere in the path, so no path can climb
-// into another venue's prefix upstream, and the path keystile classifies
-// is the path the venue receives.
+// splitVenue splits "/<venue>/<rest>" and refuses dot segments (in every
+// form a server might resolve), encoded separators and empty segments
+// anywhere in the path (cleanPath), so no path can climb into another
+// venue's prefix upstream, and the path keystile classifies is the path
+// the venue receives.
 func splitVenue(escaped string) (string, string, bool) {
-	if !strings.HasPrefix(escaped, "/") {
+	if !strings.HasPrefix(escaped, "/") || !cleanPath(escaped) {
 		return "", "", false
-	}
-	lower := strings.ToLower(escaped)
-	if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(escaped, "\\") || strings.Contains(lower, "%00") ||
-		strings.Contains(escaped, "//") {
-		return "", "", false
-	}
-	dec, err := url.PathUnescape(escaped)
-	if err != nil {
-		return "", "", false
-	}
-	for _, seg := range strings.Split(dec, "/") {
-		if seg == "." || seg == ".." {
-			return "", "", false
-		}
 	}
 	id, rest, _ := strings.Cut(escaped[1:], "/")
 	if id == "" {
@@ -722,10 +712,11 @@ func (g *Gateway) proxy(base *url.URL, rt http.RoundTripper, lim venue.RateLimit
 }
 
 // stripHeaders removes what must not reach the venue: keystile's own
-// headers, the bot's Authorization, cookies, forwarding information and
-// Accept-Encoding (so the transport decompresses and answers can be
-// scrubbed).
+// headers, the bot's Authorization, cookies, forwarding, routing-override
+// and upgrade headers (stripRouting) and Accept-Encoding (so the
+// transport decompresses and answers can be scrubbed).
 func stripHeaders(h http.Header) {
+	stripRouting(h)
 	for k := range h {
 		if strings.HasPrefix(k, "Keystile-") {
 			delete(h, k)

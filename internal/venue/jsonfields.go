@@ -13,9 +13,14 @@ var ErrNotJSONObject = errors.New("body is not a single JSON object")
 // JSONFields reads body as exactly one JSON object and returns the named
 // top-level fields as strings: a JSON string as is, a number in its exact
 // decimal text (never through a float), null or absent as "". A field of
-// another type is an error naming it. Order normalizers use it so that
-// amounts keep the precision the bot sent.
+// another type is an error naming it; an object anywhere in body with a
+// key twice (see CheckJSONKeys), or a top-level key that is one of names
+// in another letter case, is an ErrDuplicateParam. Order normalizers
+// use it so that amounts keep the precision the bot sent.
 func JSONFields(body []byte, names ...string) ([]string, error) {
+	if err := CheckJSONKeys(body); err != nil {
+		return nil, err
+	}
 	var m map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&m); err != nil || m == nil {
@@ -23,6 +28,13 @@ func JSONFields(body []byte, names ...string) ([]string, error) {
 	}
 	if dec.More() {
 		return nil, fmt.Errorf("%w: trailing data", ErrNotJSONObject)
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	if err := checkVariants(keys, names); err != nil {
+		return nil, err
 	}
 	out := make([]string, len(names))
 	for i, k := range names {

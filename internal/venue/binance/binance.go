@@ -411,28 +411,18 @@ func ParseOrder(rawQuery string, body []byte) (*venue.Order, error) {
 	if isJSON(body) {
 		return nil, ErrBody
 	}
-	q, err := url.ParseQuery(rawQuery)
+	f, err := venue.FormFields(rawQuery, body, botParam, "symbol", "side", "type", "quantity", "price", "quoteOrderQty", "newClientOrderId")
 	if err != nil {
-		return nil, fmt.Errorf("binance: order query: %w", err)
-	}
-	f, err := url.ParseQuery(string(body))
-	if err != nil {
-		return nil, fmt.Errorf("binance: order body: %w", err)
-	}
-	get := func(k string) string {
-		if x := q.Get(k); x != "" {
-			return x
-		}
-		return f.Get(k)
+		return nil, fmt.Errorf("binance: order: %w", err)
 	}
 	o := &venue.Order{
-		Instrument:    get("symbol"),
-		Side:          strings.ToLower(get("side")),
-		Type:          strings.ToLower(get("type")),
-		Quantity:      get("quantity"),
-		Price:         get("price"),
-		Notional:      get("quoteOrderQty"),
-		ClientOrderID: get("newClientOrderId"),
+		Instrument:    f[0],
+		Side:          strings.ToLower(f[1]),
+		Type:          strings.ToLower(f[2]),
+		Quantity:      f[3],
+		Price:         f[4],
+		Notional:      f[5],
+		ClientOrderID: f[6],
 	}
 	if o.Instrument == "" || (o.Side != "buy" && o.Side != "sell") {
 		return nil, ErrOrder

@@ -193,7 +193,7 @@ func (v *Venue) Normalize(r *venue.Request) (*venue.Order, error) {
 func ParseOrder(body []byte) (*venue.Order, error) {
 	f, err := venue.JSONFields(body, "category", "symbol", "side", "orderType", "qty", "price", "orderLinkId", "marketUnit")
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformedOrder, err)
+		return nil, fmt.Errorf("%w: %w", ErrMalformedOrder, err)
 	}
 	unit := f[7]
 	o := &venue.Order{Instrument: f[1], Side: strings.ToLower(f[2]), Type: strings.ToLower(f[3]), Price: f[5], ClientOrderID: f[6]}

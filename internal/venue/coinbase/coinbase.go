@@ -236,6 +236,9 @@ func ParseOrder(body []byte) (*venue.Order, error) {
 		ClientOrderID string                                `json:"client_order_id"`
 		Config        map[string]map[string]json.RawMessage `json:"order_configuration"`
 	}
+	if err := venue.CheckJSONKeys(body); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformedOrder, err)
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&req); err != nil {
 		return nil, fmt.Errorf("%w: body is not an order object", ErrMalformedOrder)

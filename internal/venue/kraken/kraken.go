@@ -338,24 +338,27 @@ func parseEdit(rawQuery string, body []byte) (*venue.Order, error) {
 	return o, nil
 }
 
-// forms returns a lookup over the form body then the query.
+// orderFields are the AddOrder and EditOrder fields keystile reads.
+var orderFields = []string{"pair", "type", "ordertype", "volume", "price", "price2", "cl_ord_id", "userref", "oflags"}
+
+// forms returns a lookup of orderFields over the form body and the query
+// (a parameter in both, twice in one, or a read field in another letter
+// case is a venue.ErrDuplicateParam).
 func forms(rawQuery string, body []byte) (func(string) string, error) {
-	q, err := url.ParseQuery(rawQuery)
-	if err != nil {
-		return nil, fmt.Errorf("kraken: order query: %w", err)
-	}
 	if t := bytes.TrimSpace(body); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
 		return nil, ErrBody
 	}
-	f, err := url.ParseQuery(string(body))
+	vals, err := venue.FormFields(rawQuery, body, func(k string) bool { return k == "nonce" }, orderFields...)
 	if err != nil {
-		return nil, fmt.Errorf("kraken: order body: %w", err)
+		return nil, fmt.Errorf("kraken: order: %w", err)
 	}
 	return func(k string) string {
-		if x := f.Get(k); x != "" {
-			return x
+		for i, n := range orderFields {
+			if n == k {
+				return vals[i]
+			}
 		}
-		return q.Get(k)
+		return ""
 	}, nil
 }
 

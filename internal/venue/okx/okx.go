@@ -208,7 +208,7 @@ func (v *Venue) Normalize(r *venue.Request) (*venue.Order, error) {
 func ParseOrder(body []byte) (*venue.Order, error) {
 	f, err := venue.JSONFields(body, "instId", "side", "ordType", "sz", "px", "clOrdId", "tgtCcy")
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformedOrder, err)
+		return nil, fmt.Errorf("%w: %w", ErrMalformedOrder, err)
 	}
 	o := &venue.Order{Instrument: f[0], Side: strings.ToLower(f[1]), Type: strings.ToLower(f[2]), Price: f[4], ClientOrderID: f[5]}
 	if o.Instrument == "" {

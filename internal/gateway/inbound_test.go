@@ -1,13 +1,16 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keystile/keystile/internal/gateway"
 	"github.com/keystile/keystile/internal/policy"
@@ -125,8 +128,28 @@ func TestUpgradeNeverTunnels(t *testing.T) {
 		w.Header().Set("Connection", "Upgrade")
 		w.WriteHeader(http.StatusSwitchingProtocols)
 	})
-	r := h.do(t, http.MethodGet, "/v/echo/ws", tok, nil, http.Header{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}})
-	if r.Status == http.StatusSwitchingProtocols {
+	// A raw connection with a deadline: a tunnel, if one were opened,
+	// would never end on its own (nor would the servers' Close without
+	// dropping their connections first).
+	t.Cleanup(h.up.srv.CloseClientConnections)
+	t.Cleanup(h.front.CloseClientConnections)
+	conn, err := net.Dial("tcp", h.front.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	_, err = io.WriteString(conn, "GET /v/echo/ws HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer "+tok+
+		"\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("read answer: %v", err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode == http.StatusSwitchingProtocols {
 		t.Fatal("the bot got a protocol switch")
 	}
 	if reqs := h.up.requests(); len(reqs) != 1 || reqs[0].Header.Get("Upgrade") != "" {

@@ -1,8 +1,12 @@
 package app_test
 
 import (
+	"context"
 	"net/http"
 	"testing"
+
+	"github.com/keystile/keystile/internal/admin"
+	"github.com/keystile/keystile/internal/sandbox"
 )
 
 // TestE2EDuplicateOrderParams: on every exchange, through the sandbox, an
@@ -39,5 +43,39 @@ func TestE2EDuplicateOrderParams(t *testing.T) {
 				t.Fatalf("the venue saw %d requests, %d orders", after.Requests-before.Requests, after.Orders-before.Orders)
 			}
 		})
+	}
+}
+
+// TestE2ERevokedTokenDoesNotLockOutOthers: every bot on a host shares the
+// loopback address. A revoked bot retrying 30 times (past the failure
+// burst) gets 401 and then 429 token.retry_limit, while a different valid
+// token from the same address keeps reaching the venue after every one of
+// those retries.
+func TestE2ERevokedTokenDoesNotLockOutOthers(t *testing.T) {
+	h := startHarness(t, harnessOptions{Venues: binanceOnly()})
+	ctx := context.Background()
+	req := admin.CreateTokenRequest{Test: true, Venues: []string{sandbox.VenueBinance}, CIDRs: []string{"127.0.0.1/32", "::1/128"}}
+	good := h.mint(t, req)
+	req.Name = "revoked-bot"
+	old := h.mint(t, req)
+	if _, err := h.admin.TokenAction(ctx, old.Info.ID, "revoke"); err != nil {
+		t.Fatal(err)
+	}
+	read := binanceOnly()[0].read
+	limited := 0
+	for i := range 30 {
+		resp := h.mustCall(t, old.Token, sandbox.VenueBinance, read)
+		switch {
+		case resp.status == http.StatusUnauthorized && resp.errorRule() == "token.revoked":
+		case resp.status == http.StatusTooManyRequests && resp.errorRule() == "token.retry_limit":
+			limited++
+		default:
+			t.Fatalf("revoked retry %d: %d %s", i, resp.status, resp.body)
+		}
+		ok := h.mustCall(t, good.Token, sandbox.VenueBinance, read)
+		wantOK(t, sandbox.VenueBinance, read, ok)
+	}
+	if limited == 0 {
+		t.Fatal("30 retries of a revoked token were never limited")
 	}
 }

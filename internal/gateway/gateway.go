@@ -94,11 +94,12 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock. If nil, time.Now.
 	Now func() time.Time
-	// AuthFailureBurst and AuthFailureEvery limit token failures per
-	// source: a source may fail AuthFailureBurst times, then once per
-	// AuthFailureEvery; beyond that its requests get 429 without their
-	// token being checked. Zero means DefaultAuthFailureBurst and
-	// DefaultAuthFailureEvery.
+	// AuthFailureBurst and AuthFailureEvery limit failed authentications
+	// (see authfail.go): unknown tokens per source address, refused known
+	// tokens per (source, token); each may fail AuthFailureBurst times,
+	// then once per AuthFailureEvery, beyond which it gets 429. A token
+	// that verifies is never refused by these limits. Zero means
+	// DefaultAuthFailureBurst and DefaultAuthFailureEvery.
 	AuthFailureBurst int
 	AuthFailureEvery time.Duration
 	// Policy decides every request after the scope check, before
@@ -152,7 +153,7 @@ func New(o Options) (*Gateway, error) {
 		return nil, errors.New("gateway: no token verifier")
 	}
 	g := &Gateway{o: o, log: o.Logger, now: o.Now, buffers: newBufferPool(),
-		fails: newAuthFailures(o.AuthFailureBurst, o.AuthFailureEvery)}
+		fails: newAuthFailures(o.AuthFailureBurst, o.AuthFailureEvery, 0)}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
@@ -394,11 +395,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		deny(errNoToken, audit.Deny, "token.missing")
 		return
 	}
-	if wait, blocked := g.fails.blocked(sourceAddr(r), start); blocked {
-		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)))
-		deny(errAuthBlocked, audit.Deny, "token.brute_force")
-		return
-	}
 	parsed, perr := token.Parse(raw)
 	isTest := perr == nil && parsed.Test
 	var proxy *httputil.ReverseProxy
@@ -425,13 +421,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err != nil {
-		if tokenError(err) == errBadToken {
-			// Guessing (malformed, unknown, expired, revoked) counts;
-			// a valid token used where it may not is no guess.
-			g.fails.fail(sourceAddr(r), start)
-		}
+		// Failure limits apply only now: a token that verifies is never
+		// refused by them (authfail.go).
 		st.err = err
-		deny(tokenError(err), audit.Deny, "token."+tokenRule(err))
+		pe, rule := g.fails.refusal(w.Header(), sourceAddr(r), err, start)
+		deny(pe, audit.Deny, rule)
 		return
 	}
 	if s == nil {

@@ -79,3 +79,83 @@ func TestE2ERevokedTokenDoesNotLockOutOthers(t *testing.T) {
 		t.Fatal("30 retries of a revoked token were never limited")
 	}
 }
+
+// cappedPolicy limits every order to 100 (USDT or USD).
+const cappedPolicy = `policies:
+  capped:
+    operations: ["market.read", "account.read", "order.*"]
+    max_notional: ["100 USDT", "100 USD"]
+`
+
+// TestE2EFakePriceMarketOrders: market orders carrying their own price
+// (and the other ways of naming a price or a size the venue does not
+// execute at) are judged at each venue's reference price, read from the
+// sandbox's public ticker: all get 403 and the sandbox records none of
+// them, while honest small orders of the same kinds go through.
+func TestE2EFakePriceMarketOrders(t *testing.T) {
+	h := startHarness(t, harnessOptions{Venues: exchangeVenues(), ExtraYAML: cappedPolicy})
+	tok := h.mint(t, admin.CreateTokenRequest{Test: true, Policy: "capped", Scopes: []string{"market.read", "account.read", "order.*"}}).Token
+	for _, tc := range []struct {
+		venue, name, rule string
+		r                 botRequest
+	}{
+		{"binance", "MARKET with price=1", "max_notional",
+			botRequest{"POST", "/api/v3/order?symbol=BTCUSDT&side=BUY&type=MARKET&quantity=10&price=1", ""}},
+		{"binance", "MARKET quantity=1 and quoteOrderQty=50", "unreadable_order",
+			botRequest{"POST", "/api/v3/order?symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&quoteOrderQty=50", ""}},
+		{"binance", "STOP_LOSS with stopPrice=1", "max_notional",
+			botRequest{"POST", "/api/v3/order?symbol=BTCUSDT&side=BUY&type=STOP_LOSS&quantity=10&stopPrice=1", ""}},
+		{"binance", "SELL LIMIT far below the market", "max_notional",
+			botRequest{"POST", "/api/v3/order?symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC&quantity=10&price=1", ""}},
+		{"kraken", "market with price=1", "max_notional",
+			botRequest{"POST", "/0/private/AddOrder", "pair=XBTUSD&type=buy&ordertype=market&price=1&volume=10"}},
+		{"kraken", "stop-loss triggered at 1", "max_notional",
+			botRequest{"POST", "/0/private/AddOrder", "pair=XBTUSD&type=sell&ordertype=stop-loss&price=1&volume=10"}},
+		{"okx", "market with px=1", "max_notional",
+			botRequest{"POST", "/api/v5/trade/order", `{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"market","px":"1","sz":"10","tgtCcy":"base_ccy"}`}},
+		{"okx", "margin market buy in base", "max_notional",
+			botRequest{"POST", "/api/v5/trade/order", `{"instId":"BTC-USDT","tdMode":"cross","side":"buy","ordType":"market","sz":"10","tgtCcy":"base_ccy"}`}},
+		{"bybit", "Market with price", "max_notional",
+			botRequest{"POST", "/v5/order/create", `{"category":"spot","symbol":"BTCUSDT","side":"Sell","orderType":"Market","qty":"10","price":"1"}`}},
+		{"bybit", "Market buy in base coin", "max_notional",
+			botRequest{"POST", "/v5/order/create", `{"category":"spot","symbol":"BTCUSDT","side":"Buy","orderType":"Market","qty":"10","marketUnit":"baseCoin"}`}},
+		{"coinbase", "market with a limit_price", "max_notional",
+			botRequest{"POST", "/api/v3/brokerage/orders", `{"client_order_id":"fake-1","product_id":"BTC-USD","side":"BUY","order_configuration":{"market_market_ioc":{"base_size":"10","limit_price":"1"}}}`}},
+	} {
+		t.Run(tc.venue+" "+tc.name, func(t *testing.T) {
+			before := h.sb.Stats(tc.venue).Orders
+			resp, err := formCall(h, tok, tc.venue, tc.r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.status != http.StatusForbidden || resp.errorRule() != "policy.capped."+tc.rule {
+				t.Fatalf("status %d rule %q, want 403 policy.capped.%s: %s", resp.status, resp.errorRule(), tc.rule, resp.body)
+			}
+			if got := h.sb.Stats(tc.venue).Orders - before; got != 0 {
+				t.Fatalf("the sandbox recorded %d orders", got)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		venue string
+		r     botRequest
+	}{
+		{"binance", botRequest{"POST", "/api/v3/order?symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.001", ""}},
+		{"kraken", botRequest{"POST", "/0/private/AddOrder", "pair=XBTUSD&type=buy&ordertype=market&volume=0.001"}},
+		{"okx", botRequest{"POST", "/api/v5/trade/order", `{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"market","sz":"50"}`}},
+		{"bybit", botRequest{"POST", "/v5/order/create", `{"category":"spot","symbol":"BTCUSDT","side":"Buy","orderType":"Market","qty":"50"}`}},
+		{"coinbase", botRequest{"POST", "/api/v3/brokerage/orders", `{"client_order_id":"honest-1","product_id":"BTC-USD","side":"BUY","order_configuration":{"market_market_ioc":{"quote_size":"50"}}}`}},
+	} {
+		t.Run(tc.venue+" honest market order", func(t *testing.T) {
+			before := h.sb.Stats(tc.venue).Orders
+			resp, err := formCall(h, tok, tc.venue, tc.r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantOK(t, tc.venue, tc.r, resp)
+			if got := h.sb.Stats(tc.venue).Orders - before; got != 1 {
+				t.Fatalf("the sandbox recorded %d orders, want 1", got)
+			}
+		})
+	}
+}

@@ -1,11 +1,23 @@
 package app_test
 
 import (
+	"archive/tar"
+	"compress/gzip"
 	"context"
+	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/keystile/keystile/internal/admin"
+	"github.com/keystile/keystile/internal/app"
+	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/sandbox"
 )
 
@@ -157,5 +169,200 @@ func TestE2EFakePriceMarketOrders(t *testing.T) {
 				t.Fatalf("the sandbox recorded %d orders, want 1", got)
 			}
 		})
+	}
+}
+
+// moveTo stops keystile, moves its data dir to dir and starts a new
+// server there with the same config.
+func (h *harness) moveTo(t *testing.T, dir string) {
+	t.Helper()
+	if err := h.stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(h.dataDir, dir); err != nil {
+		t.Fatal(err)
+	}
+	h.serveOn(t, dir)
+}
+
+// serveOn starts a new server on the data dir dir (the running one must
+// be stopped) and points the admin client at it.
+func (h *harness) serveOn(t *testing.T, dir string) {
+	t.Helper()
+	h.dataDir = dir
+	h.restart(t)
+	c, err := admin.NewClient(filepath.Join(dir, app.SocketFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.admin = c
+}
+
+// TestE2EMovedDataDirServes: a data dir moved elsewhere (its old path
+// gone) serves: the vault opens with the data dir's own key file, the
+// token minted before the move is honoured and the venue credential signs
+// requests the sandbox accepts.
+func TestE2EMovedDataDirServes(t *testing.T) {
+	h := startHarness(t, harnessOptions{Venues: binanceOnly()})
+	tok := h.botToken(t).Token
+	read := binanceOnly()[0].read
+	wantOK(t, sandbox.VenueBinance, read, h.mustCall(t, tok, sandbox.VenueBinance, read))
+	old := h.dataDir
+	h.moveTo(t, filepath.Join(t.TempDir(), "moved", "data"))
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Fatalf("the old data dir is still there: %v", err)
+	}
+	before := h.sb.Stats(sandbox.VenueBinance)
+	wantOK(t, sandbox.VenueBinance, read, h.mustCall(t, tok, sandbox.VenueBinance, read))
+	order := binanceOnly()[0].order
+	wantOK(t, sandbox.VenueBinance, order, h.mustCall(t, tok, sandbox.VenueBinance, order))
+	after := h.sb.Stats(sandbox.VenueBinance)
+	if after.AuthFailures != before.AuthFailures || after.Orders != before.Orders+1 {
+		t.Fatalf("after the move: %d auth failures, %d orders", after.AuthFailures-before.AuthFailures, after.Orders-before.Orders)
+	}
+}
+
+// TestE2EBackupRestoreRoundTrip: a backup taken while bots place orders
+// holds no secret in clear and no master key; restored into another data
+// dir with a copy of the key file, it serves: the token minted before the
+// backup is honoured, the credential signs, the restored audit log
+// verifies.
+func TestE2EBackupRestoreRoundTrip(t *testing.T) {
+	h := startHarness(t, harnessOptions{Venues: binanceOnly()})
+	ctx := context.Background()
+	tok := h.botToken(t).Token
+	v := binanceOnly()[0]
+	wantOK(t, v.id, v.order, h.mustCall(t, tok, v.id, v.order))
+
+	// Bots keep trading while the backup is taken.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var traffic atomic.Int64
+	for b := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r := v.read
+				if i%2 == 0 {
+					r = botRequest{"POST", strings.Replace(v.order.path, "e2e-1", fmt.Sprintf("bk-%d-%d", b, i), 1), ""}
+				}
+				if resp, err := h.call(tok, v.id, r); err == nil && resp.status == http.StatusOK {
+					traffic.Add(1)
+				}
+			}
+		}()
+	}
+	for traffic.Load() < 10 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	archive := filepath.Join(t.TempDir(), "keystile-backup.tgz")
+	res, err := app.Backup(ctx, app.BackupOptions{DataDir: h.dataDir, Config: h.cfg, Archive: archive})
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("backup while serving: %v", err)
+	}
+	if res.KeyFile != filepath.Join(h.dataDir, app.KeyFile) || res.Manifest.MasterKey.Included {
+		t.Fatalf("backup key: %+v", res)
+	}
+	names := map[string]bool{}
+	for _, f := range res.Manifest.Files {
+		names[f.Name] = true
+	}
+	if !names[app.DBFile] || !names[app.AuditDBFile] {
+		t.Fatalf("backup members %+v", res.Manifest.Files)
+	}
+
+	// Nothing secret in the archive: the credential values, the master
+	// key, in any encoding (the database members are read as stored).
+	key, err := os.ReadFile(filepath.Join(h.dataDir, app.KeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	needles := []needle{{"master key", strings.TrimSpace(string(key))}}
+	for k, val := range h.info.Venues[v.id].Credentials {
+		needles = append(needles, encodedForms(v.id+"."+k, val)...)
+	}
+	for name, data := range archiveMembers(t, archive) {
+		if found := findNeedles(string(data), needles); len(found) > 0 {
+			t.Fatalf("backup member %s holds %v", name, found)
+		}
+	}
+
+	// Restore next to it and serve from there.
+	restored := filepath.Join(t.TempDir(), "restored")
+	rr, err := app.Restore(ctx, app.RestoreOptions{Archive: archive, DataDir: restored, KeyFile: res.KeyFile})
+	if err != nil || !rr.Verified || rr.KeyFile != filepath.Join(restored, app.KeyFile) {
+		t.Fatalf("restore: %+v %v", rr, err)
+	}
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	h.serveOn(t, restored)
+	before := h.sb.Stats(v.id)
+	wantOK(t, v.id, v.read, h.mustCall(t, tok, v.id, v.read))
+	if after := h.sb.Stats(v.id); after.AuthFailures != before.AuthFailures {
+		t.Fatal("the restored credential did not sign")
+	}
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	db, vlt, err := app.OpenVault(ctx, app.Env{}, restored, h.cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	defer vlt.Close(ctx)
+	keys, err := app.AuditKeys(ctx, vlt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := app.OpenAuditReader(ctx, h.cfg, restored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	rep, err := audit.Verify(ctx, rd, keys.PublicKey())
+	if err != nil || rep.Records < 10 {
+		t.Fatalf("restored audit log: %+v %v", rep, err)
+	}
+}
+
+// archiveMembers reads a backup archive's members.
+func archiveMembers(t *testing.T, path string) map[string][]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	out := map[string][]byte{}
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[hdr.Name] = b
 	}
 }

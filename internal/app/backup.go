@@ -294,18 +294,41 @@ func copyFile(src, dst string) error {
 }
 
 // copyLines copies the complete lines of a file being appended to (a
-// JSONL audit log): a record half-written when the copy ends is left out.
+// JSONL audit log), streaming: the bytes present when the copy starts, cut
+// after their last newline, so a record half-written then is left out.
 func copyLines(src, dst string) error {
-	b, err := os.ReadFile(src) // #nosec G304 -- a data dir file
+	in, err := os.Open(src) // #nosec G304 -- a data dir file
 	if err != nil {
 		return err
 	}
-	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
-		b = b[:i+1]
-	} else {
-		b = nil
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return err
 	}
-	return os.WriteFile(dst, b, 0o600) // #nosec G703 -- dst is a fixed name in the backup's own staging dir
+	out, err := os.OpenFile(dst, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600) // #nosec G304 -- a fixed name in the backup's staging dir
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	n, err := io.CopyN(out, in, fi.Size())
+	if err != nil {
+		return err
+	}
+	// Find the last newline, scanning back in blocks.
+	buf := make([]byte, 64<<10)
+	for end := n; end > 0; {
+		start := max(end-int64(len(buf)), 0)
+		b := buf[:end-start]
+		if _, err := out.ReadAt(b, start); err != nil {
+			return err
+		}
+		if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+			return out.Truncate(start + int64(i) + 1)
+		}
+		end = start
+	}
+	return out.Truncate(0)
 }
 
 // RestoreOptions configure Restore.

@@ -16,12 +16,10 @@ import (
 const maxPathDecodes = 3
 
 // pathLookalikes are characters some servers fold (Unicode
-// normalisation, "best fit" code pages) into '.', '/' or '\'.
-var pathLookalikes = []rune{
-	'\u2024', '\uFE52', '\uFF0E', // one dot leader, small and fullwidth full stops
-	'\u2044', '\u2215', '\u29F8', '\uFF0F', // fraction, division, big and fullwidth slashes
-	'\uFE68', '\uFF3C', '\u2216', // small and fullwidth reverse solidus, set minus
-}
+// normalisation, "best fit" code pages) into '.', '/' or '\': one dot
+// leader, small and fullwidth full stops; fraction, division, big and
+// fullwidth slashes; small and fullwidth reverse solidus, set minus.
+const pathLookalikes = "\u2024\uFE52\uFF0E\u2044\u2215\u29F8\uFF0F\uFE68\uFF3C\u2216"
 
 // cleanPath reports whether an escaped request path is one no server
 // between keystile and the venue can read as a different path: no
@@ -33,13 +31,15 @@ var pathLookalikes = []rune{
 // nor bytes that are not UTF-8 (overlong encodings such as %c0%ae are
 // dots to lax decoders) or characters that fold into dots and slashes.
 func cleanPath(escaped string) bool {
-	if strings.Contains(escaped, "\\") || strings.Contains(escaped, "//") {
+	if strings.Contains(escaped, "//") {
 		return false
+	}
+	if plainPath(escaped) {
+		return true
 	}
 	cur := escaped
 	for round := 0; round < maxPathDecodes; round++ {
-		lower := strings.ToLower(cur)
-		if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(lower, "%00") {
+		if hasEscape(cur, "2f") || hasEscape(cur, "5c") || hasEscape(cur, "00") {
 			return false
 		}
 		dec, err := url.PathUnescape(cur)
@@ -47,15 +47,12 @@ func cleanPath(escaped string) bool {
 			// The request path itself must be well-formed; a later round
 			// that holds a literal '%' (from %25) just cannot decode
 			// further.
-			if round == 0 {
-				return false
-			}
-			return true
+			return round > 0
 		}
-		if !utf8.ValidString(dec) || strings.ContainsAny(dec, string(pathLookalikes)) || strings.ContainsRune(dec, '\\') {
+		if strings.ContainsRune(dec, '\\') || !ascii(dec) && (!utf8.ValidString(dec) || strings.ContainsAny(dec, pathLookalikes)) {
 			return false
 		}
-		for _, seg := range strings.Split(dec, "/") {
+		for seg := range strings.SplitSeq(dec, "/") {
 			if dotSegment(seg) {
 				return false
 			}
@@ -66,6 +63,51 @@ func cleanPath(escaped string) bool {
 		cur = dec
 	}
 	return true
+}
+
+// plainPath reports a path of unreserved characters and '/' only, with no
+// '.' next to a '/' or an end: nothing in it decodes or can be a dot
+// segment (the common case, checked without allocating).
+func plainPath(p string) bool {
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '/', c == '-', c == '_', c == '~':
+		case c == '.':
+			if i == 0 || p[i-1] == '/' || i == len(p)-1 || p[i+1] == '/' {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// ascii reports whether s is all ASCII.
+func ascii(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// hasEscape reports whether s holds "%" followed by hex (two lower-case
+// hex digits), in either letter case (lower is scrub.go's ASCII fold).
+func hasEscape(s, hex string) bool {
+	for i := strings.IndexByte(s, '%'); i >= 0 && i+2 < len(s); {
+		if lower(s[i+1]) == hex[0] && lower(s[i+2]) == hex[1] {
+			return true
+		}
+		j := strings.IndexByte(s[i+1:], '%')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return false
 }
 
 // dotSegment reports a path segment some server may resolve as "." or
@@ -119,14 +161,21 @@ func stripRouting(h http.Header) {
 // is signed and forwarded byte for byte. Other pairs keep their order and
 // their exact bytes. It returns raw itself when nothing is removed.
 func stripQueryTokens(raw string) string {
-	if raw == "" || !strings.Contains(strings.ToLower(raw), "kst") && !strings.Contains(raw, "%") {
+	if raw == "" || !strings.Contains(raw, "%") && !containsKst(raw) {
+		return raw
+	}
+	found := false
+	for pair := range strings.SplitSeq(raw, "&") {
+		if found = holdsToken(pair); found {
+			break
+		}
+	}
+	if !found {
 		return raw
 	}
 	var b strings.Builder
-	removed := false
-	for _, pair := range strings.Split(raw, "&") {
+	for pair := range strings.SplitSeq(raw, "&") {
 		if holdsToken(pair) {
-			removed = true
 			continue
 		}
 		if b.Len() > 0 {
@@ -134,19 +183,19 @@ func stripQueryTokens(raw string) string {
 		}
 		b.WriteString(pair)
 	}
-	if !removed {
-		return raw
-	}
 	return b.String()
 }
 
 // holdsToken reports whether a query pair, decoded up to maxPathDecodes
-// times, contains "kst_".
+// times, contains "kst_" in any letter case.
 func holdsToken(pair string) bool {
 	cur := pair
 	for range maxPathDecodes {
-		if strings.Contains(strings.ToLower(cur), "kst_") {
+		if containsKst(cur) {
 			return true
+		}
+		if !strings.ContainsAny(cur, "%+") {
+			return false
 		}
 		dec, err := url.QueryUnescape(cur)
 		if err != nil || dec == cur {
@@ -154,7 +203,18 @@ func holdsToken(pair string) bool {
 		}
 		cur = dec
 	}
-	return strings.Contains(strings.ToLower(cur), "kst_")
+	return containsKst(cur)
+}
+
+// containsKst reports whether s contains "kst_", ignoring ASCII case,
+// without allocating.
+func containsKst(s string) bool {
+	for i := 0; i+3 < len(s); i++ {
+		if lower(s[i]) == 'k' && lower(s[i+1]) == 's' && lower(s[i+2]) == 't' && s[i+3] == '_' {
+			return true
+		}
+	}
+	return false
 }
 
 // errDuplicateParam is the public answer to an order that names a

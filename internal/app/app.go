@@ -129,8 +129,11 @@ func Init(ctx context.Context, env Env, o InitOptions) (InitResult, error) {
 		return res, fmt.Errorf("%w %s: %v", ErrDataDir, dir, err)
 	}
 	keyFile := cfg.MasterKey.File
-	if keyFile == "" {
+	switch {
+	case keyFile == "":
 		keyFile = filepath.Join(dir, KeyFile)
+	case !filepath.IsAbs(keyFile):
+		keyFile = filepath.Join(dir, keyFile) // as ResolveKeyFile reads it
 	}
 	mo := masterkey.Options{
 		Source: o.Source, KeyFile: keyFile, PassphraseFile: cfg.MasterKey.PassphraseFile,
@@ -145,6 +148,11 @@ func Init(ctx context.Context, env Env, o InitOptions) (InitResult, error) {
 		return res, err
 	}
 	defer root.Wipe()
+	if params.Source == masterkey.SourceFile {
+		// Relative to the data dir when inside it: a copied, moved or
+		// restored data dir uses its own key file.
+		params.KeyFile = recordKeyPath(dir, keyFile)
+	}
 	if params.Source == masterkey.SourceFile {
 		res.KeyFile = keyFile
 	}
@@ -232,13 +240,12 @@ func OpenVault(ctx context.Context, env Env, dataDir string, cfg *config.Config,
 		return fail(fmt.Errorf("app: stored master key parameters: %w", err))
 	}
 	mo := masterkey.Options{
-		KeyFile: cfg.MasterKey.File, PassphraseFile: cfg.MasterKey.PassphraseFile,
-		Getenv: env.Getenv, Prompt: env.Prompt, Keyring: env.keyring(),
+		PassphraseFile: cfg.MasterKey.PassphraseFile,
+		Getenv:         env.Getenv, Prompt: env.Prompt, Keyring: env.keyring(),
 	}
-	if params.Source == masterkey.SourceFile && mo.KeyFile == "" {
-		mo.KeyFile = params.KeyFile
-		if mo.KeyFile == "" {
-			mo.KeyFile = filepath.Join(dataDir, KeyFile)
+	if params.Source == masterkey.SourceFile {
+		if mo.KeyFile, err = ResolveKeyFile(dataDir, cfg.MasterKey.File, params.KeyFile); err != nil {
+			return fail(err)
 		}
 	}
 	root, err := masterkey.Load(ctx, mo, params)

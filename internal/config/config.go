@@ -67,7 +67,8 @@ type MasterKey struct {
 	// Default file; "" means file.
 	Source string `yaml:"source"`
 	// File (master_key.file) is the key file for source file.
-	// "" means <data_dir>/master.key.
+	// "" means <data_dir>/master.key; a relative path is relative to the
+	// data dir.
 	File string `yaml:"file"`
 	// PassphraseFile (master_key.passphrase_file) holds the passphrase for
 	// source passphrase. "" means $KEYSTILE_PASSPHRASE_FILE, else a prompt.

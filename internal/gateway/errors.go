@@ -34,7 +34,6 @@ var (
 	errRespTooLarge   = publicError{http.StatusBadGateway, "upstream_error", "the venue's answer was too large"}
 	errRateLimited    = publicError{http.StatusTooManyRequests, "rate_limited", "venue rate limit nearly reached; retry later"}
 	errMethod         = publicError{http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed"}
-	errAuthBlocked    = publicError{http.StatusTooManyRequests, "too_many_failures", "too many failed authentications from this address; retry later"}
 )
 
 type errorBody struct {

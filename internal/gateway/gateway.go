@@ -95,11 +95,12 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock. If nil, time.Now.
 	Now func() time.Time
-	// AuthFailureBurst and AuthFailureEvery limit token failures per
-	// source: a source may fail AuthFailureBurst times, then once per
-	// AuthFailureEvery; beyond that its requests get 429 without their
-	// token being checked. Zero means DefaultAuthFailureBurst and
-	// DefaultAuthFailureEvery.
+	// AuthFailureBurst and AuthFailureEvery limit failed authentications
+	// (see authfail.go): unknown tokens per source address, refused known
+	// tokens per (source, token); each may fail AuthFailureBurst times,
+	// then once per AuthFailureEvery, beyond which it gets 429. A token
+	// that verifies is never refused by these limits. Zero means
+	// DefaultAuthFailureBurst and DefaultAuthFailureEvery.
 	AuthFailureBurst int
 	AuthFailureEvery time.Duration
 	// Policy decides every request after the scope check, before
@@ -164,7 +165,7 @@ func New(o Options) (*Gateway, error) {
 		return nil, errors.New("gateway: idempotency needs a ledger to store its keys")
 	}
 	g := &Gateway{o: o, log: o.Logger, now: o.Now, buffers: newBufferPool(),
-		fails: newAuthFailures(o.AuthFailureBurst, o.AuthFailureEvery)}
+		fails: newAuthFailures(o.AuthFailureBurst, o.AuthFailureEvery, 0)}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
@@ -337,27 +338,14 @@ func tokenRule(err error) string {
 	return "invalid"
 }
 
-// splitVenue splits "/<venue>/<rest>" and refuses dot segments, encoded
-// separators and empty segments anywhere in the path, so no path can climb
-// into another venue's prefix upstream, and the path keystile classifies
-// is the path the venue receives.
+// splitVenue splits "/<venue>/<rest>" and refuses dot segments (in every
+// form a server might resolve), encoded separators and empty segments
+// anywhere in the path (cleanPath), so no path can climb into another
+// venue's prefix upstream, and the path keystile classifies is the path
+// the venue receives.
 func splitVenue(escaped string) (string, string, bool) {
-	if !strings.HasPrefix(escaped, "/") {
+	if !strings.HasPrefix(escaped, "/") || !cleanPath(escaped) {
 		return "", "", false
-	}
-	lower := strings.ToLower(escaped)
-	if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(escaped, "\\") || strings.Contains(lower, "%00") ||
-		strings.Contains(escaped, "//") {
-		return "", "", false
-	}
-	dec, err := url.PathUnescape(escaped)
-	if err != nil {
-		return "", "", false
-	}
-	for _, seg := range strings.Split(dec, "/") {
-		if seg == "." || seg == ".." {
-			return "", "", false
-		}
 	}
 	id, rest, _ := strings.Cut(escaped[1:], "/")
 	if id == "" {
@@ -448,10 +436,11 @@ func (g *Gateway) proxy(base *url.URL, rt http.RoundTripper, lim venue.RateLimit
 }
 
 // stripHeaders removes what must not reach the venue: keystile's own
-// headers, the bot's Authorization, cookies, forwarding information and
-// Accept-Encoding (so the transport decompresses and answers can be
-// scrubbed).
+// headers, the bot's Authorization, cookies, forwarding, routing-override
+// and upgrade headers (stripRouting) and Accept-Encoding (so the
+// transport decompresses and answers can be scrubbed).
 func stripHeaders(h http.Header) {
+	stripRouting(h)
 	for k := range h {
 		if strings.HasPrefix(k, "Keystile-") {
 			delete(h, k)

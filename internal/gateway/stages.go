@@ -182,10 +182,6 @@ func (g *Gateway) authenticate(c *call) bool {
 		return c.refuse(errNoToken, audit.Deny, "token.missing")
 	}
 	src := sourceAddr(r)
-	if wait, blocked := g.fails.blocked(src, c.start); blocked {
-		c.w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)))
-		return c.refuse(errAuthBlocked, audit.Deny, "token.brute_force")
-	}
 	parsed, perr := token.Parse(raw)
 	isTest := perr == nil && parsed.Test
 	// An unknown venue has no endpoint: the token is checked in its own
@@ -211,15 +207,15 @@ func (g *Gateway) authenticate(c *call) bool {
 		}
 	}
 	if err != nil {
-		if tokenError(err) == errBadToken {
-			// Guessing (malformed, unknown, expired, revoked) counts;
-			// a valid token used where it may not is no guess.
-			g.fails.fail(src, c.start)
-		}
+		// Failure limits apply only now: a token that verifies is never
+		// refused by them (authfail.go).
 		c.fail(err)
-		return c.refuse(tokenError(err), audit.Deny, "token."+tokenRule(err))
+		pe, rule := g.fails.refusal(c.w.Header(), src, err, c.start)
+		return c.refuse(pe, audit.Deny, rule)
 	}
 	c.tok = tok
+	// A kst_ token in the query never reaches the venue.
+	r.URL.RawQuery = stripQueryTokens(r.URL.RawQuery)
 	return true
 }
 
@@ -296,9 +292,9 @@ func (g *Gateway) decide(c *call) bool {
 				setOrder(&c.ev, c.ord.norm)
 			}
 		}
-		if oerr != nil && g.o.Policy == nil {
+		if pe, rule, refuse := orderRefusal(oerr, g.o.Policy != nil); refuse {
 			c.fail(oerr)
-			return c.refuse(errBadRequest, audit.Deny, "venue.order")
+			return c.refuse(pe, audit.Deny, rule)
 		}
 	}
 	if g.o.Policy != nil {

@@ -228,7 +228,8 @@ func (ev *evaluation) run(ctx context.Context) *Decision {
 	}
 	if in.Operation == venue.OpOrderPlace && in.Order != nil && in.OrderErr == nil {
 		ev.view = &orderView{Instrument: in.Order.Instrument, Side: in.Order.Side, Type: in.Order.Type,
-			Quantity: in.Order.Quantity, Price: in.Order.Price, Notional: in.Order.Notional, ClientOrderID: in.Order.ClientOrderID}
+			Quantity: in.Order.Quantity, Price: in.Order.Price, TriggerPrice: in.Order.TriggerPrice, Notional: in.Order.Notional,
+			ClientOrderID: in.Order.ClientOrderID}
 	}
 	if in.Operation == venue.OpOrderPlace && p.orderRules {
 		if d := ev.orderRules(ctx); d != nil {
@@ -328,11 +329,32 @@ func (ev *evaluation) orderRules(ctx context.Context) *Decision {
 			}
 		}
 	}
-	if p.maxQty != nil {
-		if !hasQty {
-			return ev.deny("max_quantity", "the order has no base quantity to check against %s", p.maxQty)
+	// Every price the order may fill at: its limit, its trigger and the
+	// prices of its other legs.
+	var prices []decimal.Decimal
+	if hasPrice {
+		prices = append(prices, price)
+	}
+	for _, ps := range append([]string{in.Order.TriggerPrice}, in.Order.LegPrices...) {
+		if ps == "" {
+			continue
 		}
-		if qty.GreaterThan(*p.maxQty) {
+		v, err := parsePlain(ps)
+		if err != nil {
+			return ev.deny("unreadable_order", "order trigger or leg price: %v", err)
+		}
+		prices = append(prices, v)
+	}
+	zero := hasQty && qty.IsZero() || hasGiven && given.IsZero()
+	if p.maxQty != nil {
+		switch {
+		case in.Order.Contracts:
+			return ev.deny("max_quantity", "the order's quantity counts contracts of a size keystile does not know")
+		case !hasQty:
+			return ev.deny("max_quantity", "the order has no base quantity to check against %s", p.maxQty)
+		case zero:
+			return ev.deny("max_quantity", "a zero quantity closes a whole position on some venues: its size is unknown")
+		case qty.GreaterThan(*p.maxQty):
 			return ev.deny("max_quantity", "quantity %s > max %s", qty, p.maxQty)
 		}
 	}
@@ -340,32 +362,56 @@ func (ev *evaluation) orderRules(ctx context.Context) *Decision {
 	if curOK {
 		ev.currency = cur
 	}
-	// A reference price is needed for the band (limit orders) and for the
-	// notional of a market order given in base quantity.
+	// An order that executes at the market (or has no limit price) fills
+	// at the market's price whatever price field the bot sent, and a sell
+	// fills at the market when its limit is below it: both are judged at
+	// the reference price as well. The band needs it for limit prices.
+	atMarket := in.Order.Market || !hasPrice
 	needBand := p.band != nil && hasPrice
-	needRef := needBand || (p.needsNotional && hasQty && !hasPrice && !hasGiven)
+	qtyRef := p.needsNotional && hasQty && !in.Order.Contracts && (atMarket || o.Side != "buy")
 	var ref decimal.Decimal
 	var refErr error
-	if needRef {
+	if needBand || qtyRef {
 		ref, refErr = ev.referencePrice(ctx, o.Instrument)
+		if refErr == nil && !ref.IsPositive() {
+			refErr = fmt.Errorf("reference price %s is not positive", ref)
+		}
 	}
+	why := ""
 	switch {
-	case hasQty && hasPrice:
-		ev.notional, ev.hasNot = qty.Mul(price), true
+	case in.Order.Contracts && !hasGiven:
+		why = "its quantity counts contracts of a size keystile does not know"
+	case zero:
+		why = "a zero size closes a whole position on some venues"
+	case hasQty && qtyRef && refErr != nil:
+		why = "no reference price: " + refErr.Error()
+	case hasQty && !in.Order.Contracts:
+		if qtyRef {
+			prices = append(prices, ref)
+		}
+		if len(prices) == 0 {
+			why = "no price and no reference price"
+			break
+		}
+		worst := prices[0]
+		for _, v := range prices[1:] {
+			worst = decimal.Max(worst, v)
+		}
+		ev.notional, ev.hasNot = qty.Mul(worst), true
+		if hasGiven {
+			// The venue may read either size: the larger charge applies.
+			ev.notional = decimal.Max(ev.notional, given)
+		}
 	case hasGiven:
 		ev.notional, ev.hasNot = given, true
-	case hasQty && needRef && refErr == nil:
-		ev.notional, ev.hasNot = qty.Mul(ref), true
+	default:
+		why = "no quantity × price, quote amount or reference price"
 	}
 	if ev.hasNot {
 		o.Notional, o.Currency = ev.notional.String(), ev.currency
 	}
 	if p.needsNotional {
 		if !ev.hasNot {
-			why := "no quantity × price, quote amount or reference price"
-			if refErr != nil {
-				why = "no reference price: " + refErr.Error()
-			}
 			return ev.deny("notional_unknown", "cannot compute the order's notional (%s)", why)
 		}
 		if !curOK {
@@ -387,9 +433,6 @@ func (ev *evaluation) orderRules(ctx context.Context) *Decision {
 	if needBand {
 		if refErr != nil {
 			return ev.deny("price_band", "no reference price: %v", refErr)
-		}
-		if !ref.IsPositive() {
-			return ev.deny("price_band", "reference price %s is not positive", ref)
 		}
 		dist := price.Sub(ref).Abs().Div(ref)
 		if dist.GreaterThan(*p.band) {

@@ -9,7 +9,9 @@ package sandbox
 // of the request, and that no nonce is used twice while its JWT is valid.
 // Refusals are HTTP 401 {"error":"UNAUTHENTICATED","message":...}; past
 // CoinbaseLimit requests per second, HTTP 429 {"error":"RATE_LIMIT_EXCEEDED"}.
-// Served: GET /api/v3/brokerage/accounts, GET /api/v3/brokerage/products,
+// Served: GET /api/v3/brokerage/market/products/{product_id} (public,
+// unauthenticated: product_id and last price), GET /api/v3/brokerage/accounts,
+// GET /api/v3/brokerage/products,
 // POST /api/v3/brokerage/orders, POST /api/v3/brokerage/orders/batch_cancel,
 // GET /api/v3/brokerage/orders/historical/batch,
 // GET /api/v3/brokerage/key_permissions, and the public GET
@@ -225,7 +227,28 @@ func (c *coinbase) useNonce(nonce string, exp, now time.Time) bool {
 	return true
 }
 
+// coinbasePrice is the emulator's last price of a product.
+func coinbasePrice(id string) (string, bool) {
+	switch id {
+	case "BTC-USD":
+		return "43250.12", true
+	case "ETH-USD":
+		return "2250.55", true
+	}
+	return "", false
+}
+
 func (c *coinbase) serve(w http.ResponseWriter, r *http.Request, body []byte) {
+	if id, ok := strings.CutPrefix(r.URL.Path, "/api/v3/brokerage/market/products/"); ok && r.Method == http.MethodGet {
+		c.vs.count("market.product")
+		price, known := coinbasePrice(id)
+		if !known {
+			coinbaseError(w, http.StatusNotFound, "NOT_FOUND", "product not found")
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"product_id": id, "price": price, "product_type": "SPOT", "status": "online"})
+		return
+	}
 	ops := map[string]string{
 		"GET /api/v3/brokerage/accounts":                "accounts",
 		"GET /api/v3/brokerage/products":                "products",

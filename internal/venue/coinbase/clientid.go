@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/keystile/keystile/internal/venue"
 )
@@ -17,14 +16,19 @@ const ClientOrderIDField = "client_order_id"
 func (v *Venue) NewClientOrderID(seed [16]byte) string { return venue.UUID(seed) }
 
 // SetClientOrderID implements venue.ClientOrderIDs for POST
-// /api/v3/brokerage/orders: every client_order_id member of the JSON body
-// (matched without regard to case, as ParseOrder's decoder does) is set to
-// id, or one is appended.
+// /api/v3/brokerage/orders: the client_order_id member of the JSON body is
+// set to id, or one is appended (a body with it twice, or in another
+// letter case, is refused).
 func (v *Venue) SetClientOrderID(r *venue.Request, id string) error {
 	if op, _ := v.Classify(r); op != venue.OpOrderPlace {
 		return fmt.Errorf("coinbase: %w", venue.ErrNoClientOrderID)
 	}
-	b, err := venue.SetJSONMember(r.Body, ClientOrderIDField, id, func(k string) bool { return strings.EqualFold(k, ClientOrderIDField) })
+	// A body with the field twice, or in another letter case, is one
+	// Normalize refuses: it is not rewritten either.
+	if _, err := venue.JSONFields(r.Body, ClientOrderIDField); err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformedOrder, err)
+	}
+	b, err := venue.SetJSONMember(r.Body, ClientOrderIDField, id, func(k string) bool { return k == ClientOrderIDField })
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformedOrder, err)
 	}

@@ -20,11 +20,17 @@ const codeNoSuchOrder = "51603"
 func (v *Venue) NewClientOrderID(seed [16]byte) string { return venue.HexID(seed) }
 
 // SetClientOrderID implements venue.ClientOrderIDs for POST
-// /api/v5/trade/order: every clOrdId member of the JSON body is set to id,
-// or one is appended.
+// /api/v5/trade/order: the clOrdId member of the JSON body is set to id, or
+// one is appended (a body with it twice, or in another letter case, is
+// refused).
 func (v *Venue) SetClientOrderID(r *venue.Request, id string) error {
 	if op, _ := v.Classify(r); op != venue.OpOrderPlace {
 		return fmt.Errorf("okx: %w", venue.ErrNoClientOrderID)
+	}
+	// A body with the field twice, or in another letter case, is one
+	// Normalize refuses: it is not rewritten either.
+	if _, err := venue.JSONFields(r.Body, ClientOrderIDField); err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformedOrder, err)
 	}
 	b, err := venue.SetJSONMember(r.Body, ClientOrderIDField, id, func(k string) bool { return k == ClientOrderIDField })
 	if err != nil {

@@ -323,9 +323,11 @@ func (g *Gateway) decide(c *call) bool {
 // idempotency claim — one ledger write (Ledger.Open), group-committed
 // with the other requests in flight. With an audit log kept outside the
 // ledger (Options.Intents), the intent record is a second write, after
-// it.
+// it. A write is a request whose method is not safe and whose operation
+// is not a read (venue.ReadOnly): a POST that reads (Betfair, Kraken)
+// changes nothing and waits for no disk.
 func (g *Gateway) open(c *call) bool {
-	write := !safeMethod(c.r.Method)
+	write := !safeMethod(c.r.Method) && !venue.ReadOnly(c.op)
 	if c.ord != nil && c.ord.coid != "" {
 		c.ev.ClientOrderID = c.ord.coid
 	}

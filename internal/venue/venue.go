@@ -27,6 +27,15 @@ const (
 	OpMediaWrite     = "media.write"
 )
 
+// ReadOnly reports whether operation op only reads: its name ends in
+// ".read" (market.read, account.read, order.read, and a generic venue's
+// own reads). A read changes nothing at the venue whatever the HTTP
+// method (Betfair's and Kraken's private reads are POSTs), so the gateway
+// need not make an intent record durable before sending it.
+func ReadOnly(op string) bool {
+	return len(op) > len(".read") && op[len(op)-len(".read"):] == ".read"
+}
+
 // Credential is an opened credential: named fields of secret bytes, valid
 // only inside the callback that received it. *vault.Credential satisfies it.
 type Credential interface {

@@ -34,6 +34,9 @@ type Config struct {
 	Idempotency Idempotency `yaml:"idempotency"`
 	// Metrics (metrics) configures the Prometheus endpoint.
 	Metrics Metrics `yaml:"metrics"`
+	// KillSwitch (killswitch) configures the kill switch, bots' own kill
+	// requests and loss guards (see KillSwitch).
+	KillSwitch KillSwitch `yaml:"killswitch"`
 
 	// src remembers where each key was in the file Parse read (nil for a
 	// Config built in code, and for an empty file); see Locate.
@@ -377,6 +380,7 @@ func Default() *Config {
 		Tokens:      Tokens{DefaultTTL: 24 * time.Hour, MaxTTL: 720 * time.Hour},
 		Audit:       Audit{Sink: "sqlite", CheckpointEvery: 1000, MaxBatch: 512},
 		Idempotency: Idempotency{Window: 24 * time.Hour},
+		KillSwitch:  defaultKillSwitch(),
 	}
 }
 

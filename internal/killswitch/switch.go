@@ -473,7 +473,10 @@ func compact(v any) string {
 
 var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
-// newRequestID names an action record, like the gateway's request ids.
+// NewRequestID names an action record (or a group of them, such as a
+// panic and its cancellations), like the gateway's request ids.
+func NewRequestID() string { return newRequestID() }
+
 func newRequestID() string {
 	var b [10]byte
 	_, _ = rand.Read(b[:])

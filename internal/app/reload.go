@@ -32,6 +32,7 @@ var restartSections = []struct {
 	{"audit", func(c *config.Config) any { return c.Audit }},
 	{"idempotency", func(c *config.Config) any { return c.Idempotency }},
 	{"metrics", func(c *config.Config) any { return c.Metrics }},
+	{"killswitch", func(c *config.Config) any { return c.KillSwitch }},
 }
 
 // restartNeeded lists the sections of next that differ from the running
@@ -95,6 +96,7 @@ func (s *Server) reload(path string) (*policy.Set, error) {
 		if err != nil {
 			return abort(err)
 		}
+		b = s.gated(id, b)
 		fresh = append(fresh, b)
 		next[id] = b
 		if _, ok := s.venues[id]; ok {

@@ -117,6 +117,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.AddCommand(newVersion(g), newInit(g), newServe(g), newSecret(g), newVault(g), newToken(g), newDemo(g), newSandbox(g), newOAuth(g), newDoctor(g), newExec(g), newScan(g), newHooks(g), newAudit(g))
 	root.AddCommand(newPolicy(g))
 	root.AddCommand(newStatus(g), newService(g))
+	root.AddCommand(newPanic(g), newIncident(g))
 	return root
 }
 

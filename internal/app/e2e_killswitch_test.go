@@ -96,7 +96,8 @@ func TestE2EPanicCancelOrders(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end to end")
 	}
-	h := startHarness(t, harnessOptions{Venues: killVenues()})
+	bf := canaryCredentials()[sandbox.VenueBetfair]
+	h := startHarness(t, harnessOptions{Venues: killVenues(), Credentials: map[string]map[string]string{sandbox.VenueBetfair: bf}})
 	ctx := context.Background()
 	const nTokens = 24
 	toks := make([]string, nTokens)
@@ -229,6 +230,25 @@ func TestE2EPanicCancelOrders(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantOK(t, v.id, v.read, resp)
+	}
+
+	// A bot quoting a credential in its kill reason: the value is kept
+	// nowhere (the reason is scrubbed before it is stored or audited).
+	req, _ := http.NewRequest("POST", h.gw+"/-/kill", strings.NewReader(`{"reason":"leaked `+bf["password"]+`"}`))
+	req.Header.Set("Authorization", "Bearer "+toks[3])
+	if resp, err := h.hc.Do(req); err != nil || resp.StatusCode != 200 || resp.Body.Close() != nil {
+		t.Fatalf("kill with a secret in the reason: %v", err)
+	}
+	resJSON, _ := json.Marshal(res)
+	if found := findNeedles(string(resJSON), canaryNeedles(map[string]map[string]string{sandbox.VenueBetfair: bf})); len(found) > 0 {
+		t.Fatalf("panic answer leaks %v", found)
+	}
+	if _, leaks := sweepDataDir(t, h.dataDir, canaryNeedles(map[string]map[string]string{sandbox.VenueBetfair: bf})); len(leaks) > 0 {
+		t.Fatalf("credential in the data dir: %v", leaks)
+	}
+
+	if st, err := h.admin.KillSwitch(ctx); err != nil || len(st.Trips) != 1 || strings.Contains(st.Trips[0].Reason, bf["password"]) {
+		t.Fatalf("the bot's trip: %+v %v", st, err)
 	}
 }
 

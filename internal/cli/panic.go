@@ -126,6 +126,9 @@ func printEngaged(w io.Writer, e killswitch.Engaged) {
 	if e.InFlight > 0 {
 		fmt.Fprintf(w, "  requests already on their way when it engaged: %d (%d unanswered after the drain timeout)\n", e.InFlight, e.Unfinished)
 	}
+	if !e.Persisted {
+		fmt.Fprintf(w, "  WARNING: not written to the database yet (retried at every refresh): in force on this server only until then\n")
+	}
 	if e.AuditError != "" {
 		fmt.Fprintf(w, "  warning: not recorded in the audit log: %s\n", e.AuditError)
 	}

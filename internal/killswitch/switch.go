@@ -155,7 +155,7 @@ func New(ctx context.Context, o Options) (*Switch, error) {
 		s.known[t.ID] = true
 		s.log.Warn("killswitch: engaged at start", "trip", t.ID, "scope", t.Scope, "target", t.Target, "rule", t.Rule,
 			"actor", t.Actor, "since", t.EngagedAt)
-		s.audit(ctx, observedEvent(t, "active at start"))
+		_ = s.audit(ctx, observedEvent(t, "active at start")) // logged by audit
 	}
 	return s, nil
 }
@@ -392,7 +392,7 @@ func (s *Switch) Refresh(ctx context.Context) error {
 	}
 	for _, t := range observed {
 		s.log.Warn("killswitch: engaged by another process", "trip", t.ID, "scope", t.Scope, "target", t.Target, "rule", t.Rule, "actor", t.Actor)
-		s.audit(ctx, observedEvent(t, "engaged by another process"))
+		_ = s.audit(ctx, observedEvent(t, "engaged by another process")) // logged by audit
 	}
 	for _, t := range gone {
 		s.log.Warn("killswitch: cleared by another process", "trip", t.ID, "scope", t.Scope, "target", t.Target)

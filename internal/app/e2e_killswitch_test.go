@@ -200,6 +200,18 @@ func TestE2EPanicCancelOrders(t *testing.T) {
 			t.Fatalf("token %d on %s after the panic: %v %d %s", i, v.id, err, resp.status, resp.body)
 		}
 	}
+	// The same through each exchange SDK's own key place (token where the
+	// API key goes, the SDK's placeholder signature), and an order batch.
+	for _, v := range exchangeVenues() {
+		if resp := h.sdkCall(t, toks[5], v.id, v.order); resp.status != http.StatusForbidden || resp.errorRule() != "token.killed" {
+			t.Fatalf("SDK-style %s order after the panic: %d %s", v.id, resp.status, resp.body)
+		}
+	}
+	batch := botRequest{"POST", "/exchange/betting/json-rpc/v1", `[{"jsonrpc":"2.0","method":"SportsAPING/v1.0/listEventTypes","params":{},"id":1},` +
+		`{"jsonrpc":"2.0","method":"SportsAPING/v1.0/placeOrders","params":{"marketId":"1.2","instructions":[]},"id":2}]`}
+	if resp, err := formCall(h, toks[6], sandbox.VenueBetfair, batch); err != nil || resp.status != http.StatusForbidden || resp.errorRule() != "token.killed" {
+		t.Fatalf("JSON-RPC batch after the panic: %v %d %s", err, resp.status, resp.body)
+	}
 	if got := emulatorRequests(h); !mapsEqual(got, after) {
 		t.Fatalf("a refused request reached an emulator: %v vs %v", got, after)
 	}

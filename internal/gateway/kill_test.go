@@ -174,6 +174,12 @@ func TestBotKillRefusals(t *testing.T) {
 			}
 		})
 	}
+	// Look-alike paths are not the kill endpoint (and engage nothing).
+	for _, p := range []string{"/-/kill/", "/-/%6Bill", "/-/KILL", "//-/kill", "/-/kill/../kill"} {
+		if st, _ := h.do(t, "POST", p, raw, ""); st == 200 || h.sw.Engaged() {
+			t.Fatalf("%s: %d, engaged %v", p, st, h.sw.Engaged())
+		}
+	}
 	// Without a Killer the path does not exist.
 	h2 := newKillHarness(t, false)
 	raw2, _ := h2.mint(t)

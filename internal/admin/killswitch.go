@@ -105,14 +105,17 @@ func KillSwitchRoutes(mux *http.ServeMux, ks KillSwitch, knownVenue func(string)
 			}
 			e.Scope, e.Target = killswitch.ScopeVenue, req.Venue
 		}
-		res, err := ks.Engage(r.Context(), e)
+		// A panic runs to the end even if the admin's client goes away
+		// (the cancellation has its own timeout).
+		ctx := context.WithoutCancel(r.Context())
+		res, err := ks.Engage(ctx, e)
 		if err != nil {
 			fail(w, r, err)
 			return
 		}
 		out := PanicResult{Engaged: res}
 		if req.CancelOrders {
-			reps, err := ks.CancelOrders(r.Context(), killswitch.Cancellation{Venue: req.Venue, Actor: e.Actor, Reason: req.Reason, RequestID: e.RequestID})
+			reps, err := ks.CancelOrders(ctx, killswitch.Cancellation{Venue: req.Venue, Actor: e.Actor, Reason: req.Reason, RequestID: e.RequestID})
 			if err != nil {
 				out.CancelError = err.Error()
 			}

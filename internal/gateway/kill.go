@@ -108,7 +108,8 @@ func (g *Gateway) serveKill(w http.ResponseWriter, r *http.Request, id string, s
 		}
 		return
 	}
-	ans, err := g.o.Kill.BotKill(r.Context(), id, tok, body)
+	// The kill completes even if the bot hangs up.
+	ans, err := g.o.Kill.BotKill(context.WithoutCancel(r.Context()), id, tok, body)
 	switch {
 	case errors.Is(err, killswitch.ErrBadKillRequest):
 		detail = err

@@ -25,6 +25,8 @@ type Status struct {
 	Audit         *AuditStatus   `json:"audit,omitempty"`
 	Tokens        *TokenCounts   `json:"tokens,omitempty"`
 	Alerts        *AlertsStatus  `json:"alerts,omitempty"`
+	// KillSwitch is the kill switch's state (keystile panic).
+	KillSwitch *KillSwitchStatus `json:"killswitch,omitempty"`
 	// Metrics is the Prometheus listener's address ("" if none).
 	Metrics string `json:"metrics,omitempty"`
 	// RestartNeeded names the configuration sections that changed in the

@@ -28,6 +28,7 @@ import (
 	"github.com/keystile/keystile/internal/fwdproxy"
 	"github.com/keystile/keystile/internal/gateway"
 	"github.com/keystile/keystile/internal/idem"
+	"github.com/keystile/keystile/internal/killswitch"
 	"github.com/keystile/keystile/internal/localca"
 	"github.com/keystile/keystile/internal/logging"
 	"github.com/keystile/keystile/internal/masterkey"
@@ -283,7 +284,12 @@ type Server struct {
 	policy   *policy.Engine
 	idem     *idem.Manager
 	audit    *audit.Log
-	cfgPath  string
+	kill     *killswitch.Switch
+	loss     *killswitch.LossGuard // nil without loss guards
+	// events is where the gateway and the forward proxy send their
+	// events (audit log, text log, metrics, loss guard).
+	events  events
+	cfgPath string
 
 	// cfgNow is the configuration in force (see Config); venues are the
 	// running venues by id. reloadMu serialises reloads and guards
@@ -372,13 +378,27 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		s.closeStores(ctx)
 		return nil, err
 	}
+	if err := s.openKillSwitch(ctx, o.Config); err != nil {
+		s.closeStores(ctx)
+		return nil, err
+	}
+	venues = venues[:0]
+	for _, id := range sortedVenueIDs(o.Config) {
+		s.venues[id] = s.gated(id, s.venues[id])
+		venues = append(venues, s.venues[id].gv)
+	}
 	var scrub gateway.Scrubber
 	if o.Redactor != nil {
 		scrub = o.Redactor
 	}
+	ev := events{log: s.audit, text: audit.LogSink{Logger: o.Logger}, metrics: s.metrics}
+	if s.loss != nil {
+		ev.loss = s.loss
+	}
+	s.events = ev
 	s.gateway, err = gateway.New(gateway.Options{
-		Tokens: s.tokens, Venues: venues, Events: events{s.audit, audit.LogSink{Logger: o.Logger}, s.metrics}, OnRetry: s.metrics.OnRetry, Scrubber: scrub,
-		MaxBodyBytes: o.Config.Gateway.MaxBodyBytes, Logger: o.Logger,
+		Tokens: s.kill.Guard(s.tokens), Venues: venues, Events: ev, OnRetry: s.metrics.OnRetry, Scrubber: scrub,
+		MaxBodyBytes: o.Config.Gateway.MaxBodyBytes, Logger: o.Logger, Kill: s.kill,
 		Policy: s.policy, Idem: s.idem, Intents: s.audit,
 		Ready: func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -462,8 +482,9 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		MFA: mfaMgr, MFAIssuer: mfaIssuer(o.Config), TCP: tcp,
 		Guard: credentialGuard{cfg: s.Config, tokens: s.tokens},
 		Extra: func(mux *http.ServeMux) {
-			admin.TokenRoutes(mux, policyTokens{Service: s.tokens, engine: s.policy, cfg: s.Config}, o.Logger)
+			admin.TokenRoutes(mux, auditedTokens{Tokens: policyTokens{Service: s.tokens, engine: s.policy, cfg: s.Config}, log: s.audit}, o.Logger)
 			admin.AlertRoutes(mux, s.alerts, o.Logger)
+			admin.KillSwitchRoutes(mux, s.kill, func(v string) bool { _, ok := s.Config().Venues[v]; return ok }, o.Logger)
 			mux.HandleFunc("POST "+admin.PathOAuth+"/{venue}/login", oauthLogin(s.Config, v, o.Logger))
 			s.caRoutes(mux)
 		},
@@ -522,6 +543,12 @@ func (s *Server) Run(ctx context.Context) error {
 				errc <- err
 			}
 		}()
+	}
+	kctx, stopKill := context.WithCancel(ctx)
+	defer stopKill()
+	go s.kill.Run(kctx)
+	if s.loss != nil {
+		go s.loss.Run(kctx)
 	}
 	flush := time.NewTicker(30 * time.Second)
 	defer flush.Stop()

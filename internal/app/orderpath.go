@@ -53,6 +53,7 @@ type events struct {
 	log     *audit.Log
 	text    audit.Sink
 	metrics audit.Sink
+	loss    audit.Sink // the kill switch's loss guard (non-blocking); nil if none
 }
 
 // Record implements audit.Sink.
@@ -63,6 +64,9 @@ func (e events) Record(ctx context.Context, ev audit.Event) {
 	e.text.Record(ctx, ev)
 	if e.metrics != nil {
 		e.metrics.Record(ctx, ev)
+	}
+	if e.loss != nil {
+		e.loss.Record(ctx, ev)
 	}
 }
 

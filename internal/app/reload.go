@@ -36,6 +36,7 @@ var restartSections = []struct {
 	{"alerts.queue_size", func(c *config.Config) any { return c.Alerts.QueueSize }},
 	{"proxy", func(c *config.Config) any { return c.Proxy }},
 	{"local_ca", func(c *config.Config) any { return c.LocalCA }},
+	{"killswitch", func(c *config.Config) any { return c.KillSwitch }},
 }
 
 // restartNeeded lists the sections of next that differ from the running
@@ -104,6 +105,7 @@ func (s *Server) reload(path string) (*policy.Set, error) {
 		if err != nil {
 			return abort(err)
 		}
+		b = s.gated(id, b)
 		fresh = append(fresh, b)
 		next[id] = b
 		if _, ok := s.venues[id]; ok {

@@ -33,6 +33,10 @@ func (s *Server) status(ctx context.Context) admin.Status {
 		Alerts:  s.alertsSummary(ctx),
 		Metrics: s.MetricsAddr(), RestartNeeded: s.RestartNeeded(),
 	}
+	if s.kill != nil {
+		trips := s.kill.Active()
+		st.KillSwitch = &admin.KillSwitchStatus{Engaged: len(trips) > 0, Trips: trips}
+	}
 	return st
 }
 

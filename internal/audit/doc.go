@@ -32,13 +32,20 @@
 // # Canonical encoding
 //
 // A record is one line of JSON produced by this package's own encoder,
-// with exactly these fields in this order, all always present:
+// with exactly these fields in this order, all always present except the
+// three marked optional:
 //
 //	seq (unsigned integer), time (string), kind, request_id, token, source,
 //	venue, operation, method, path, instrument, side, type, quantity,
 //	price, notional, client_order_id, decision, rule (strings),
 //	status, upstream_status (integers), venue_order_id (string),
-//	latency_ns (integer), error, prev, hash (strings)
+//	latency_ns (integer), error, actor (optional), reason (optional),
+//	detail (optional), prev, hash (strings)
+//
+// The optional fields are written only when not empty (action records:
+// who pulled a lever, why, and what it did); records written before they
+// existed, and every request record, have none of them, so their
+// canonical bytes are unchanged. Kinds are intent, outcome and action.
 //
 // No whitespace; integers in decimal without leading zeros or sign
 // except a minus for negatives; time as UTC "2006-01-02T15:04:05.000000000Z"

@@ -190,6 +190,7 @@ func (l *Log) build(e Event, kind string) Record {
 		Price: clean(e.Price), Notional: clean(e.Notional), ClientOrderID: clean(e.ClientOrderID),
 		Decision: clean(e.Decision), Rule: clean(e.Rule), Status: e.Status, Upstream: e.Upstream,
 		VenueOrderID: clean(e.VenueOrderID), Latency: e.Latency, Error: clean(e.Error),
+		Actor: clean(e.Actor), Reason: clean(e.Reason), Detail: clean(e.Detail),
 	}
 }
 
@@ -197,9 +198,22 @@ func (l *Log) build(e Event, kind string) Record {
 // error means it may not be: the caller must refuse the write operation
 // (503). It waits at most Options.IntentTimeout.
 func (l *Log) Intent(ctx context.Context, e Event) error {
+	return l.durable(ctx, e, KindIntent)
+}
+
+// Action writes an action record (KindAction: a lever such as the kill
+// switch, with Actor, Reason and Detail) and returns once it is durable,
+// within Options.IntentTimeout. An error means it may not be; the lever
+// itself is not undone by the caller, which reports the failure.
+func (l *Log) Action(ctx context.Context, e Event) error {
+	return l.durable(ctx, e, KindAction)
+}
+
+// durable queues a record of kind and waits until it is durable.
+func (l *Log) durable(ctx context.Context, e Event, kind string) error {
 	ctx, cancel := context.WithTimeout(ctx, l.o.IntentTimeout)
 	defer cancel()
-	p := &pending{rec: l.build(e, KindIntent), ctx: ctx, done: make(chan error, 1)}
+	p := &pending{rec: l.build(e, kind), ctx: ctx, done: make(chan error, 1)}
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
@@ -210,13 +224,13 @@ func (l *Log) Intent(ctx context.Context, e Event) error {
 		l.mu.RUnlock()
 	case <-ctx.Done():
 		l.mu.RUnlock()
-		return fmt.Errorf("audit: intent: queue full: %w", l.waitErr(ctx))
+		return fmt.Errorf("audit: %s: queue full: %w", kind, l.waitErr(ctx))
 	}
 	select {
 	case err := <-p.done:
 		return err
 	case <-ctx.Done():
-		return fmt.Errorf("audit: intent: not durable in time: %w", l.waitErr(ctx))
+		return fmt.Errorf("audit: %s: not durable in time: %w", kind, l.waitErr(ctx))
 	}
 }
 

@@ -126,6 +126,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.AddCommand(newMFA(g), newAdminCmd(g))
 	root.AddCommand(newAlert(g))
 	root.AddCommand(newCA(g))
+	root.AddCommand(newPanic(g), newIncident(g))
 	return root
 }
 

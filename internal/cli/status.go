@@ -108,6 +108,11 @@ func printStatus(w io.Writer, st admin.Status) error {
 				t.Total, t.Active, t.Frozen, t.Revoked, t.Expired, t.Grace, t.Rotated)
 		}
 	}
+	if k := st.KillSwitch; k != nil && k.Engaged {
+		fmt.Fprintf(tw, "kill switch:	ENGAGED, %d trips (keystile panic status)\n", len(k.Trips))
+	} else if k != nil {
+		fmt.Fprintf(tw, "kill switch:	off\n")
+	}
 	if st.Alerts == nil || st.Alerts.Detector == "none" {
 		fmt.Fprintf(tw, "alerts:\tnone (no detector configured)\n")
 	} else {

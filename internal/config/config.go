@@ -43,6 +43,9 @@ type Config struct {
 	// which issues the forward proxy's certificates and, optionally, the
 	// gateway's.
 	LocalCA LocalCA `yaml:"local_ca"`
+	// KillSwitch (killswitch) configures the kill switch, bots' own kill
+	// requests and loss guards (see KillSwitch).
+	KillSwitch KillSwitch `yaml:"killswitch"`
 
 	// src remembers where each key was in the file Parse read (nil for a
 	// Config built in code, and for an empty file); see Locate.
@@ -490,6 +493,7 @@ func Default() *Config {
 		Audit:       Audit{Sink: "sqlite", CheckpointEvery: 1000, MaxBatch: 512},
 		Idempotency: Idempotency{Window: 24 * time.Hour},
 		Alerts:      DefaultAlerts(),
+		KillSwitch:  defaultKillSwitch(),
 	}
 }
 

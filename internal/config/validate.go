@@ -143,6 +143,7 @@ func validate(c *Config, d *decoder) []*Error {
 	}
 
 	ck.alerts(c.Alerts)
+	ck.killSwitch(c.KillSwitch)
 
 	ids := make([]string, 0, len(c.Venues))
 	for id := range c.Venues {

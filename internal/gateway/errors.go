@@ -94,6 +94,8 @@ func upstreamError(err error) publicError {
 		return errUnknownOutcome
 	case errors.Is(err, errResponseTooLarge), errors.Is(err, errUnscrubbable):
 		return errRespTooLarge
+	case errors.Is(err, upstream.ErrRefused):
+		return errTokenForbidden // the kill switch engaged while the request was on its way
 	case errors.Is(err, upstream.ErrHostNotAllowed), errors.Is(err, upstream.ErrPlainHTTP), errors.Is(err, upstream.ErrSchemeNotAllowed):
 		return errUpstreamRefuse
 	case errors.Is(err, context.DeadlineExceeded):

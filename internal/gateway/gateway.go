@@ -113,6 +113,9 @@ type Options struct {
 	// OnRetry, if set, is called with the venue id before each upstream
 	// retry (metrics). It must not block.
 	OnRetry func(venueID string)
+	// Kill serves POST /-/kill (a bot trips the kill switch for itself);
+	// if nil, that path answers 404.
+	Kill Killer
 }
 
 // Gateway is the bot-facing handler. It is safe for concurrent use.
@@ -347,6 +350,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	escaped := r.URL.EscapedPath()
 	switch escaped {
+	case PathKill:
+		g.serveKill(w, r, st.id, start)
+		return
 	case "/-/healthz":
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
@@ -603,7 +609,7 @@ func tokenRule(err error) string {
 		e    error
 		name string
 	}{{token.ErrMalformed, "malformed"}, {token.ErrUnknown, "unknown"}, {token.ErrExpired, "expired"}, {token.ErrRevoked, "revoked"},
-		{token.ErrFrozen, "frozen"}, {token.ErrVenue, "venue"}, {token.ErrSource, "source"}, {token.ErrEnvironment, "environment"}} {
+		{token.ErrKilled, "killed"}, {token.ErrFrozen, "frozen"}, {token.ErrVenue, "venue"}, {token.ErrSource, "source"}, {token.ErrEnvironment, "environment"}} {
 		if errors.Is(err, c.e) {
 			return c.name
 		}

@@ -40,6 +40,15 @@
 //	status, upstream_status (integers), venue_order_id (string),
 //	latency_ns (integer), error, prev, hash (strings)
 //
+// Records of kind "detect" (findings of the anomaly detector and the
+// actions it took, written by Log.Detect) have one more string field,
+// evidence, between error and prev; records of the other kinds
+// (intent, outcome) never have it. In a detect record, operation is
+// detect.<action> (or detect.finding when no action was taken), rule is
+// detect.<detector>, decision is the finding's severity and evidence is
+// the detector's JSON evidence (observed value, baseline, triggering
+// request ids; never a secret or a source address).
+//
 // No whitespace; integers in decimal without leading zeros or sign
 // except a minus for negatives; time as UTC "2006-01-02T15:04:05.000000000Z"
 // (always nine fractional digits). Strings are valid UTF-8 (invalid bytes

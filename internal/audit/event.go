@@ -45,6 +45,9 @@ type Event struct {
 	ClientOrderID string `json:"client_order_id,omitempty"`
 	// VenueOrderID is the venue's id for the order, when its answer had one.
 	VenueOrderID string `json:"venue_order_id,omitempty"`
+	// Evidence is a detect record's evidence (Log.Detect only; JSON text,
+	// never a secret).
+	Evidence string `json:"evidence,omitempty"`
 }
 
 // Sink receives events. Record must not block the request path for long

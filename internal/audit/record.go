@@ -20,6 +20,9 @@ const (
 	KindIntent = "intent"
 	// KindOutcome is the final decision of a request (allowed or not).
 	KindOutcome = "outcome"
+	// KindDetect is a finding of the anomaly detector or an action it
+	// took (internal/detect); its evidence field says why.
+	KindDetect = "detect"
 )
 
 // timeLayout is the canonical time format: UTC, always nine fractional
@@ -35,7 +38,7 @@ var zeroHash = strings.Repeat("0", 64)
 type Record struct {
 	Seq           uint64
 	Time          time.Time
-	Kind          string // KindIntent or KindOutcome
+	Kind          string // KindIntent, KindOutcome or KindDetect
 	RequestID     string
 	Token         string // hex HMAC-SHA256 of the token public id ("" when none)
 	Source        string // hex HMAC-SHA256 of the source address ("" when none)
@@ -57,8 +60,11 @@ type Record struct {
 	VenueOrderID  string
 	Latency       time.Duration
 	Error         string
-	Prev          string // hex SHA-256 of the previous record's canonical bytes
-	Hash          string // hex SHA-256 of this record's canonical bytes
+	// Evidence is a detect record's evidence (JSON text; see
+	// internal/detect). It is encoded only in KindDetect records.
+	Evidence string
+	Prev     string // hex SHA-256 of the previous record's canonical bytes
+	Hash     string // hex SHA-256 of this record's canonical bytes
 
 	// Raw is the record exactly as the store holds it (set by readers).
 	// Verify recomputes everything from Raw, never from the fields.
@@ -92,6 +98,7 @@ type recordJSON struct {
 	VenueOrderID  string `json:"venue_order_id"`
 	Latency       int64  `json:"latency_ns"`
 	Error         string `json:"error"`
+	Evidence      string `json:"evidence"`
 	Prev          string `json:"prev"`
 	Hash          string `json:"hash"`
 }
@@ -130,6 +137,9 @@ func appendRecord(b []byte, r *Record, withHash bool) []byte {
 	b = append(b, `,"latency_ns":`...)
 	b = strconv.AppendInt(b, int64(r.Latency), 10)
 	b = appendField(b, "error", r.Error)
+	if r.Kind == KindDetect {
+		b = appendField(b, "evidence", r.Evidence)
+	}
 	b = appendField(b, "prev", r.Prev)
 	if withHash {
 		b = appendField(b, "hash", r.Hash)
@@ -204,7 +214,7 @@ func DecodeRecord(raw []byte) (Record, error) {
 		Instrument: j.Instrument, Side: j.Side, Type: j.Type, Quantity: j.Quantity, Price: j.Price,
 		Notional: j.Notional, ClientOrderID: j.ClientOrderID, Decision: j.Decision, Rule: j.Rule,
 		Status: j.Status, Upstream: j.Upstream, VenueOrderID: j.VenueOrderID,
-		Latency: time.Duration(j.Latency), Error: j.Error, Prev: j.Prev, Hash: j.Hash, Raw: raw,
+		Latency: time.Duration(j.Latency), Error: j.Error, Evidence: j.Evidence, Prev: j.Prev, Hash: j.Hash, Raw: raw,
 	}, nil
 }
 

@@ -34,6 +34,8 @@ type Config struct {
 	Idempotency Idempotency `yaml:"idempotency"`
 	// Metrics (metrics) configures the Prometheus endpoint.
 	Metrics Metrics `yaml:"metrics"`
+	// Detect (detect) configures anomaly detection and its actions.
+	Detect Detect `yaml:"detect"`
 
 	// src remembers where each key was in the file Parse read (nil for a
 	// Config built in code, and for an empty file); see Locate.

@@ -130,6 +130,8 @@ func validate(c *Config, d *decoder) []*Error {
 		ck.add("idempotency.window", "must be at most 720h, got %s", c.Idempotency.Window)
 	}
 
+	ck.detect(c.Detect)
+
 	ids := make([]string, 0, len(c.Venues))
 	for id := range c.Venues {
 		ids = append(ids, id)

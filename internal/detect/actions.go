@@ -16,9 +16,9 @@ const actionTimeout = 10 * time.Second
 
 // Results of an action, in its detect record's evidence.
 const (
-	resultDone    = "done"    // carried out
+	resultDone    = "done"     // carried out
 	resultInForce = "in_force" // already in force (idempotent repeat)
-	resultSkipped = "skipped" // does not apply to this finding
+	resultSkipped = "skipped"  // does not apply to this finding
 	resultFailed  = "failed"
 )
 

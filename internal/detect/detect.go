@@ -131,7 +131,7 @@ type Detector struct {
 	closed   atomic.Bool
 
 	received, dropped, processed, findings, suppressed, actions, failed, saveErrors atomic.Uint64
-	nprofiles                                                                      atomic.Int64
+	nprofiles                                                                       atomic.Int64
 
 	// Holds (holds.go): read by Admit on the request path.
 	holdMu sync.Mutex
@@ -379,7 +379,7 @@ func (d *Detector) checkDrops() {
 		return
 	}
 	d.report(s, Finding{Time: now, Detector: QueueDrops, Subject: "detector",
-		Summary: fmt.Sprintf("%d events were not analysed: the detector's queue (%d) was full", lost, cap(d.queue)),
+		Summary:  fmt.Sprintf("%d events were not analysed: the detector's queue (%d) was full", lost, cap(d.queue)),
 		Evidence: Evidence{Observed: float64(lost), Unit: "events dropped", Window: ds.Window.String()}})
 }
 

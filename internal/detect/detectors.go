@@ -68,7 +68,9 @@ const (
 	ruleTokenScope = "token.scope"
 )
 
-func isAdmin(e audit.Event) bool { return e.Venue == "" && strings.HasPrefix(e.Operation, adminOpPrefix) }
+func isAdmin(e audit.Event) bool {
+	return e.Venue == "" && strings.HasPrefix(e.Operation, adminOpPrefix)
+}
 
 // authFailure: the token was missing, malformed, unknown, or refused
 // (expired, revoked, frozen, wrong venue, source or environment), or the

@@ -27,7 +27,7 @@ func TestOrderSize(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		stream func() []audit.Event
-		want   int    // order_size findings
+		want   int // order_size findings
 		check  func(t *testing.T, fs []detect.Finding)
 	}{
 		{"normal orders raise nothing", func() []audit.Event {

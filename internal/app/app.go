@@ -23,6 +23,7 @@ import (
 	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/buildinfo"
 	"github.com/keystile/keystile/internal/config"
+	"github.com/keystile/keystile/internal/detect"
 	"github.com/keystile/keystile/internal/gateway"
 	"github.com/keystile/keystile/internal/idem"
 	"github.com/keystile/keystile/internal/logging"
@@ -269,6 +270,7 @@ type Server struct {
 	policy   *policy.Engine
 	idem     *idem.Manager
 	audit    *audit.Log
+	detect   *detect.Detector
 	cfgPath  string
 
 	// cfgNow is the configuration in force (see Config); venues are the
@@ -336,13 +338,17 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		s.closeStores(ctx)
 		return nil, err
 	}
+	if err := s.openDetector(ctx, v, db, o.Config); err != nil {
+		s.closeStores(ctx)
+		return nil, err
+	}
 	var scrub gateway.Scrubber
 	if o.Redactor != nil {
 		scrub = o.Redactor
 	}
 	s.gateway, err = gateway.New(gateway.Options{
-		Tokens: s.tokens, Venues: venues, Events: events{s.audit, audit.LogSink{Logger: o.Logger}, s.metrics}, OnRetry: s.metrics.OnRetry, Scrubber: scrub,
-		MaxBodyBytes: o.Config.Gateway.MaxBodyBytes, Logger: o.Logger,
+		Tokens: s.tokens, Venues: venues, Events: events{s.audit, audit.LogSink{Logger: o.Logger}, s.metrics, s.detect}, OnRetry: s.metrics.OnRetry, Scrubber: scrub,
+		MaxBodyBytes: o.Config.Gateway.MaxBodyBytes, Logger: o.Logger, Guard: s.detect,
 		Policy: s.policy, Idem: s.idem, Intents: s.audit,
 		Ready: func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -402,8 +408,10 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		Extra: func(mux *http.ServeMux) {
 			admin.TokenRoutes(mux, policyTokens{Service: s.tokens, engine: s.policy, cfg: s.Config}, o.Logger)
 			mux.HandleFunc("POST "+admin.PathOAuth+"/{venue}/login", oauthLogin(s.Config, v, o.Logger))
+			admin.DetectRoutes(mux, s.detect, o.Logger)
 		},
 		Status: s.status,
+		Events: adminEvents{log: s.audit, text: audit.LogSink{Logger: o.Logger}, detect: s.detect},
 	})
 	if err != nil {
 		s.closeListeners()
@@ -503,7 +511,14 @@ loop:
 }
 
 func (s *Server) closeStores(ctx context.Context) {
-	// The audit log closes first: its final checkpoint is signed with a
+	// The detector closes first: it analyses what is queued, writes its
+	// last detect records to the audit log and saves its profiles.
+	if s.detect != nil {
+		if err := s.detect.Close(ctx); err != nil {
+			s.log.Warn("keystile: close detector", "err", err)
+		}
+	}
+	// The audit log closes next: its final checkpoint is signed with a
 	// key derived from the vault, and the gateway no longer writes to it.
 	if s.audit != nil {
 		if err := s.audit.Close(ctx); err != nil {

@@ -47,12 +47,14 @@ func (s *Server) openOrderPath(ctx context.Context, v *vault.Vault, db *sqlite.D
 	return nil
 }
 
-// events sends each gateway event to the durable audit log and to the
-// structured log.
+// events sends each gateway event to the durable audit log, the
+// structured log, the metrics and the anomaly detector (which only queues
+// it).
 type events struct {
 	log     *audit.Log
 	text    audit.Sink
 	metrics audit.Sink
+	detect  audit.Sink
 }
 
 // Record implements audit.Sink.
@@ -63,6 +65,9 @@ func (e events) Record(ctx context.Context, ev audit.Event) {
 	e.text.Record(ctx, ev)
 	if e.metrics != nil {
 		e.metrics.Record(ctx, ev)
+	}
+	if e.detect != nil {
+		e.detect.Record(ctx, ev)
 	}
 }
 

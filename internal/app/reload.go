@@ -7,12 +7,14 @@ import (
 	"sort"
 
 	"github.com/keystile/keystile/internal/config"
+	"github.com/keystile/keystile/internal/detect"
 	"github.com/keystile/keystile/internal/gateway"
 	"github.com/keystile/keystile/internal/policy"
 )
 
 // What `serve` applies from a changed configuration file, on SIGHUP or when
-// the file changes: venues and policies, together. A file that does not load,
+// the file changes: venues, policies and the detect section (but its
+// queue_size), together. A file that does not load,
 // compile or build keeps the running venues and policies, and the log says
 // why. Every other section is read once at start; a change there is logged
 // and listed by RestartNeeded until the server restarts.
@@ -32,6 +34,7 @@ var restartSections = []struct {
 	{"audit", func(c *config.Config) any { return c.Audit }},
 	{"idempotency", func(c *config.Config) any { return c.Idempotency }},
 	{"metrics", func(c *config.Config) any { return c.Metrics }},
+	{"detect.queue_size", func(c *config.Config) any { return c.Detect.Resolve().QueueSize }},
 }
 
 // restartNeeded lists the sections of next that differ from the running
@@ -72,6 +75,10 @@ func (s *Server) reload(path string) (*policy.Set, error) {
 		return nil, err
 	}
 	set, err := policy.Compile(cfg)
+	if err != nil {
+		return nil, err
+	}
+	detectSet, err := detect.Compile(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -138,8 +145,11 @@ func (s *Server) reload(path string) (*policy.Set, error) {
 	if len(s.restart) > 0 {
 		s.log.Warn("keystile: these settings changed in the file and take effect only after a restart", "file", path, "sections", s.restart)
 	}
+	if s.detect != nil {
+		s.detect.SetSettings(detectSet)
+	}
 	now := *s.cfg
-	now.Venues, now.Policies = cfg.Venues, cfg.Policies
+	now.Venues, now.Policies, now.Detect = cfg.Venues, cfg.Policies, cfg.Detect
 	s.cfgNow.Store(&now)
 	return set, nil
 }

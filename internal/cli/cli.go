@@ -116,7 +116,7 @@ func newRoot(g *globals) *cobra.Command {
 	pf.StringVar(&g.cfgPath, "config", "", "config file (env KEYSTILE_CONFIG; default <data-dir>/keystile.yaml if present)")
 	root.AddCommand(newVersion(g), newInit(g), newServe(g), newSecret(g), newVault(g), newToken(g), newDemo(g), newSandbox(g), newOAuth(g), newDoctor(g), newExec(g), newScan(g), newHooks(g), newAudit(g))
 	root.AddCommand(newPolicy(g))
-	root.AddCommand(newStatus(g), newService(g))
+	root.AddCommand(newStatus(g), newService(g), newDetect(g))
 	return root
 }
 

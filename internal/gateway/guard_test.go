@@ -16,7 +16,9 @@ import (
 
 // lateDetector lets the detector be built after the harness (it shares
 // the harness's clock): it is the gateway's Guard and event sink.
-type lateDetector struct{ d atomic.Pointer[detect.Detector] }
+type lateDetector struct {
+	d atomic.Pointer[detect.Detector]
+}
 
 func (l *lateDetector) Record(ctx context.Context, e audit.Event) {
 	if d := l.d.Load(); d != nil {

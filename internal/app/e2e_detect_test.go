@@ -51,7 +51,7 @@ func waitFindings(t *testing.T, h *harness, n uint64) admin.DetectStatus {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Stats.Findings >= n && st.Stats.Queued == 0 {
+		if st.Stats.Findings >= n && st.Stats.Processed == st.Stats.Received {
 			return st
 		}
 		if time.Now().After(deadline) {

@@ -22,6 +22,9 @@ func FuzzParse(f *testing.F) {
 		"log: {}\n---\nlog: {}\n",
 		"venues:\n  a: &v {type: dmarket, credential: c, base_url: https://a.example}\n  b: *v\n",
 		"gateway: [1, 2]\n", "- a\n", "\"\n", "{{{{", "venues: {x: }\n",
+		"detect:\n  detectors:\n    order_size: {factor: 2.5, actions: [alert, freeze]}\n",
+		"detect:\n  detectors:\n    order_rate: {factor: .inf}\n    order_size: {factor: .nan}\n    new_source: {factor: 1e400}\n",
+		"detect:\n  detectors:\n    off_hours: {warmup_time: 0s, enabled: false}\n  time_zone: Asia/Tokyo\n",
 	} {
 		f.Add([]byte(s))
 	}

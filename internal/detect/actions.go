@@ -76,7 +76,7 @@ func (d *Detector) report(s *Settings, f Finding) {
 	}
 	d.lastFinding[key] = &cooldown{at: f.Time}
 	f.ID, f.Severity = newID(), ds.Severity
-	d.findings.Add(1)
+	defer d.findings.Add(1) // counted once acted on
 	d.log.LogAttrs(context.Background(), levelOf(f.Severity), "detect: finding",
 		slog.String("finding", f.ID), slog.String("detector", f.Detector), slog.String("severity", f.Severity),
 		slog.String("subject", f.Subject), slog.String("summary", f.Summary))

@@ -4,9 +4,11 @@ import (
 	"container/list"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"hash"
 	"log/slog"
 	"strings"
 	"sync"
@@ -151,6 +153,9 @@ type Detector struct {
 	lastSave    time.Time
 	dropsSeen   uint64
 	dropsAt     time.Time
+	mac         hash.Hash         // keyed with SourceKey (sourceHash)
+	macBuf      [sha256.Size]byte //
+	srcCache    map[string]string // source address -> hash
 }
 
 type cooldown struct {
@@ -176,7 +181,7 @@ func New(ctx context.Context, o Options) (*Detector, error) {
 	d := &Detector{o: o, log: o.Logger, now: o.Now, closing: make(chan struct{}), done: make(chan struct{}),
 		profiles: map[string]*list.Element{}, lru: list.New(), deleted: map[string]bool{},
 		authBySrc: map[string]*burst{}, venueErrs: map[string]*burst{}, lastFinding: map[string]*cooldown{},
-		lastAction: map[string]time.Time{}}
+		lastAction: map[string]time.Time{}, srcCache: map[string]string{}}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}

@@ -135,13 +135,13 @@ func tokenFinding(det string, e audit.Event, summary string, ev Evidence) Findin
 }
 
 // warm reports whether a detector's warm-up is over for p at t.
-func warm(ds DetectorSettings, p *profile, n int64, t time.Time) bool {
+func warm(ds *DetectorSettings, p *profile, n int64, t time.Time) bool {
 	return n >= int64(ds.WarmupEvents) && p.age(t) >= ds.WarmupTime
 }
 
 func (d *Detector) sensitive(s *Settings, e audit.Event) {
-	ds, on := s.on(SensitiveOps)
-	if !on || e.Operation == "" {
+	ds := s.hot.sensitive
+	if ds == nil || e.Operation == "" {
 		return
 	}
 	for _, g := range ds.Operations {
@@ -158,7 +158,7 @@ func (d *Detector) sensitive(s *Settings, e audit.Event) {
 }
 
 func (d *Detector) tokenBursts(s *Settings, p *profile, e audit.Event) {
-	if ds, on := s.on(PolicyDenials); on && policyDenial(e) {
+	if ds := s.hot.policyDenials; ds != nil && policyDenial(e) {
 		if n := p.denials.add(e.Time, ds.Window, e.RequestID); n >= ds.Threshold {
 			f := tokenFinding(PolicyDenials, e, fmt.Sprintf("%d policy denials of token %s within %s (last: %s)", n, e.TokenID, ds.Window, e.Rule),
 				Evidence{Observed: float64(n), Threshold: float64(ds.Threshold), Unit: "denials", Window: ds.Window.String(),
@@ -167,7 +167,7 @@ func (d *Detector) tokenBursts(s *Settings, p *profile, e audit.Event) {
 			d.report(s, f)
 		}
 	}
-	if ds, on := s.on(RateLimited); on && rateLimited(e) {
+	if ds := s.hot.rateLimited; ds != nil && rateLimited(e) {
 		if n := p.limited.add(e.Time, ds.Window, e.RequestID); n >= ds.Threshold {
 			f := tokenFinding(RateLimited, e, fmt.Sprintf("%d rate-limited answers (429) for token %s on %s within %s", n, e.TokenID, e.Venue, ds.Window),
 				Evidence{Observed: float64(n), Threshold: float64(ds.Threshold), Unit: "429 answers", Window: ds.Window.String(),
@@ -180,11 +180,11 @@ func (d *Detector) tokenBursts(s *Settings, p *profile, e audit.Event) {
 
 // authBursts counts failed token checks per source and overall.
 func (d *Detector) authBursts(s *Settings, e audit.Event) {
-	ds, on := s.on(AuthFailures)
-	if !on || !authFailure(e) {
+	ds := s.hot.authFailures
+	if ds == nil || !authFailure(e) {
 		return
 	}
-	src := sourceHash(d.o.SourceKey, e.Source)
+	src := d.sourceHash(e.Source)
 	b := d.authBySrc[src]
 	if b == nil {
 		if len(d.authBySrc) >= maxBurstKeys {
@@ -234,8 +234,8 @@ func pruneBursts(m map[string]*burst, t time.Time, window time.Duration) {
 }
 
 func (d *Detector) venueBurst(s *Settings, e audit.Event) {
-	ds, on := s.on(VenueErrors)
-	if !on || e.Venue == "" || !venueError(e) {
+	ds := s.hot.venueErrors
+	if ds == nil || e.Venue == "" || !venueError(e) {
 		return
 	}
 	v := clip(e.Venue)
@@ -264,8 +264,8 @@ func (d *Detector) sources(s *Settings, p *profile, e audit.Event) {
 	if e.Source == "" {
 		return
 	}
-	h := sourceHash(d.o.SourceKey, e.Source)
-	if ds, on := s.on(ConcurrentSources); on && p.lastSrc != "" && p.lastSrc != h && e.Time.Sub(p.lastSrcTime) <= ds.Window && e.Time.Sub(p.lastSrcTime) >= -ds.Window {
+	h := d.sourceHash(e.Source)
+	if ds := s.hot.concurrent; ds != nil && p.lastSrc != "" && p.lastSrc != h && e.Time.Sub(p.lastSrcTime) <= ds.Window && e.Time.Sub(p.lastSrcTime) >= -ds.Window {
 		gap := e.Time.Sub(p.lastSrcTime)
 		if gap < 0 {
 			gap = -gap
@@ -277,7 +277,7 @@ func (d *Detector) sources(s *Settings, p *profile, e audit.Event) {
 	}
 	p.lastSrc, p.lastSrcTime, p.lastReq = h, e.Time, e.RequestID
 	_, known := p.Sources[h]
-	if ds, on := s.on(NewSource); on && !known && warm(ds, p, p.Requests, e.Time) {
+	if ds := s.hot.newSource; ds != nil && !known && warm(ds, p, p.Requests, e.Time) {
 		d.report(s, tokenFinding(NewSource, e, fmt.Sprintf("token %s used from a source address it never used before (%d known)", e.TokenID, len(p.Sources)),
 			Evidence{Observed: 1, Known: len(p.Sources), Observations: p.Requests, Requests: appendReq(nil, e.RequestID)}))
 	}
@@ -295,7 +295,7 @@ func (d *Detector) newVenue(s *Settings, p *profile, e audit.Event) {
 	}
 	v := clip(e.Venue)
 	_, known := p.Venues[v]
-	if ds, on := s.on(NewInstrument); on && !known && warm(ds, p, p.Requests, e.Time) {
+	if ds := s.hot.newInstrument; ds != nil && !known && warm(ds, p, p.Requests, e.Time) {
 		d.report(s, tokenFinding(NewInstrument, e, fmt.Sprintf("token %s made its first request to venue %s (%d venues known)", e.TokenID, v, len(p.Venues)),
 			Evidence{Observed: 1, Item: "venue " + v, Known: len(p.Venues), Observations: p.Requests, Requests: appendReq(nil, e.RequestID)}))
 	}
@@ -307,7 +307,7 @@ func (d *Detector) newVenue(s *Settings, p *profile, e audit.Event) {
 func (d *Detector) order(s *Settings, p *profile, e audit.Event) {
 	allowed := allowedOrder(e)
 	// Order rate: every attempt counts.
-	if ds, on := s.on(OrderRate); on {
+	if ds := s.hot.orderRate; ds != nil {
 		n := p.Rate.add(1, e.Time, ds.Window, ds.WarmupEvents, e.RequestID)
 		if st := &p.Rate.Stat; !p.Rate.Fired && st.warm(ds.WarmupEvents) && warm(ds, p, st.N, e.Time) {
 			usual := st.usual()
@@ -323,7 +323,7 @@ func (d *Detector) order(s *Settings, p *profile, e audit.Event) {
 	inst := clip(e.Venue + "/" + e.Instrument)
 	value, unit, sizeKey, notionalKey := orderValues(e, inst)
 
-	if ds, on := s.on(OrderNotional); on && allowed && notionalKey != "" {
+	if ds := s.hot.orderNotional; ds != nil && allowed && notionalKey != "" {
 		w := p.Notional[notionalKey]
 		if w == nil {
 			if len(p.Notional) >= maxCurrencies {
@@ -346,7 +346,7 @@ func (d *Detector) order(s *Settings, p *profile, e audit.Event) {
 	}
 
 	fired := false
-	if ds, on := s.on(OrderSize); on && sizeKey != "" {
+	if ds := s.hot.orderSize; ds != nil && sizeKey != "" {
 		st := p.Size[sizeKey]
 		if st != nil && st.warm(ds.WarmupEvents) && warm(ds, p, st.N, e.Time) {
 			usual := st.usual()
@@ -372,7 +372,7 @@ func (d *Detector) order(s *Settings, p *profile, e audit.Event) {
 
 	if e.Instrument != "" {
 		_, known := p.Instruments[inst]
-		if ds, on := s.on(NewInstrument); on && !known && warm(ds, p, p.Orders, e.Time) {
+		if ds := s.hot.newInstrument; ds != nil && !known && warm(ds, p, p.Orders, e.Time) {
 			d.report(s, tokenFinding(NewInstrument, e, fmt.Sprintf("token %s placed its first order on %s (%d instruments known)", e.TokenID, inst, len(p.Instruments)),
 				Evidence{Observed: 1, Item: "instrument " + inst, Known: len(p.Instruments), Observations: p.Orders, Requests: appendReq(nil, e.RequestID)}))
 		}
@@ -381,7 +381,7 @@ func (d *Detector) order(s *Settings, p *profile, e audit.Event) {
 		}
 	}
 
-	if ds, on := s.on(OffHours); on {
+	if ds := s.hot.offHours; ds != nil {
 		slot := hourOfWeek(e.Time, s.Location)
 		hour := e.Time.Unix() / 3600
 		if warm(ds, p, int64(p.Hours.Total), e.Time) && !p.Hours.usual(slot) && p.firedHour != hour {
@@ -450,7 +450,7 @@ func evictStat(m map[string]*logStat) {
 func (d *Detector) adminAction(s *Settings, e audit.Event) {
 	p := d.profileFor(adminKey, e.Time, s.MaxTokens)
 	p.dirty = true
-	if ds, on := s.on(AdminHours); on {
+	if ds := s.hot.adminHours; ds != nil {
 		slot := hourOfWeek(e.Time, s.Location)
 		first := p.First
 		if p.Hours.First != 0 {

@@ -201,12 +201,28 @@ func evictMin(m map[string]int64) {
 	}
 }
 
-// sourceHash is the keyed hash under which a source address is learned.
-func sourceHash(key []byte, addr string) string {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte("detect.source\x00"))
-	m.Write([]byte(addr))
-	return hex.EncodeToString(m.Sum(nil)[:12])
+// maxSourceCache bounds the worker's cache of source hashes.
+const maxSourceCache = 4096
+
+// sourceHash is the keyed hash under which a source address is learned
+// (worker goroutine: the MAC and the cache are the worker's). Addresses
+// stay in memory only, as cache keys.
+func (d *Detector) sourceHash(addr string) string {
+	if h, ok := d.srcCache[addr]; ok {
+		return h
+	}
+	if d.mac == nil {
+		d.mac = hmac.New(sha256.New, d.o.SourceKey)
+	}
+	d.mac.Reset()
+	d.mac.Write([]byte("detect.source\x00"))
+	d.mac.Write([]byte(addr))
+	h := hex.EncodeToString(d.mac.Sum(d.macBuf[:0])[:12])
+	if len(d.srcCache) >= maxSourceCache {
+		clear(d.srcCache)
+	}
+	d.srcCache[addr] = h
+	return h
 }
 
 // clone returns a deep copy of the persisted part (for saving while the

@@ -63,6 +63,15 @@ type Settings struct {
 	// Credentials maps a venue id to the name of its vault credential
 	// (freeze_credential holds are enforced for every venue using it).
 	Credentials map[string]string
+
+	// hot holds the enabled detectors' settings for the per-event path
+	// (nil: disabled), filled by Compile.
+	hot hotSettings
+}
+
+type hotSettings struct {
+	orderRate, orderNotional, orderSize, newInstrument, offHours, newSource, authFailures,
+	policyDenials, venueErrors, rateLimited, sensitive, concurrent, adminHours *DetectorSettings
 }
 
 // ThrottleSettings are the limit a throttle puts on a token.
@@ -125,6 +134,16 @@ func Compile(cfg *config.Config) (*Settings, error) {
 	for id, v := range cfg.Venues {
 		s.Credentials[id] = v.Credential
 	}
+	ptr := func(name string) *DetectorSettings {
+		if ds, ok := s.Detectors[name]; ok {
+			return &ds
+		}
+		return nil
+	}
+	s.hot = hotSettings{orderRate: ptr(OrderRate), orderNotional: ptr(OrderNotional), orderSize: ptr(OrderSize),
+		newInstrument: ptr(NewInstrument), offHours: ptr(OffHours), newSource: ptr(NewSource), authFailures: ptr(AuthFailures),
+		policyDenials: ptr(PolicyDenials), venueErrors: ptr(VenueErrors), rateLimited: ptr(RateLimited),
+		sensitive: ptr(SensitiveOps), concurrent: ptr(ConcurrentSources), adminHours: ptr(AdminHours)}
 	return s, nil
 }
 

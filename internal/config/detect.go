@@ -183,7 +183,7 @@ const (
 	ActionAlert            = "alert"
 	ActionThrottle         = "throttle"
 	ActionFreeze           = "freeze"
-	ActionFreezeCredential = "freeze_credential"
+	ActionFreezeCredential = "freeze_credential" // #nosec G101 -- an action name, not a credential
 	ActionFreezeVenue      = "freeze_venue"
 	ActionKill             = "kill"
 )

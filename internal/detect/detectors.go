@@ -384,10 +384,10 @@ func (d *Detector) order(s *Settings, p *profile, e audit.Event) {
 	if ds := s.hot.offHours; ds != nil {
 		slot := hourOfWeek(e.Time, s.Location)
 		hour := e.Time.Unix() / 3600
-		if warm(ds, p, int64(p.Hours.Total), e.Time) && !p.Hours.usual(slot) && p.firedHour != hour {
+		if warm(ds, p, p.Hours.Total, e.Time) && !p.Hours.usual(slot) && p.firedHour != hour {
 			p.firedHour = hour
 			d.report(s, tokenFinding(OffHours, e, fmt.Sprintf("token %s placed an order at %s %s, an hour in which it never traded", e.TokenID, slotName(slot), s.Location),
-				Evidence{Observed: 0, Item: slotName(slot) + " " + s.Location.String(), Observations: int64(p.Hours.Total), Requests: appendReq(nil, e.RequestID)}))
+				Evidence{Observed: 0, Item: slotName(slot) + " " + s.Location.String(), Observations: p.Hours.Total, Requests: appendReq(nil, e.RequestID)}))
 		}
 	}
 	if allowed {
@@ -456,11 +456,11 @@ func (d *Detector) adminAction(s *Settings, e audit.Event) {
 		if p.Hours.First != 0 {
 			first = time.Unix(p.Hours.First, 0)
 		}
-		if int64(p.Hours.Total) >= int64(ds.WarmupEvents) && e.Time.Sub(first) >= ds.WarmupTime && !p.Hours.usual(slot) {
+		if p.Hours.Total >= int64(ds.WarmupEvents) && e.Time.Sub(first) >= ds.WarmupTime && !p.Hours.usual(slot) {
 			d.report(s, Finding{Time: e.Time, Detector: AdminHours, Subject: adminKey, Source: e.Source, trigger: e,
 				Summary: fmt.Sprintf("admin action %s at %s %s, an hour with no admin activity learned", e.Operation, slotName(slot), s.Location),
 				Evidence: Evidence{Observed: 0, Item: e.Operation + " at " + slotName(slot) + " " + s.Location.String(),
-					Observations: int64(p.Hours.Total), Requests: appendReq(nil, e.RequestID)}})
+					Observations: p.Hours.Total, Requests: appendReq(nil, e.RequestID)}})
 		}
 	}
 	if e.Decision == audit.Allow {

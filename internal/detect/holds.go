@@ -21,7 +21,7 @@ const (
 	// HoldFreezeCredential refuses every request to the venues signing
 	// with a vault credential (Subject: the credential name) until an
 	// admin releases it.
-	HoldFreezeCredential = "freeze_credential"
+	HoldFreezeCredential = "freeze_credential" // #nosec G101 -- a hold kind, not a credential
 )
 
 // Rules of refused requests (the gateway answers them in its error body

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -115,7 +114,7 @@ func (p *profile) check() error {
 	if p.Key != adminKey && (!strings.HasPrefix(p.Key, "token:") || !goodKey(p.Key)) {
 		return fmt.Errorf("key %q", p.Key)
 	}
-	if p.Requests < 0 || p.Orders < 0 || p.Hours.Total > 1<<62 {
+	if p.Requests < 0 || p.Orders < 0 || p.Hours.Total < 0 || p.Hours.Total > 1<<62 {
 		return errors.New("negative count")
 	}
 	if len(p.Notional) > maxCurrencies || len(p.Size) > maxSizeKeys || len(p.Instruments) > maxInstruments ||
@@ -223,22 +222,4 @@ func (d *Detector) sourceHash(addr string) string {
 	}
 	d.srcCache[addr] = h
 	return h
-}
-
-// clone returns a deep copy of the persisted part (for saving while the
-// worker goes on).
-func (p *profile) clone() *profile {
-	c := *p
-	c.Notional = make(map[string]*windowSum, len(p.Notional))
-	for k, w := range p.Notional {
-		cw := *w
-		c.Notional[k] = &cw
-	}
-	c.Size = make(map[string]*logStat, len(p.Size))
-	for k, s := range p.Size {
-		cs := *s
-		c.Size[k] = &cs
-	}
-	c.Instruments, c.Venues, c.Sources = maps.Clone(p.Instruments), maps.Clone(p.Venues), maps.Clone(p.Sources)
-	return &c
 }

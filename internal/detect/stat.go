@@ -153,17 +153,11 @@ func (w *windowSum) add(v float64, t time.Time, window time.Duration, warmup int
 		// about another quantity. Start over.
 		*w = windowSum{Stat: logStat{Window: int64(window)}}
 	}
-	start := t.UnixNano() - t.UnixNano()%int64(window)
-	if start != w.Start {
-		if start < w.Start {
-			// Events arrive in gateway order; one from an earlier
-			// window (a slow request finishing late) counts in the
-			// current one.
-			start = w.Start
-		} else {
-			w.roll(warmup)
-			w.Start = start
-		}
+	// Events arrive in gateway order; one from an earlier window (a
+	// slow request finishing late) counts in the current one.
+	if start := t.UnixNano() - t.UnixNano()%int64(window); start > w.Start {
+		w.roll(warmup)
+		w.Start = start
 	}
 	w.Sum += v
 	w.Reqs = appendReq(w.Reqs, reqID)
@@ -241,7 +235,7 @@ func (b *burst) reset() { *b = burst{} }
 // configured zone).
 type hourHist struct {
 	Hours [168]uint32 `json:"hours"`
-	Total uint64      `json:"total"`
+	Total int64       `json:"total"`
 	First int64       `json:"first"` // unix seconds of the first learned event
 }
 

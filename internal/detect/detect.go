@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -402,7 +403,11 @@ func (d *Detector) profileFor(key string, t time.Time, limit int) *profile {
 	p := newProfile(key, t)
 	d.profiles[key] = d.lru.PushFront(p)
 	delete(d.deleted, key)
-	for d.lru.Len() > limit+1 { // +1: the admin profile does not count
+	keep := limit
+	if _, ok := d.profiles[adminKey]; ok {
+		keep++ // the admin profile does not count
+	}
+	for d.lru.Len() > keep {
 		el := d.lru.Back()
 		old := el.Value.(*profile)
 		if old.Key == adminKey {
@@ -425,7 +430,7 @@ func (d *Detector) loadProfiles(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("detect: load profiles: %w", err)
 	}
-	limit := d.settings.Load().MaxTokens
+	var ps []*profile
 	for _, sp := range stored {
 		p, err := decodeProfile(sp.Data)
 		if err != nil || p.Key != sp.Key {
@@ -434,9 +439,19 @@ func (d *Detector) loadProfiles(ctx context.Context) error {
 			d.log.Warn("detect: stored profile ignored", "key", sp.Key, "err", err)
 			continue
 		}
-		if len(d.profiles) > limit {
-			d.deleted[p.Key] = true
-			continue
+		ps = append(ps, p)
+	}
+	// Most recently active first, as the LRU list keeps them.
+	slices.SortStableFunc(ps, func(a, b *profile) int { return b.Last.Compare(a.Last) })
+	limit := d.settings.Load().MaxTokens
+	n := 0
+	for _, p := range ps {
+		if p.Key != adminKey {
+			if n >= limit {
+				d.deleted[p.Key] = true
+				continue
+			}
+			n++
 		}
 		d.profiles[p.Key] = d.lru.PushBack(p)
 	}
@@ -470,17 +485,29 @@ func (d *Detector) save(ctx context.Context) error {
 	if len(put) == 0 && len(del) == 0 {
 		return nil
 	}
-	if err := d.o.Profiles.SaveProfiles(ctx, put, del); err != nil {
-		return fmt.Errorf("detect: save profiles: %w", err)
-	}
-	for _, sp := range put {
-		if el, ok := d.profiles[sp.Key]; ok {
-			el.Value.(*profile).dirty = false
+	// Small transactions: the store's writes share the order path's group
+	// commit, which must not carry megabytes of profiles at once.
+	for len(put) > 0 || len(del) > 0 {
+		n := min(len(put), saveChunk)
+		m := min(len(del), saveChunk)
+		if err := d.o.Profiles.SaveProfiles(ctx, put[:n], del[:m]); err != nil {
+			return fmt.Errorf("detect: save profiles: %w", err)
 		}
+		for _, sp := range put[:n] {
+			if el, ok := d.profiles[sp.Key]; ok {
+				el.Value.(*profile).dirty = false
+			}
+		}
+		for _, k := range del[:m] {
+			delete(d.deleted, k)
+		}
+		put, del = put[n:], del[m:]
 	}
-	clear(d.deleted)
 	return nil
 }
+
+// saveChunk is the most profiles written (or deleted) per transaction.
+const saveChunk = 64
 
 var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 

@@ -203,3 +203,35 @@ func TestMemoryBounded(t *testing.T) {
 		t.Fatal("the least recently active token was not forgotten")
 	}
 }
+
+// TestManyProfilesSaved: profiles are saved in small transactions; every
+// one of 150 comes back after a restart, and the ones evicted beyond
+// max_tokens are deleted from the store.
+func TestManyProfilesSaved(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, filepath.Join(t.TempDir(), "keystile.db"))
+	rg := newRig(t, settings(t, "max_tokens: 150\n"), db.Detect())
+	var evs []audit.Event
+	for i := range 200 {
+		evs = append(evs, read(fmt.Sprintf("tok_%03d", i), "10.0.0.1", t0.Add(time.Duration(i)*time.Second)))
+	}
+	rg.feed(t, evs[:150]...)
+	if err := rg.d.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rg2 := newRig(t, settings(t, "max_tokens: 150\n"), db.Detect())
+	if n := rg2.d.Stats().Profiles; n != 150 {
+		t.Fatalf("%d profiles after restart, want 150", n)
+	}
+	rg2.feed(t, evs[150:]...) // evicts 50
+	if err := rg2.d.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := db.Detect().Profiles(ctx)
+	if err != nil || len(stored) != 150 {
+		t.Fatalf("%d stored profiles, want 150 (%v)", len(stored), err)
+	}
+	if stored[0].Key != "token:tok_050" {
+		t.Fatalf("first stored %q: the least recently active were not the ones deleted", stored[0].Key)
+	}
+}

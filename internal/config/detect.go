@@ -201,7 +201,7 @@ func Actions() []string {
 }
 
 // commonKeys are the keys every detector takes.
-var commonKeys = []string{"enabled", "severity", "actions"}
+func commonKeys() []string { return []string{"enabled", "severity", "actions"} }
 
 // DetectorKeys returns the keys detector name takes besides enabled,
 // severity and actions (nil for an unknown name).
@@ -446,7 +446,7 @@ func (ck *checker) detector(p, name string, d Detector) {
 	uses := DetectorKeys(name)
 	for _, k := range []string{"factor", "window", "threshold", "total_threshold", "min_count", "warmup_events", "warmup_time", "operations"} {
 		if ck.d.present(p+"."+k) && !slices.Contains(uses, k) {
-			ck.add(p+"."+k, "not used by %s (it takes %s)", name, strings.Join(append(slices.Clone(commonKeys), uses...), ", "))
+			ck.add(p+"."+k, "not used by %s (it takes %s)", name, strings.Join(append(commonKeys(), uses...), ", "))
 		}
 	}
 	ck.oneOf(p+".severity", d.Severity, SeverityInfo, SeverityWarning, SeverityCritical)

@@ -48,7 +48,8 @@ const (
 func rule(detector string) string { return detectorNamePrefix + detector }
 
 // Settings are the compiled detect section: immutable, swapped whole on
-// reload (Detector.SetSettings).
+// reload (Detector.SetSettings). Make them with Compile (it also builds
+// the per-event view of the enabled detectors).
 type Settings struct {
 	Enabled             bool
 	QueueSize           int

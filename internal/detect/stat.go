@@ -268,7 +268,7 @@ func (h *hourHist) usual(i int) bool {
 	return h.Hours[(i+167)%168]+h.Hours[i]+h.Hours[(i+1)%168] > 0
 }
 
-var weekdays = [7]string{"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"}
+const weekdays = "MonTueWedThuFriSatSun"
 
 // slotName names hour-of-week slot i ("Tue 03:00").
 func slotName(i int) string {
@@ -276,5 +276,6 @@ func slotName(i int) string {
 		return "?"
 	}
 	h := i % 24
-	return weekdays[i/24] + " " + string(rune('0'+h/10)) + string(rune('0'+h%10)) + ":00"
+	d := i / 24
+	return weekdays[3*d:3*d+3] + " " + string(rune('0'+h/10)) + string(rune('0'+h%10)) + ":00"
 }

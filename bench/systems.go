@@ -40,10 +40,11 @@ const (
 	sysNginx    = "nginx"
 	sysKSToken  = "keystile-token"
 	sysKSFull   = "keystile-full"
-	sysKSSign   = "keystile-sign"   // ablation: order workload, signing only
-	sysKSPolicy = "keystile-policy" // ablation: signing + policy
-	sysKSAudit  = "keystile-audit"  // ablation: signing + durable audit
-	sysKSIdem   = "keystile-idem"   // ablation: signing + idempotency
+	sysKSSign   = "keystile-sign"     // ablation: order workload, signing only
+	sysKSPolicy = "keystile-policy"   // ablation: signing + policy
+	sysKSAudit  = "keystile-audit"    // ablation: signing + durable audit
+	sysKSIdem   = "keystile-idem"     // ablation: signing + idempotency
+	sysKSNoDet  = "keystile-nodetect" // ablation: everything on but anomaly detection
 	// The same two keystile rows reached through the forward proxy
 	// (HTTPS_PROXY mode: CONNECT, TLS terminated by keystile with a
 	// local-CA leaf, the venue's real URL) instead of the reverse proxy.
@@ -65,7 +66,7 @@ var defaultRows = []rowSpec{
 
 // ablationRows are measured only when -only names them.
 var ablationRows = []rowSpec{
-	{sysKSSign, workOrder}, {sysKSPolicy, workOrder}, {sysKSAudit, workOrder}, {sysKSIdem, workOrder},
+	{sysKSSign, workOrder}, {sysKSPolicy, workOrder}, {sysKSAudit, workOrder}, {sysKSIdem, workOrder}, {sysKSNoDet, workOrder},
 }
 
 // titles name each system in the report.
@@ -82,23 +83,25 @@ var titles = map[string]string{ // #nosec G101 -- row titles, not credentials
 	// #nosec G101 -- row titles, not credentials
 	sysKSFwd:     "keystile forward proxy, token only",
 	sysKSFwdFull: "keystile forward proxy, everything on",
+	sysKSNoDet:   "keystile, everything on but detection",
 }
 
 // ksFeatures says which optional keystile features a variant configures.
 type ksFeatures struct {
-	policy, audit, idem bool
-	fwd                 bool // the client uses the forward proxy (HTTPS_PROXY) instead of the gateway's URL
+	policy, audit, idem, detect bool
+	fwd                         bool // the client uses the forward proxy (HTTPS_PROXY) instead of the gateway's URL
 }
 
 var ksVariants = map[string]ksFeatures{
 	sysKSToken:   {},
 	sysKSSign:    {},
-	sysKSFull:    {policy: true, audit: true, idem: true},
+	sysKSFull:    {policy: true, audit: true, idem: true, detect: true},
 	sysKSPolicy:  {policy: true},
 	sysKSAudit:   {audit: true},
 	sysKSIdem:    {idem: true},
+	sysKSNoDet:   {policy: true, audit: true, idem: true},
 	sysKSFwd:     {fwd: true},
-	sysKSFwdFull: {policy: true, audit: true, idem: true, fwd: true},
+	sysKSFwdFull: {policy: true, audit: true, idem: true, detect: true, fwd: true},
 }
 
 // runEnv is what every system of a run shares.
@@ -426,6 +429,11 @@ venues:
 	if f.fwd {
 		fmt.Fprintf(&b, "proxy:\n  listen: 127.0.0.1:%d\n", proxyPort)
 	}
+	// Detection is on by default (every detector, default settings);
+	// the variants without it turn it off.
+	if !f.detect {
+		b.WriteString("detect:\n  enabled: false\n")
+	}
 	return b.String()
 }
 
@@ -564,6 +572,7 @@ func ksOnOff(sys, workload string, f ksFeatures) string {
 	add(f.policy, "policy `bench` (venue, operations, instruments, side, type, max_quantity, max_notional, price_band, daily budget, rate, CEL)")
 	add(f.audit, "durable audit (sqlite, intent fsynced before forwarding)")
 	add(f.idem, "idempotency (unique Idempotency-Key per request, 24h window)")
+	add(f.detect, "anomaly detection (every detector, defaults: each event queued to the detector; holds checked before signing)")
 	s := "on: " + strings.Join(on, "; ")
 	if len(off) > 0 {
 		s += ". off: " + strings.Join(off, "; ")
@@ -634,8 +643,36 @@ func probeKeystile(ctx context.Context, env *runEnv, t *target, f ksFeatures) []
 	return notes
 }
 
-// finishKeystile stops serve and checks the durable audit log offline.
+// finishKeystile reads the detector's counters of a running serve, then
+// stops it and checks the audit log (finishAudit).
 func finishKeystile(ctx context.Context, env *runEnv, dir string, serve *child, f ksFeatures) []string {
+	var notes []string
+	if out, err := ksCmd(ctx, env, dir, "", "detect", "status", "--json"); err != nil {
+		notes = append(notes, "detect status: "+err.Error())
+	} else {
+		var st struct {
+			Stats struct {
+				Enabled                                bool
+				Received, Processed, Dropped, Findings uint64
+			} `json:"stats"`
+		}
+		switch {
+		case json.Unmarshal([]byte(out), &st) != nil:
+			notes = append(notes, "detect status: unreadable answer")
+		case f.detect && (!st.Stats.Enabled || st.Stats.Processed == 0):
+			notes = append(notes, fmt.Sprintf("WARNING: detection NOT active: %+v", st.Stats))
+		case f.detect:
+			notes = append(notes, fmt.Sprintf("verified: the detector analysed %d events (%d dropped on a full queue, %d findings)",
+				st.Stats.Processed, st.Stats.Dropped, st.Stats.Findings))
+		case st.Stats.Enabled || st.Stats.Received != 0:
+			notes = append(notes, fmt.Sprintf("WARNING: detection should be off: %+v", st.Stats))
+		}
+	}
+	return append(notes, finishAudit(ctx, env, dir, serve, f)...)
+}
+
+// finishAudit stops serve and checks the durable audit log offline.
+func finishAudit(ctx context.Context, env *runEnv, dir string, serve *child, f ksFeatures) []string {
 	serve.stop()
 	db := filepath.Join(dir, "data", "audit.db")
 	fi, statErr := os.Stat(db)

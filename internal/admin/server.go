@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/secret"
 	"github.com/keystile/keystile/internal/vault"
 )
@@ -62,6 +63,10 @@ type Options struct {
 	MFAIssuer string
 	// TCP, if set, adds the TCP listener (admin.listen).
 	TCP *TCPOptions
+	// Events, if set, receives one audit event per admin write (every
+	// method but GET and HEAD), refused ones included, once answered
+	// (see events.go).
+	Events audit.Sink
 	// Logger; if nil, discard.
 	Logger *slog.Logger
 }
@@ -213,6 +218,12 @@ func PeerUID(ctx context.Context) int {
 
 func (s *Server) checkPeer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.o.Events != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
+			sw := &statusWriter{ResponseWriter: w}
+			start := time.Now()
+			defer func() { s.o.Events.Record(r.Context(), adminEvent(r, sw.code(), start)) }()
+			w = sw
+		}
 		uid := PeerUID(r.Context())
 		if uid < 0 || (uid != s.self && !slices.Contains(s.o.AllowedUIDs, uid)) {
 			s.log.Warn("admin: refused connection from disallowed uid", "uid", uid, "path", r.URL.Path)

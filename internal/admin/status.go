@@ -96,9 +96,9 @@ type TokenCounts struct {
 	Error string `json:"error,omitempty"`
 }
 
-// AlertsStatus says whether anything watches for alerts. keystile has no
-// alert detector yet, so Detector is "none" and there is no list of open
-// alerts (an empty list would claim that something looked).
+// AlertsStatus says what watches for anomalies: Detector is "detect"
+// (the anomaly detector, internal/detect), "detect (disabled)" or "none";
+// Note summarises its counters (keystile detect status has the details).
 type AlertsStatus struct {
 	Detector string `json:"detector"`
 	Note     string `json:"note"`

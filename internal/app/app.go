@@ -25,6 +25,7 @@ import (
 	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/buildinfo"
 	"github.com/keystile/keystile/internal/config"
+	"github.com/keystile/keystile/internal/detect"
 	"github.com/keystile/keystile/internal/fwdproxy"
 	"github.com/keystile/keystile/internal/gateway"
 	"github.com/keystile/keystile/internal/idem"
@@ -286,8 +287,9 @@ type Server struct {
 	audit    *audit.Log
 	kill     *killswitch.Switch
 	loss     *killswitch.LossGuard // nil without loss guards
+	detect   *detect.Detector
 	// events is where the gateway and the forward proxy send their
-	// events (audit log, text log, metrics, loss guard).
+	// events (audit log, text log, metrics, loss guard, detector).
 	events  events
 	cfgPath string
 
@@ -387,18 +389,22 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		s.venues[id] = s.gated(id, s.venues[id])
 		venues = append(venues, s.venues[id].gv)
 	}
+	if err := s.openDetector(ctx, v, db, o.Config); err != nil {
+		s.closeStores(ctx)
+		return nil, err
+	}
 	var scrub gateway.Scrubber
 	if o.Redactor != nil {
 		scrub = o.Redactor
 	}
-	ev := events{log: s.audit, text: audit.LogSink{Logger: o.Logger}, metrics: s.metrics}
+	ev := events{log: s.audit, text: audit.LogSink{Logger: o.Logger}, metrics: s.metrics, detect: s.detect}
 	if s.loss != nil {
 		ev.loss = s.loss
 	}
 	s.events = ev
 	s.gateway, err = gateway.New(gateway.Options{
 		Tokens: s.kill.Guard(s.tokens), Venues: venues, Events: ev, OnRetry: s.metrics.OnRetry, Scrubber: scrub,
-		MaxBodyBytes: o.Config.Gateway.MaxBodyBytes, Logger: o.Logger, Kill: s.kill,
+		MaxBodyBytes: o.Config.Gateway.MaxBodyBytes, Logger: o.Logger, Kill: s.kill, Guard: s.detect,
 		Policy: s.policy, Idem: s.idem, Intents: s.audit,
 		Ready: func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -487,8 +493,10 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 			admin.KillSwitchRoutes(mux, s.kill, func(v string) bool { _, ok := s.Config().Venues[v]; return ok }, o.Logger)
 			mux.HandleFunc("POST "+admin.PathOAuth+"/{venue}/login", oauthLogin(s.Config, v, o.Logger))
 			s.caRoutes(mux)
+			admin.DetectRoutes(mux, s.detect, o.Logger)
 		},
 		Status: s.status,
+		Events: adminEvents{log: s.audit, text: audit.LogSink{Logger: o.Logger}, detect: s.detect},
 	})
 	if err != nil {
 		s.closeListeners()
@@ -609,10 +617,18 @@ loop:
 }
 
 func (s *Server) closeStores(ctx context.Context) {
-	// Alerts first: queued ones get a few seconds, and pending digest
+	// The detector closes first: it analyses what is queued, writes its
+	// last detect records to the audit log and saves its profiles (its
+	// last alerts still reach the dispatcher).
+	if s.detect != nil {
+		if err := s.detect.Close(ctx); err != nil {
+			s.log.Warn("keystile: close detector", "err", err)
+		}
+	}
+	// Alerts next: queued ones get a few seconds, and pending digest
 	// items are in the database, which closes last.
 	s.closeAlerts(ctx)
-	// The audit log closes first: its final checkpoint is signed with a
+	// The audit log closes next: its final checkpoint is signed with a
 	// key derived from the vault, and the gateway no longer writes to it.
 	if s.audit != nil {
 		if err := s.audit.Close(ctx); err != nil {

@@ -47,13 +47,15 @@ func (s *Server) openOrderPath(ctx context.Context, v *vault.Vault, db *sqlite.D
 	return nil
 }
 
-// events sends each gateway event to the durable audit log and to the
-// structured log.
+// events sends each gateway event to the durable audit log, the
+// structured log, the metrics and the anomaly detector (which only queues
+// it).
 type events struct {
 	log     *audit.Log
 	text    audit.Sink
 	metrics audit.Sink
 	loss    audit.Sink // the kill switch's loss guard (non-blocking); nil if none
+	detect  audit.Sink
 }
 
 // Record implements audit.Sink.
@@ -67,6 +69,9 @@ func (e events) Record(ctx context.Context, ev audit.Event) {
 	}
 	if e.loss != nil {
 		e.loss.Record(ctx, ev)
+	}
+	if e.detect != nil {
+		e.detect.Record(ctx, ev)
 	}
 }
 

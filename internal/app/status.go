@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"sort"
@@ -15,8 +16,21 @@ import (
 // statusTimeout bounds the reads behind one status answer.
 const statusTimeout = 5 * time.Second
 
-// alertsNote is what status says about alerts until a detector exists.
-const alertsNote = "no alert detector is configured (keystile has none yet); nothing watches for alerts"
+// alertsStatus says what watches for anomalies: the detector's state and
+// counters (alerts go to the server log until alert sinks exist).
+func (s *Server) alertsStatus() *admin.AlertsStatus {
+	if s.detect == nil {
+		return &admin.AlertsStatus{Detector: "none", Note: "no detector is running; nothing watches for anomalies"}
+	}
+	st := s.detect.Stats()
+	a := &admin.AlertsStatus{Detector: "detect"}
+	if !st.Enabled {
+		a.Detector = "detect (disabled)"
+	}
+	a.Note = fmt.Sprintf("%d detectors on; %d findings (%d held back by cooldown); %d actions (%d failed); %d events analysed, %d dropped; %d holds in force (keystile detect status)",
+		st.Detectors, st.Findings, st.Suppressed, st.Actions, st.Failed, st.Processed, st.Dropped, st.Holds)
+	return a
+}
 
 // status answers GET /v1/status: metadata about the running server, its
 // venues, stores, audit log and tokens. Each part that cannot be read
@@ -168,7 +182,7 @@ func (s *Server) tokenCounts(ctx context.Context) *admin.TokenCounts {
 // alertsSummary is the alerts part of status: the detector note and a
 // summary of the sinks (GET /v1/alerts has the details).
 func (s *Server) alertsSummary(ctx context.Context) *admin.AlertsStatus {
-	st := &admin.AlertsStatus{Detector: "none", Note: alertsNote}
+	st := s.alertsStatus()
 	if s.alerts == nil {
 		return st
 	}

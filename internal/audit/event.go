@@ -54,6 +54,9 @@ type Event struct {
 	Actor  string `json:"actor,omitempty"`
 	Reason string `json:"reason,omitempty"`
 	Detail string `json:"detail,omitempty"`
+	// Evidence is a detect record's evidence (Log.Detect only; JSON text,
+	// never a secret).
+	Evidence string `json:"evidence,omitempty"`
 }
 
 // Sink receives events. Record must not block the request path for long

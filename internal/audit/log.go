@@ -247,11 +247,24 @@ func (l *Log) waitErr(ctx context.Context) error {
 // for it to be durable. On a full queue it waits up to Options.QueueWait,
 // then drops the record, counts and logs the drop.
 func (l *Log) Record(ctx context.Context, e Event) {
-	p := &pending{rec: l.build(e, KindOutcome)}
+	l.enqueue(ctx, l.build(e, KindOutcome), e.RequestID)
+}
+
+// Detect enqueues a detect record (a finding of the anomaly detector or an
+// action it took) with e.Evidence, like Record: without waiting for it to
+// be durable.
+func (l *Log) Detect(ctx context.Context, e Event) {
+	r := l.build(e, KindDetect)
+	r.Evidence = clean(e.Evidence)
+	l.enqueue(ctx, r, e.RequestID)
+}
+
+func (l *Log) enqueue(ctx context.Context, r Record, requestID string) {
+	p := &pending{rec: r}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
-		l.drop(ctx, 1, "log closed", e.RequestID)
+		l.drop(ctx, 1, "log closed", requestID)
 		return
 	}
 	select {
@@ -264,7 +277,7 @@ func (l *Log) Record(ctx context.Context, e Event) {
 	select {
 	case l.queue <- p:
 	case <-t.C:
-		l.drop(ctx, 1, "queue full", e.RequestID)
+		l.drop(ctx, 1, "queue full", requestID)
 	}
 }
 

@@ -24,6 +24,9 @@ const (
 	// itself (kill switch, order cancellation, token freeze), made durable
 	// before the lever's caller hears back (Log.Action).
 	KindAction = "action"
+	// KindDetect is a finding of the anomaly detector or an action it
+	// took (internal/detect); its evidence field says why.
+	KindDetect = "detect"
 )
 
 // timeLayout is the canonical time format: UTC, always nine fractional
@@ -39,7 +42,7 @@ var zeroHash = strings.Repeat("0", 64)
 type Record struct {
 	Seq           uint64
 	Time          time.Time
-	Kind          string // KindIntent or KindOutcome
+	Kind          string // KindIntent, KindOutcome, KindAction or KindDetect
 	RequestID     string
 	Token         string // hex HMAC-SHA256 of the token public id ("" when none)
 	Source        string // hex HMAC-SHA256 of the source address ("" when none)
@@ -67,8 +70,11 @@ type Record struct {
 	Actor  string
 	Reason string
 	Detail string
-	Prev   string // hex SHA-256 of the previous record's canonical bytes
-	Hash   string // hex SHA-256 of this record's canonical bytes
+	// Evidence is a detect record's evidence (JSON text; see
+	// internal/detect). It is encoded only in KindDetect records.
+	Evidence string
+	Prev     string // hex SHA-256 of the previous record's canonical bytes
+	Hash     string // hex SHA-256 of this record's canonical bytes
 
 	// Raw is the record exactly as the store holds it (set by readers).
 	// Verify recomputes everything from Raw, never from the fields.
@@ -105,6 +111,7 @@ type recordJSON struct {
 	Actor         string `json:"actor"`
 	Reason        string `json:"reason"`
 	Detail        string `json:"detail"`
+	Evidence      string `json:"evidence"`
 	Prev          string `json:"prev"`
 	Hash          string `json:"hash"`
 }
@@ -147,6 +154,9 @@ func appendRecord(b []byte, r *Record, withHash bool) []byte {
 		if f.v != "" {
 			b = appendField(b, f.name, f.v)
 		}
+	}
+	if r.Kind == KindDetect {
+		b = appendField(b, "evidence", r.Evidence)
 	}
 	b = appendField(b, "prev", r.Prev)
 	if withHash {
@@ -223,7 +233,7 @@ func DecodeRecord(raw []byte) (Record, error) {
 		Notional: j.Notional, ClientOrderID: j.ClientOrderID, Decision: j.Decision, Rule: j.Rule,
 		Status: j.Status, Upstream: j.Upstream, VenueOrderID: j.VenueOrderID,
 		Latency: time.Duration(j.Latency), Error: j.Error, Actor: j.Actor, Reason: j.Reason, Detail: j.Detail,
-		Prev: j.Prev, Hash: j.Hash, Raw: raw,
+		Evidence: j.Evidence, Prev: j.Prev, Hash: j.Hash, Raw: raw,
 	}, nil
 }
 

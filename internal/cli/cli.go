@@ -127,6 +127,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.AddCommand(newAlert(g))
 	root.AddCommand(newCA(g))
 	root.AddCommand(newPanic(g), newIncident(g))
+	root.AddCommand(newDetect(g))
 	return root
 }
 

@@ -151,6 +151,7 @@ venues:
 		} `json:"tokens"`
 		Alerts struct {
 			Detector string `json:"detector"`
+			Note     string `json:"note"`
 		} `json:"alerts"`
 	}
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
@@ -175,7 +176,7 @@ venues:
 	if st.Tokens.Total != 3 || st.Tokens.Active != 1 || st.Tokens.Frozen != 1 || st.Tokens.Revoked != 1 {
 		t.Errorf("tokens: %+v", st.Tokens)
 	}
-	if st.Alerts.Detector != "none" {
+	if st.Alerts.Detector != "detect" || !strings.Contains(st.Alerts.Note, "14 detectors on") {
 		t.Errorf("alerts: %+v", st.Alerts)
 	}
 	for _, k := range []string{`"uptime_seconds"`, `"started_at"`, `"credential_present"`, `"schema_version"`, `"last_checkpoint_seq"`, `"size_bytes"`} {
@@ -187,7 +188,7 @@ venues:
 	out = must("", "status")
 	for _, want := range []string{"server:", "up, pid", "gateway:", "http://127.0.0.1:", "unix:" + filepath.Join(base, "gw.sock"),
 		"store:", "schema version", "audit:", "sqlite", "records", "tokens:", "3: 1 active, 1 frozen, 1 revoked",
-		"alerts:", "none (no detector configured)", "bin", "sandbox", "binance-main", "active", "dm", "live", "dmarket-main", "missing"} {
+		"alerts:", "detect: 14 detectors on", "bin", "sandbox", "binance-main", "active", "dm", "live", "dmarket-main", "missing"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}

@@ -46,6 +46,8 @@ type Config struct {
 	// KillSwitch (killswitch) configures the kill switch, bots' own kill
 	// requests and loss guards (see KillSwitch).
 	KillSwitch KillSwitch `yaml:"killswitch"`
+	// Detect (detect) configures anomaly detection and its actions.
+	Detect Detect `yaml:"detect"`
 
 	// src remembers where each key was in the file Parse read (nil for a
 	// Config built in code, and for an empty file); see Locate.

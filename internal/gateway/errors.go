@@ -35,6 +35,7 @@ var (
 	errRateLimited    = publicError{http.StatusTooManyRequests, "rate_limited", "venue rate limit nearly reached; retry later"}
 	errMethod         = publicError{http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed"}
 	errAuthBlocked    = publicError{http.StatusTooManyRequests, "too_many_failures", "too many failed authentications from this address; retry later"}
+	errThrottled      = publicError{http.StatusTooManyRequests, "throttled", "this keystile token is temporarily limited; retry later"}
 )
 
 type errorBody struct {

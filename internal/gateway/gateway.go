@@ -116,6 +116,19 @@ type Options struct {
 	// Kill serves POST /-/kill (a bot trips the kill switch for itself);
 	// if nil, that path answers 404.
 	Kill Killer
+	// Guard, if set, holds back what the anomaly detector contained
+	// (throttled tokens, frozen venues and credentials).
+	Guard Guard
+}
+
+// Guard is consulted for every request whose token verified, before its
+// body is read and before anything is signed. Admit returns "" to admit
+// the request, else the rule refusing it and, for a temporary limit, how
+// long to wait (429 with Retry-After; without a wait, 403). It must be
+// fast, safe for concurrent use and never block. *detect.Detector
+// satisfies it.
+type Guard interface {
+	Admit(tokenID, venueID string, now time.Time) (rule string, retryAfter time.Duration)
 }
 
 // Gateway is the bot-facing handler. It is safe for concurrent use.
@@ -447,6 +460,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if proxy == nil {
 		deny(errTokenForbidden, audit.Deny, "token.environment")
 		return
+	}
+	if g.o.Guard != nil {
+		if rule, wait := g.o.Guard.Admit(string(tok.ID), venueID, start); rule != "" {
+			pe := errTokenForbidden
+			if wait > 0 {
+				w.Header().Set("Retry-After", strconv.Itoa(int(max(1, (wait+time.Second-1)/time.Second))))
+				pe = errThrottled
+			}
+			deny(pe, audit.Deny, rule)
+			return
+		}
 	}
 
 	// Read the body under the size limit; everything downstream (the

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/keystile/keystile/internal/alert"
 	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/detect"
@@ -23,7 +26,8 @@ const purposeDetectSource = "detect.source.v1"
 
 // openDetector builds the anomaly detector on the store, fed by the
 // gateway's and the admin API's events, writing its findings and actions
-// to the audit log.
+// to the audit log and its alerts to the alert dispatcher (which must be
+// open).
 func (s *Server) openDetector(ctx context.Context, v *vault.Vault, db *sqlite.DB, cfg *config.Config) error {
 	set, err := detect.Compile(cfg)
 	if err != nil {
@@ -36,28 +40,113 @@ func (s *Server) openDetector(ctx context.Context, v *vault.Vault, db *sqlite.DB
 	defer key.Wipe()
 	s.detect, err = detect.New(ctx, detect.Options{
 		Settings: set, Profiles: db.Detect(), Holds: db.Detect(), SourceKey: append([]byte(nil), key.Reveal()...),
-		Notifier: logNotifier{log: s.log}, Responder: tokenResponder{tokens: s.tokens, log: s.log}, Recorder: s.audit,
-		Logger: s.log,
+		Notifier: alertNotifier{alerts: s.alerts, log: s.log}, Responder: tokenResponder{tokens: s.tokens, log: s.log},
+		Recorder: s.audit,
+		Logger:   s.log,
 	})
 	return err
 }
 
-// logNotifier is the alert action until the alert package's dispatcher is
-// connected: it logs each finding (at error level for critical ones).
-// Notify never blocks.
-type logNotifier struct{ log *slog.Logger }
+// alertNotifier is the detector's alert action: each finding becomes an
+// alert.Alert for the dispatcher (every configured sink, deduplicated and
+// rate-limited per detector and subject there) and a log line. Notify
+// never blocks: Dispatcher.Send only queues, and drops (counted, reported
+// to the sinks) when its queue is full. Text the bot supplied (instrument
+// names, operations) is scrubbed, stripped of control characters and
+// bounded by Send, and escaped by each sink for its own markup.
+type alertNotifier struct {
+	alerts *alert.Dispatcher // nil: log only
+	log    *slog.Logger
+}
 
 // Notify implements detect.Notifier.
-func (n logNotifier) Notify(ctx context.Context, f detect.Finding) {
+func (n alertNotifier) Notify(ctx context.Context, f detect.Finding) {
 	lvl := slog.LevelWarn
 	if f.Severity == detect.SeverityCritical {
 		lvl = slog.LevelError
+	}
+	queued := false
+	if n.alerts != nil {
+		queued = n.alerts.Send(findingAlert(f))
 	}
 	n.log.LogAttrs(ctx, lvl, "detect: alert", slog.String("finding", f.ID), slog.String("detector", f.Detector),
 		slog.String("severity", f.Severity), slog.String("subject", f.Subject), slog.String("token_id", f.TokenID),
 		slog.String("venue", f.Venue), slog.String("source", f.Source), slog.String("summary", f.Summary),
 		slog.Float64("observed", f.Evidence.Observed), slog.Float64("baseline", f.Evidence.Baseline),
-		slog.Float64("threshold", f.Evidence.Threshold), slog.Any("requests", f.Evidence.Requests))
+		slog.Float64("threshold", f.Evidence.Threshold), slog.Any("requests", f.Evidence.Requests),
+		slog.Bool("queued_for_sinks", queued))
+}
+
+// alertSeverity maps a detector severity onto the alert scale: info
+// stays info, warning is medium, critical is critical (sinks filter on
+// min_severity).
+func alertSeverity(s string) alert.Severity {
+	switch s {
+	case detect.SeverityInfo:
+		return alert.SeverityInfo
+	case detect.SeverityWarning:
+		return alert.SeverityMedium
+	case detect.SeverityCritical:
+		return alert.SeverityCritical
+	}
+	return alert.SeverityHigh // unknown: never silenced
+}
+
+// findingAlert maps a finding to an alert: detector "detect.<name>", the
+// token and venue as the subject, the evidence as fields (the source
+// address included: an operator needs it; alerts are not the audit log),
+// and a suggested command.
+func findingAlert(f detect.Finding) alert.Alert {
+	a := alert.Alert{Time: f.Time, Detector: "detect." + f.Detector, Severity: alertSeverity(f.Severity),
+		Subject: alert.Subject{Token: f.TokenID, Venue: f.Venue}, Summary: f.Summary, Action: suggestedAction(f)}
+	add := func(k, v string) {
+		if v != "" {
+			a.Evidence = append(a.Evidence, alert.Field{Key: k, Value: v})
+		}
+	}
+	num := func(k string, v float64) {
+		if v != 0 {
+			add(k, strconv.FormatFloat(v, 'g', 6, 64))
+		}
+	}
+	e := f.Evidence
+	add("finding", f.ID)
+	add("detector_severity", f.Severity)
+	num("observed", e.Observed)
+	num("usual", e.Baseline)
+	num("threshold", e.Threshold)
+	num("factor", e.Factor)
+	add("unit", e.Unit)
+	if e.Observations > 0 {
+		add("learned_from", strconv.FormatInt(e.Observations, 10))
+	}
+	add("window", e.Window)
+	add("item", e.Item)
+	if e.Known > 0 {
+		add("known", strconv.Itoa(e.Known))
+	}
+	add("source", f.Source)
+	add("requests", strings.Join(e.Requests, " "))
+	if e.Suppressed > 0 {
+		add("repeats_held_back", strconv.Itoa(e.Suppressed))
+	}
+	add("actions", strings.Join(f.Actions, ", "))
+	return a
+}
+
+// suggestedAction is the command an operator would run next.
+func suggestedAction(f detect.Finding) string {
+	switch {
+	case f.TokenID != "":
+		return fmt.Sprintf("keystile detect show %s; if unexpected: keystile token freeze %s (or keystile panic --cancel-orders --reason ...)", f.TokenID, f.TokenID)
+	case strings.HasPrefix(f.Subject, "venue:"):
+		return fmt.Sprintf("check venue %s; if its credential is at risk: keystile panic --venue %s --reason ...", f.Venue, f.Venue)
+	case f.Subject == "admin":
+		return "keystile audit query --since 1h --kind outcome; if these admin writes are not yours: keystile panic --reason ... and rotate admin access"
+	case f.Detector == detect.QueueDrops:
+		return "keystile detect status; raise detect.queue_size if drops continue"
+	}
+	return "keystile audit query --since 1h --decision deny; block the source address if it is not yours"
 }
 
 // tokenResponder freezes tokens through the token service. Its Kill
@@ -123,7 +212,7 @@ func (e adminEvents) Record(ctx context.Context, ev audit.Event) {
 }
 
 var (
-	_ detect.Notifier  = logNotifier{}
+	_ detect.Notifier  = alertNotifier{}
 	_ detect.Responder = tokenResponder{}
 	_ detect.Recorder  = (*audit.Log)(nil)
 	_ gateway.Guard    = (*detect.Detector)(nil)

@@ -75,7 +75,7 @@ func (d *Detector) report(s *Settings, f Finding) {
 		}
 	}
 	d.lastFinding[key] = &cooldown{at: f.Time}
-	f.ID, f.Severity = newID(), ds.Severity
+	f.ID, f.Severity, f.Actions = newID(), ds.Severity, ds.Actions
 	defer d.findings.Add(1) // counted once acted on
 	d.log.LogAttrs(context.Background(), levelOf(f.Severity), "detect: finding",
 		slog.String("finding", f.ID), slog.String("detector", f.Detector), slog.String("severity", f.Severity),

@@ -67,6 +67,10 @@ func TestActions(t *testing.T) {
 		if last := rg.n.of(detect.SensitiveOps)[3]; last.Evidence.Suppressed != 59 {
 			t.Fatalf("suppressed %d, want 59", last.Evidence.Suppressed)
 		}
+		// The alert says what else is done about it.
+		if a := rg.n.of(detect.SensitiveOps)[0].Actions; strings.Join(a, ",") != "alert,freeze" {
+			t.Fatalf("finding's actions %v", a)
+		}
 	})
 
 	t.Run("audit record carries the evidence", func(t *testing.T) {

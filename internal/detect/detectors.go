@@ -29,6 +29,9 @@ type Finding struct {
 	Source   string   `json:"source,omitempty"`
 	Summary  string   `json:"summary"`
 	Evidence Evidence `json:"evidence"`
+	// Actions are the actions configured for the finding's detector, in
+	// the order they are taken (set when it is reported).
+	Actions []string `json:"actions,omitempty"`
 
 	trigger audit.Event // the event that raised it (order fields for the audit record)
 }

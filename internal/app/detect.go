@@ -7,13 +7,15 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/keystile/keystile/internal/alert"
 	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/detect"
 	"github.com/keystile/keystile/internal/gateway"
+	"github.com/keystile/keystile/internal/killswitch"
 	"github.com/keystile/keystile/internal/store/sqlite"
 	"github.com/keystile/keystile/internal/token"
 	"github.com/keystile/keystile/internal/vault"
@@ -26,8 +28,8 @@ const purposeDetectSource = "detect.source.v1"
 
 // openDetector builds the anomaly detector on the store, fed by the
 // gateway's and the admin API's events, writing its findings and actions
-// to the audit log and its alerts to the alert dispatcher (which must be
-// open).
+// to the audit log, its alerts to the alert dispatcher, and its kill
+// action to the kill switch (both must be open).
 func (s *Server) openDetector(ctx context.Context, v *vault.Vault, db *sqlite.DB, cfg *config.Config) error {
 	set, err := detect.Compile(cfg)
 	if err != nil {
@@ -40,7 +42,7 @@ func (s *Server) openDetector(ctx context.Context, v *vault.Vault, db *sqlite.DB
 	defer key.Wipe()
 	s.detect, err = detect.New(ctx, detect.Options{
 		Settings: set, Profiles: db.Detect(), Holds: db.Detect(), SourceKey: append([]byte(nil), key.Reveal()...),
-		Notifier: alertNotifier{alerts: s.alerts, log: s.log}, Responder: tokenResponder{tokens: s.tokens, log: s.log},
+		Notifier: alertNotifier{alerts: s.alerts, log: s.log}, Responder: responder{tokens: s.tokens, kill: s.kill, log: s.log},
 		Recorder: s.audit,
 		Logger:   s.log,
 	})
@@ -149,16 +151,17 @@ func suggestedAction(f detect.Finding) string {
 	return "keystile audit query --since 1h --decision deny; block the source address if it is not yours"
 }
 
-// tokenResponder freezes tokens through the token service. Its Kill
-// freezes every token that is not already frozen, revoked or expired (the
-// kill switch of issue #16 replaces it).
-type tokenResponder struct {
+// responder carries out the detector's containment: a token freeze
+// through the token service, kill through the kill switch (every token
+// refused until an admin clears it with keystile panic clear).
+type responder struct {
 	tokens *token.Service
+	kill   *killswitch.Switch
 	log    *slog.Logger
 }
 
 // FreezeToken implements detect.Responder.
-func (r tokenResponder) FreezeToken(ctx context.Context, id, reason string) error {
+func (r responder) FreezeToken(ctx context.Context, id, reason string) error {
 	if err := r.tokens.Freeze(ctx, token.ID(id)); err != nil {
 		return err
 	}
@@ -166,30 +169,46 @@ func (r tokenResponder) FreezeToken(ctx context.Context, id, reason string) erro
 	return nil
 }
 
-// Kill implements detect.Responder.
-func (r tokenResponder) Kill(ctx context.Context, reason string) error {
-	all, err := r.tokens.List(ctx)
+// Kill implements detect.Responder: it engages the kill switch for every
+// token (scope all), as the rule detect.<detector> with actor "detect".
+func (r responder) Kill(ctx context.Context, f detect.Finding, reason string) (bool, error) {
+	if r.kill == nil {
+		return false, errors.New("kill: no kill switch")
+	}
+	res, err := r.kill.Engage(ctx, killswitch.Engagement{Scope: killswitch.ScopeAll, Rule: "detect." + f.Detector,
+		Actor: "detect", Reason: tripReason(reason), Token: token.ID(f.TokenID), RequestID: f.ID,
+		Detail: map[string]any{"finding": f.ID, "detector": f.Detector, "severity": f.Severity}})
 	if err != nil {
-		return fmt.Errorf("kill: list tokens: %w", err)
+		return false, fmt.Errorf("kill: %w", err)
 	}
-	now := time.Now()
-	var errs []error
-	n := 0
-	for _, t := range all {
-		if !t.FrozenAt.IsZero() || !t.RevokedAt.IsZero() || !now.Before(t.ExpiresAt) {
-			continue
+	if !res.Persisted {
+		r.log.Error("detect: kill switch engaged on this server only; it is written at the next refresh", "trip", res.Trip.ID)
+	}
+	return res.New, nil
+}
+
+// tripReason makes a finding's reason acceptable to the kill switch
+// (printable UTF-8, at most killswitch.MaxReason bytes): the summary may
+// quote what a bot sent (an instrument name), and a control character or
+// a long name must not stop the switch from engaging.
+func tripReason(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if !unicode.IsPrint(r) {
+			return ' '
 		}
-		if err := r.tokens.Freeze(ctx, t.ID); err != nil {
-			errs = append(errs, fmt.Errorf("freeze %s: %w", t.ID, err))
-			continue
+		return r
+	}, strings.ToValidUTF8(s, "\uFFFD"))
+	if len(s) > killswitch.MaxReason {
+		cut := killswitch.MaxReason - len("…")
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
 		}
-		n++
+		s = s[:cut] + "…"
 	}
-	r.log.Error("detect: kill switch: every token frozen", "frozen", n, "reason", reason)
-	if len(errs) > 0 {
-		return fmt.Errorf("kill: %w", errors.Join(errs...))
+	if strings.TrimSpace(s) == "" {
+		return "detector finding"
 	}
-	return nil
+	return s
 }
 
 // adminEvents sends each audited admin write to the audit log, the
@@ -213,7 +232,7 @@ func (e adminEvents) Record(ctx context.Context, ev audit.Event) {
 
 var (
 	_ detect.Notifier  = alertNotifier{}
-	_ detect.Responder = tokenResponder{}
+	_ detect.Responder = responder{}
 	_ detect.Recorder  = (*audit.Log)(nil)
 	_ gateway.Guard    = (*detect.Detector)(nil)
 	_ audit.Sink       = adminEvents{}

@@ -17,16 +17,20 @@ import (
 	"github.com/keystile/keystile/internal/alert/slack"
 	"github.com/keystile/keystile/internal/alert/telegram"
 	"github.com/keystile/keystile/internal/detect"
+	"github.com/keystile/keystile/internal/killswitch"
 	"github.com/keystile/keystile/internal/logging"
 	"github.com/keystile/keystile/internal/secret"
 	"github.com/keystile/keystile/internal/store/sqlite"
 	"github.com/keystile/keystile/internal/token"
 )
 
-// TestTokenResponder: the interim kill switch freezes every live token
-// once (idempotent), leaves revoked ones alone, and FreezeToken of an
-// unknown token fails (recorded by the detector as a failed action).
-func TestTokenResponder(t *testing.T) {
+// TestResponder: the detector's freeze goes to the token service (an
+// unknown token fails, recorded by the detector as a failed action); its
+// kill engages the kill switch for every token as detect.<detector> by
+// "detect", once (a second kill reports the switch already engaged), and
+// a reason quoting what a bot sent (control characters, a very long
+// instrument name) cannot stop it from engaging.
+func TestResponder(t *testing.T) {
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "k.db"))
 	if err != nil {
@@ -37,36 +41,89 @@ func TestTokenResponder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ids []token.ID
-	for _, name := range []string{"a", "b", "c"} {
-		_, tk, err := tokens.Create(ctx, token.CreateRequest{Name: name, Venues: []string{"binance"}, TTL: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, tk.ID)
-	}
-	if err := tokens.Revoke(ctx, ids[2]); err != nil {
+	raw, tk, err := tokens.Create(ctx, token.CreateRequest{Name: "bot", Venues: []string{"binance"}, TTL: time.Hour})
+	if err != nil {
 		t.Fatal(err)
 	}
-	r := tokenResponder{tokens: tokens, log: slog.New(slog.DiscardHandler)}
+	_, other, err := tokens.Create(ctx, token.CreateRequest{Name: "other", Venues: []string{"binance"}, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := killswitch.New(ctx, killswitch.Options{Store: db.Trips()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := responder{tokens: tokens, kill: ks, log: slog.New(slog.DiscardHandler)}
+
 	if err := r.FreezeToken(ctx, "tok_nosuchtoken", "test"); err == nil {
 		t.Fatal("freezing an unknown token succeeded")
 	}
-	for range 2 {
-		if err := r.Kill(ctx, "test"); err != nil {
-			t.Fatal(err)
-		}
+	if err := r.FreezeToken(ctx, string(other.ID), "test"); err != nil {
+		t.Fatal(err)
 	}
-	for i, id := range ids {
-		tk, err := tokens.Get(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		frozen := !tk.FrozenAt.IsZero()
-		if want := i < 2; frozen != want {
-			t.Errorf("token %d frozen=%v, want %v", i, frozen, want)
-		}
+	if got, _ := tokens.Get(ctx, other.ID); got.FrozenAt.IsZero() {
+		t.Fatal("token not frozen")
 	}
+
+	f := detect.Finding{ID: "fnd_1", Detector: detect.OrderSize, Severity: detect.SeverityCritical, TokenID: string(tk.ID)}
+	reason := "order_size fnd_1: order on \x00\x1b[31m" + strings.Repeat("BTC", 1000) + "\u202e"
+	engaged, err := r.Kill(ctx, f, reason)
+	if err != nil || !engaged {
+		t.Fatalf("kill: engaged %v, %v", engaged, err)
+	}
+	trips := ks.Active()
+	if len(trips) != 1 || trips[0].Scope != killswitch.ScopeAll || trips[0].Rule != "detect.order_size" || trips[0].Actor != "detect" ||
+		len(trips[0].Reason) > killswitch.MaxReason || strings.ContainsAny(trips[0].Reason, "\x00\x1b\u202e") {
+		t.Fatalf("trips %+v", trips)
+	}
+	// Every token is refused now, at the token check.
+	if _, err := ks.Guard(tokens).Verify(ctx, string(raw.Reveal()), token.VerifyRequest{Venue: "binance"}); err == nil {
+		t.Fatal("a token passed the engaged kill switch")
+	}
+	if engaged, err := r.Kill(ctx, f, reason); err != nil || engaged {
+		t.Fatalf("second kill: engaged %v, %v", engaged, err)
+	}
+	if n := len(ks.Active()); n != 1 {
+		t.Fatalf("%d trips after two kills", n)
+	}
+	if _, err := (responder{tokens: tokens, log: slog.New(slog.DiscardHandler)}).Kill(ctx, f, "x"); err == nil {
+		t.Fatal("kill without a kill switch succeeded")
+	}
+}
+
+// TestTripReason: whatever a finding's summary quotes becomes a reason the
+// kill switch accepts.
+func TestTripReason(t *testing.T) {
+	for _, tc := range []struct{ name, in string }{
+		{"plain", "order_size fnd_1: big order"},
+		{"empty", ""},
+		{"only controls", "\x00\x01\n\t"},
+		{"invalid utf-8", "a\xff\xfeb"},
+		{"long multibyte", strings.Repeat("é", 600)},
+		{"bidi and zero-width", "a\u202eb\u200bc"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := tripReason(tc.in)
+			e := killswitch.Engagement{Scope: killswitch.ScopeAll, Rule: "detect.x", Actor: "detect", Reason: got}
+			ks, err := killswitch.New(context.Background(), killswitch.Options{Store: memTrips(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ks.Engage(context.Background(), e); err != nil {
+				t.Fatalf("reason %q refused: %v", got, err)
+			}
+		})
+	}
+}
+
+func memTrips(t *testing.T) killswitch.Store {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "k.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db.Trips()
 }
 
 // TestFindingAlert: a finding becomes an alert with the detector, the

@@ -174,8 +174,12 @@ func (d *Detector) act(s *Settings, f Finding, action string) {
 			err = errors.New("no responder configured")
 			break
 		}
-		if err = d.o.Responder.Kill(ctx, reason); err == nil {
+		var engaged bool
+		if engaged, err = d.o.Responder.Kill(ctx, f, reason); err == nil {
 			d.mark(action, "")
+			if !engaged {
+				result = resultInForce
+			}
 		}
 	default:
 		err = fmt.Errorf("unknown action %q", action)

@@ -202,6 +202,17 @@ func TestActions(t *testing.T) {
 		if rg.r.kills != 1 {
 			t.Fatalf("kill switch tripped %d times, want 1", rg.r.kills)
 		}
+		if recs := rg.rec.all(); len(recs) != 2 || !strings.Contains(recs[0].Evidence, `"result":"done"`) ||
+			!strings.Contains(recs[1].Evidence, `"result":"in_force"`) {
+			t.Fatalf("records %+v", recs)
+		}
+		// A switch engaged by someone else is recorded as in force.
+		rg1 := newRig(t, settings(t, "detectors:\n  sensitive_operations: {actions: [kill]}\n"))
+		rg1.r.kills = 1
+		rg1.feed(t, withdrawal("tok_a", t0))
+		if recs := rg1.rec.all(); len(recs) != 1 || !strings.Contains(recs[0].Evidence, `"result":"in_force"`) || rg1.r.kills != 2 {
+			t.Fatalf("records %+v", recs)
+		}
 		rg2 := newRig(t, settings(t, "detectors:\n  sensitive_operations: {actions: [freeze]}\n"))
 		rg2.r.fail = errors.New("store unavailable")
 		rg2.feed(t, withdrawal("tok_a", t0))

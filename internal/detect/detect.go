@@ -37,9 +37,10 @@ type Responder interface {
 	// FreezeToken freezes token id (its requests are refused with 403
 	// token.frozen until an admin unfreezes it).
 	FreezeToken(ctx context.Context, id, reason string) error
-	// Kill trips the kill switch: every token is refused until an admin
-	// clears it.
-	Kill(ctx context.Context, reason string) error
+	// Kill trips the kill switch for finding f: every token is refused
+	// until an admin clears it. It reports false when the switch was
+	// already engaged (nothing changed).
+	Kill(ctx context.Context, f Finding, reason string) (engaged bool, err error)
 }
 
 // Recorder writes detect records to the audit log. *audit.Log satisfies

@@ -69,6 +69,8 @@ const (
 	opOrderPlace   = "order.place"
 	adminOpPrefix  = "admin."
 	ruleTokenScope = "token.scope"
+	// ruleTokenKilled: refused by the kill switch (internal/killswitch).
+	ruleTokenKilled = "token.killed"
 )
 
 func isAdmin(e audit.Event) bool {
@@ -77,9 +79,11 @@ func isAdmin(e audit.Event) bool {
 
 // authFailure: the token was missing, malformed, unknown, or refused
 // (expired, revoked, frozen, wrong venue, source or environment), or the
-// source was already blocked for failing.
+// source was already blocked for failing. A token the kill switch covers
+// is not one: after a panic every bot's retries would otherwise raise
+// auth_failures findings about a containment the operator just chose.
 func authFailure(e audit.Event) bool {
-	return strings.HasPrefix(e.Rule, "token.") && e.Rule != ruleTokenScope
+	return strings.HasPrefix(e.Rule, "token.") && e.Rule != ruleTokenScope && e.Rule != ruleTokenKilled
 }
 
 // authenticated: the token verified (later checks may still refuse).

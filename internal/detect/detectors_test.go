@@ -429,6 +429,11 @@ func TestBursts(t *testing.T) {
 			e.TokenID, e.Rule, e.Status = "tok_a", "token.source", 403
 			return e
 		}), detect.AuthFailures, 1},
+		{"tokens the kill switch refuses are no auth failures", many(20, time.Second, func(_ int, t time.Time) audit.Event {
+			e := authFail("198.51.100.1", t)
+			e.TokenID, e.Rule, e.Status = "tok_a", "token.killed", 403
+			return e
+		}), detect.AuthFailures, 0},
 		{"5 policy denials", many(5, time.Second, deny), detect.PolicyDenials, 1},
 		{"scope denials count as denials", many(5, time.Second, func(i int, t time.Time) audit.Event {
 			e := deny(i, t)

@@ -68,5 +68,6 @@
 // Throttles and freezes of venues and credentials are holds: stored,
 // loaded at start, and enforced by the gateway before anything is signed
 // through Admit, which reads an immutable snapshot and touches no store.
-// Token freezes and the kill switch live in the token service.
+// Token freezes live in the token service and the kill switch in
+// internal/killswitch, both behind the Responder.
 package detect

@@ -89,11 +89,14 @@ func (r *responder) FreezeToken(_ context.Context, id, reason string) error {
 	return nil
 }
 
-func (r *responder) Kill(context.Context, string) error {
+func (r *responder) Kill(_ context.Context, f detect.Finding, reason string) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if f.ID == "" || reason == "" {
+		return false, fmt.Errorf("kill without a finding or a reason")
+	}
 	r.kills++
-	return r.fail
+	return r.kills == 1, r.fail
 }
 
 // recorder captures detect audit records.

@@ -1,8 +1,10 @@
 package admin
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base32"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -16,9 +18,48 @@ import (
 // route (admin.secrets.set, admin.secrets.revoke, admin.tokens.create,
 // admin.tokens.freeze, admin.vault.rekey, admin.oauth.login,
 // admin.detect.holds.delete, ...; admin.unknown when no route matched).
-// The source is the peer's uid ("uid:1000"); the path names a secret or a
-// token id, never a value; the decision is allow below 400, error from
-// 500, deny otherwise.
+// The source is the caller: the socket peer's uid ("uid:1000"), the
+// admin bearer token's name on the TCP listener ("token:ops"), or the TCP
+// peer's address when no token was accepted ("tcp:192.0.2.7"); the path
+// names a secret or a token id, never a value; the decision is allow
+// below 400, error from 500, deny otherwise. Both listeners record them.
+
+// eventNote is filled by the MFA gate (which looks the route up) for the
+// audited wrapper outside it: every layer in between may replace the
+// request, so the route and the caller travel in the context.
+type eventNote struct {
+	pattern   string
+	principal string
+}
+
+type eventNoteKey struct{}
+
+// noteRoute records the request's route and caller for its audit event.
+func noteRoute(r *http.Request, pattern string) {
+	if n, ok := r.Context().Value(eventNoteKey{}).(*eventNote); ok {
+		n.pattern, n.principal = pattern, string(PrincipalOf(r.Context()))
+	}
+}
+
+// audited records one audit event (Options.Events) per admin write that
+// reaches the listener, refused ones included, once it is answered.
+func (s *Server) audited(next http.Handler) http.Handler {
+	if s.o.Events == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			next.ServeHTTP(w, r)
+			return
+		}
+		n := &eventNote{}
+		r = r.WithContext(context.WithValue(r.Context(), eventNoteKey{}, n))
+		sw := &statusWriter{ResponseWriter: w}
+		start := time.Now()
+		defer func() { s.o.Events.Record(r.Context(), adminEvent(r, n, sw.code(), start)) }()
+		next.ServeHTTP(sw, r)
+	})
+}
 
 // statusWriter remembers the status answered.
 type statusWriter struct {
@@ -62,12 +103,20 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
-func adminEvent(r *http.Request, status int, start time.Time) audit.Event {
+func adminEvent(r *http.Request, n *eventNote, status int, start time.Time) audit.Event {
 	var b [10]byte
 	_, _ = rand.Read(b[:])
+	src := n.principal
+	if src == "" {
+		if uid := PeerUID(r.Context()); uid >= 0 {
+			src = "uid:" + strconv.Itoa(uid)
+		} else if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			src = "tcp:" + host
+		}
+	}
 	e := audit.Event{Time: start, RequestID: "adm_" + strings.ToLower(idEncoding.EncodeToString(b[:])),
-		Source: "uid:" + strconv.Itoa(PeerUID(r.Context())), Method: r.Method, Path: r.URL.EscapedPath(),
-		Operation: AdminOperation(r.Method, r.Pattern), Status: status, Latency: time.Since(start)}
+		Source: src, Method: r.Method, Path: r.URL.EscapedPath(),
+		Operation: AdminOperation(r.Method, n.pattern), Status: status, Latency: time.Since(start)}
 	switch {
 	case status >= 500:
 		e.Decision = audit.Error

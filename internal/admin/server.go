@@ -139,7 +139,7 @@ func Listen(o Options) (*Server, error) {
 		}
 	}
 	s.srv = &http.Server{
-		Handler:           s.checkPeer(inner),
+		Handler:           s.audited(s.checkPeer(inner)),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      5 * time.Minute,
@@ -218,12 +218,6 @@ func PeerUID(ctx context.Context) int {
 
 func (s *Server) checkPeer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.o.Events != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
-			sw := &statusWriter{ResponseWriter: w}
-			start := time.Now()
-			defer func() { s.o.Events.Record(r.Context(), adminEvent(r, sw.code(), start)) }()
-			w = sw
-		}
 		uid := PeerUID(r.Context())
 		if uid < 0 || (uid != s.self && !slices.Contains(s.o.AllowedUIDs, uid)) {
 			s.log.Warn("admin: refused connection from disallowed uid", "uid", uid, "path", r.URL.Path)

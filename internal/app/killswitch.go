@@ -107,7 +107,7 @@ type auditedTokens struct {
 
 func (a auditedTokens) record(ctx context.Context, op string, id token.ID, detail string) {
 	ev := audit.Event{Time: time.Now(), RequestID: killswitch.NewRequestID(), TokenID: string(id), Operation: op,
-		Decision: audit.Allow, Rule: "admin." + op, Actor: killswitch.AdminActor(admin.PeerUID(ctx)), Detail: detail}
+		Decision: audit.Allow, Rule: "admin." + op, Actor: admin.Actor(ctx), Detail: detail}
 	_ = a.log.Action(context.WithoutCancel(ctx), ev)
 }
 

@@ -430,7 +430,7 @@ func (s *Server) Orders(venue string) []Order {
 func (s *Server) AddOrders(venue, idPrefix string, orders []Order) ([]Order, error) {
 	vs, ok := s.venues[venue]
 	if !ok {
-		return nil, fmt.Errorf("sandbox: add orders on %q: %w", venue, ErrUnknownVenue)
+		return nil, fmt.Errorf("%w: add orders on %q", ErrUnknownVenue, venue)
 	}
 	out := make([]Order, 0, len(orders))
 	for _, o := range orders {

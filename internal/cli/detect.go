@@ -47,7 +47,7 @@ func newDetectStatus(g *globals) *cobra.Command {
 			return printDetectStatus(g, st)
 		},
 	}
-	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
+	jsonFlag(cmd, &jsonOut)
 	return cmd
 }
 
@@ -121,7 +121,7 @@ func newDetectRelease(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
+	jsonFlag(cmd, &jsonOut)
 	return cmd
 }
 
@@ -146,7 +146,7 @@ func newDetectShow(g *globals) *cobra.Command {
 			return printProfile(g, p)
 		},
 	}
-	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
+	jsonFlag(cmd, &jsonOut)
 	return cmd
 }
 

@@ -102,7 +102,7 @@ names each by an HMAC prefix.`,
 	fl.StringVar(&since, "since", "", "start of the window: a duration back from now (24h) or RFC 3339 (required)")
 	fl.StringVar(&until, "until", "", "end of the window, RFC 3339 (default: the end of the log)")
 	fl.StringVar(&tokenID, "token", "", "only this token public id (tok_...)")
-	fl.BoolVar(&jsonOut, "json", false, "write JSON instead of Markdown")
+	jsonFlag(cmd, &jsonOut)
 	fl.StringVarP(&output, "output", "o", "", "write to FILE (mode 0600) instead of standard output")
 	fl.IntVar(&keyRecords, "key-records", 25, "key records listed before and after containment")
 	return cmd

@@ -75,7 +75,7 @@ started later applies it); orders can only be cancelled by a running server.`,
 	f.StringVar(&reason, "reason", "", "why (required; recorded with who ran it)")
 	f.StringVar(&venueID, "venue", "", "only this venue id (default: every venue)")
 	f.BoolVar(&cancel, "cancel-orders", false, "also cancel the open orders through each venue's cancel-all procedure")
-	f.BoolVar(&jsonOut, "json", false, "print the result as JSON")
+	jsonFlag(cmd, &jsonOut)
 	cmd.AddCommand(newPanicClear(g), newPanicStatus(g))
 	return cmd
 }
@@ -229,7 +229,7 @@ the admin's second-factor gate, and is recorded with who and why. Bots cannot cl
 	f.StringVar(&reason, "reason", "", "why (required; recorded with who ran it)")
 	f.StringVar(&venueID, "venue", "", "only the trip of this venue")
 	f.StringVar(&tokenID, "token", "", "only the trips of this token public id (tok_...)")
-	f.BoolVar(&jsonOut, "json", false, "print the result as JSON")
+	jsonFlag(cmd, &jsonOut)
 	return cmd
 }
 
@@ -270,6 +270,6 @@ func newPanicStatus(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
+	jsonFlag(cmd, &jsonOut)
 	return cmd
 }

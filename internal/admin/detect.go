@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/keystile/keystile/internal/detect"
 )
@@ -21,13 +22,25 @@ type Detector interface {
 	Release(ctx context.Context, kind, subject string) error
 	// Profile returns what was learned about a token.
 	Profile(ctx context.Context, id string) (detect.ProfileView, bool, error)
+	// Recent returns the findings reported since a time, newest first.
+	Recent(since time.Time) []detect.FindingView
 }
 
-// DetectStatus is the answer of GET /v1/detect: the detector's counters
-// and the holds (throttles, venue and credential freezes) in force.
+// RecentWindow is how far back status answers list findings.
+const RecentWindow = 24 * time.Hour
+
+// DetectStatus is the answer of GET /v1/detect: the detector's counters,
+// the holds (throttles, venue and credential freezes) in force and the
+// findings of the last RecentWindow (newest first; since the server
+// started, at most 64).
 type DetectStatus struct {
-	Stats detect.Stats  `json:"stats"`
-	Holds []detect.Hold `json:"holds"`
+	Stats  detect.Stats         `json:"stats"`
+	Holds  []detect.Hold        `json:"holds"`
+	Recent []detect.FindingView `json:"recent_findings"`
+}
+
+func detectStatus(d Detector) DetectStatus {
+	return DetectStatus{Stats: d.Stats(), Holds: nonNilHolds(d.Holds()), Recent: d.Recent(time.Now().Add(-RecentWindow))}
 }
 
 // DetectRoutes registers the detector's endpoints on mux:
@@ -39,8 +52,7 @@ func DetectRoutes(mux *http.ServeMux, d Detector, log interface {
 	Warn(msg string, args ...any)
 }) {
 	mux.HandleFunc("GET "+PathDetect, func(w http.ResponseWriter, _ *http.Request) {
-		hs := d.Holds()
-		WriteJSON(w, http.StatusOK, DetectStatus{Stats: d.Stats(), Holds: nonNilHolds(hs)})
+		WriteJSON(w, http.StatusOK, detectStatus(d))
 	})
 	mux.HandleFunc("DELETE "+PathDetect+"/holds/{kind}/{subject}", func(w http.ResponseWriter, r *http.Request) {
 		kind, subject := r.PathValue("kind"), r.PathValue("subject")
@@ -59,7 +71,7 @@ func DetectRoutes(mux *http.ServeMux, d Detector, log interface {
 			WriteError(w, http.StatusInternalServerError, "internal", "the hold could not be released; see the server log")
 			return
 		}
-		WriteJSON(w, http.StatusOK, DetectStatus{Stats: d.Stats(), Holds: nonNilHolds(d.Holds())})
+		WriteJSON(w, http.StatusOK, detectStatus(d))
 	})
 	mux.HandleFunc("GET "+PathDetect+"/profiles/{id}", func(w http.ResponseWriter, r *http.Request) {
 		p, ok, err := d.Profile(r.Context(), r.PathValue("id"))

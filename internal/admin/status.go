@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/keystile/keystile/internal/buildinfo"
+	"github.com/keystile/keystile/internal/detect"
 )
 
 // Status is the answer of GET /v1/status: what the server is and holds,
@@ -96,12 +97,23 @@ type TokenCounts struct {
 	Error string `json:"error,omitempty"`
 }
 
-// AlertsStatus says what watches for anomalies: Detector is "detect"
-// (the anomaly detector, internal/detect), "detect (disabled)" or "none";
-// Note summarises its counters (keystile detect status has the details).
+// AlertsStatus says what watches for anomalies and where alerts go:
+// Detector is "detect" (the anomaly detector, internal/detect), "detect
+// (disabled)" or "none"; Note summarises its counters (keystile detect
+// status has the details). OpenFindings counts the findings of the last
+// RecentWindow (since the server started), OpenCritical the critical ones
+// among them, Findings lists the newest few; Holds counts the detector's
+// throttles and freezes in force.
 type AlertsStatus struct {
-	Detector string `json:"detector"`
-	Note     string `json:"note"`
+	Detector     string               `json:"detector"`
+	Note         string               `json:"note"`
+	Detectors    int                  `json:"detectors"`
+	OpenFindings int                  `json:"open_findings"`
+	OpenCritical int                  `json:"open_critical"`
+	Findings     []detect.FindingView `json:"recent_findings,omitempty"`
+	Holds        int                  `json:"holds"`
+	// Dropped events the detector could not analyse (its queue was full).
+	EventsDropped uint64 `json:"events_dropped"`
 	// Sinks is the number of alert sinks configured; Unhealthy names
 	// those whose last delivery failed; Dropped counts alerts lost to
 	// full queues since start (details: GET /v1/alerts).

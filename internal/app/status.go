@@ -11,22 +11,34 @@ import (
 
 	"github.com/keystile/keystile/internal/admin"
 	"github.com/keystile/keystile/internal/audit"
+	"github.com/keystile/keystile/internal/detect"
 )
 
 // statusTimeout bounds the reads behind one status answer.
 const statusTimeout = 5 * time.Second
 
-// alertsStatus says what watches for anomalies: the detector's state and
-// counters (alerts go to the server log until alert sinks exist).
+// statusFindings is how many recent findings status lists.
+const statusFindings = 5
+
+// alertsStatus says what watches for anomalies: the detector's state,
+// counters, holds and the findings of the last admin.RecentWindow.
 func (s *Server) alertsStatus() *admin.AlertsStatus {
 	if s.detect == nil {
 		return &admin.AlertsStatus{Detector: "none", Note: "no detector is running; nothing watches for anomalies"}
 	}
 	st := s.detect.Stats()
-	a := &admin.AlertsStatus{Detector: "detect"}
+	a := &admin.AlertsStatus{Detector: "detect", Detectors: st.Detectors, Holds: st.Holds, EventsDropped: st.Dropped}
 	if !st.Enabled {
 		a.Detector = "detect (disabled)"
 	}
+	recent := s.detect.Recent(time.Now().Add(-admin.RecentWindow))
+	a.OpenFindings = len(recent)
+	for _, f := range recent {
+		if f.Severity == detect.SeverityCritical {
+			a.OpenCritical++
+		}
+	}
+	a.Findings = recent[:min(len(recent), statusFindings)]
 	a.Note = fmt.Sprintf("%d detectors on; %d findings (%d held back by cooldown); %d actions (%d failed); %d events analysed, %d dropped; %d holds in force (keystile detect status)",
 		st.Detectors, st.Findings, st.Suppressed, st.Actions, st.Failed, st.Processed, st.Dropped, st.Holds)
 	return a

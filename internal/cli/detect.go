@@ -68,22 +68,33 @@ func printDetectStatus(g *globals, st admin.DetectStatus) error {
 	}
 	if len(st.Holds) == 0 {
 		fmt.Fprintln(g.io.Stdout, "holds: none")
+	} else {
+		fmt.Fprintln(g.io.Stdout, "holds:")
+		tw = tabwriter.NewWriter(g.io.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "KIND\tSUBJECT\tSINCE\tUNTIL\tLIMIT\tDETECTOR\tFINDING")
+		for _, h := range st.Holds {
+			until, limit := "released by an admin", "-"
+			if !h.Until.IsZero() {
+				until = h.Until.Format(time.RFC3339)
+			}
+			if h.Kind == detect.HoldThrottle {
+				limit = fmt.Sprintf("%d per %s", h.Requests, h.Per)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Kind, h.Subject, h.Since.Format(time.RFC3339), until, limit, orDash(h.Detector), orDash(h.Finding))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(st.Recent) == 0 {
+		fmt.Fprintf(g.io.Stdout, "findings in the last %s: none\n", shortDuration(admin.RecentWindow))
 		return nil
 	}
-	fmt.Fprintln(g.io.Stdout, "holds:")
-	tw = tabwriter.NewWriter(g.io.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "KIND\tSUBJECT\tSINCE\tUNTIL\tLIMIT\tDETECTOR\tFINDING")
-	for _, h := range st.Holds {
-		until, limit := "released by an admin", "-"
-		if !h.Until.IsZero() {
-			until = h.Until.Format(time.RFC3339)
-		}
-		if h.Kind == detect.HoldThrottle {
-			limit = fmt.Sprintf("%d per %s", h.Requests, h.Per)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Kind, h.Subject, h.Since.Format(time.RFC3339), until, limit, orDash(h.Detector), orDash(h.Finding))
+	fmt.Fprintf(g.io.Stdout, "findings in the last %s (newest first; keystile audit query --kind detect has them all):\n", shortDuration(admin.RecentWindow))
+	for _, f := range st.Recent {
+		fmt.Fprintf(g.io.Stdout, "  %s %s\n", f.ID, findingLine(f))
 	}
-	return tw.Flush()
+	return nil
 }
 
 func newDetectRelease(g *globals) *cobra.Command {

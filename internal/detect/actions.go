@@ -76,6 +76,7 @@ func (d *Detector) report(s *Settings, f Finding) {
 	}
 	d.lastFinding[key] = &cooldown{at: f.Time}
 	f.ID, f.Severity, f.Actions = newID(), ds.Severity, ds.Actions
+	d.remember(f)
 	defer d.findings.Add(1) // counted once acted on
 	d.log.LogAttrs(context.Background(), levelOf(f.Severity), "detect: finding",
 		slog.String("finding", f.ID), slog.String("detector", f.Detector), slog.String("severity", f.Severity),
@@ -194,7 +195,15 @@ func (d *Detector) act(s *Settings, f Finding, action string) {
 			d.log.Warn("detect: action taken", "finding", f.ID, "detector", f.Detector, "action", action, "target", target)
 		}
 	}
+	d.noteAction(f.ID, ActionView{Action: action, Target: target, Result: result, Error: errText(err)})
 	d.audit(f, action, target, result, err, until)
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // recent reports whether action was carried out on target within the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -70,6 +71,25 @@ func TestActions(t *testing.T) {
 		// The alert says what else is done about it.
 		if a := rg.n.of(detect.SensitiveOps)[0].Actions; strings.Join(a, ",") != "alert,freeze" {
 			t.Fatalf("finding's actions %v", a)
+		}
+		// Operators see the findings, newest first, with what was done.
+		recent := rg.d.Recent(time.Time{})
+		if len(recent) != 4 || !recent[0].Time.After(recent[3].Time) || recent[0].Detector != detect.SensitiveOps ||
+			recent[0].TokenID != "tok_a" || recent[0].Severity != detect.SeverityCritical {
+			t.Fatalf("recent %+v", recent)
+		}
+		res := func(v detect.FindingView) string {
+			var out []string
+			for _, a := range v.Actions {
+				out = append(out, a.Action+"="+a.Result)
+			}
+			return strings.Join(out, ",")
+		}
+		if res(recent[3]) != "alert=done,freeze=done" || res(recent[0]) != "alert=done,freeze=in_force" {
+			t.Fatalf("recent actions %q, %q", res(recent[3]), res(recent[0]))
+		}
+		if got := rg.d.Recent(recent[1].Time); len(got) != 2 {
+			t.Fatalf("recent since the second newest: %d", len(got))
 		}
 	})
 
@@ -219,6 +239,19 @@ func TestActions(t *testing.T) {
 		recs := rg2.rec.all()
 		if len(recs) != 1 || recs[0].Error == "" || !strings.Contains(recs[0].Evidence, `"result":"failed"`) || rg2.d.Stats().Failed != 1 {
 			t.Fatalf("records %+v", recs)
+		}
+	})
+
+	t.Run("recent findings are bounded", func(t *testing.T) {
+		rg := newRig(t, settings(t, "max_actions_per_minute: 1000\n"))
+		var evs []audit.Event
+		for i := range 100 {
+			evs = append(evs, withdrawal(fmt.Sprintf("tok_%03d", i), t0.Add(time.Duration(i)*time.Millisecond)))
+		}
+		rg.feed(t, evs...)
+		recent := rg.d.Recent(time.Time{})
+		if len(recent) != 64 || recent[0].TokenID != "tok_099" || recent[63].TokenID != "tok_036" {
+			t.Fatalf("%d recent, newest %s, oldest %s", len(recent), recent[0].TokenID, recent[len(recent)-1].TokenID)
 		}
 	})
 

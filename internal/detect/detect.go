@@ -137,6 +137,11 @@ type Detector struct {
 	received, dropped, processed, findings, suppressed, actions, failed, saveErrors atomic.Uint64
 	nprofiles                                                                       atomic.Int64
 
+	// Recent findings (recent.go): written by the worker, read by
+	// operators (Recent).
+	latelyMu sync.Mutex
+	lately   []FindingView // oldest first, at most maxRecent
+
 	// Holds (holds.go): read by Admit on the request path.
 	holdMu sync.Mutex
 	holds  atomic.Pointer[holdSet]

@@ -74,7 +74,8 @@ type Report struct {
 	After  Activity `json:"after"`
 }
 
-// Action is one lever: an action record of the audit log.
+// Action is one lever: an action record of the audit log, or a detect
+// record (a detector's finding and what it did about it).
 type Action struct {
 	Seq       uint64         `json:"seq"`
 	Time      time.Time      `json:"time"`
@@ -88,6 +89,9 @@ type Action struct {
 	Decision  string         `json:"decision,omitempty"`
 	Error     string         `json:"error,omitempty"`
 	Detail    map[string]any `json:"detail,omitempty"`
+	// Evidence is a detect record's evidence (the finding, the action's
+	// target and result, observed and usual values, request ids).
+	Evidence  map[string]any `json:"evidence,omitempty"`
 	RequestID string         `json:"request_id,omitempty"`
 }
 
@@ -176,7 +180,15 @@ func Build(ctx context.Context, r audit.Reader, o Options) (*Report, error) {
 				return nil // another token's lever
 			}
 			rep.Actions = append(rep.Actions, action(rec, o))
+		case audit.KindDetect:
+			if o.TokenHash != "" && rec.Token != "" && rec.Token != o.TokenHash {
+				return nil // a finding about another token
+			}
+			rep.Actions = append(rep.Actions, detectAction(rec, o))
 		case audit.KindOutcome:
+			if strings.HasPrefix(rec.Operation, adminOpPrefix) {
+				return nil // an admin API write, not a bot's request (its levers are action records)
+			}
 			if o.TokenHash == "" || rec.Token == o.TokenHash {
 				reqs = append(reqs, rec)
 			}
@@ -219,6 +231,33 @@ func phase(rec audit.Record) string {
 		return PhaseDetect
 	}
 	return PhaseOther
+}
+
+// adminOpPrefix starts the operation of admin API writes in the log.
+const adminOpPrefix = "admin."
+
+// containing are the detector's actions that contain (when carried out).
+var containing = map[string]bool{"throttle": true, "freeze": true, "freeze_venue": true, "freeze_credential": true, "kill": true} //nolint:gochecknoglobals // a constant set
+
+// detectAction is a detect record (a finding of the anomaly detector and
+// one action it took) as a lever: detected, or contained when the action
+// was a throttle, a freeze or the kill switch and it was carried out.
+func detectAction(rec audit.Record, o Options) Action {
+	a := action(rec, o)
+	a.Actor = "detect"
+	var ev map[string]any
+	if json.Unmarshal([]byte(rec.Evidence), &ev) == nil {
+		a.Evidence = ev
+	} else if rec.Evidence != "" {
+		a.Evidence = map[string]any{"text": rec.Evidence}
+	}
+	a.Reason, _ = a.Evidence["summary"].(string)
+	result, _ := a.Evidence["result"].(string)
+	a.Phase = PhaseDetect
+	if containing[strings.TrimPrefix(rec.Operation, "detect.")] && result == "done" {
+		a.Phase = PhaseContain
+	}
+	return a
 }
 
 func action(rec audit.Record, o Options) Action {

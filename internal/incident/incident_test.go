@@ -79,9 +79,22 @@ func writeIncident(t *testing.T) string {
 	req(time.Second, order("tok_bot", "binance", "300 USDT", "1001"))
 	req(time.Second, audit.Event{RequestID: "r-2", TokenID: "tok_other", Venue: "kraken", Method: "GET", Path: "/0/public/Ticker", Operation: "market.read", Status: 200, Upstream: 200, Source: "10.0.0.9"})
 	req(time.Second, order("tok_bot", "binance", "9000 USDT", "1002"))
-	act(time.Second, audit.Event{RequestID: "d-1", TokenID: "tok_bot", Operation: "detect.order_size", Decision: audit.Allow, Rule: "detect.order_size",
-		Actor: "detect", Reason: "order 30x the bot's usual size", Detail: `{"notional":"9000 USDT","baseline":"300 USDT","factor":30}`})
-	req(500*time.Millisecond, audit.Event{RequestID: "k-1", TokenID: "tok_bot", Method: "POST", Path: "/-/kill", Operation: "killswitch.bot", Rule: "killswitch.bot", Status: 200})
+	// The detector's records, as internal/detect writes them: the alert,
+	// then a throttle it could not apply twice (in force), then a freeze.
+	det := func(d time.Duration, action, result string) {
+		step(d)
+		l.Detect(ctx, audit.Event{RequestID: "fnd_1", TokenID: "tok_bot", Venue: "binance", Operation: "detect." + action, Decision: "critical",
+			Rule: "detect.order_size", Instrument: "BTCUSDT", Side: "buy", Quantity: "0.3", Price: "30000", Notional: "9000 USDT",
+			Evidence: `{"finding":"fnd_1","detector":"order_size","severity":"critical","subject":"token:tok_bot","summary":"order 30x the bot's usual size",` +
+				`"action":"` + action + `","target":"tok_bot","result":"` + result + `","evidence":{"observed":9000,"baseline":300,"factor":5,"requests":["r-1002"]}}`})
+		wait()
+	}
+	det(time.Second, "alert", "done")
+	det(0, "throttle", "in_force")
+	// An admin API write is in the log as an outcome record: not the bot's.
+	req(0, audit.Event{RequestID: "adm_1", Method: "POST", Path: "/v1/tokens", Operation: "admin.tokens.create", Source: "uid:1000", Status: 200})
+	det(100*time.Millisecond, "freeze", "done")
+	req(400*time.Millisecond, audit.Event{RequestID: "k-1", TokenID: "tok_bot", Method: "POST", Path: "/-/kill", Operation: "killswitch.bot", Rule: "killswitch.bot", Status: 200})
 	act(0, audit.Event{RequestID: "k-1", TokenID: "tok_bot", Operation: "killswitch.engage", Decision: audit.Allow, Rule: "killswitch.bot",
 		Actor: "bot", Reason: "drawdown limit", Detail: `{"trip":1,"scope":"token","new":true,"persisted":true,"in_flight":0,"unfinished":0}`})
 	act(2*time.Second, audit.Event{RequestID: "p-1", Operation: "killswitch.engage", Decision: audit.Allow, Rule: "killswitch.panic",
@@ -172,26 +185,32 @@ func TestReportFacts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := t0.Add(5*time.Second + 500*time.Millisecond); !rep.ContainedAt.Equal(want) {
-		t.Errorf("contained at %v, want %v (the bot's own kill)", rep.ContainedAt, want)
+	if want := t0.Add(5*time.Second + 100*time.Millisecond); !rep.ContainedAt.Equal(want) {
+		t.Errorf("contained at %v, want %v (the detector's freeze)", rep.ContainedAt, want)
 	}
 	phases := map[string]int{}
 	for _, a := range rep.Actions {
 		phases[a.Phase]++
 	}
 	// The replacement token's creation belongs to another token: left out.
-	if phases["detect"] != 1 || phases["contain"] != 2 || phases["eradicate"] != 3 || phases["recover"] != 1 {
+	// The detector's alert and its throttle already in force detect; its
+	// freeze (carried out) contains, before the bot's own kill and the
+	// panic.
+	if phases["detect"] != 2 || phases["contain"] != 3 || phases["eradicate"] != 3 || phases["recover"] != 1 {
 		t.Errorf("phases %v", phases)
 	}
+	// The admin API write is no request of the bot's.
 	b, a := rep.Before, rep.After
-	if b.Requests != 4 || b.Orders != 2 || b.Notional["USDT"] != "9300" || a.Requests != 2 || a.Denied != 2 || a.Orders != 0 || a.ByRule["token.killed"] != 2 {
+	if b.Requests != 3 || b.Orders != 2 || b.Notional["USDT"] != "9300" || a.Requests != 3 || a.Denied != 2 || a.Orders != 0 ||
+		a.ByRule["token.killed"] != 2 || b.ByOperation["admin.tokens.create"] != 0 || a.ByOperation["admin.tokens.create"] != 0 {
 		t.Errorf("before %+v\nafter %+v", b, a)
 	}
 	var md bytes.Buffer
 	_ = rep.Markdown(&md)
 	for _, want := range []string{"kill switch engaged: every token on every venue (2 requests in flight waited for)",
 		"orders cancelled on binance (live): 2 [1001 1002]", "orders NOT cancelled on dmarket (live)", "bot compromised \\| rotating keys",
-		"revoke token tok_bot", "| admin uid=1000 |"} {
+		"revoke token tok_bot", "| admin uid=1000 |", "detector order_size: token tok_bot frozen, finding fnd_1",
+		"detector order_size: token tok_bot throttled [in_force]", "| detect | order 30x the bot's usual size | detect.order_size |"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("report lacks %q", want)
 		}

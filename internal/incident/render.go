@@ -63,7 +63,7 @@ func (r *Report) Markdown(w io.Writer) error {
 
 	p("\n## Response\n")
 	for _, ph := range []struct{ id, title, none string }{
-		{PhaseDetect, "Detect", "No detection is recorded in the window (detectors write `detect.*` action records)."},
+		{PhaseDetect, "Detect", "No detection is recorded in the window (the detector writes `detect` records)."},
 		{PhaseContain, "Contain", "Nothing was contained: no kill switch, freeze."},
 		{PhaseEradicate, "Eradicate", "No orders cancelled, no token or credential revoked."},
 		{PhaseRecover, "Recover", "Nothing recovered: the switch was not cleared, no token unfrozen or replaced."},
@@ -180,6 +180,8 @@ func describe(a Action) string {
 		}
 	case "token.freeze", "token.unfreeze", "token.revoke", "token.rotate", "token.create":
 		s = strings.TrimPrefix(a.Operation, "token.") + " token " + a.Token
+	case "detect.finding", "detect.alert", "detect.throttle", "detect.freeze", "detect.freeze_venue", "detect.freeze_credential", "detect.kill":
+		s = describeDetect(a)
 	default:
 		s = a.Operation
 		if a.Phase == PhaseDetect {
@@ -194,6 +196,45 @@ func describe(a Action) string {
 	}
 	if a.Error != "" {
 		s += " — error: " + a.Error
+	}
+	return s
+}
+
+// describeDetect says what a detector found and did.
+func describeDetect(a Action) string {
+	ev := a.Evidence
+	det, _ := ev["detector"].(string)
+	target, _ := ev["target"].(string)
+	result, _ := ev["result"].(string)
+	var s string
+	switch strings.TrimPrefix(a.Operation, "detect.") {
+	case "finding":
+		s = "finding, no action"
+	case "alert":
+		s = "alert sent"
+	case "throttle":
+		s = "token " + target + " throttled"
+		if until, _ := ev["until"].(string); until != "" {
+			s += " until " + until
+		}
+	case "freeze":
+		s = "token " + target + " frozen"
+	case "freeze_venue":
+		s = "venue " + target + " frozen"
+	case "freeze_credential":
+		s = "credential " + target + " frozen"
+	case "kill":
+		s = "kill switch engaged for every token"
+	}
+	s = "detector " + det + ": " + s
+	if op := a.Operation; a.Token != "" && op != "detect.throttle" && op != "detect.freeze" {
+		s += " (token " + a.Token + ")"
+	}
+	if result != "" && result != "done" {
+		s += " [" + result + "]"
+	}
+	if f, _ := ev["finding"].(string); f != "" {
+		s += ", finding " + f
 	}
 	return s
 }

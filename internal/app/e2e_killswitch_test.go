@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"github.com/keystile/keystile/internal/app"
 	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/killswitch"
+	"github.com/keystile/keystile/internal/mfa"
 	"github.com/keystile/keystile/internal/sandbox"
 	"github.com/keystile/keystile/internal/token"
 )
@@ -278,12 +280,16 @@ func mapsEqual(a, b map[string]int64) bool {
 
 // TestE2EBotKill: a bot trips the switch for itself with POST /-/kill; it
 // is refused afterwards (another bot is not), cannot lift it (no bot
-// lever turns it off), and an admin's panic clear restores it.
+// lever turns it off), and with the admin second factor enrolled an
+// admin's panic clear needs a TOTP code: refused without one (401
+// mfa_required), with a wrong or replayed one, cleared with a fresh one.
+// Engaging the switch never asks for a code.
 func TestE2EBotKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end to end")
 	}
-	h := startHarness(t, harnessOptions{Venues: exchangeVenues()[:1]})
+	clock := &mfaClock{t: time.Now().Truncate(30 * time.Second).Add(5 * time.Second)}
+	h := startHarness(t, harnessOptions{Venues: exchangeVenues()[:1], Now: clock.Now})
 	ctx := context.Background()
 	bot := h.botToken(t)
 	other := h.botToken(t)
@@ -333,15 +339,74 @@ func TestE2EBotKill(t *testing.T) {
 	if st, err := h.admin.KillSwitch(ctx); err != nil || len(st.Trips) != 1 || st.Trips[0].Scope != killswitch.ScopeToken {
 		t.Fatalf("status: %+v %v", st, err)
 	}
-	// Only an admin clears it (through the MFA gate).
-	cl, err := h.admin.PanicClear(ctx, admin.ClearRequest{Reason: "bot restarted", Token: bot.Info.ID})
+	// Only an admin clears it, with the second factor: enrol one.
+	sec, err := mfa.NewSecret(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recovery, _ := mfa.NewRecoveryCodes(nil, mfa.DefaultRecoveryCodes)
+	code := func() string {
+		c, err := mfa.CodeAt(sec, clock.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if _, err := h.admin.MFAEnroll(ctx, sec.Clone(), recovery); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.admin.MFAConfirm(ctx, code()); err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(mfa.Period)
+	clear := admin.ClearRequest{Reason: "bot restarted", Token: bot.Info.ID}
+	var ae *admin.APIError
+	if _, err := h.admin.PanicClear(ctx, clear); errCode(err) != "mfa_required" || !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized {
+		t.Fatalf("clear without a code: %v", err)
+	}
+	wrong := "000000"
+	if code() == wrong {
+		wrong = "000001"
+	}
+	h.admin.SetMFA(admin.ClientMFA{Code: wrong})
+	if _, err := h.admin.PanicClear(ctx, clear); errCode(err) != "mfa_invalid" {
+		t.Fatalf("clear with a wrong code: %v", err)
+	}
+	if resp := h.mustCall(t, bot.Token, v.id, v.read); resp.status != 403 || resp.errorRule() != "token.killed" {
+		t.Fatalf("bot after refused clears: %d %s", resp.status, resp.body)
+	}
+	h.admin.SetMFA(admin.ClientMFA{Code: code()})
+	cl, err := h.admin.PanicClear(ctx, clear)
 	if err != nil || len(cl.Cleared) != 1 {
-		t.Fatalf("clear: %+v %v", cl, err)
+		t.Fatalf("clear with a code: %+v %v", cl, err)
 	}
 	wantOK(t, v.id, v.read, h.mustCall(t, bot.Token, v.id, v.read))
+	// Engaging needs no code; clearing again with the same (used) code is
+	// a replay.
+	h.admin.SetMFA(admin.ClientMFA{})
+	if _, err := h.admin.Panic(ctx, admin.PanicRequest{Reason: "second factor enrolled: still instant", Venue: v.id}); err != nil {
+		t.Fatalf("panic with a second factor enrolled, without a code: %v", err)
+	}
+	if resp := h.mustCall(t, other.Token, v.id, v.read); resp.status != 403 || resp.errorRule() != "token.killed" {
+		t.Fatalf("other bot after the venue panic: %d %s", resp.status, resp.body)
+	}
+	h.admin.SetMFA(admin.ClientMFA{Code: code()})
+	if _, err := h.admin.PanicClear(ctx, admin.ClearRequest{Reason: "venue checked"}); errCode(err) != "mfa_replay" {
+		t.Fatalf("clear with a replayed code: %v", err)
+	}
+	clock.Add(mfa.Period)
+	h.admin.SetMFA(admin.ClientMFA{Code: code()})
+	if cl, err := h.admin.PanicClear(ctx, admin.ClearRequest{Reason: "venue checked"}); err != nil || len(cl.Cleared) != 1 {
+		t.Fatalf("clear the venue: %+v %v", cl, err)
+	}
+	wantOK(t, v.id, v.read, h.mustCall(t, other.Token, v.id, v.read))
 	recs := auditActions(t, h, killswitch.OpEngage)
-	if len(recs) != 1 || recs[0].Actor != "bot" || recs[0].Reason != "my PnL is wrong" {
-		t.Fatalf("audit: %+v", recs)
+	if len(recs) != 2 || recs[0].Actor != "bot" || recs[0].Reason != "my PnL is wrong" || !strings.HasPrefix(recs[1].Actor, "admin uid=") ||
+		recs[1].Venue != v.id {
+		t.Fatalf("audit engage: %d records", len(recs))
+	}
+	if clears := auditActions(t, h, killswitch.OpClear); len(clears) != 2 || clears[0].Reason != "bot restarted" || !strings.HasPrefix(clears[0].Actor, "admin uid=") {
+		t.Fatalf("audit clear: %d records", len(clears))
 	}
 }
 

@@ -91,3 +91,94 @@ func writeCopy(t *testing.T, src, dst string) {
 		t.Fatal(err)
 	}
 }
+
+// TestMixedKinds: one log holding every kind — outcome, intent, action
+// (actor, reason, detail) and detect (evidence, and a detect record that
+// also names an actor) — verifies, and each kind's extra fields are
+// bound to its kind and its place: evidence on an action record, actor
+// fields added to a detect record, or evidence moved before detail all
+// fail verification at that record.
+func TestMixedKinds(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			path := b.file(t)
+			ctx := context.Background()
+			l, err := audit.Open(ctx, audit.Options{Store: b.open(t, path), Keys: testKeys(), CheckpointEvery: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Record(ctx, event(1))
+			if err := l.Intent(ctx, event(2)); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Action(ctx, audit.Event{RequestID: "p-1", Operation: "killswitch.engage", Decision: audit.Allow, Rule: "killswitch.panic",
+				Actor: "admin uid=1000", Reason: "bot compromised", Detail: `{"scope":"all","trip":1}`}); err != nil {
+				t.Fatal(err)
+			}
+			l.Detect(ctx, audit.Event{RequestID: "fnd_1", TokenID: "tok_abc123", Operation: "detect.kill", Decision: "critical",
+				Rule: "detect.order_size", Evidence: `{"action":"kill","result":"done"}`})
+			l.Detect(ctx, audit.Event{RequestID: "fnd_2", Operation: "detect.alert", Decision: "warning", Rule: "detect.admin_hours",
+				Actor: "detect", Detail: `{"x":1}`, Evidence: `{"action":"alert"}`})
+			l.Record(ctx, event(3))
+			if err := l.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := verify(t, b, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Records != 6 {
+				t.Fatalf("verified %d records, want 6", rep.Records)
+			}
+			recs := b.records(t, path)
+			kinds := []string{}
+			for seq := uint64(1); seq <= 6; seq++ {
+				r, err := audit.DecodeRecord(recs[seq])
+				if err != nil {
+					t.Fatal(err)
+				}
+				kinds = append(kinds, r.Kind)
+			}
+			if strings.Join(kinds, ",") != "outcome,intent,action,detect,detect,outcome" {
+				t.Fatalf("kinds %v", kinds)
+			}
+			if d := recs[5]; !bytes.Contains(d, []byte(`"detail":"{\"x\":1}","evidence":`)) {
+				t.Fatalf("a detect record with detail: %s", d)
+			}
+			for _, tc := range []struct {
+				name string
+				seq  uint64
+				edit func([]byte) []byte
+			}{
+				{"evidence on an action", 3, func(b []byte) []byte {
+					return bytes.Replace(b, []byte(`,"prev":`), []byte(`,"evidence":"{}","prev":`), 1)
+				}},
+				{"actor added to a detect record", 4, func(b []byte) []byte {
+					return bytes.Replace(b, []byte(`,"evidence":`), []byte(`,"actor":"admin uid=0","evidence":`), 1)
+				}},
+				{"evidence before detail", 5, func(b []byte) []byte {
+					return bytes.Replace(b, []byte(`"detail":"{\"x\":1}","evidence":"{\"action\":\"alert\"}"`),
+						[]byte(`"evidence":"{\"action\":\"alert\"}","detail":"{\"x\":1}"`), 1)
+				}},
+				{"kind action renamed detect", 3, func(b []byte) []byte {
+					return bytes.Replace(b, []byte(`"kind":"action"`), []byte(`"kind":"detect"`), 1)
+				}},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					p := b.file(t)
+					writeCopy(t, path, p)
+					edited := tc.edit(b.records(t, p)[tc.seq])
+					if bytes.Equal(edited, b.records(t, p)[tc.seq]) {
+						t.Fatal("the edit changed nothing")
+					}
+					b.setRecord(t, p, tc.seq, edited)
+					_, err := verify(t, b, p)
+					var ve *audit.VerifyError
+					if !errors.As(err, &ve) || ve.Seq != tc.seq {
+						t.Fatalf("verify: %v, want a failure at record %d", err, tc.seq)
+					}
+				})
+			}
+		})
+	}
+}

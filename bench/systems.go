@@ -40,9 +40,17 @@ const (
 	sysNginx    = "nginx"
 	sysKSToken  = "keystile-token"
 	sysKSFull   = "keystile-full"
+<<<<<<< HEAD
 	sysKSSign   = "keystile-sign"   // ablation: order workload, signing (+ idempotency, always on)
 	sysKSPolicy = "keystile-policy" // ablation: signing + policy
 	sysKSAudit  = "keystile-audit"  // ablation: signing + durable audit
+=======
+	sysKSSign   = "keystile-sign"     // ablation: order workload, signing only
+	sysKSPolicy = "keystile-policy"   // ablation: signing + policy
+	sysKSAudit  = "keystile-audit"    // ablation: signing + durable audit
+	sysKSIdem   = "keystile-idem"     // ablation: signing + idempotency
+	sysKSNoDet  = "keystile-nodetect" // ablation: everything on but anomaly detection
+>>>>>>> w2/respond
 	// The same two keystile rows reached through the forward proxy
 	// (HTTPS_PROXY mode: CONNECT, TLS terminated by keystile with a
 	// local-CA leaf, the venue's real URL) instead of the reverse proxy.
@@ -68,8 +76,12 @@ var defaultRows = []rowSpec{
 
 // ablationRows are measured only when -only names them.
 var ablationRows = []rowSpec{
+<<<<<<< HEAD
 	{sysKSSign, workOrder}, {sysKSPolicy, workOrder}, {sysKSAudit, workOrder},
 	{sysKSConsole, workOrder}, {sysKSConsole, workRead},
+=======
+	{sysKSSign, workOrder}, {sysKSPolicy, workOrder}, {sysKSAudit, workOrder}, {sysKSIdem, workOrder}, {sysKSNoDet, workOrder},
+>>>>>>> w2/respond
 }
 
 // titles name each system in the report.
@@ -85,7 +97,11 @@ var titles = map[string]string{ // #nosec G101 -- row titles, not credentials
 	// #nosec G101 -- row titles, not credentials
 	sysKSFwd:     "keystile forward proxy, token only",
 	sysKSFwdFull: "keystile forward proxy, everything on",
+<<<<<<< HEAD
 	sysKSConsole: "keystile, everything on + console polling",
+=======
+	sysKSNoDet:   "keystile, everything on but detection",
+>>>>>>> w2/respond
 }
 
 // ksFeatures says which optional keystile features a variant configures.
@@ -93,6 +109,7 @@ var titles = map[string]string{ // #nosec G101 -- row titles, not credentials
 // id and claims it durably (with or without an Idempotency-Key), so every
 // order row has it.
 type ksFeatures struct {
+<<<<<<< HEAD
 	policy, audit bool
 	// volatile: audit.sink stdout, records written out but nothing
 	// fsynced (ablations: what durability costs). Otherwise the log is
@@ -100,10 +117,15 @@ type ksFeatures struct {
 	volatile bool
 	fwd      bool // the client uses the forward proxy (HTTPS_PROXY) instead of the gateway's URL
 	console  bool // console.listen, with a poller logged in
+=======
+	policy, audit, idem, detect bool
+	fwd                         bool // the client uses the forward proxy (HTTPS_PROXY) instead of the gateway's URL
+>>>>>>> w2/respond
 }
 
 var ksVariants = map[string]ksFeatures{
 	sysKSToken:   {},
+<<<<<<< HEAD
 	sysKSSign:    {volatile: true},
 	sysKSFull:    {policy: true, audit: true},
 	sysKSPolicy:  {policy: true, volatile: true},
@@ -111,6 +133,16 @@ var ksVariants = map[string]ksFeatures{
 	sysKSFwd:     {fwd: true},
 	sysKSFwdFull: {policy: true, audit: true, fwd: true},
 	sysKSConsole: {policy: true, audit: true, console: true},
+=======
+	sysKSSign:    {},
+	sysKSFull:    {policy: true, audit: true, idem: true, detect: true},
+	sysKSPolicy:  {policy: true},
+	sysKSAudit:   {audit: true},
+	sysKSIdem:    {idem: true},
+	sysKSNoDet:   {policy: true, audit: true, idem: true},
+	sysKSFwd:     {fwd: true},
+	sysKSFwdFull: {policy: true, audit: true, idem: true, detect: true, fwd: true},
+>>>>>>> w2/respond
 }
 
 // runEnv is what every system of a run shares.
@@ -459,8 +491,15 @@ venues:
 	if f.fwd {
 		fmt.Fprintf(&b, "proxy:\n  listen: 127.0.0.1:%d\n", proxyPort)
 	}
+<<<<<<< HEAD
 	if f.console {
 		fmt.Fprintf(&b, "admin:\n  tokens:\n    - {name: bench, sha256: %s}\nconsole:\n  listen: 127.0.0.1:%d\n", env.consoleDigest, consolePort)
+=======
+	// Detection is on by default (every detector, default settings);
+	// the variants without it turn it off.
+	if !f.detect {
+		b.WriteString("detect:\n  enabled: false\n")
+>>>>>>> w2/respond
 	}
 	return b.String()
 }
@@ -613,6 +652,7 @@ func ksOnOff(sys, workload string, f ksFeatures) string {
 		}
 	}
 	add(f.policy, "policy `bench` (venue, operations, instruments, side, type, max_quantity, max_notional, price_band, daily budget, rate, CEL)")
+<<<<<<< HEAD
 	switch {
 	case f.volatile:
 		off = append(off, "durable audit (audit.sink stdout: records written out, nothing fsynced)")
@@ -624,6 +664,11 @@ func ksOnOff(sys, workload string, f ksFeatures) string {
 	if workload == workOrder {
 		on = append(on, "idempotency (always on: a client order id per order, its claim durable; a unique Idempotency-Key per request, 24h window)")
 	}
+=======
+	add(f.audit, "durable audit (sqlite, intent fsynced before forwarding)")
+	add(f.idem, "idempotency (unique Idempotency-Key per request, 24h window)")
+	add(f.detect, "anomaly detection (every detector, defaults: each event queued to the detector; holds checked before signing)")
+>>>>>>> w2/respond
 	s := "on: " + strings.Join(on, "; ")
 	if len(off) > 0 {
 		s += ". off: " + strings.Join(off, "; ")
@@ -692,8 +737,36 @@ func probeKeystile(ctx context.Context, env *runEnv, t *target, f ksFeatures) []
 	return notes
 }
 
-// finishKeystile stops serve and checks the durable audit log offline.
+// finishKeystile reads the detector's counters of a running serve, then
+// stops it and checks the audit log (finishAudit).
 func finishKeystile(ctx context.Context, env *runEnv, dir string, serve *child, f ksFeatures) []string {
+	var notes []string
+	if out, err := ksCmd(ctx, env, dir, "", "detect", "status", "--json"); err != nil {
+		notes = append(notes, "detect status: "+err.Error())
+	} else {
+		var st struct {
+			Stats struct {
+				Enabled                                bool
+				Received, Processed, Dropped, Findings uint64
+			} `json:"stats"`
+		}
+		switch {
+		case json.Unmarshal([]byte(out), &st) != nil:
+			notes = append(notes, "detect status: unreadable answer")
+		case f.detect && (!st.Stats.Enabled || st.Stats.Processed == 0):
+			notes = append(notes, fmt.Sprintf("WARNING: detection NOT active: %+v", st.Stats))
+		case f.detect:
+			notes = append(notes, fmt.Sprintf("verified: the detector analysed %d events (%d dropped on a full queue, %d findings)",
+				st.Stats.Processed, st.Stats.Dropped, st.Stats.Findings))
+		case st.Stats.Enabled || st.Stats.Received != 0:
+			notes = append(notes, fmt.Sprintf("WARNING: detection should be off: %+v", st.Stats))
+		}
+	}
+	return append(notes, finishAudit(ctx, env, dir, serve, f)...)
+}
+
+// finishAudit stops serve and checks the durable audit log offline.
+func finishAudit(ctx context.Context, env *runEnv, dir string, serve *child, f ksFeatures) []string {
 	serve.stop()
 	if f.volatile {
 		return []string{"note: audit.sink stdout (records written out, not durable): no intent record is fsynced"}

@@ -218,6 +218,7 @@ func (s *Server) mfaGate(mux *http.ServeMux) http.Handler {
 		ctx := context.WithValue(r.Context(), gateKey{}, g)
 		r = r.WithContext(context.WithValue(ctx, reqIDKey{}, &id))
 		_, pattern := mux.Handler(r)
+		noteRoute(r, pattern)
 		if pattern == "" { // not found, wrong method or a redirect: the mux answers
 			mux.ServeHTTP(w, r)
 			return

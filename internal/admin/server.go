@@ -63,6 +63,10 @@ type Options struct {
 	MFAIssuer string
 	// TCP, if set, adds the TCP listener (admin.listen).
 	TCP *TCPOptions
+	// Events, if set, receives one audit event per admin write (every
+	// method but GET and HEAD), refused ones included, once answered
+	// (see events.go).
+	Events audit.Sink
 	// Logger; if nil, discard.
 	Logger *slog.Logger
 	// Audit, if set, receives one record per admin request that changes
@@ -141,7 +145,7 @@ func Listen(o Options) (*Server, error) {
 		}
 	}
 	s.srv = &http.Server{
-		Handler:           s.checkPeer(inner),
+		Handler:           s.audited(s.checkPeer(inner)),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      5 * time.Minute,

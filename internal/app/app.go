@@ -26,9 +26,11 @@ import (
 	"github.com/keystile/keystile/internal/buildinfo"
 	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/console"
+	"github.com/keystile/keystile/internal/detect"
 	"github.com/keystile/keystile/internal/fwdproxy"
 	"github.com/keystile/keystile/internal/gateway"
 	"github.com/keystile/keystile/internal/idem"
+	"github.com/keystile/keystile/internal/killswitch"
 	"github.com/keystile/keystile/internal/ledger"
 	"github.com/keystile/keystile/internal/localca"
 	"github.com/keystile/keystile/internal/logging"
@@ -295,7 +297,13 @@ type Server struct {
 	audit    AuditLog
 	ledger   ledger.Store
 	intents  gateway.Intents // the audit log when it is not the ledger's
-	cfgPath  string
+	kill     *killswitch.Switch
+	loss     *killswitch.LossGuard // nil without loss guards
+	detect   *detect.Detector
+	// events is where the gateway and the forward proxy send their
+	// events (audit log, text log, metrics, console, loss guard, detector).
+	events  events
+	cfgPath string
 
 	// cfgNow is the configuration in force (see Config); venues are the
 	// running venues by id. reloadMu serialises reloads and guards
@@ -313,7 +321,6 @@ type Server struct {
 	// shows, fed by the gateway's events, and its kill switch.
 	console *console.Console
 	stats   *console.Stats
-	kill    *freezeSwitch
 	mfa     *mfa.Manager
 
 	cfgNow   atomic.Pointer[config.Config]
@@ -394,13 +401,31 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		s.closeStores(ctx)
 		return nil, err
 	}
+	if err := s.openKillSwitch(ctx, o.Config); err != nil {
+		s.closeStores(ctx)
+		return nil, err
+	}
+	venues = venues[:0]
+	for _, id := range sortedVenueIDs(o.Config) {
+		s.venues[id] = s.gated(id, s.venues[id])
+		venues = append(venues, s.venues[id].gv)
+	}
+	if err := s.openDetector(ctx, v, db, o.Config); err != nil {
+		s.closeStores(ctx)
+		return nil, err
+	}
 	var scrub gateway.Scrubber
 	if o.Redactor != nil {
 		scrub = o.Redactor
 	}
+	ev := events{log: s.audit, text: audit.LogSink{Logger: o.Logger}, metrics: s.metrics, console: s.consoleSink(), detect: s.detect}
+	if s.loss != nil {
+		ev.loss = s.loss
+	}
+	s.events = ev
 	s.gateway, err = gateway.New(gateway.Options{
-		Tokens: s.tokens, Venues: venues, Events: events{s.audit, audit.LogSink{Logger: o.Logger}, s.metrics, s.consoleSink()}, OnRetry: s.metrics.OnRetry, Scrubber: scrub,
-		MaxBodyBytes: o.Config.Gateway.MaxBodyBytes, Logger: o.Logger,
+		Tokens: s.kill.Guard(s.tokens), Venues: venues, Events: ev, OnRetry: s.metrics.OnRetry, Scrubber: scrub,
+		MaxBodyBytes: o.Config.Gateway.MaxBodyBytes, Logger: o.Logger, Kill: s.kill, Guard: s.detect,
 		Policy: s.policy, Idem: s.idem, Ledger: s.ledger, Intents: s.intents,
 		Ready: func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -479,17 +504,22 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		s.closeStores(ctx)
 		return nil, err
 	}
+	// Admin writes: one audit record each (durable log and text log), also
+	// fed to the detector (admin actions at unusual hours).
+	adminAudit := adminEvents{log: s.audit, text: audit.LogSink{Logger: o.Logger}, detect: s.detect}
 	as, err := admin.Listen(admin.Options{
 		Socket: sock, AllowedUIDs: o.Config.Admin.AllowedUIDs, Vault: v, Logger: o.Logger,
 		MFA: mfaMgr, MFAIssuer: mfaIssuer(o.Config), TCP: tcp,
 		Guard: credentialGuard{cfg: s.Config, tokens: s.tokens},
 		Extra: func(mux *http.ServeMux) {
-			admin.TokenRoutes(mux, policyTokens{Service: s.tokens, engine: s.policy, cfg: s.Config}, o.Logger)
+			admin.TokenRoutes(mux, auditedTokens{Tokens: policyTokens{Service: s.tokens, engine: s.policy, cfg: s.Config}, log: s.audit}, o.Logger)
 			admin.AlertRoutes(mux, s.alerts, o.Logger)
+			admin.KillSwitchRoutes(mux, s.kill, func(v string) bool { _, ok := s.Config().Venues[v]; return ok }, o.Logger)
 			mux.HandleFunc("POST "+admin.PathOAuth+"/{venue}/login", oauthLogin(s.Config, v, o.Logger))
 			s.caRoutes(mux)
+			admin.DetectRoutes(mux, s.detect, o.Logger)
 		},
-		Status: s.status, Audit: s.audit,
+		Status: s.status, Audit: adminAudit, Events: adminAudit,
 	})
 	if err != nil {
 		s.closeListeners()
@@ -499,7 +529,6 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 	s.admin = as
 	s.mfa = mfaMgr
 	if o.Config.Console.Listen != "" {
-		s.kill = &freezeSwitch{tokens: s.tokens}
 		if s.console, err = s.newConsole(o.Config); err != nil {
 			_ = as.Shutdown(ctx)
 			s.closeListeners()
@@ -561,6 +590,12 @@ func (s *Server) Run(ctx context.Context) error {
 				errc <- err
 			}
 		}()
+	}
+	kctx, stopKill := context.WithCancel(ctx)
+	defer stopKill()
+	go s.kill.Run(kctx)
+	if s.loss != nil {
+		go s.loss.Run(kctx)
 	}
 	flush := time.NewTicker(30 * time.Second)
 	defer flush.Stop()
@@ -627,10 +662,18 @@ loop:
 }
 
 func (s *Server) closeStores(ctx context.Context) {
-	// Alerts first: queued ones get a few seconds, and pending digest
+	// The detector closes first: it analyses what is queued, writes its
+	// last detect records to the audit log and saves its profiles (its
+	// last alerts still reach the dispatcher).
+	if s.detect != nil {
+		if err := s.detect.Close(ctx); err != nil {
+			s.log.Warn("keystile: close detector", "err", err)
+		}
+	}
+	// Alerts next: queued ones get a few seconds, and pending digest
 	// items are in the database, which closes last.
 	s.closeAlerts(ctx)
-	// The audit log closes first: its final checkpoint is signed with a
+	// The audit log closes next: its final checkpoint is signed with a
 	// key derived from the vault, and the gateway no longer writes to it.
 	if s.audit != nil {
 		if err := s.audit.Close(ctx); err != nil {

@@ -115,6 +115,12 @@ type AuditLog interface {
 	// TokenHash is the HMAC'd form of a token id the records carry, to
 	// search the log by token.
 	TokenHash(id string) string
+	// Action writes an action record (a lever: kill switch, cancel-all)
+	// and returns once it is durable.
+	Action(ctx context.Context, e audit.Event) error
+	// Detect queues a detect record (a finding or a detector's action)
+	// without waiting.
+	Detect(ctx context.Context, e audit.Event)
 }
 
 var (

@@ -6,9 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/goccy/go-yaml"
@@ -19,6 +17,7 @@ import (
 	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/console"
 	"github.com/keystile/keystile/internal/gateway"
+	"github.com/keystile/keystile/internal/killswitch"
 	"github.com/keystile/keystile/internal/mfa"
 	"github.com/keystile/keystile/internal/policy"
 	"github.com/keystile/keystile/internal/token"
@@ -41,7 +40,7 @@ func (s *Server) newConsole(cfg *config.Config) (*console.Console, error) {
 	c := cfg.Console
 	o := console.Options{
 		Addr: c.Listen, Admin: s.admin.InProcess(), MFA: s.mfa, Stats: s.stats,
-		Policies: consolePolicies{s}, Audit: consoleAudit{s}, KillSwitch: s.kill, Alerts: s.alerts,
+		Policies: consolePolicies{s}, Audit: consoleAudit{s}, KillSwitch: consoleKill{s}, Alerts: s.alerts,
 		Events: s.audit, SessionTTL: c.SessionTTL, IdleTimeout: c.IdleTimeout, Logger: s.log,
 	}
 	for _, t := range cfg.Admin.Tokens {
@@ -283,88 +282,92 @@ func (a consoleAudit) Verify(ctx context.Context) (audit.Report, error) {
 	return audit.Verify(ctx, r, keys.PublicKey())
 }
 
-// freezeSwitch is the console's kill switch until the kill-switch
-// service lands (keystile panic): Trip freezes every token that is not
-// already frozen, revoked or expired, and remembers which; Clear
-// unfreezes those. Its state is in memory: after a restart the tokens
-// stay frozen (fail safe) and are unfrozen one by one. It cannot cancel
-// orders.
-type freezeSwitch struct {
-	tokens *token.Service
+// consoleKill is the web console's view of the kill switch
+// (killswitch.Switch): the console has checked the operator's fresh TOTP
+// code and confirmation, and audits the action itself; the switch writes
+// its own action records (engage, clear, cancel) as for `keystile panic`.
+type consoleKill struct{ s *Server }
 
-	mu     sync.Mutex
-	state  console.KillState
-	frozen []token.ID
-}
-
-func (k *freezeSwitch) State(context.Context) (console.KillState, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	st := k.state
-	st.Notes = slices.Clone(st.Notes)
+// State implements console.KillSwitch.
+func (k consoleKill) State(ctx context.Context) (console.KillState, error) {
+	trips := k.s.kill.Active()
+	st := console.KillState{Tripped: len(trips) > 0, CanCancelOrders: true}
+	for i, t := range trips {
+		if i == 0 || t.EngagedAt.Before(st.Since) {
+			st.Since, st.Reason, st.By = t.EngagedAt, t.Reason, t.Actor
+		}
+		what := string(t.Scope)
+		if t.Target != "" {
+			what += " " + t.Target
+		}
+		st.Notes = append(st.Notes, fmt.Sprintf("%s: %s by %s at %s: %s", what, t.Rule, t.Actor, t.EngagedAt.UTC().Format(time.RFC3339), t.Reason))
+	}
+	if st.Tripped {
+		toks, err := k.s.tokens.List(ctx)
+		if err != nil {
+			return st, err
+		}
+		now := time.Now()
+		for _, t := range toks {
+			if !t.RevokedAt.IsZero() || !t.ExpiresAt.After(now) {
+				continue
+			}
+			for _, v := range t.Venues {
+				if k.s.kill.Covers(t.ID, v) {
+					st.Frozen++ // a live token the switch refuses (on at least one venue)
+					break
+				}
+			}
+		}
+	}
 	return st, nil
 }
 
-func (k *freezeSwitch) Trip(ctx context.Context, reason string, cancelOrders bool, by string) (console.KillState, error) {
+// Trip implements console.KillSwitch: every token, as `keystile panic
+// [--cancel-orders]`.
+func (k consoleKill) Trip(ctx context.Context, reason string, cancelOrders bool, by string) (console.KillState, error) {
+	actor := "admin " + by
+	e := killswitch.Engagement{Scope: killswitch.ScopeAll, Rule: killswitch.RulePanic, Actor: actor, Reason: reason,
+		RequestID: killswitch.NewRequestID()}
+	ctx = context.WithoutCancel(ctx) // a panic runs to the end even if the browser goes away
+	if _, err := k.s.kill.Engage(ctx, e); err != nil {
+		return console.KillState{}, err
+	}
+	var notes []string
 	if cancelOrders {
-		st, _ := k.State(ctx)
-		return st, console.ErrCancelUnsupported // refused before anything is frozen
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	list, err := k.tokens.List(ctx)
-	if err != nil {
-		return k.state, err
-	}
-	now := time.Now()
-	var errs []error
-	for _, t := range list {
-		switch admin.TokenState(t, now) {
-		case "active", "grace":
-		default:
-			continue
+		reps, err := k.s.kill.CancelOrders(ctx, killswitch.Cancellation{Actor: actor, Reason: reason, RequestID: e.RequestID})
+		for _, r := range reps {
+			switch {
+			case !r.Supported:
+				notes = append(notes, fmt.Sprintf("%s (%s): NOT CANCELLED: no cancel-all procedure for this venue", r.Venue, r.Endpoint))
+			case r.OK():
+				notes = append(notes, fmt.Sprintf("%s (%s): %d orders cancelled", r.Venue, r.Endpoint, len(r.Cancelled)))
+			default:
+				notes = append(notes, fmt.Sprintf("%s (%s): %d cancelled, %d failed %s", r.Venue, r.Endpoint, len(r.Cancelled), len(r.Failed), r.Error))
+			}
 		}
-		if err := k.tokens.Freeze(ctx, t.ID); err != nil {
-			errs = append(errs, fmt.Errorf("freeze %s: %w", t.ID, err))
-			continue
-		}
-		if !slices.Contains(k.frozen, t.ID) {
-			k.frozen = append(k.frozen, t.ID)
+		if err != nil {
+			notes = append(notes, "cancelling orders: "+err.Error())
 		}
 	}
-	if !k.state.Tripped {
-		k.state = console.KillState{Tripped: true, Since: now, Reason: reason, By: by}
-	}
-	k.state.Frozen = len(k.frozen)
-	if len(errs) > 0 {
-		k.state.Notes = append(k.state.Notes, fmt.Sprintf("%d tokens could not be frozen; see the server log", len(errs)))
-	}
-	return k.state, errors.Join(errs...)
+	st, err := k.State(ctx)
+	st.CancelOrders = cancelOrders
+	st.Notes = append(notes, st.Notes...)
+	return st, err
 }
 
-func (k *freezeSwitch) Clear(ctx context.Context, by string) (console.KillState, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	var errs []error
-	var left []token.ID
-	for _, id := range k.frozen {
-		if err := k.tokens.Unfreeze(ctx, id); err != nil && !errors.Is(err, token.ErrNotFound) {
-			errs = append(errs, fmt.Errorf("unfreeze %s: %w", id, err))
-			left = append(left, id)
-		}
+// Clear implements console.KillSwitch: every trip, as `keystile panic
+// clear`.
+func (k consoleKill) Clear(ctx context.Context, by string) (console.KillState, error) {
+	if _, err := k.s.kill.Clear(ctx, killswitch.Clearing{Actor: "admin " + by, Reason: "cleared from the web console",
+		RequestID: killswitch.NewRequestID()}); err != nil {
+		return console.KillState{}, err
 	}
-	k.frozen = left
-	if len(left) == 0 {
-		k.state = console.KillState{}
-	} else {
-		k.state.Frozen = len(left)
-		k.state.Notes = append(k.state.Notes, fmt.Sprintf("cleared by %s, but %d tokens could not be unfrozen", by, len(left)))
-	}
-	return k.state, errors.Join(errs...)
+	return k.State(ctx)
 }
 
 var (
-	_ console.KillSwitch = (*freezeSwitch)(nil)
+	_ console.KillSwitch = consoleKill{}
 	_ console.Policies   = consolePolicies{}
 	_ console.AuditLog   = consoleAudit{}
 	_ console.MFA        = (*mfa.Manager)(nil)

@@ -62,13 +62,16 @@ func (s *Server) openOrderPath(ctx context.Context, v *vault.Vault, db *sqlite.D
 	return nil
 }
 
-// events sends each gateway event to the durable audit log and to the
-// structured log.
+// events sends each gateway event to the durable audit log, the
+// structured log, the metrics and the anomaly detector (which only queues
+// it).
 type events struct {
 	log     AuditLog
 	text    audit.Sink
 	metrics audit.Sink
 	console audit.Sink // the web console's live figures; nil when it is off
+	loss    audit.Sink // the kill switch's loss guard (non-blocking); nil if none
+	detect  audit.Sink
 }
 
 // Record implements audit.Sink.
@@ -82,6 +85,12 @@ func (e events) Record(ctx context.Context, ev audit.Event) {
 	}
 	if e.console != nil {
 		e.console.Record(ctx, ev)
+	}
+	if e.loss != nil {
+		e.loss.Record(ctx, ev)
+	}
+	if e.detect != nil {
+		e.detect.Record(ctx, ev)
 	}
 }
 

@@ -98,14 +98,19 @@ func (k Keys) Record(e Event, kind string) Record {
 }
 
 func record(e Event, kind, token, source string) Record {
-	return Record{
+	r := Record{
 		Kind: kind, RequestID: clean(e.RequestID), Token: token, Source: source,
 		Venue: clean(e.Venue), Operation: clean(e.Operation), Method: clean(e.Method), Path: clean(e.Path),
 		Instrument: clean(e.Instrument), Side: clean(e.Side), Type: clean(e.OrderType), Quantity: clean(e.Quantity),
 		Price: clean(e.Price), Notional: clean(e.Notional), ClientOrderID: clean(e.ClientOrderID),
 		Decision: clean(e.Decision), Rule: clean(e.Rule), Status: e.Status, Upstream: e.Upstream,
 		VenueOrderID: clean(e.VenueOrderID), Latency: e.Latency, Error: clean(e.Error),
+		Actor: clean(e.Actor), Reason: clean(e.Reason), Detail: clean(e.Detail),
 	}
+	if kind == KindDetect {
+		r.Evidence = clean(e.Evidence) // detect records only: others' bytes stay as they were
+	}
+	return r
 }
 
 // Recorder is Keys.Record with the HMACs of recent identifiers remembered:

@@ -190,9 +190,22 @@ func (l *Log) build(e Event, kind string) Record { return l.rec.Record(e, kind) 
 // error means it may not be: the caller must refuse the write operation
 // (503). It waits at most Options.IntentTimeout.
 func (l *Log) Intent(ctx context.Context, e Event) error {
+	return l.durable(ctx, e, KindIntent)
+}
+
+// Action writes an action record (KindAction: a lever such as the kill
+// switch, with Actor, Reason and Detail) and returns once it is durable,
+// within Options.IntentTimeout. An error means it may not be; the lever
+// itself is not undone by the caller, which reports the failure.
+func (l *Log) Action(ctx context.Context, e Event) error {
+	return l.durable(ctx, e, KindAction)
+}
+
+// durable queues a record of kind and waits until it is durable.
+func (l *Log) durable(ctx context.Context, e Event, kind string) error {
 	ctx, cancel := context.WithTimeout(ctx, l.o.IntentTimeout)
 	defer cancel()
-	p := &pending{rec: l.build(e, KindIntent), ctx: ctx, done: make(chan error, 1)}
+	p := &pending{rec: l.build(e, kind), ctx: ctx, done: make(chan error, 1)}
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
@@ -203,13 +216,13 @@ func (l *Log) Intent(ctx context.Context, e Event) error {
 		l.mu.RUnlock()
 	case <-ctx.Done():
 		l.mu.RUnlock()
-		return fmt.Errorf("audit: intent: queue full: %w", l.waitErr(ctx))
+		return fmt.Errorf("audit: %s: queue full: %w", kind, l.waitErr(ctx))
 	}
 	select {
 	case err := <-p.done:
 		return err
 	case <-ctx.Done():
-		return fmt.Errorf("audit: intent: not durable in time: %w", l.waitErr(ctx))
+		return fmt.Errorf("audit: %s: not durable in time: %w", kind, l.waitErr(ctx))
 	}
 }
 
@@ -226,11 +239,22 @@ func (l *Log) waitErr(ctx context.Context) error {
 // for it to be durable. On a full queue it waits up to Options.QueueWait,
 // then drops the record, counts and logs the drop.
 func (l *Log) Record(ctx context.Context, e Event) {
-	p := &pending{rec: l.build(e, KindOutcome)}
+	l.enqueue(ctx, l.build(e, KindOutcome), e.RequestID)
+}
+
+// Detect enqueues a detect record (a finding of the anomaly detector or an
+// action it took) with e.Evidence, like Record: without waiting for it to
+// be durable.
+func (l *Log) Detect(ctx context.Context, e Event) {
+	l.enqueue(ctx, l.build(e, KindDetect), e.RequestID)
+}
+
+func (l *Log) enqueue(ctx context.Context, r Record, requestID string) {
+	p := &pending{rec: r}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
-		l.drop(ctx, 1, "log closed", e.RequestID)
+		l.drop(ctx, 1, "log closed", requestID)
 		return
 	}
 	select {
@@ -243,7 +267,7 @@ func (l *Log) Record(ctx context.Context, e Event) {
 	select {
 	case l.queue <- p:
 	case <-t.C:
-		l.drop(ctx, 1, "queue full", e.RequestID)
+		l.drop(ctx, 1, "queue full", requestID)
 	}
 }
 

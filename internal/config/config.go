@@ -46,6 +46,11 @@ type Config struct {
 	// Console (console) configures the web console for operators (see
 	// console.go).
 	Console Console `yaml:"console"`
+	// KillSwitch (killswitch) configures the kill switch, bots' own kill
+	// requests and loss guards (see KillSwitch).
+	KillSwitch KillSwitch `yaml:"killswitch"`
+	// Detect (detect) configures anomaly detection and its actions.
+	Detect Detect `yaml:"detect"`
 
 	// src remembers where each key was in the file Parse read (nil for a
 	// Config built in code, and for an empty file); see Locate.
@@ -495,6 +500,7 @@ func Default() *Config {
 		Idempotency: Idempotency{Window: 24 * time.Hour},
 		Alerts:      DefaultAlerts(),
 		Console:     Console{SessionTTL: DefaultConsoleSessionTTL, IdleTimeout: DefaultConsoleIdleTimeout},
+		KillSwitch:  defaultKillSwitch(),
 	}
 }
 

@@ -144,6 +144,8 @@ func validate(c *Config, d *decoder) []*Error {
 	}
 
 	ck.alerts(c.Alerts)
+	ck.killSwitch(c.KillSwitch)
+	ck.detect(c.Detect)
 
 	ids := make([]string, 0, len(c.Venues))
 	for id := range c.Venues {

@@ -123,6 +123,22 @@ type Options struct {
 	// OnRetry, if set, is called with the venue id before each upstream
 	// retry (metrics). It must not block.
 	OnRetry func(venueID string)
+	// Kill serves POST /-/kill (a bot trips the kill switch for itself);
+	// if nil, that path answers 404.
+	Kill Killer
+	// Guard, if set, holds back what the anomaly detector contained
+	// (throttled tokens, frozen venues and credentials).
+	Guard Guard
+}
+
+// Guard is consulted for every request whose token verified, before its
+// body is read and before anything is signed. Admit returns "" to admit
+// the request, else the rule refusing it and, for a temporary limit, how
+// long to wait (429 with Retry-After; without a wait, 403). It must be
+// fast, safe for concurrent use and never block. *detect.Detector
+// satisfies it.
+type Guard interface {
+	Admit(tokenID, venueID string, now time.Time) (rule string, retryAfter time.Duration)
 }
 
 // Gateway is the bot-facing handler. It is safe for concurrent use.
@@ -330,7 +346,7 @@ func tokenRule(err error) string {
 		e    error
 		name string
 	}{{token.ErrMalformed, "malformed"}, {token.ErrUnknown, "unknown"}, {token.ErrExpired, "expired"}, {token.ErrRevoked, "revoked"},
-		{token.ErrFrozen, "frozen"}, {token.ErrVenue, "venue"}, {token.ErrSource, "source"}, {token.ErrEnvironment, "environment"}} {
+		{token.ErrKilled, "killed"}, {token.ErrFrozen, "frozen"}, {token.ErrVenue, "venue"}, {token.ErrSource, "source"}, {token.ErrEnvironment, "environment"}} {
 		if errors.Is(err, c.e) {
 			return c.name
 		}

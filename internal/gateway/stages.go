@@ -26,6 +26,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.probe(c) {
 		return
 	}
+	if r.URL.EscapedPath() == PathKill { // a bot trips the kill switch (kill.go)
+		g.serveKill(w, r, c.st.id, c.start)
+		return
+	}
 	g.run(c, g.route)
 }
 
@@ -47,7 +51,7 @@ func (g *Gateway) run(c *call, locate stage) {
 		g.endpoint,     // the venue exists and serves the token's environment
 		g.readBody,     // under max_body_bytes; every later stage uses these exact bytes
 		g.classify,     // the venue's operation for method + path; the token's scopes
-		g.authorize,    // the venue's rate limits
+		g.authorize,    // what the detector holds back (throttle, freezes); the venue's rate limits
 		g.decide,       // policy (order fields, limits, budget) and the idempotency key
 		g.open,         // the one durable write: intent record + budget reservation + key claim
 		g.forward,      // sign, send, scrub the answer; an unknown outcome is looked up
@@ -266,9 +270,21 @@ func (g *Gateway) classify(c *call) bool {
 }
 
 // authorize applies the limits that do not depend on the request's
-// contents: the venue's rate limits (exchange weights, usage headers,
-// back-off after a 429).
+// contents: what the anomaly detector holds back (Options.Guard: a
+// throttled token, a frozen venue or credential), then the venue's rate
+// limits (exchange weights, usage headers, back-off after a 429). The
+// kill switch acts earlier, in the token check itself.
 func (g *Gateway) authorize(c *call) bool {
+	if g.o.Guard != nil {
+		if rule, wait := g.o.Guard.Admit(string(c.tok.ID), c.venueID, c.start); rule != "" {
+			pe := errTokenForbidden
+			if wait > 0 {
+				c.w.Header().Set("Retry-After", strconv.Itoa(int(max(1, (wait+time.Second-1)/time.Second))))
+				pe = errThrottled
+			}
+			return c.refuse(pe, audit.Deny, rule)
+		}
+	}
 	if lim := c.venue.limiter; lim != nil {
 		if wait, ok := lim.Allow(c.op, g.now()); !ok {
 			c.w.Header().Set("Retry-After", strconv.Itoa(int(max(1, (wait+time.Second-1)/time.Second))))

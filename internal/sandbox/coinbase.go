@@ -325,11 +325,29 @@ func (c *coinbase) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 		writeJSON(w, http.StatusOK, map[string]any{"results": res})
 	case "orders.list":
 		// Every order, newest first, filtered by product_ids and
-		// order_status (repeated or comma-separated, as Coinbase takes them).
+		// order_status (repeated or comma-separated, as Coinbase takes
+		// them), paged with limit and cursor (has_next, cursor).
 		q := r.URL.Query()
 		products, statuses := coinbaseList(q["product_ids"]), coinbaseList(q["order_status"])
+		limit, start := 1000, 0
+		if l := q.Get("limit"); l != "" {
+			n, err := strconv.Atoi(l)
+			if err != nil || n < 1 {
+				coinbaseError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "limit must be a positive integer")
+				return
+			}
+			limit = n
+		}
+		if cur := q.Get("cursor"); cur != "" {
+			n, err := strconv.Atoi(cur)
+			if err != nil || n < 0 {
+				coinbaseError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "invalid cursor")
+				return
+			}
+			start = n
+		}
 		all := c.vs.ordersWhere(func(o *Order) bool { return len(products) == 0 || slices.Contains(products, o.Instrument) })
-		res := []any{}
+		var match []any
 		for i := len(all) - 1; i >= 0; i-- {
 			o, status := all[i], "OPEN"
 			if o.Status == OrderCancelled {
@@ -338,10 +356,18 @@ func (c *coinbase) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 			if len(statuses) > 0 && !slices.Contains(statuses, status) {
 				continue
 			}
-			res = append(res, map[string]any{"order_id": o.ID, "client_order_id": o.ClientOrderID, "product_id": o.Instrument,
+			match = append(match, map[string]any{"order_id": o.ID, "client_order_id": o.ClientOrderID, "product_id": o.Instrument,
 				"side": strings.ToUpper(o.Side), "status": status})
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"orders": res, "has_next": false, "cursor": ""})
+		res := []any{}
+		for i := start; i < len(match) && len(res) < limit; i++ {
+			res = append(res, match[i])
+		}
+		next, cursor := start+limit < len(match), ""
+		if next {
+			cursor = strconv.Itoa(start + limit)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"orders": res, "has_next": next, "cursor": cursor})
 	}
 }
 

@@ -121,17 +121,28 @@ func (d *DB) OpenAuditLog(ctx context.Context, o AuditOptions) (*AuditLog, error
 // means it may not be: the caller must refuse the write operation (503).
 // It waits at most Options.IntentTimeout.
 func (l *AuditLog) Intent(ctx context.Context, e audit.Event) error {
+	return l.durable(ctx, l.rec.Record(e, audit.KindIntent))
+}
+
+// Action writes an action record (audit.KindAction: a lever such as the
+// kill switch, with Actor, Reason and Detail) and returns once it is
+// durable, within Options.IntentTimeout, like Intent.
+func (l *AuditLog) Action(ctx context.Context, e audit.Event) error {
+	return l.durable(ctx, l.rec.Record(e, audit.KindAction))
+}
+
+// durable stores rec in a write of its own and waits until it is durable.
+func (l *AuditLog) durable(ctx context.Context, rec audit.Record) error {
 	if l.closed.Load() {
 		return audit.ErrClosed
 	}
-	rec := l.rec.Record(e, audit.KindIntent)
 	ctx, cancel := context.WithTimeout(ctx, l.o.IntentTimeout)
 	defer cancel()
 	err := l.d.writeDirect(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		return l.append(ctx, tx, &rec, false)
 	})
 	if err != nil {
-		return fmt.Errorf("audit: intent: %w", l.waitErr(err))
+		return fmt.Errorf("audit: %s: %w", rec.Kind, l.waitErr(err))
 	}
 	return nil
 }
@@ -151,16 +162,26 @@ func (l *AuditLog) waitErr(err error) error {
 // waiting. A record that cannot be queued (closed log, full queue) or
 // whose batch fails is dropped, counted and logged.
 func (l *AuditLog) Record(ctx context.Context, e audit.Event) {
+	l.enqueue(ctx, l.rec.Record(e, audit.KindOutcome), e.RequestID)
+}
+
+// Detect queues a detect record (a finding of the anomaly detector or an
+// action it took) with e.Evidence, like Record: without waiting for it to
+// be durable.
+func (l *AuditLog) Detect(ctx context.Context, e audit.Event) {
+	l.enqueue(ctx, l.rec.Record(e, audit.KindDetect), e.RequestID)
+}
+
+func (l *AuditLog) enqueue(ctx context.Context, rec audit.Record, requestID string) {
 	if l.closed.Load() {
-		l.drop(ctx, 1, "log closed", e.RequestID)
+		l.drop(ctx, 1, "log closed", requestID)
 		return
 	}
-	rec := l.rec.Record(e, audit.KindOutcome)
 	err := l.d.writeAsync(func(ctx context.Context, tx *sql.Tx) error {
 		return l.append(ctx, tx, &rec, true)
 	}, nil)
 	if err != nil {
-		l.drop(ctx, 1, err.Error(), e.RequestID)
+		l.drop(ctx, 1, err.Error(), requestID)
 	}
 }
 

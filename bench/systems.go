@@ -40,17 +40,10 @@ const (
 	sysNginx    = "nginx"
 	sysKSToken  = "keystile-token"
 	sysKSFull   = "keystile-full"
-<<<<<<< HEAD
-	sysKSSign   = "keystile-sign"   // ablation: order workload, signing (+ idempotency, always on)
-	sysKSPolicy = "keystile-policy" // ablation: signing + policy
-	sysKSAudit  = "keystile-audit"  // ablation: signing + durable audit
-=======
-	sysKSSign   = "keystile-sign"     // ablation: order workload, signing only
+	sysKSSign   = "keystile-sign"     // ablation: order workload, signing (+ idempotency, always on)
 	sysKSPolicy = "keystile-policy"   // ablation: signing + policy
 	sysKSAudit  = "keystile-audit"    // ablation: signing + durable audit
-	sysKSIdem   = "keystile-idem"     // ablation: signing + idempotency
 	sysKSNoDet  = "keystile-nodetect" // ablation: everything on but anomaly detection
->>>>>>> w2/respond
 	// The same two keystile rows reached through the forward proxy
 	// (HTTPS_PROXY mode: CONNECT, TLS terminated by keystile with a
 	// local-CA leaf, the venue's real URL) instead of the reverse proxy.
@@ -76,12 +69,8 @@ var defaultRows = []rowSpec{
 
 // ablationRows are measured only when -only names them.
 var ablationRows = []rowSpec{
-<<<<<<< HEAD
 	{sysKSSign, workOrder}, {sysKSPolicy, workOrder}, {sysKSAudit, workOrder},
-	{sysKSConsole, workOrder}, {sysKSConsole, workRead},
-=======
-	{sysKSSign, workOrder}, {sysKSPolicy, workOrder}, {sysKSAudit, workOrder}, {sysKSIdem, workOrder}, {sysKSNoDet, workOrder},
->>>>>>> w2/respond
+	{sysKSConsole, workOrder}, {sysKSConsole, workRead}, {sysKSNoDet, workOrder},
 }
 
 // titles name each system in the report.
@@ -97,11 +86,8 @@ var titles = map[string]string{ // #nosec G101 -- row titles, not credentials
 	// #nosec G101 -- row titles, not credentials
 	sysKSFwd:     "keystile forward proxy, token only",
 	sysKSFwdFull: "keystile forward proxy, everything on",
-<<<<<<< HEAD
 	sysKSConsole: "keystile, everything on + console polling",
-=======
 	sysKSNoDet:   "keystile, everything on but detection",
->>>>>>> w2/respond
 }
 
 // ksFeatures says which optional keystile features a variant configures.
@@ -109,40 +95,26 @@ var titles = map[string]string{ // #nosec G101 -- row titles, not credentials
 // id and claims it durably (with or without an Idempotency-Key), so every
 // order row has it.
 type ksFeatures struct {
-<<<<<<< HEAD
 	policy, audit bool
+	detect        bool // anomaly detection on (the default of keystile.yaml); off in the ablations
 	// volatile: audit.sink stdout, records written out but nothing
 	// fsynced (ablations: what durability costs). Otherwise the log is
 	// at its default, in the main database.
 	volatile bool
 	fwd      bool // the client uses the forward proxy (HTTPS_PROXY) instead of the gateway's URL
 	console  bool // console.listen, with a poller logged in
-=======
-	policy, audit, idem, detect bool
-	fwd                         bool // the client uses the forward proxy (HTTPS_PROXY) instead of the gateway's URL
->>>>>>> w2/respond
 }
 
 var ksVariants = map[string]ksFeatures{
 	sysKSToken:   {},
-<<<<<<< HEAD
 	sysKSSign:    {volatile: true},
-	sysKSFull:    {policy: true, audit: true},
+	sysKSFull:    {policy: true, audit: true, detect: true},
 	sysKSPolicy:  {policy: true, volatile: true},
 	sysKSAudit:   {audit: true},
+	sysKSNoDet:   {policy: true, audit: true},
 	sysKSFwd:     {fwd: true},
-	sysKSFwdFull: {policy: true, audit: true, fwd: true},
-	sysKSConsole: {policy: true, audit: true, console: true},
-=======
-	sysKSSign:    {},
-	sysKSFull:    {policy: true, audit: true, idem: true, detect: true},
-	sysKSPolicy:  {policy: true},
-	sysKSAudit:   {audit: true},
-	sysKSIdem:    {idem: true},
-	sysKSNoDet:   {policy: true, audit: true, idem: true},
-	sysKSFwd:     {fwd: true},
-	sysKSFwdFull: {policy: true, audit: true, idem: true, detect: true, fwd: true},
->>>>>>> w2/respond
+	sysKSFwdFull: {policy: true, audit: true, detect: true, fwd: true},
+	sysKSConsole: {policy: true, audit: true, detect: true, console: true},
 }
 
 // runEnv is what every system of a run shares.
@@ -491,15 +463,13 @@ venues:
 	if f.fwd {
 		fmt.Fprintf(&b, "proxy:\n  listen: 127.0.0.1:%d\n", proxyPort)
 	}
-<<<<<<< HEAD
 	if f.console {
 		fmt.Fprintf(&b, "admin:\n  tokens:\n    - {name: bench, sha256: %s}\nconsole:\n  listen: 127.0.0.1:%d\n", env.consoleDigest, consolePort)
-=======
+	}
 	// Detection is on by default (every detector, default settings);
 	// the variants without it turn it off.
 	if !f.detect {
 		b.WriteString("detect:\n  enabled: false\n")
->>>>>>> w2/respond
 	}
 	return b.String()
 }
@@ -652,7 +622,6 @@ func ksOnOff(sys, workload string, f ksFeatures) string {
 		}
 	}
 	add(f.policy, "policy `bench` (venue, operations, instruments, side, type, max_quantity, max_notional, price_band, daily budget, rate, CEL)")
-<<<<<<< HEAD
 	switch {
 	case f.volatile:
 		off = append(off, "durable audit (audit.sink stdout: records written out, nothing fsynced)")
@@ -664,11 +633,11 @@ func ksOnOff(sys, workload string, f ksFeatures) string {
 	if workload == workOrder {
 		on = append(on, "idempotency (always on: a client order id per order, its claim durable; a unique Idempotency-Key per request, 24h window)")
 	}
-=======
-	add(f.audit, "durable audit (sqlite, intent fsynced before forwarding)")
-	add(f.idem, "idempotency (unique Idempotency-Key per request, 24h window)")
-	add(f.detect, "anomaly detection (every detector, defaults: each event queued to the detector; holds checked before signing)")
->>>>>>> w2/respond
+	if f.detect {
+		on = append(on, "anomaly detection (every detector, defaults: each event queued to the detector; holds checked before signing)")
+	} else {
+		off = append(off, "anomaly detection")
+	}
 	s := "on: " + strings.Join(on, "; ")
 	if len(off) > 0 {
 		s += ". off: " + strings.Join(off, "; ")

@@ -60,6 +60,9 @@ func NoteTarget(r *http.Request, tokenID, detail string) {
 // function that writes the audit record once the handler returned; for
 // a request that changes nothing it returns them unchanged.
 func (s *Server) auditAction(w http.ResponseWriter, r *http.Request, pattern string, rt MFARoute) (http.ResponseWriter, *http.Request, func()) {
+	if n, ok := r.Context().Value(eventNoteKey{}).(*eventNote); ok && s.o.Audit != nil {
+		n.recorded = true // this route's record is written here (or by the mfa package)
+	}
 	if s.o.Audit == nil || r.Method == http.MethodGet || r.Method == http.MethodHead || strings.HasPrefix(routePath(pattern), PathMFA) {
 		return w, r, func() {}
 	}

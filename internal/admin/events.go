@@ -30,6 +30,7 @@ import (
 type eventNote struct {
 	pattern   string
 	principal string
+	recorded  bool // the route's own audit record (audit.go) covers it
 }
 
 type eventNoteKey struct{}
@@ -42,10 +43,11 @@ func noteRoute(r *http.Request, pattern string) {
 }
 
 // audited records one audit event (Options.Events) per admin write that
-// reaches the listener and is refused before the route's own audit record
-// (audit.go, Options.Audit) could be written: a caller the socket's uid
-// check or the TCP listener's bearer check turns away, a route that does
-// not exist. A request that reaches its route is recorded there, once.
+// reaches the listener and is not covered by its route's own audit record
+// (audit.go, Options.Audit): a caller the socket's uid check or the TCP
+// listener's bearer check turns away, a route that does not exist or has
+// no MFA classification — or every write, without Options.Audit. A
+// request that reaches a classified route is recorded there, once.
 func (s *Server) audited(next http.Handler) http.Handler {
 	if s.o.Events == nil {
 		return next
@@ -60,7 +62,7 @@ func (s *Server) audited(next http.Handler) http.Handler {
 		sw := &statusWriter{ResponseWriter: w}
 		start := time.Now()
 		defer func() {
-			if n.pattern == "" { // never reached the MFA gate's route lookup
+			if !n.recorded { // refused before its route: auth, no such route, unclassified
 				s.o.Events.Record(r.Context(), adminEvent(r, n, sw.code(), start))
 			}
 		}()

@@ -135,4 +135,3 @@ func AdminOperation(method, pattern string) string {
 	}
 	return "admin." + strings.Join(static, ".") + "." + verb
 }
-

@@ -276,8 +276,9 @@ func TestSelectRows(t *testing.T) {
 // change fails here rather than as an "unavailable" row.
 func TestKeystileConfigCompiles(t *testing.T) {
 	env := &runEnv{upstreamURL: "https://127.0.0.1:4443", certs: certFiles{CA: "/tmp/ca.pem"}}
+	env.setConsoleToken("ksa_" + strings.Repeat("A", 43))
 	for sys, f := range ksVariants {
-		cfg, err := config.Parse(sys+".yaml", []byte(keystileConfig(env, 7878, 7879, f)))
+		cfg, err := config.Parse(sys+".yaml", []byte(keystileConfig(env, 7878, 7879, 7880, f)))
 		if err != nil {
 			t.Errorf("%s: %v", sys, err)
 			continue
@@ -285,7 +286,10 @@ func TestKeystileConfigCompiles(t *testing.T) {
 		if _, err := policy.Compile(cfg); err != nil {
 			t.Errorf("%s: policy: %v", sys, err)
 		}
-		if f.policy && len(cfg.Policies) != 1 || f.audit && cfg.Audit.Sink != "sqlite" || f.idem && cfg.Idempotency.Window != 24*time.Hour ||
+		if f.console && (cfg.Console.Listen != "127.0.0.1:7880" || len(cfg.Admin.Tokens) != 1) {
+			t.Errorf("%s: console not configured", sys)
+		}
+		if f.policy && len(cfg.Policies) != 1 || f.audit && cfg.Audit.Sink != "sqlite" || cfg.Idempotency.Window != 24*time.Hour ||
 			f.fwd != (cfg.Proxy.Listen == "127.0.0.1:7879") {
 			t.Errorf("%s: config lacks a configured feature: %+v", sys, f)
 		}

@@ -1,6 +1,7 @@
 // Command bench measures what keystile costs on the request path, against
 // the alternatives, on this machine and in one run (issue #7).
 //
+//	make bench-setup          # once: nginx from the Debian package (bench/setup.sh)
 //	go run ./bench            # full run, writes docs/benchmarks/results.md and latency.svg
 //	go run ./bench -short     # under 2 minutes on 2 cores
 //	go run ./bench -only proxy,keystile-full -duration 10s
@@ -10,13 +11,16 @@
 // and measures, each as a process of its own so that its CPU time and
 // memory can be read from /proc: direct to the upstream; a bare
 // httputil.ReverseProxy with a tuned keep-alive pool (this binary in a
-// "proxy" role); nginx, when installed; and the real keystile binary
+// "proxy" role); nginx (installed by bench/setup.sh; the row says how when
+// it is missing); and the real keystile binary
 // (built with go build ./cmd/keystile, set up with its own CLI: init,
 // serve, secret set from stdin, token create) with only token checks on a
 // market-data read, and with everything on (policy, signing, durable audit,
-// idempotency) on order placement, each twice: through the gateway's URL
-// (reverse proxy) and as an unmodified SDK with HTTPS_PROXY would reach it
-// (forward proxy: CONNECT with the token, TLS terminated by keystile with a
+// idempotency: one durable write per order) on order placement, plus
+// ablations of the order row (-only keystile-sign, keystile-policy,
+// keystile-audit), each main row twice: through the gateway's URL (reverse
+// proxy) and as an unmodified SDK with HTTPS_PROXY would reach it (forward
+// proxy: CONNECT with the token, TLS terminated by keystile with a
 // certificate from its local CA, exported with `keystile ca export`, the
 // venue's real URL). The keystile rows check before
 // measuring that what they configure is active (a policy denial, an

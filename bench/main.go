@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -192,6 +193,7 @@ func bench(ctx context.Context, o options) (*report, error) {
 	}
 	env := &runEnv{tmp: tmp, self: self, conns: o.Conns, profileDir: o.Profile, seq: new(atomic.Int64), runID: randHex(4), logf: logf,
 		apiKey: "bench-api-key-" + randHex(8), secret: randHex(32)}
+	env.setConsoleToken("ksa_" + base64.RawURLEncoding.EncodeToString([]byte(randHex(16))[:32]))
 	if env.certs, err = writeCerts(tmp); err != nil {
 		return nil, err
 	}

@@ -327,8 +327,9 @@ func (r *report) write(dir string) error {
 // Chart colours per system (colour-blind-safe palette).
 var colours = map[string]string{
 	sysDirect: "#000000", sysProxy: "#0072B2", sysNginx: "#009E73", sysKSToken: "#E69F00", sysKSFull: "#D55E00",
-	sysKSSign: "#CC79A7", sysKSPolicy: "#56B4E9", sysKSAudit: "#F0E442", sysKSIdem: "#999999",
+	sysKSSign: "#CC79A7", sysKSPolicy: "#56B4E9", sysKSAudit: "#F0E442",
 	sysKSFwd: "#8C564B", sysKSFwdFull: "#7F3C8D",
+	sysKSConsole: "#882255",
 }
 
 // svg draws p99 latency against offered load, one panel per workload,

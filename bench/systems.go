@@ -40,15 +40,19 @@ const (
 	sysNginx    = "nginx"
 	sysKSToken  = "keystile-token"
 	sysKSFull   = "keystile-full"
-	sysKSSign   = "keystile-sign"   // ablation: order workload, signing only
-	sysKSPolicy = "keystile-policy" // ablation: signing + policy
-	sysKSAudit  = "keystile-audit"  // ablation: signing + durable audit
-	sysKSIdem   = "keystile-idem"   // ablation: signing + idempotency
+	sysKSSign   = "keystile-sign"     // ablation: order workload, signing (+ idempotency, always on)
+	sysKSPolicy = "keystile-policy"   // ablation: signing + policy
+	sysKSAudit  = "keystile-audit"    // ablation: signing + durable audit
+	sysKSNoDet  = "keystile-nodetect" // ablation: everything on but anomaly detection
 	// The same two keystile rows reached through the forward proxy
 	// (HTTPS_PROXY mode: CONNECT, TLS terminated by keystile with a
 	// local-CA leaf, the venue's real URL) instead of the reverse proxy.
 	sysKSFwd     = "keystile-fwd"
 	sysKSFwdFull = "keystile-fwd-full"
+	// sysKSConsole is keystile-full with the web console on and a logged-in
+	// operator's overview polling its live figures: the console must add
+	// nothing to the request path beyond its non-blocking stats sink.
+	sysKSConsole = "keystile-console"
 )
 
 // rowSpec is one (system, workload) pair of the benchmark.
@@ -65,7 +69,8 @@ var defaultRows = []rowSpec{
 
 // ablationRows are measured only when -only names them.
 var ablationRows = []rowSpec{
-	{sysKSSign, workOrder}, {sysKSPolicy, workOrder}, {sysKSAudit, workOrder}, {sysKSIdem, workOrder},
+	{sysKSSign, workOrder}, {sysKSPolicy, workOrder}, {sysKSAudit, workOrder},
+	{sysKSConsole, workOrder}, {sysKSConsole, workRead}, {sysKSNoDet, workOrder},
 }
 
 // titles name each system in the report.
@@ -75,30 +80,41 @@ var titles = map[string]string{ // #nosec G101 -- row titles, not credentials
 	sysNginx:    "nginx reverse proxy",
 	sysKSToken:  "keystile, token only",
 	sysKSFull:   "keystile, everything on",
-	sysKSSign:   "keystile, token + signing",
+	sysKSSign:   "keystile, token + signing + idempotency",
 	sysKSPolicy: "keystile, + policy",
 	sysKSAudit:  "keystile, + durable audit",
-	sysKSIdem:   "keystile, + idempotency",
 	// #nosec G101 -- row titles, not credentials
 	sysKSFwd:     "keystile forward proxy, token only",
 	sysKSFwdFull: "keystile forward proxy, everything on",
+	sysKSConsole: "keystile, everything on + console polling",
+	sysKSNoDet:   "keystile, everything on but detection",
 }
 
 // ksFeatures says which optional keystile features a variant configures.
+// Idempotency is not optional: keystile gives every order a client order
+// id and claims it durably (with or without an Idempotency-Key), so every
+// order row has it.
 type ksFeatures struct {
-	policy, audit, idem bool
-	fwd                 bool // the client uses the forward proxy (HTTPS_PROXY) instead of the gateway's URL
+	policy, audit bool
+	detect        bool // anomaly detection on (the default of keystile.yaml); off in the ablations
+	// volatile: audit.sink stdout, records written out but nothing
+	// fsynced (ablations: what durability costs). Otherwise the log is
+	// at its default, in the main database.
+	volatile bool
+	fwd      bool // the client uses the forward proxy (HTTPS_PROXY) instead of the gateway's URL
+	console  bool // console.listen, with a poller logged in
 }
 
 var ksVariants = map[string]ksFeatures{
 	sysKSToken:   {},
-	sysKSSign:    {},
-	sysKSFull:    {policy: true, audit: true, idem: true},
-	sysKSPolicy:  {policy: true},
+	sysKSSign:    {volatile: true},
+	sysKSFull:    {policy: true, audit: true, detect: true},
+	sysKSPolicy:  {policy: true, volatile: true},
 	sysKSAudit:   {audit: true},
-	sysKSIdem:    {idem: true},
+	sysKSNoDet:   {policy: true, audit: true},
 	sysKSFwd:     {fwd: true},
-	sysKSFwdFull: {policy: true, audit: true, idem: true, fwd: true},
+	sysKSFwdFull: {policy: true, audit: true, detect: true, fwd: true},
+	sysKSConsole: {policy: true, audit: true, detect: true, console: true},
 }
 
 // runEnv is what every system of a run shares.
@@ -117,6 +133,9 @@ type runEnv struct {
 	seq          *atomic.Int64
 	runID        string
 	logf         func(format string, args ...any)
+	// consoleToken logs the console poller in (keystile-console); its
+	// SHA-256 goes into admin.tokens.
+	consoleToken, consoleDigest string
 }
 
 // system is one running system under test.
@@ -264,6 +283,19 @@ func startSystem(ctx context.Context, env *runEnv, sys, workload string) (*syste
 	return nil, fmt.Errorf("unknown system %q", sys)
 }
 
+// nginxBinary finds nginx on PATH or where Debian's package puts it
+// (/usr/sbin is not on every user's PATH).
+func nginxBinary() (string, error) {
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p, nil
+	}
+	const debian = "/usr/sbin/nginx"
+	if fi, err := os.Stat(debian); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+		return debian, nil
+	}
+	return "", errors.New("nginx not found")
+}
+
 // nginxConf is nginx as a tuned TLS reverse proxy: upstream keep-alive,
 // HTTP/1.1, session reuse, two workers, no access log.
 func nginxConf(dir string, port int, env *runEnv) string {
@@ -309,9 +341,9 @@ http {
 }
 
 func startNginx(ctx context.Context, env *runEnv, workload string) (*system, error) {
-	bin, err := exec.LookPath("nginx")
+	bin, err := nginxBinary()
 	if err != nil {
-		return nil, &skipError{"skipped: nginx not installed (apt-get install nginx)"}
+		return nil, &skipError{"skipped: nginx not installed (run `make bench-setup` or `bash bench/setup.sh`: apt-get install -y nginx)"}
 	}
 	dir, err := os.MkdirTemp(env.tmp, "nginx-")
 	if err != nil {
@@ -394,7 +426,7 @@ const benchPolicy = `policies:
 `
 
 // keystileConfig is the keystile.yaml of a variant.
-func keystileConfig(env *runEnv, port, proxyPort int, f ksFeatures) string {
+func keystileConfig(env *runEnv, port, proxyPort, consolePort int, f ksFeatures) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# generated by keystile's bench
 log:
@@ -418,13 +450,26 @@ venues:
 		b.WriteString(benchPolicy)
 	}
 	if f.audit {
+		// The default: the hash-chained log in the main database, an
+		// order's intent record in the same write as its budget and
+		// idempotency claim.
 		b.WriteString("audit:\n  sink: sqlite\n")
+	} else if f.volatile {
+		// Not durable: records go to serve's stdout (the row's log
+		// file), so the row shows what durability costs.
+		b.WriteString("audit:\n  sink: stdout\n")
 	}
-	if f.idem {
-		b.WriteString("idempotency:\n  window: 24h\n")
-	}
+	b.WriteString("idempotency:\n  window: 24h\n") // the default, always on
 	if f.fwd {
 		fmt.Fprintf(&b, "proxy:\n  listen: 127.0.0.1:%d\n", proxyPort)
+	}
+	if f.console {
+		fmt.Fprintf(&b, "admin:\n  tokens:\n    - {name: bench, sha256: %s}\nconsole:\n  listen: 127.0.0.1:%d\n", env.consoleDigest, consolePort)
+	}
+	// Detection is on by default (every detector, default settings);
+	// the variants without it turn it off.
+	if !f.detect {
+		b.WriteString("detect:\n  enabled: false\n")
 	}
 	return b.String()
 }
@@ -473,7 +518,13 @@ func startKeystile(ctx context.Context, env *runEnv, sys, workload string, f ksF
 			return nil, err
 		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "keystile.yaml"), []byte(keystileConfig(env, port, proxyPort, f)), 0o600); err != nil {
+	consolePort := 0
+	if f.console {
+		if consolePort, err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "keystile.yaml"), []byte(keystileConfig(env, port, proxyPort, consolePort, f)), 0o600); err != nil {
 		return nil, err
 	}
 	if _, err := ksCmd(ctx, env, dir, "", "init"); err != nil {
@@ -532,6 +583,15 @@ func startKeystile(ctx context.Context, env *runEnv, sys, workload string, f ksF
 	if workload == workOrder {
 		s.notes = append(s.notes, probeKeystile(ctx, env, s.target, f)...)
 	}
+	if f.console {
+		stop, note, err := pollConsole(ctx, env, "http://127.0.0.1:"+strconv.Itoa(consolePort))
+		if err != nil {
+			s.stop()
+			return nil, unavailable(err)
+		}
+		s.stops = append(s.stops, stop)
+		s.notes = append(s.notes, note)
+	}
 	s.finish = func(ctx context.Context) []string { return finishKeystile(ctx, env, dir, c, f) }
 	return s, nil
 }
@@ -562,8 +622,22 @@ func ksOnOff(sys, workload string, f ksFeatures) string {
 		}
 	}
 	add(f.policy, "policy `bench` (venue, operations, instruments, side, type, max_quantity, max_notional, price_band, daily budget, rate, CEL)")
-	add(f.audit, "durable audit (sqlite, intent fsynced before forwarding)")
-	add(f.idem, "idempotency (unique Idempotency-Key per request, 24h window)")
+	switch {
+	case f.volatile:
+		off = append(off, "durable audit (audit.sink stdout: records written out, nothing fsynced)")
+	case f.audit || workload == workOrder:
+		on = append(on, "durable audit (in keystile.db; an order's intent record, budget reservation and idempotency claim are one fsynced write before forwarding)")
+	default:
+		on = append(on, "audit log at its default (in keystile.db; outcome records group-committed, nobody waits)")
+	}
+	if workload == workOrder {
+		on = append(on, "idempotency (always on: a client order id per order, its claim durable; a unique Idempotency-Key per request, 24h window)")
+	}
+	if f.detect {
+		on = append(on, "anomaly detection (every detector, defaults: each event queued to the detector; holds checked before signing)")
+	} else {
+		off = append(off, "anomaly detection")
+	}
 	s := "on: " + strings.Join(on, "; ")
 	if len(off) > 0 {
 		s += ". off: " + strings.Join(off, "; ")
@@ -619,12 +693,10 @@ func probeKeystile(ctx context.Context, env *runEnv, t *target, f ksFeatures) []
 		return append(notes, fmt.Sprintf("probe: %v %v %v", err1, err2, err))
 	}
 	n := st1.Orders - st0.Orders
-	if f.idem {
-		if c1 == http.StatusOK && c2 == http.StatusOK && n == 1 {
-			notes = append(notes, "verified: idempotency active (the same Idempotency-Key twice reached the upstream once)")
-		} else {
-			notes = append(notes, fmt.Sprintf("WARNING: idempotency NOT active: the same key twice gave %d, %d and %d orders upstream", c1, c2, n))
-		}
+	if c1 == http.StatusOK && c2 == http.StatusOK && n == 1 {
+		notes = append(notes, "verified: idempotency active (the same Idempotency-Key twice reached the upstream once)")
+	} else {
+		notes = append(notes, fmt.Sprintf("WARNING: idempotency NOT active: the same key twice gave %d, %d and %d orders upstream", c1, c2, n))
 	}
 	if st1.Signed > st0.Signed && st1.BadSignatures == 0 {
 		notes = append(notes, "verified: the upstream checked keystile's HMAC signatures (all valid)")
@@ -634,23 +706,52 @@ func probeKeystile(ctx context.Context, env *runEnv, t *target, f ksFeatures) []
 	return notes
 }
 
-// finishKeystile stops serve and checks the durable audit log offline.
+// finishKeystile reads the detector's counters of a running serve, then
+// stops it and checks the audit log (finishAudit).
 func finishKeystile(ctx context.Context, env *runEnv, dir string, serve *child, f ksFeatures) []string {
-	serve.stop()
-	db := filepath.Join(dir, "data", "audit.db")
-	fi, statErr := os.Stat(db)
-	if !f.audit {
-		if statErr == nil {
-			return []string{fmt.Sprintf("note: audit.db exists (%d bytes) although audit was not configured: a default sink is on", fi.Size())}
+	var notes []string
+	if out, err := ksCmd(ctx, env, dir, "", "detect", "status", "--json"); err != nil {
+		notes = append(notes, "detect status: "+err.Error())
+	} else {
+		var st struct {
+			Stats struct {
+				Enabled                                bool
+				Received, Processed, Dropped, Findings uint64
+			} `json:"stats"`
 		}
-		return nil
+		switch {
+		case json.Unmarshal([]byte(out), &st) != nil:
+			notes = append(notes, "detect status: unreadable answer")
+		case f.detect && (!st.Stats.Enabled || st.Stats.Processed == 0):
+			notes = append(notes, fmt.Sprintf("WARNING: detection NOT active: %+v", st.Stats))
+		case f.detect:
+			notes = append(notes, fmt.Sprintf("verified: the detector analysed %d events (%d dropped on a full queue, %d findings)",
+				st.Stats.Processed, st.Stats.Dropped, st.Stats.Findings))
+		case st.Stats.Enabled || st.Stats.Received != 0:
+			notes = append(notes, fmt.Sprintf("WARNING: detection should be off: %+v", st.Stats))
+		}
 	}
+	return append(notes, finishAudit(ctx, env, dir, serve, f)...)
+}
+
+// finishAudit stops serve and checks the durable audit log offline.
+func finishAudit(ctx context.Context, env *runEnv, dir string, serve *child, f ksFeatures) []string {
+	serve.stop()
+	if f.volatile {
+		return []string{"note: audit.sink stdout (records written out, not durable): no intent record is fsynced"}
+	}
+	db := filepath.Join(dir, "data", "keystile.db")
+	fi, statErr := os.Stat(db)
 	if statErr != nil {
-		return []string{"WARNING: durable audit NOT active: no audit.db in the data dir"}
+		return []string{"WARNING: no keystile.db in the data dir: " + statErr.Error()}
 	}
 	out, err := ksCmd(ctx, env, dir, "", "audit", "verify")
 	if err != nil {
-		return []string{fmt.Sprintf("WARNING: audit.db is %d bytes but `keystile audit verify` failed: %v", fi.Size(), err)}
+		return []string{fmt.Sprintf("WARNING: `keystile audit verify` failed: %v", err)}
 	}
-	return []string{fmt.Sprintf("verified: `keystile audit verify` after the run: %s (audit.db %d MB)", strings.Join(strings.Fields(out), " "), fi.Size()>>20)}
+	if strings.Contains(out, "OK: 0 records") {
+		return []string{"WARNING: durable audit NOT active: the log in keystile.db holds no records"}
+	}
+	return []string{fmt.Sprintf("verified: `keystile audit verify` after the run: %s (keystile.db %d MB, the audit log inside it)",
+		strings.Join(strings.Fields(out), " "), fi.Size()>>20)}
 }

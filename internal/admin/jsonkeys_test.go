@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keystile/keystile/internal/detect"
 	"github.com/keystile/keystile/internal/vault"
 )
 
@@ -64,6 +65,7 @@ func TestJSONKeysSnakeCase(t *testing.T) {
 		Status{}, TokenInfo{}, MintedToken{}, CreateTokenRequest{}, RotateTokenRequest{},
 		SetSecretRequest{}, RevokeSecretRequest{}, OAuthLoginRequest{}, OAuthLoginEvent{}, ErrorBody{},
 		vault.Info{}, vault.RekeyResult{},
+		PanicRequest{}, PanicResult{}, ClearRequest{}, ClearResult{}, KillSwitchStatus{}, DetectStatus{}, detect.ProfileView{},
 	} {
 		typ := reflect.TypeOf(v)
 		t.Run(typ.String(), func(t *testing.T) {

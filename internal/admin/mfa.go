@@ -218,6 +218,7 @@ func (s *Server) mfaGate(mux *http.ServeMux) http.Handler {
 		ctx := context.WithValue(r.Context(), gateKey{}, g)
 		r = r.WithContext(context.WithValue(ctx, reqIDKey{}, &id))
 		_, pattern := mux.Handler(r)
+		noteRoute(r, pattern)
 		if pattern == "" { // not found, wrong method or a redirect: the mux answers
 			mux.ServeHTTP(w, r)
 			return
@@ -228,6 +229,8 @@ func (s *Server) mfaGate(mux *http.ServeMux) http.Handler {
 			WriteError(w, http.StatusInternalServerError, "unclassified_route", "this admin route has no second-factor classification")
 			return
 		}
+		w, r, done := s.auditAction(w, r, pattern, rt)
+		defer done()
 		if rt.Class == MFAAlways && !g.require(w, r, rt.Action) {
 			return
 		}

@@ -50,12 +50,22 @@ const (
 	ActionMFARecoveryCodes = "mfa.recovery_codes"
 	ActionCACreate         = "ca.create" // a CA the bots' TLS clients trust
 	ActionCARotate         = "ca.rotate"
-	// ActionPanicClear is for the kill switch's clear (keystile panic
-	// clear): its route goes into MFARoutes as MFAAlways with this action.
+	// ActionPanicClear is the kill switch's clear (keystile panic clear).
 	ActionPanicClear = "panic.clear"
+	// ActionDetectRelease lifts a detector's hold (keystile detect
+	// release): like unfreezing, it gives power back.
+	ActionDetectRelease = "detect.release"
 )
 
-// MFARoute is one route's classification.
+// Actions that need no second factor, as named in audit records.
+const (
+	ActionTokenRevoke = "token.revoke"
+	ActionTokenFreeze = "token.freeze"
+	ActionAlertTest   = "alert.test"
+)
+
+// MFARoute is one route's classification. Action names what the route
+// does, in MFA refusals and in the audit record of the request (admin.<Action>).
 type MFARoute struct {
 	Class  MFAClass
 	Action string
@@ -67,8 +77,9 @@ type MFARoute struct {
 // work until it is classified, and TestMFARouteTable lists them all.
 //
 // Not gated, and why: reads (status, lists, metadata) reveal no value; a
-// token revoke or freeze only takes power away and must stay instant in
-// an incident; the MFA endpoints that start an enrolment (refused while
+// token revoke or freeze, and engaging the kill switch (keystile panic),
+// only take power away and must stay instant in an incident (containment
+// is never slowed by a second factor); the MFA endpoints that start an enrolment (refused while
 // one is active), check their own code (login, confirm) or end a session.
 // Policies and venues are not changed through the admin API (they come
 // from keystile.yaml, reloaded on SIGHUP): whoever can write that file
@@ -86,8 +97,8 @@ func MFARoutes() map[string]MFARoute {
 		"POST " + PathTokens:                     {MFAConditional, ActionTokenCreate},
 		"GET " + PathTokens:                      never,
 		"GET " + PathTokens + "/{id}":            never,
-		"POST " + PathTokens + "/{id}/revoke":    never,
-		"POST " + PathTokens + "/{id}/freeze":    never,
+		"POST " + PathTokens + "/{id}/revoke":    {MFANever, ActionTokenRevoke},
+		"POST " + PathTokens + "/{id}/freeze":    {MFANever, ActionTokenFreeze},
 		"POST " + PathTokens + "/{id}/unfreeze":  {MFAAlways, ActionTokenUnfreeze},
 		"POST " + PathTokens + "/{id}/rotate":    {MFAConditional, ActionTokenRotate},
 		"POST " + PathOAuth + "/{venue}/login":   {MFAAlways, ActionOAuthLogin},
@@ -104,7 +115,17 @@ func MFARoutes() map[string]MFARoute {
 		"POST " + PathCA:             {MFAAlways, ActionCACreate},
 		"POST " + PathCA + "/rotate": {MFAAlways, ActionCARotate},
 		"GET " + PathAlerts:          never,
-		"POST " + PathAlertsTest:     never,
+		"POST " + PathAlertsTest:     {MFANever, ActionAlertTest},
+		// The kill switch: engaging it is containment (never gated);
+		// clearing it gives every bot its power back.
+		"GET " + PathKillSwitch:  never,
+		"POST " + PathPanic:      never,
+		"POST " + PathPanicClear: {MFAAlways, ActionPanicClear},
+		// The detector: releasing a throttle or a venue or credential
+		// freeze is like unfreezing a token.
+		"GET " + PathDetect:                                never,
+		"GET " + PathDetect + "/profiles/{id}":             never,
+		"DELETE " + PathDetect + "/holds/{kind}/{subject}": {MFAAlways, ActionDetectRelease},
 	}
 }
 

@@ -159,8 +159,8 @@ var wantMFARoutes = []struct { //nolint:gochecknoglobals // the test's table
 	{"POST /v1/tokens", MFAConditional, "token.create"},
 	{"GET /v1/tokens", MFANever, ""},
 	{"GET /v1/tokens/{id}", MFANever, ""},
-	{"POST /v1/tokens/{id}/revoke", MFANever, ""},
-	{"POST /v1/tokens/{id}/freeze", MFANever, ""},
+	{"POST /v1/tokens/{id}/revoke", MFANever, "token.revoke"},
+	{"POST /v1/tokens/{id}/freeze", MFANever, "token.freeze"},
 	{"POST /v1/tokens/{id}/unfreeze", MFAAlways, "token.unfreeze"},
 	{"POST /v1/tokens/{id}/rotate", MFAConditional, "token.rotate"},
 	{"POST /v1/oauth/{venue}/login", MFAAlways, "oauth.login"},
@@ -175,7 +175,13 @@ var wantMFARoutes = []struct { //nolint:gochecknoglobals // the test's table
 	{"POST /v1/ca", MFAAlways, "ca.create"},
 	{"POST /v1/ca/rotate", MFAAlways, "ca.rotate"},
 	{"GET /v1/alerts", MFANever, ""},
-	{"POST /v1/alerts/test", MFANever, ""},
+	{"POST /v1/alerts/test", MFANever, "alert.test"},
+	{"GET /v1/killswitch", MFANever, ""},
+	{"POST /v1/killswitch/panic", MFANever, ""},
+	{"POST /v1/killswitch/clear", MFAAlways, "panic.clear"},
+	{"GET /v1/detect", MFANever, ""},
+	{"GET /v1/detect/profiles/{id}", MFANever, ""},
+	{"DELETE /v1/detect/holds/{kind}/{subject}", MFAAlways, "detect.release"},
 }
 
 // TestMFARouteTable checks the classification of every admin route, then
@@ -228,7 +234,9 @@ func TestMFARouteTable(t *testing.T) {
 	hc := socketClient(f.s)
 	// Routes that internal/app registers (Options.Extra) are not on this
 	// bare server; TestE2EAdminMFARoutes calls them on the real one.
-	registeredByApp := map[string]bool{"GET /v1/ca": true, "POST /v1/ca": true, "POST /v1/ca/rotate": true}
+	registeredByApp := map[string]bool{"GET /v1/ca": true, "POST /v1/ca": true, "POST /v1/ca/rotate": true,
+		"GET /v1/killswitch": true, "POST /v1/killswitch/panic": true, "POST /v1/killswitch/clear": true,
+		"GET /v1/detect": true, "GET /v1/detect/profiles/{id}": true, "DELETE /v1/detect/holds/{kind}/{subject}": true}
 	for _, w := range wantMFARoutes {
 		t.Run(w.route, func(t *testing.T) {
 			if registeredByApp[w.route] {

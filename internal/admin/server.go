@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/secret"
 	"github.com/keystile/keystile/internal/vault"
 )
@@ -62,8 +63,15 @@ type Options struct {
 	MFAIssuer string
 	// TCP, if set, adds the TCP listener (admin.listen).
 	TCP *TCPOptions
+	// Events, if set, receives one audit event per admin write (every
+	// method but GET and HEAD), refused ones included, once answered
+	// (see events.go).
+	Events audit.Sink
 	// Logger; if nil, discard.
 	Logger *slog.Logger
+	// Audit, if set, receives one record per admin request that changes
+	// something (audit.go), whoever sent it.
+	Audit audit.Sink
 }
 
 // Server is the admin API server.
@@ -73,6 +81,8 @@ type Server struct {
 	srv  *http.Server
 	log  *slog.Logger
 	self int
+
+	inner http.Handler // the gated mux every listener (and InProcess) serves
 
 	tcpLn   net.Listener // nil unless Options.TCP
 	tcpSrv  *http.Server
@@ -126,6 +136,7 @@ func Listen(o Options) (*Server, error) {
 		o.Extra(mux)
 	}
 	inner := s.mfaGate(mux)
+	s.inner = inner
 	if o.TCP != nil {
 		if err := s.listenTCP(inner); err != nil {
 			_ = ln.Close()
@@ -134,7 +145,7 @@ func Listen(o Options) (*Server, error) {
 		}
 	}
 	s.srv = &http.Server{
-		Handler:           s.checkPeer(inner),
+		Handler:           s.audited(s.checkPeer(inner)),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      5 * time.Minute,
@@ -253,6 +264,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 		if !DecodeJSON(w, r, &req) {
 			return
 		}
+		NoteTarget(r, "", "credential "+quote(r.PathValue("name")))
 		if reserved(w, r.PathValue("name")) {
 			for _, v := range req.Fields {
 				clear(v)
@@ -291,6 +303,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 		if !DecodeJSON(w, r, &req) || reserved(w, r.PathValue("name")) {
 			return
 		}
+		NoteTarget(r, "", fmt.Sprintf("credential %s; compromised %t", quote(r.PathValue("name")), req.Compromised))
 		if err := s.o.Vault.Revoke(r.Context(), r.PathValue("name"), req.Compromised); err != nil {
 			s.fail(w, r, err)
 			return
@@ -304,6 +317,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("DELETE "+PathSecrets+"/{name}", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
+		NoteTarget(r, "", "credential "+quote(name))
 		if reserved(w, name) {
 			return
 		}

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/keystile/keystile/internal/buildinfo"
+	"github.com/keystile/keystile/internal/detect"
 )
 
 // Status is the answer of GET /v1/status: what the server is and holds,
@@ -25,8 +26,12 @@ type Status struct {
 	Audit         *AuditStatus   `json:"audit,omitempty"`
 	Tokens        *TokenCounts   `json:"tokens,omitempty"`
 	Alerts        *AlertsStatus  `json:"alerts,omitempty"`
+	// KillSwitch is the kill switch's state (keystile panic).
+	KillSwitch *KillSwitchStatus `json:"killswitch,omitempty"`
 	// Metrics is the Prometheus listener's address ("" if none).
 	Metrics string `json:"metrics,omitempty"`
+	// Console is the web console's base URL ("" if none).
+	Console string `json:"console,omitempty"`
 	// RestartNeeded names the configuration sections that changed in the
 	// file since start and take effect only after a restart.
 	RestartNeeded []string `json:"restart_needed,omitempty"`
@@ -94,12 +99,23 @@ type TokenCounts struct {
 	Error string `json:"error,omitempty"`
 }
 
-// AlertsStatus says whether anything watches for alerts. keystile has no
-// alert detector yet, so Detector is "none" and there is no list of open
-// alerts (an empty list would claim that something looked).
+// AlertsStatus says what watches for anomalies and where alerts go:
+// Detector is "detect" (the anomaly detector, internal/detect), "detect
+// (disabled)" or "none"; Note summarises its counters (keystile detect
+// status has the details). OpenFindings counts the findings of the last
+// RecentWindow (since the server started), OpenCritical the critical ones
+// among them, Findings lists the newest few; Holds counts the detector's
+// throttles and freezes in force.
 type AlertsStatus struct {
-	Detector string `json:"detector"`
-	Note     string `json:"note"`
+	Detector     string               `json:"detector"`
+	Note         string               `json:"note"`
+	Detectors    int                  `json:"detectors"`
+	OpenFindings int                  `json:"open_findings"`
+	OpenCritical int                  `json:"open_critical"`
+	Findings     []detect.FindingView `json:"recent_findings,omitempty"`
+	Holds        int                  `json:"holds"`
+	// Dropped events the detector could not analyse (its queue was full).
+	EventsDropped uint64 `json:"events_dropped"`
 	// Sinks is the number of alert sinks configured; Unhealthy names
 	// those whose last delivery failed; Dropped counts alerts lost to
 	// full queues since start (details: GET /v1/alerts).

@@ -65,7 +65,7 @@ func (s *Server) listenTCP(inner http.Handler) error {
 	}
 	s.tcpLn = ln
 	s.tcpSrv = &http.Server{
-		Handler:           allow.Handler(s.checkBearer(inner)),
+		Handler:           allow.Handler(s.audited(s.checkBearer(inner))),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      5 * time.Minute,

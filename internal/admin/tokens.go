@@ -3,9 +3,11 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/keystile/keystile/internal/secret"
@@ -134,11 +136,13 @@ func TokenRoutes(mux *http.ServeMux, tokens Tokens, log interface {
 			}
 			cr.CIDRs = append(cr.CIDRs, p)
 		}
+		NoteTarget(r, "", describeCreate(req))
 		raw, t, err := tokens.Create(r.Context(), cr)
 		if err != nil {
 			fail(w, err)
 			return
 		}
+		NoteTarget(r, string(t.ID), "")
 		minted(w, raw, t)
 	})
 	mux.HandleFunc("GET "+PathTokens, func(w http.ResponseWriter, r *http.Request) {
@@ -167,6 +171,7 @@ func TokenRoutes(mux *http.ServeMux, tokens Tokens, log interface {
 	} {
 		mux.HandleFunc("POST "+PathTokens+"/{id}/"+action, func(w http.ResponseWriter, r *http.Request) {
 			id := token.ID(r.PathValue("id"))
+			NoteTarget(r, string(id), "")
 			if err := fn(r.Context(), id); err != nil {
 				fail(w, err)
 				return
@@ -194,13 +199,34 @@ func TokenRoutes(mux *http.ServeMux, tokens Tokens, log interface {
 		if !ReadOnlyScopes(old.Scopes) && !RequireMFA(w, r, ActionTokenRotate) {
 			return
 		}
+		NoteTarget(r, r.PathValue("id"), "grace "+req.Grace.String())
 		raw, t, err := tokens.Rotate(r.Context(), token.ID(r.PathValue("id")), req.Grace)
 		if err != nil {
 			fail(w, err)
 			return
 		}
+		NoteTarget(r, "", "successor "+string(t.ID))
 		minted(w, raw, t)
 	})
+}
+
+// describeCreate summarises a token request for the audit record (no
+// value in it is secret).
+func describeCreate(req CreateTokenRequest) string {
+	d := fmt.Sprintf("name %s; venues %s; scopes %s", quote(req.Name), quote(strings.Join(req.Venues, ",")), quote(strings.Join(req.Scopes, ",")))
+	if req.Policy != "" {
+		d += "; policy " + quote(req.Policy)
+	}
+	if req.Test {
+		d += "; test"
+	}
+	if len(req.CIDRs) > 0 {
+		d += "; cidrs " + quote(strings.Join(req.CIDRs, ","))
+	}
+	if req.TTL > 0 {
+		d += "; ttl " + req.TTL.String()
+	}
+	return d
 }
 
 // ParseCIDR parses a token's source restriction: a CIDR prefix or a bare

@@ -136,6 +136,7 @@ type Dispatcher struct {
 
 	ingressDropped atomic.Uint64
 	folded         atomic.Uint64
+	recent         recent // the last alerts sent (Recent)
 	held           atomic.Int64
 
 	// gates is owned by the router goroutine.
@@ -216,6 +217,7 @@ func checkSinks(sinks []SinkConfig) error {
 func (d *Dispatcher) Send(a Alert) bool {
 	n := normalize(a, d.sc, d.now())
 	n.Kind = KindAlert
+	d.recent.add(n)
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if d.closed {

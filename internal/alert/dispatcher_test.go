@@ -330,3 +330,33 @@ func TestCloseFlushesHeld(t *testing.T) {
 		t.Fatalf("after Close: %+v", got)
 	}
 }
+
+// TestRecent: Send remembers the last alerts, scrubbed, newest first,
+// bounded by alert.RecentCapacity.
+func TestRecent(t *testing.T) {
+	d, err := alert.New(alert.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close(context.Background())
+	start := time.Now()
+	for i := range alert.RecentCapacity + 5 {
+		d.Send(alert.Alert{Detector: "detect.test", Severity: alert.SeverityHigh, Summary: fmt.Sprintf("alert %d kst_live_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ", i)})
+	}
+	got := d.Recent(start.Add(-time.Second))
+	if len(got) != alert.RecentCapacity {
+		t.Fatalf("%d alerts remembered, want %d", len(got), alert.RecentCapacity)
+	}
+	if !strings.HasPrefix(got[0].Summary, fmt.Sprintf("alert %d ", alert.RecentCapacity+4)) || !strings.HasPrefix(got[len(got)-1].Summary, "alert 5 ") {
+		t.Fatalf("order: first %q last %q", got[0].Summary, got[len(got)-1].Summary)
+	}
+	if strings.Contains(got[0].Summary, "abcdefghijklmnop") {
+		t.Fatalf("not scrubbed: %q", got[0].Summary)
+	}
+	if got[0].ID == "" || got[0].Kind != alert.KindAlert {
+		t.Fatalf("not normalised: %+v", got[0])
+	}
+	if len(d.Recent(time.Now().Add(time.Hour))) != 0 {
+		t.Fatal("since is not applied")
+	}
+}

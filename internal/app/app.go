@@ -25,13 +25,18 @@ import (
 	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/buildinfo"
 	"github.com/keystile/keystile/internal/config"
+	"github.com/keystile/keystile/internal/console"
+	"github.com/keystile/keystile/internal/detect"
 	"github.com/keystile/keystile/internal/fwdproxy"
 	"github.com/keystile/keystile/internal/gateway"
 	"github.com/keystile/keystile/internal/idem"
+	"github.com/keystile/keystile/internal/killswitch"
+	"github.com/keystile/keystile/internal/ledger"
 	"github.com/keystile/keystile/internal/localca"
 	"github.com/keystile/keystile/internal/logging"
 	"github.com/keystile/keystile/internal/masterkey"
 	"github.com/keystile/keystile/internal/metrics"
+	"github.com/keystile/keystile/internal/mfa"
 	"github.com/keystile/keystile/internal/policy"
 	"github.com/keystile/keystile/internal/secret"
 	"github.com/keystile/keystile/internal/store/sqlite"
@@ -126,8 +131,11 @@ func Init(ctx context.Context, env Env, o InitOptions) (InitResult, error) {
 		return res, fmt.Errorf("%w %s: %v", ErrDataDir, dir, err)
 	}
 	keyFile := cfg.MasterKey.File
-	if keyFile == "" {
+	switch {
+	case keyFile == "":
 		keyFile = filepath.Join(dir, KeyFile)
+	case !filepath.IsAbs(keyFile):
+		keyFile = filepath.Join(dir, keyFile) // as ResolveKeyFile reads it
 	}
 	mo := masterkey.Options{
 		Source: o.Source, KeyFile: keyFile, PassphraseFile: cfg.MasterKey.PassphraseFile,
@@ -142,6 +150,11 @@ func Init(ctx context.Context, env Env, o InitOptions) (InitResult, error) {
 		return res, err
 	}
 	defer root.Wipe()
+	if params.Source == masterkey.SourceFile {
+		// Relative to the data dir when inside it: a copied, moved or
+		// restored data dir uses its own key file.
+		params.KeyFile = recordKeyPath(dir, keyFile)
+	}
 	if params.Source == masterkey.SourceFile {
 		res.KeyFile = keyFile
 	}
@@ -229,13 +242,12 @@ func OpenVault(ctx context.Context, env Env, dataDir string, cfg *config.Config,
 		return fail(fmt.Errorf("app: stored master key parameters: %w", err))
 	}
 	mo := masterkey.Options{
-		KeyFile: cfg.MasterKey.File, PassphraseFile: cfg.MasterKey.PassphraseFile,
-		Getenv: env.Getenv, Prompt: env.Prompt, Keyring: env.keyring(),
+		PassphraseFile: cfg.MasterKey.PassphraseFile,
+		Getenv:         env.Getenv, Prompt: env.Prompt, Keyring: env.keyring(),
 	}
-	if params.Source == masterkey.SourceFile && mo.KeyFile == "" {
-		mo.KeyFile = params.KeyFile
-		if mo.KeyFile == "" {
-			mo.KeyFile = filepath.Join(dataDir, KeyFile)
+	if params.Source == masterkey.SourceFile {
+		if mo.KeyFile, err = ResolveKeyFile(dataDir, cfg.MasterKey.File, params.KeyFile); err != nil {
+			return fail(err)
 		}
 	}
 	root, err := masterkey.Load(ctx, mo, params)
@@ -282,8 +294,16 @@ type Server struct {
 	started  time.Time
 	policy   *policy.Engine
 	idem     *idem.Manager
-	audit    *audit.Log
-	cfgPath  string
+	audit    AuditLog
+	ledger   ledger.Store
+	intents  gateway.Intents // the audit log when it is not the ledger's
+	kill     *killswitch.Switch
+	loss     *killswitch.LossGuard // nil without loss guards
+	detect   *detect.Detector
+	// events is where the gateway and the forward proxy send their
+	// events (audit log, text log, metrics, console, loss guard, detector).
+	events  events
+	cfgPath string
 
 	// cfgNow is the configuration in force (see Config); venues are the
 	// running venues by id. reloadMu serialises reloads and guards
@@ -296,6 +316,12 @@ type Server struct {
 	// alertEnv resolves their secret references again on reload.
 	alerts   *alert.Dispatcher
 	alertEnv Env
+
+	// The web console (console.listen; nil when off): the stats it
+	// shows, fed by the gateway's events, and its kill switch.
+	console *console.Console
+	stats   *console.Stats
+	mfa     *mfa.Manager
 
 	cfgNow   atomic.Pointer[config.Config]
 	reloadMu sync.Mutex
@@ -364,6 +390,9 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		venues = append(venues, b.gv)
 	}
 	s.metrics = s.newMetrics()
+	if o.Config.Console.Listen != "" {
+		s.stats = console.NewStats(nil)
+	}
 	if err := s.openOrderPath(ctx, v, db, o.Config, o.DataDir); err != nil {
 		s.closeStores(ctx)
 		return nil, err
@@ -372,14 +401,32 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		s.closeStores(ctx)
 		return nil, err
 	}
+	if err := s.openKillSwitch(ctx, o.Config); err != nil {
+		s.closeStores(ctx)
+		return nil, err
+	}
+	venues = venues[:0]
+	for _, id := range sortedVenueIDs(o.Config) {
+		s.venues[id] = s.gated(id, s.venues[id])
+		venues = append(venues, s.venues[id].gv)
+	}
+	if err := s.openDetector(ctx, v, db, o.Config); err != nil {
+		s.closeStores(ctx)
+		return nil, err
+	}
 	var scrub gateway.Scrubber
 	if o.Redactor != nil {
 		scrub = o.Redactor
 	}
+	ev := events{log: s.audit, text: audit.LogSink{Logger: o.Logger}, metrics: s.metrics, console: s.consoleSink(), detect: s.detect}
+	if s.loss != nil {
+		ev.loss = s.loss
+	}
+	s.events = ev
 	s.gateway, err = gateway.New(gateway.Options{
-		Tokens: s.tokens, Venues: venues, Events: events{s.audit, audit.LogSink{Logger: o.Logger}, s.metrics}, OnRetry: s.metrics.OnRetry, Scrubber: scrub,
-		MaxBodyBytes: o.Config.Gateway.MaxBodyBytes, Logger: o.Logger,
-		Policy: s.policy, Idem: s.idem, Intents: s.audit,
+		Tokens: s.kill.Guard(s.tokens), Venues: venues, Events: ev, OnRetry: s.metrics.OnRetry, Scrubber: scrub,
+		MaxBodyBytes: o.Config.Gateway.MaxBodyBytes, Logger: o.Logger, Kill: s.kill, Guard: s.detect,
+		Policy: s.policy, Idem: s.idem, Ledger: s.ledger, Intents: s.intents,
 		Ready: func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
@@ -457,17 +504,22 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		s.closeStores(ctx)
 		return nil, err
 	}
+	// Admin writes: one audit record each (durable log and text log), also
+	// fed to the detector (admin actions at unusual hours).
+	adminAudit := adminEvents{log: s.audit, text: audit.LogSink{Logger: o.Logger}, detect: s.detect}
 	as, err := admin.Listen(admin.Options{
 		Socket: sock, AllowedUIDs: o.Config.Admin.AllowedUIDs, Vault: v, Logger: o.Logger,
 		MFA: mfaMgr, MFAIssuer: mfaIssuer(o.Config), TCP: tcp,
 		Guard: credentialGuard{cfg: s.Config, tokens: s.tokens},
 		Extra: func(mux *http.ServeMux) {
-			admin.TokenRoutes(mux, policyTokens{Service: s.tokens, engine: s.policy, cfg: s.Config}, o.Logger)
+			admin.TokenRoutes(mux, auditedTokens{Tokens: policyTokens{Service: s.tokens, engine: s.policy, cfg: s.Config}, log: s.audit}, o.Logger)
 			admin.AlertRoutes(mux, s.alerts, o.Logger)
+			admin.KillSwitchRoutes(mux, s.kill, func(v string) bool { _, ok := s.Config().Venues[v]; return ok }, o.Logger)
 			mux.HandleFunc("POST "+admin.PathOAuth+"/{venue}/login", oauthLogin(s.Config, v, o.Logger))
 			s.caRoutes(mux)
+			admin.DetectRoutes(mux, s.detect, o.Logger)
 		},
-		Status: s.status,
+		Status: s.status, Audit: adminAudit, Events: adminAudit,
 	})
 	if err != nil {
 		s.closeListeners()
@@ -475,6 +527,15 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		return nil, err
 	}
 	s.admin = as
+	s.mfa = mfaMgr
+	if o.Config.Console.Listen != "" {
+		if s.console, err = s.newConsole(o.Config); err != nil {
+			_ = as.Shutdown(ctx)
+			s.closeListeners()
+			s.closeStores(ctx)
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -523,6 +584,19 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	if s.console != nil {
+		go func() {
+			if err := s.console.Serve(); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	kctx, stopKill := context.WithCancel(ctx)
+	defer stopKill()
+	go s.kill.Run(kctx)
+	if s.loss != nil {
+		go s.loss.Run(kctx)
+	}
 	flush := time.NewTicker(30 * time.Second)
 	defer flush.Stop()
 	// SIGHUP reloads venues and policies; without a config file there is nothing
@@ -539,7 +613,7 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	s.log.Info("keystile: serving", "version", Version, "data_dir", s.dataDir, "gateway", s.GatewayAddr(), "metrics", s.MetricsAddr(), "admin_listen", s.admin.TCPAddr(), "proxy", s.ProxyAddr())
+	s.log.Info("keystile: serving", "version", Version, "data_dir", s.dataDir, "gateway", s.GatewayAddr(), "metrics", s.MetricsAddr(), "admin_listen", s.admin.TCPAddr(), "proxy", s.ProxyAddr(), "console", s.ConsoleURL())
 	var runErr error
 loop:
 	for {
@@ -575,6 +649,12 @@ loop:
 	if s.metricsSrv != nil {
 		_ = s.metricsSrv.Shutdown(sctx)
 	}
+	if s.console != nil {
+		_ = s.console.Shutdown(sctx)
+	}
+	if s.stats != nil {
+		s.stats.Close()
+	}
 
 	s.closeStores(sctx)
 	s.log.Info("keystile: stopped")
@@ -582,10 +662,18 @@ loop:
 }
 
 func (s *Server) closeStores(ctx context.Context) {
-	// Alerts first: queued ones get a few seconds, and pending digest
+	// The detector closes first: it analyses what is queued, writes its
+	// last detect records to the audit log and saves its profiles (its
+	// last alerts still reach the dispatcher).
+	if s.detect != nil {
+		if err := s.detect.Close(ctx); err != nil {
+			s.log.Warn("keystile: close detector", "err", err)
+		}
+	}
+	// Alerts next: queued ones get a few seconds, and pending digest
 	// items are in the database, which closes last.
 	s.closeAlerts(ctx)
-	// The audit log closes first: its final checkpoint is signed with a
+	// The audit log closes next: its final checkpoint is signed with a
 	// key derived from the vault, and the gateway no longer writes to it.
 	if s.audit != nil {
 		if err := s.audit.Close(ctx); err != nil {

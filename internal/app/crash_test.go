@@ -24,6 +24,7 @@ import (
 	"github.com/keystile/keystile/internal/app"
 	"github.com/keystile/keystile/internal/cli"
 	"github.com/keystile/keystile/internal/sandbox"
+	"github.com/keystile/keystile/internal/store/sqlite"
 )
 
 // envChildArgs makes the test binary run the keystile CLI with these
@@ -101,6 +102,36 @@ func startChild(t *testing.T, args ...string) *child {
 	return c
 }
 
+// ledgerState reads the stored order state of a stopped server: the
+// client order ids claimed and the number of budget entries.
+func ledgerState(t *testing.T, path string) (map[string]bool, int) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	claims := map[string]bool{}
+	rows, err := db.SQL().QueryContext(ctx, `SELECT client_order_id FROM idempotency`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			t.Fatal(err)
+		}
+		claims[c] = true
+	}
+	var n int
+	if err := db.SQL().QueryRowContext(ctx, `SELECT count(*) FROM budget_entries`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return claims, n
+}
+
 func (c *child) kill9(t *testing.T) {
 	t.Helper()
 	_ = c.cmd.Process.Signal(syscall.SIGKILL)
@@ -135,7 +166,9 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 // TestCrashKill9UnderLoad kills `keystile serve` with SIGKILL at random
 // points while bots place orders, several times. After every kill: the
 // audit log verifies, every order the venue received has its durable
-// intent record, the budget was never exceeded, and the vault opens again.
+// intent record, budget reservation and idempotency claim (one write: no
+// intent without its claim or the other way round), the budget was never
+// exceeded, and the vault opens again.
 func TestCrashKill9UnderLoad(t *testing.T) {
 	ctx := context.Background()
 	sb, err := sandbox.Start(ctx, sandbox.Options{TLS: true})
@@ -208,6 +241,27 @@ func TestCrashKill9UnderLoad(t *testing.T) {
 		}
 		if len(orders) > 50 {
 			t.Fatalf("round %d: %d orders of 60 USDT reached the venue: the 3000 USDT budget was exceeded", round, len(orders))
+		}
+		// The order's budget reservation and idempotency claim are in the
+		// same write as its intent record: none without the others.
+		claims, reserved := ledgerState(t, filepath.Join(dataDir, app.DBFile))
+		for _, o := range orders {
+			if !claims[o.ClientOrderID] {
+				t.Fatalf("round %d: the venue received order %s without a durable idempotency claim", round, o.ClientOrderID)
+			}
+		}
+		for coid := range intents {
+			if !claims[coid] {
+				t.Fatalf("round %d: intent record of %s without its claim", round, coid)
+			}
+		}
+		for coid := range claims {
+			if !intents[coid] {
+				t.Fatalf("round %d: claim of %s without its intent record", round, coid)
+			}
+		}
+		if reserved < len(orders) || reserved > 50 {
+			t.Fatalf("round %d: %d budget entries for %d orders at the venue (limit 50)", round, reserved, len(orders))
 		}
 		t.Logf("round %d: %d requests sent so far, %d orders at the venue, %d intent records", round, sent.Load(), len(orders), len(intents))
 	}

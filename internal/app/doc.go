@@ -7,5 +7,8 @@
 // Security model: serve disables core dumps and ptrace-style dumping before
 // the master key is loaded, the data directory must be 0700 and owned by the
 // running user, and the root key is wiped from memory as soon as the vault
-// has unwrapped its keyring.
+// has unwrapped its keyring. A data dir is self-contained: the master key
+// file is recorded relative to it, and two key files holding different
+// keys are an error naming both rather than a silent choice
+// (ResolveKeyFile). Backups (Backup, Restore) never hold the master key.
 package app

@@ -510,6 +510,26 @@ func TestE2EForwardProxyRefusals(t *testing.T) {
 	if !strings.Contains(h.log.String(), `"rule":"proxy.host_not_allowed"`) || !strings.Contains(h.log.String(), `"rule":"token.missing"`) {
 		t.Error("CONNECT refusals were not recorded")
 	}
+	// A token the kill switch covers opens no tunnel (403, token.killed).
+	kreq, _ := http.NewRequest("POST", h.gw+"/-/kill", strings.NewReader(`{"reason":"fwd test"}`))
+	kreq.Header.Set("Keystile-Token", tok)
+	if kresp, err := h.hc.Do(kreq); err != nil || kresp.StatusCode != 200 || kresp.Body.Close() != nil {
+		t.Fatalf("kill: %v", err)
+	}
+	c, err := net.Dial("tcp", h.srv.ProxyAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = io.WriteString(c, "CONNECT "+venueAddr+" HTTP/1.1\r\nHost: "+venueAddr+"\r\nProxy-Authorization: "+auth+"\r\n\r\n")
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 12)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "HTTP/1.1 403" {
+		t.Fatalf("CONNECT with a killed token: %q %v", buf, err)
+	}
+	if !strings.Contains(h.log.String(), `"rule":"token.killed"`) {
+		t.Error("the killed token's CONNECT was not recorded as token.killed")
+	}
 }
 
 // TestE2EGatewayTLS serves the reverse proxy over HTTPS with a certificate

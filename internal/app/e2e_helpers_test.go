@@ -99,6 +99,9 @@ type harnessOptions struct {
 	Configure func(info sandbox.Info, cfg *config.Config)
 	// Received, if set, sees every request the sandbox's venues receive.
 	Received func(sandbox.Received)
+	// Now is the admin second factor's clock (ServerOptions.Now); nil:
+	// time.Now.
+	Now func() time.Time
 }
 
 // harness is a running bot -> gateway -> sandbox setup: a TLS sandbox with
@@ -172,7 +175,7 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 
 	red := logging.NewRedactor()
 	log := logging.New(h.log, logging.Options{Level: slog.LevelDebug, Format: "json", Redactor: red})
-	srv, err := app.NewServer(ctx, app.Env{}, app.ServerOptions{DataDir: h.dataDir, Config: cfg, Logger: log, Redactor: red})
+	srv, err := app.NewServer(ctx, app.Env{}, app.ServerOptions{DataDir: h.dataDir, Config: cfg, Logger: log, Redactor: red, Now: o.Now})
 	if err != nil {
 		t.Fatalf("new server: %v", err)
 	}

@@ -292,6 +292,33 @@ func TestE2EAuditUnwritable(t *testing.T) {
 	}
 }
 
+// TestE2EAuditUnwritablePostRead: a read that is a POST (Kraken's private
+// Balance) is a read: it needs no durable intent and works while the audit
+// log cannot be written; Kraken's AddOrder, a POST too, is refused.
+func TestE2EAuditUnwritablePostRead(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full on this system")
+	}
+	var kraken e2eVenue
+	for _, v := range exchangeVenues() {
+		if v.id == sandbox.VenueKraken {
+			kraken = v
+		}
+	}
+	h := startHarness(t, harnessOptions{Venues: []e2eVenue{kraken}, ExtraYAML: "audit:\n  sink: jsonl\n  path: /dev/full\n"})
+	tok := h.mint(t, admin.CreateTokenRequest{Test: true, Venues: []string{sandbox.VenueKraken}}).Token
+	if r := h.mustCall(t, tok, sandbox.VenueKraken, kraken.read); r.status != http.StatusOK {
+		t.Fatalf("POST read with an unwritable audit log: %d %s", r.status, r.body)
+	}
+	resp := h.mustCall(t, tok, sandbox.VenueKraken, kraken.order)
+	if resp.status != http.StatusServiceUnavailable || resp.errorCode() != "audit_unavailable" {
+		t.Fatalf("order with an unwritable audit log: %d %s", resp.status, resp.body)
+	}
+	if n := h.sb.Stats(sandbox.VenueKraken).Orders; n != 0 {
+		t.Fatalf("the venue received %d orders", n)
+	}
+}
+
 // TestE2ESlowVenueNeverDoubleOrders: the venue takes longer than keystile
 // waits, and places the order afterwards. keystile answers 504 with the
 // client order id; a retry with the same key while the venue has not

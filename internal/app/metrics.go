@@ -55,6 +55,15 @@ func (s *Server) registerMetrics(m *metrics.Metrics) {
 			return 1
 		})
 	}
+	if s.kill != nil {
+		ks := s.kill
+		gauge("killswitch_trips", "Kill switch trips in force (0: off; alert on > 0).", func() float64 { return float64(len(ks.Active())) })
+	}
+	if s.loss != nil {
+		lg := s.loss
+		counter("killswitch_loss_guard_orders_total", "Accepted orders the loss guards counted.", func() float64 { return float64(lg.Stats().Counted) })
+		counter("killswitch_loss_guard_dropped_total", "Order events the loss guards dropped on a full queue (not counted).", func() float64 { return float64(lg.Stats().Dropped) })
+	}
 	if s.db != nil {
 		db := s.db
 		counter("store_write_batches_total", "Group commits of the main database's writer.", func() float64 { return float64(db.WriterStats().Batches) })

@@ -17,8 +17,11 @@ import (
 const purposeIdem = "idem.v1"
 
 // openOrderPath builds what stands between a bot's request and its
-// signature: the compiled policies with their durable budgets, the
-// idempotency manager and the durable audit log.
+// signature: the compiled policies, the idempotency manager, the durable
+// audit log and the ledger, which makes an order's budget reservation,
+// idempotency claim and intent record one write of the main database
+// (with an audit log kept elsewhere, the intent is written there after
+// it).
 func (s *Server) openOrderPath(ctx context.Context, v *vault.Vault, db *sqlite.DB, cfg *config.Config, dataDir string) error {
 	set, err := policy.Compile(cfg)
 	if err != nil {
@@ -40,19 +43,35 @@ func (s *Server) openOrderPath(ctx context.Context, v *vault.Vault, db *sqlite.D
 	if err != nil {
 		return err
 	}
-	s.audit, err = openAuditLog(ctx, cfg, dataDir, keys, os.Stdout, s.log, s.metrics.ObserveAuditCommit)
+	s.ledger = db.Ledger()
+	if AuditInDatabase(cfg, dataDir) {
+		// The intent record shares the ledger's write (one fsync per
+		// order).
+		l, err := openDatabaseAudit(ctx, db, cfg, dataDir, keys, os.Stdout, s.log, s.metrics.ObserveAuditCommit)
+		if err != nil {
+			return err
+		}
+		s.audit = l
+		return nil
+	}
+	l, err := openAuditLog(ctx, cfg, dataDir, keys, os.Stdout, s.log, s.metrics.ObserveAuditCommit)
 	if err != nil {
 		return err
 	}
+	s.audit, s.intents = l, l
 	return nil
 }
 
-// events sends each gateway event to the durable audit log and to the
-// structured log.
+// events sends each gateway event to the durable audit log, the
+// structured log, the metrics and the anomaly detector (which only queues
+// it).
 type events struct {
-	log     *audit.Log
+	log     AuditLog
 	text    audit.Sink
 	metrics audit.Sink
+	console audit.Sink // the web console's live figures; nil when it is off
+	loss    audit.Sink // the kill switch's loss guard (non-blocking); nil if none
+	detect  audit.Sink
 }
 
 // Record implements audit.Sink.
@@ -63,6 +82,15 @@ func (e events) Record(ctx context.Context, ev audit.Event) {
 	e.text.Record(ctx, ev)
 	if e.metrics != nil {
 		e.metrics.Record(ctx, ev)
+	}
+	if e.console != nil {
+		e.console.Record(ctx, ev)
+	}
+	if e.loss != nil {
+		e.loss.Record(ctx, ev)
+	}
+	if e.detect != nil {
+		e.detect.Record(ctx, ev)
 	}
 }
 

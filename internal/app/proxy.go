@@ -18,7 +18,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/fwdproxy"
 	"github.com/keystile/keystile/internal/masterkey"
@@ -135,8 +134,8 @@ func (s *Server) openProxy() error {
 	}
 	g := s.cfg.Gateway
 	p, err := fwdproxy.New(fwdproxy.Options{
-		Handler: s.gateway, Tokens: s.tokens, Certs: ca, Limiter: s.gateway,
-		Events: events{s.audit, audit.LogSink{Logger: s.log}, s.metrics},
+		Handler: s.gateway, Tokens: s.kill.Guard(s.tokens), Certs: ca, Limiter: s.gateway,
+		Events: s.events,
 		Routes: proxyRoutes(s.venues), MaxTunnels: pc.MaxTunnels,
 		ReadHeaderTimeout: g.ReadHeaderTimeout, ReadTimeout: g.ReadTimeout, WriteTimeout: g.WriteTimeout,
 		IdleTimeout: g.IdleTimeout, MaxHeaderBytes: g.MaxHeaderBytes, Logger: s.log,

@@ -7,14 +7,17 @@ import (
 	"sort"
 
 	"github.com/keystile/keystile/internal/config"
+	"github.com/keystile/keystile/internal/detect"
 	"github.com/keystile/keystile/internal/gateway"
 	"github.com/keystile/keystile/internal/policy"
 )
 
 // What `serve` applies from a changed configuration file, on SIGHUP or when
-// the file changes: venues, policies and alert sinks, together. A file that
-// does not load, compile or build keeps the running venues, policies and
-// alert sinks, and the log says why. Every other section is read once at start; a change there is logged
+// the file changes: venues, policies, alert sinks and the detect section
+// (but its queue_size), together. A file that does not load, compile or
+// build keeps the running venues, policies, alert sinks and detector
+// settings, and the log says why. Every other section is read once at
+// start; a change there is logged
 // and listed by RestartNeeded until the server restarts.
 
 // restartSections are the configuration's sections that only a restart
@@ -32,10 +35,13 @@ var restartSections = []struct {
 	{"audit", func(c *config.Config) any { return c.Audit }},
 	{"idempotency", func(c *config.Config) any { return c.Idempotency }},
 	{"metrics", func(c *config.Config) any { return c.Metrics }},
+	{"console", func(c *config.Config) any { return c.Console }},
 	// The rest of alerts: reloads; its queue sizes are fixed at start.
 	{"alerts.queue_size", func(c *config.Config) any { return c.Alerts.QueueSize }},
 	{"proxy", func(c *config.Config) any { return c.Proxy }},
 	{"local_ca", func(c *config.Config) any { return c.LocalCA }},
+	{"killswitch", func(c *config.Config) any { return c.KillSwitch }},
+	{"detect.queue_size", func(c *config.Config) any { return c.Detect.Resolve().QueueSize }},
 }
 
 // restartNeeded lists the sections of next that differ from the running
@@ -84,6 +90,10 @@ func (s *Server) reload(path string) (*policy.Set, error) {
 	if err != nil {
 		return nil, fmt.Errorf("alerts: %w", err)
 	}
+	detectSet, err := detect.Compile(cfg)
+	if err != nil {
+		return nil, err
+	}
 	next := make(map[string]builtVenue, len(cfg.Venues))
 	var added, changed, removed []string
 	var fresh []builtVenue
@@ -104,6 +114,7 @@ func (s *Server) reload(path string) (*policy.Set, error) {
 		if err != nil {
 			return abort(err)
 		}
+		b = s.gated(id, b)
 		fresh = append(fresh, b)
 		next[id] = b
 		if _, ok := s.venues[id]; ok {
@@ -156,8 +167,11 @@ func (s *Server) reload(path string) (*policy.Set, error) {
 	if len(s.restart) > 0 {
 		s.log.Warn("keystile: these settings changed in the file and take effect only after a restart", "file", path, "sections", s.restart)
 	}
+	if s.detect != nil {
+		s.detect.SetSettings(detectSet)
+	}
 	now := *s.cfg
-	now.Venues, now.Policies, now.Alerts = cfg.Venues, cfg.Policies, cfg.Alerts
+	now.Venues, now.Policies, now.Alerts, now.Detect = cfg.Venues, cfg.Policies, cfg.Alerts, cfg.Detect
 	s.cfgNow.Store(&now)
 	return set, nil
 }

@@ -156,3 +156,135 @@ func TestReloadVenues(t *testing.T) {
 		t.Errorf("admin status restart_needed = %v, want [gateway]", st.RestartNeeded)
 	}
 }
+
+// TestReloadDetect: the detect section follows the file like venues and
+// policies: new actions apply to the next finding, an invalid section
+// keeps the running one, and queue_size is reported as restart-only.
+func TestReloadDetect(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sb, err := sandbox.Start(context.Background(), sandbox.Options{TLS: true, Venues: []string{sandbox.VenueBinance}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sb.Close() })
+	info := sb.Info()
+	tmp := t.TempDir()
+	dataDir := filepath.Join(tmp, "data")
+	if _, err := app.Init(ctx, app.Env{}, app.InitOptions{DataDir: dataDir, Source: "file"}); err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(tmp, "ca.pem")
+	if err := os.WriteFile(caFile, sb.CAPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	head := fmt.Sprintf("gateway:\n  listen: 127.0.0.1:0\nvenues:\n  binance:\n    type: binance\n    credential: rl-binance\n    base_url: %s\n    sandbox: true\n    tls:\n      ca_file: %q\n",
+		info.Venues[sandbox.VenueBinance].BaseURL, caFile)
+	cfgPath := filepath.Join(tmp, "keystile.yaml")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(cfgPath+".tmp", []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(cfgPath+".tmp", cfgPath); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(head + "detect:\n  detectors:\n    sensitive_operations: {actions: [alert]}\n")
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logBuf := &syncBuffer{}
+	log := logging.New(logBuf, logging.Options{Level: slog.LevelDebug, Format: "json"})
+	srv, err := app.NewServer(ctx, app.Env{}, app.ServerOptions{ConfigPath: cfgPath, DataDir: dataDir, Config: cfg, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-runErr:
+			if err != nil {
+				t.Errorf("run: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("server did not stop")
+		}
+		if t.Failed() {
+			t.Logf("server log:\n%s", tail(logBuf.String(), 6000))
+		}
+	})
+	h := &harness{srv: srv, dataDir: dataDir, gw: "http://" + srv.GatewayAddr(), log: logBuf, hc: &http.Client{Timeout: 30 * time.Second}}
+	h.admin, err = admin.NewClient(filepath.Join(dataDir, app.SocketFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("not within 10s: %s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	withdraw := botRequest{"POST", "/sapi/v1/capital/withdraw/apply?coin=BTC&amount=1&address=x", ""}
+	state := func(id string) string {
+		i, err := h.admin.ShowToken(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return i.State
+	}
+
+	a := h.mint(t, admin.CreateTokenRequest{Test: true, Venues: []string{"binance"}})
+	if r := h.mustCall(t, a.Token, "binance", withdraw); r.status != http.StatusForbidden {
+		t.Fatalf("withdrawal: %d", r.status)
+	}
+	waitFindings(t, h, 1)
+	if s := state(a.Info.ID); s != "active" {
+		t.Fatalf("alert-only finding changed the token to %s", s)
+	}
+
+	// 1. The file now freezes on sensitive operations.
+	write(head + "detect:\n  detectors:\n    sensitive_operations: {actions: [alert, freeze]}\n")
+	waitFor("detect reloaded", func() bool {
+		return slices.Contains(srv.Config().Detect.Detectors.SensitiveOperations.Actions, "freeze")
+	})
+	b := h.mint(t, admin.CreateTokenRequest{Test: true, Venues: []string{"binance"}})
+	h.mustCall(t, b.Token, "binance", withdraw)
+	waitFindings(t, h, 2)
+	if s := state(b.Info.ID); s != "frozen" {
+		t.Fatalf("after the reload a withdrawal attempt left the token %s, want frozen", s)
+	}
+
+	// 2. An invalid detect section keeps the running one.
+	write(head + "detect:\n  detectors:\n    sensitive_operations: {actions: [alert, freeze], factor: 3}\n")
+	waitFor("reload failure logged", func() bool { return strings.Contains(logBuf.String(), "not used by sensitive_operations") })
+	c := h.mint(t, admin.CreateTokenRequest{Test: true, Venues: []string{"binance"}})
+	h.mustCall(t, c.Token, "binance", withdraw)
+	waitFindings(t, h, 3)
+	if s := state(c.Info.ID); s != "frozen" {
+		t.Fatalf("a bad file changed the running detectors: token %s", s)
+	}
+
+	// 3. Detection off; queue_size is restart-only.
+	write(head + "detect:\n  enabled: false\n  queue_size: 100\n")
+	waitFor("detection disabled", func() bool { return srv.Config().Detect.Enabled != nil && !*srv.Config().Detect.Enabled })
+	if got := srv.RestartNeeded(); !slices.Equal(got, []string{"detect.queue_size"}) {
+		t.Errorf("RestartNeeded = %v, want [detect.queue_size]", got)
+	}
+	d := h.mint(t, admin.CreateTokenRequest{Test: true, Venues: []string{"binance"}})
+	h.mustCall(t, d.Token, "binance", withdraw)
+	st, err := h.admin.DetectStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Stats.Enabled || st.Stats.Findings != 3 || state(d.Info.ID) != "active" {
+		t.Fatalf("with detection off: %+v, token %s", st.Stats, state(d.Info.ID))
+	}
+}

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"sort"
@@ -10,13 +11,38 @@ import (
 
 	"github.com/keystile/keystile/internal/admin"
 	"github.com/keystile/keystile/internal/audit"
+	"github.com/keystile/keystile/internal/detect"
 )
 
 // statusTimeout bounds the reads behind one status answer.
 const statusTimeout = 5 * time.Second
 
-// alertsNote is what status says about alerts until a detector exists.
-const alertsNote = "no alert detector is configured (keystile has none yet); nothing watches for alerts"
+// statusFindings is how many recent findings status lists.
+const statusFindings = 5
+
+// alertsStatus says what watches for anomalies: the detector's state,
+// counters, holds and the findings of the last admin.RecentWindow.
+func (s *Server) alertsStatus() *admin.AlertsStatus {
+	if s.detect == nil {
+		return &admin.AlertsStatus{Detector: "none", Note: "no detector is running; nothing watches for anomalies"}
+	}
+	st := s.detect.Stats()
+	a := &admin.AlertsStatus{Detector: "detect", Detectors: st.Detectors, Holds: st.Holds, EventsDropped: st.Dropped}
+	if !st.Enabled {
+		a.Detector = "detect (disabled)"
+	}
+	recent := s.detect.Recent(time.Now().Add(-admin.RecentWindow))
+	a.OpenFindings = len(recent)
+	for _, f := range recent {
+		if f.Severity == detect.SeverityCritical {
+			a.OpenCritical++
+		}
+	}
+	a.Findings = recent[:min(len(recent), statusFindings)]
+	a.Note = fmt.Sprintf("%d detectors on; %d findings (%d held back by cooldown); %d actions (%d failed); %d events analysed, %d dropped; %d holds in force (keystile detect status)",
+		st.Detectors, st.Findings, st.Suppressed, st.Actions, st.Failed, st.Processed, st.Dropped, st.Holds)
+	return a
+}
 
 // status answers GET /v1/status: metadata about the running server, its
 // venues, stores, audit log and tokens. Each part that cannot be read
@@ -31,7 +57,11 @@ func (s *Server) status(ctx context.Context) admin.Status {
 		Gateway: s.GatewayAddr(), GatewaySocket: s.gatewaySocket(),
 		Venues: s.venueStatus(ctx), Store: s.storeStatus(ctx), Audit: s.auditStatus(ctx), Tokens: s.tokenCounts(ctx),
 		Alerts:  s.alertsSummary(ctx),
-		Metrics: s.MetricsAddr(), RestartNeeded: s.RestartNeeded(),
+		Metrics: s.MetricsAddr(), Console: s.ConsoleURL(), RestartNeeded: s.RestartNeeded(),
+	}
+	if s.kill != nil {
+		trips := s.kill.Active()
+		st.KillSwitch = &admin.KillSwitchStatus{Engaged: len(trips) > 0, Trips: trips}
 	}
 	return st
 }
@@ -164,7 +194,7 @@ func (s *Server) tokenCounts(ctx context.Context) *admin.TokenCounts {
 // alertsSummary is the alerts part of status: the detector note and a
 // summary of the sinks (GET /v1/alerts has the details).
 func (s *Server) alertsSummary(ctx context.Context) *admin.AlertsStatus {
-	st := &admin.AlertsStatus{Detector: "none", Note: alertsNote}
+	st := s.alertsStatus()
 	if s.alerts == nil {
 		return st
 	}

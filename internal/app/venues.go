@@ -39,6 +39,13 @@ func credentialsOf(v *vault.Vault, name string) venue.Credentials {
 	}
 }
 
+// The vault's opened credentials keep derived keys (venue.SignEd25519
+// expands an Ed25519 key once per credential version).
+var (
+	_ venue.Credential = (*vault.Credential)(nil)
+	_ venue.Deriver    = (*vault.Credential)(nil)
+)
+
 func hostOf(raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {

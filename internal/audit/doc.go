@@ -32,13 +32,30 @@
 // # Canonical encoding
 //
 // A record is one line of JSON produced by this package's own encoder,
-// with exactly these fields in this order, all always present:
+// with exactly these fields in this order, all always present except the
+// four marked optional:
 //
 //	seq (unsigned integer), time (string), kind, request_id, token, source,
 //	venue, operation, method, path, instrument, side, type, quantity,
 //	price, notional, client_order_id, decision, rule (strings),
 //	status, upstream_status (integers), venue_order_id (string),
-//	latency_ns (integer), error, prev, hash (strings)
+//	latency_ns (integer), error, actor (optional), reason (optional),
+//	detail (optional), evidence (detect records only), prev, hash (strings)
+//
+// actor, reason and detail are written only when not empty (action
+// records: who pulled a lever, why, and what it did); records written
+// before they existed, and every request record, have none of them, so
+// their canonical bytes are unchanged. Kinds are intent, outcome, action
+// and detect.
+//
+// Records of kind "detect" (findings of the anomaly detector and the
+// actions it took, written by Log.Detect) always have the string field
+// evidence, right before prev (after detail when that is present);
+// records of the other kinds (intent, outcome, action) never have it. In a detect record, operation is
+// detect.<action> (or detect.finding when no action was taken), rule is
+// detect.<detector>, decision is the finding's severity and evidence is
+// the detector's JSON evidence (observed value, baseline, triggering
+// request ids; never a secret or a source address).
 //
 // No whitespace; integers in decimal without leading zeros or sign
 // except a minus for negatives; time as UTC "2006-01-02T15:04:05.000000000Z"
@@ -63,8 +80,14 @@
 //
 // # Stores
 //
-// SQLiteStore keeps records and checkpoints in their own SQLite database
-// (WAL, synchronous=FULL), one transaction per batch. JSONLStore keeps one
+// Log seals records with a Chain on its own writer goroutine and hands
+// each batch to its Store. SQLiteStore keeps records and checkpoints in
+// their own SQLite database (WAL, synchronous=FULL), one transaction per
+// batch. keystile's default keeps them in the main database instead, in
+// tables of the same shape (store/sqlite.AuditLog seals with a Chain on
+// that database's writer, so an order's intent record shares a
+// transaction with its budget reservation and idempotency claim);
+// OpenSQLiteReader and Verify read either. JSONLStore keeps one
 // line per record or checkpoint in a file, one write and fsync per batch;
 // a torn last line (never acknowledged) is cut off when it is reopened.
 // WriterMirror copies lines to any io.Writer (stdout); it is not durable.

@@ -45,6 +45,18 @@ type Event struct {
 	ClientOrderID string `json:"client_order_id,omitempty"`
 	// VenueOrderID is the venue's id for the order, when its answer had one.
 	VenueOrderID string `json:"venue_order_id,omitempty"`
+
+	// Actor, Reason and Detail describe an action (Log.Action: a kill
+	// switch engaged or cleared, orders cancelled, a token frozen): who
+	// pulled the lever ("admin uid=1000", "bot", "killswitch.loss_guard"),
+	// why (the operator's or the bot's words), and what it did (compact
+	// JSON). They are empty for gateway requests.
+	Actor  string `json:"actor,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	Detail string `json:"detail,omitempty"`
+	// Evidence is a detect record's evidence (Log.Detect only; JSON text,
+	// never a secret).
+	Evidence string `json:"evidence,omitempty"`
 }
 
 // Sink receives events. Record must not block the request path for long

@@ -103,7 +103,8 @@ type Log struct {
 	records, checkpoints, batches, failures, dropped atomic.Uint64
 	maxBatch                                         atomic.Int64
 
-	head Head // writer-owned
+	chain *Chain // writer-owned
+	rec   *Recorder
 }
 
 type pending struct {
@@ -151,10 +152,11 @@ func Open(ctx context.Context, o Options) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: open: resume: %w", err)
 	}
-	if h.Seq == 0 {
-		h.Hash = zeroHash
+	chain, err := NewChain(o.Keys, o.CheckpointEvery, h)
+	if err != nil {
+		return nil, fmt.Errorf("audit: open: %w", err)
 	}
-	l := &Log{o: o, queue: make(chan *pending, 4*o.MaxBatch), done: make(chan struct{}), head: h}
+	l := &Log{o: o, queue: make(chan *pending, 4*o.MaxBatch), done: make(chan struct{}), chain: chain, rec: NewRecorder(o.Keys)}
 	go l.run()
 	return l, nil
 }
@@ -182,24 +184,28 @@ func identHash(key []byte, label, v string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-func (l *Log) build(e Event, kind string) Record {
-	return Record{
-		Kind: kind, RequestID: clean(e.RequestID), Token: l.TokenHash(e.TokenID), Source: l.SourceHash(e.Source),
-		Venue: clean(e.Venue), Operation: clean(e.Operation), Method: clean(e.Method), Path: clean(e.Path),
-		Instrument: clean(e.Instrument), Side: clean(e.Side), Type: clean(e.OrderType), Quantity: clean(e.Quantity),
-		Price: clean(e.Price), Notional: clean(e.Notional), ClientOrderID: clean(e.ClientOrderID),
-		Decision: clean(e.Decision), Rule: clean(e.Rule), Status: e.Status, Upstream: e.Upstream,
-		VenueOrderID: clean(e.VenueOrderID), Latency: e.Latency, Error: clean(e.Error),
-	}
-}
+func (l *Log) build(e Event, kind string) Record { return l.rec.Record(e, kind) }
 
 // Intent writes an intent record and returns once it is durable. An
 // error means it may not be: the caller must refuse the write operation
 // (503). It waits at most Options.IntentTimeout.
 func (l *Log) Intent(ctx context.Context, e Event) error {
+	return l.durable(ctx, e, KindIntent)
+}
+
+// Action writes an action record (KindAction: a lever such as the kill
+// switch, with Actor, Reason and Detail) and returns once it is durable,
+// within Options.IntentTimeout. An error means it may not be; the lever
+// itself is not undone by the caller, which reports the failure.
+func (l *Log) Action(ctx context.Context, e Event) error {
+	return l.durable(ctx, e, KindAction)
+}
+
+// durable queues a record of kind and waits until it is durable.
+func (l *Log) durable(ctx context.Context, e Event, kind string) error {
 	ctx, cancel := context.WithTimeout(ctx, l.o.IntentTimeout)
 	defer cancel()
-	p := &pending{rec: l.build(e, KindIntent), ctx: ctx, done: make(chan error, 1)}
+	p := &pending{rec: l.build(e, kind), ctx: ctx, done: make(chan error, 1)}
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
@@ -210,13 +216,13 @@ func (l *Log) Intent(ctx context.Context, e Event) error {
 		l.mu.RUnlock()
 	case <-ctx.Done():
 		l.mu.RUnlock()
-		return fmt.Errorf("audit: intent: queue full: %w", l.waitErr(ctx))
+		return fmt.Errorf("audit: %s: queue full: %w", kind, l.waitErr(ctx))
 	}
 	select {
 	case err := <-p.done:
 		return err
 	case <-ctx.Done():
-		return fmt.Errorf("audit: intent: not durable in time: %w", l.waitErr(ctx))
+		return fmt.Errorf("audit: %s: not durable in time: %w", kind, l.waitErr(ctx))
 	}
 }
 
@@ -233,11 +239,22 @@ func (l *Log) waitErr(ctx context.Context) error {
 // for it to be durable. On a full queue it waits up to Options.QueueWait,
 // then drops the record, counts and logs the drop.
 func (l *Log) Record(ctx context.Context, e Event) {
-	p := &pending{rec: l.build(e, KindOutcome)}
+	l.enqueue(ctx, l.build(e, KindOutcome), e.RequestID)
+}
+
+// Detect enqueues a detect record (a finding of the anomaly detector or an
+// action it took) with e.Evidence, like Record: without waiting for it to
+// be durable.
+func (l *Log) Detect(ctx context.Context, e Event) {
+	l.enqueue(ctx, l.build(e, KindDetect), e.RequestID)
+}
+
+func (l *Log) enqueue(ctx context.Context, r Record, requestID string) {
+	p := &pending{rec: r}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
-		l.drop(ctx, 1, "log closed", e.RequestID)
+		l.drop(ctx, 1, "log closed", requestID)
 		return
 	}
 	select {
@@ -250,7 +267,7 @@ func (l *Log) Record(ctx context.Context, e Event) {
 	select {
 	case l.queue <- p:
 	case <-t.C:
-		l.drop(ctx, 1, "queue full", e.RequestID)
+		l.drop(ctx, 1, "queue full", requestID)
 	}
 }
 
@@ -380,17 +397,13 @@ func (l *Log) commit(batch []*pending) {
 		live = append(live, p)
 	}
 	var cps []Checkpoint
-	seq, prev := l.head.Seq, l.head.Hash
+	mark := l.chain.Head()
 	for _, p := range live {
-		seq++
 		r := p.rec
-		r.Seq, r.Time = seq, now
-		r.Raw = sealRecord(&r, prev)
-		prev = r.Hash
-		recs = append(recs, r)
-		if seq%uint64(max(l.o.CheckpointEvery, 1)) == 0 { // #nosec G115 -- clamped to >= 1
-			cps = append(cps, l.checkpoint(seq, prev, now))
+		if cp, ok := l.chain.Seal(&r, now); ok {
+			cps = append(cps, cp)
 		}
+		recs = append(recs, r)
 	}
 	if len(recs) == 0 {
 		return
@@ -401,6 +414,7 @@ func (l *Log) commit(batch []*pending) {
 		l.o.ObserveCommit(time.Since(began), len(recs))
 	}
 	if err != nil {
+		l.chain.Reset(mark)
 		err = fmt.Errorf("audit: write: %w", err)
 		l.setFailure(err)
 		outcomes := 0
@@ -415,10 +429,6 @@ func (l *Log) commit(batch []*pending) {
 			l.drop(context.Background(), outcomes, "write failed", "")
 		}
 		return
-	}
-	l.head.Seq, l.head.Hash = seq, prev
-	if len(cps) > 0 {
-		l.head.CheckpointSeq = cps[len(cps)-1].Seq
 	}
 	l.health.Store(nil)
 	for _, p := range live {
@@ -439,12 +449,6 @@ func (l *Log) commit(batch []*pending) {
 	}
 }
 
-func (l *Log) checkpoint(seq uint64, hash string, now time.Time) Checkpoint {
-	c := Checkpoint{Seq: seq, Hash: hash, Time: now}
-	c.Raw = signCheckpoint(&c, l.o.Keys.Checkpoint)
-	return c
-}
-
 func (l *Log) setFailure(err error) {
 	l.failures.Add(1)
 	l.health.Store(&err)
@@ -454,13 +458,13 @@ func (l *Log) setFailure(err error) {
 // finish writes the final checkpoint and closes the store.
 func (l *Log) finish() error {
 	var err error
-	if l.head.Seq > 0 && l.head.CheckpointSeq != l.head.Seq {
-		cp := l.checkpoint(l.head.Seq, l.head.Hash, l.o.Now())
+	mark := l.chain.Head()
+	if cp, ok := l.chain.Pending(l.o.Now()); ok {
 		if err = l.o.Store.Append(context.Background(), nil, []Checkpoint{cp}); err != nil {
+			l.chain.Reset(mark)
 			err = fmt.Errorf("audit: final checkpoint: %w", err)
 			l.setFailure(err)
 		} else {
-			l.head.CheckpointSeq = cp.Seq
 			l.checkpoints.Add(1)
 			for _, m := range l.o.Mirrors {
 				_ = m.Mirror(nil, []Checkpoint{cp})

@@ -20,6 +20,13 @@ const (
 	KindIntent = "intent"
 	// KindOutcome is the final decision of a request (allowed or not).
 	KindOutcome = "outcome"
+	// KindAction is a lever pulled by an operator, a bot or keystile
+	// itself (kill switch, order cancellation, token freeze), made durable
+	// before the lever's caller hears back (Log.Action).
+	KindAction = "action"
+	// KindDetect is a finding of the anomaly detector or an action it
+	// took (internal/detect); its evidence field says why.
+	KindDetect = "detect"
 )
 
 // timeLayout is the canonical time format: UTC, always nine fractional
@@ -35,7 +42,7 @@ var zeroHash = strings.Repeat("0", 64)
 type Record struct {
 	Seq           uint64
 	Time          time.Time
-	Kind          string // KindIntent or KindOutcome
+	Kind          string // KindIntent, KindOutcome, KindAction or KindDetect
 	RequestID     string
 	Token         string // hex HMAC-SHA256 of the token public id ("" when none)
 	Source        string // hex HMAC-SHA256 of the source address ("" when none)
@@ -57,8 +64,17 @@ type Record struct {
 	VenueOrderID  string
 	Latency       time.Duration
 	Error         string
-	Prev          string // hex SHA-256 of the previous record's canonical bytes
-	Hash          string // hex SHA-256 of this record's canonical bytes
+	// Actor, Reason and Detail are set on action records (see Event);
+	// encoded only when not empty, so records written before they existed
+	// keep their canonical bytes.
+	Actor  string
+	Reason string
+	Detail string
+	// Evidence is a detect record's evidence (JSON text; see
+	// internal/detect). It is encoded only in KindDetect records.
+	Evidence string
+	Prev     string // hex SHA-256 of the previous record's canonical bytes
+	Hash     string // hex SHA-256 of this record's canonical bytes
 
 	// Raw is the record exactly as the store holds it (set by readers).
 	// Verify recomputes everything from Raw, never from the fields.
@@ -92,6 +108,10 @@ type recordJSON struct {
 	VenueOrderID  string `json:"venue_order_id"`
 	Latency       int64  `json:"latency_ns"`
 	Error         string `json:"error"`
+	Actor         string `json:"actor"`
+	Reason        string `json:"reason"`
+	Detail        string `json:"detail"`
+	Evidence      string `json:"evidence"`
 	Prev          string `json:"prev"`
 	Hash          string `json:"hash"`
 }
@@ -130,6 +150,14 @@ func appendRecord(b []byte, r *Record, withHash bool) []byte {
 	b = append(b, `,"latency_ns":`...)
 	b = strconv.AppendInt(b, int64(r.Latency), 10)
 	b = appendField(b, "error", r.Error)
+	for _, f := range [...]struct{ name, v string }{{"actor", r.Actor}, {"reason", r.Reason}, {"detail", r.Detail}} {
+		if f.v != "" {
+			b = appendField(b, f.name, f.v)
+		}
+	}
+	if r.Kind == KindDetect {
+		b = appendField(b, "evidence", r.Evidence)
+	}
 	b = appendField(b, "prev", r.Prev)
 	if withHash {
 		b = appendField(b, "hash", r.Hash)
@@ -171,7 +199,7 @@ func appendString(b []byte, s string) []byte {
 // `,"hash":"HEX"` inserted before the closing brace.
 func sealRecord(r *Record, prev string) []byte {
 	r.Prev = prev
-	body := appendRecord(make([]byte, 0, 512), r, false)
+	body := appendRecord(make([]byte, 0, 1024), r, false)
 	sum := sha256.Sum256(body)
 	r.Hash = hex.EncodeToString(sum[:])
 	body = append(body[:len(body)-1], `,"hash":"`...)
@@ -204,7 +232,8 @@ func DecodeRecord(raw []byte) (Record, error) {
 		Instrument: j.Instrument, Side: j.Side, Type: j.Type, Quantity: j.Quantity, Price: j.Price,
 		Notional: j.Notional, ClientOrderID: j.ClientOrderID, Decision: j.Decision, Rule: j.Rule,
 		Status: j.Status, Upstream: j.Upstream, VenueOrderID: j.VenueOrderID,
-		Latency: time.Duration(j.Latency), Error: j.Error, Prev: j.Prev, Hash: j.Hash, Raw: raw,
+		Latency: time.Duration(j.Latency), Error: j.Error, Actor: j.Actor, Reason: j.Reason, Detail: j.Detail,
+		Evidence: j.Evidence, Prev: j.Prev, Hash: j.Hash, Raw: raw,
 	}, nil
 }
 

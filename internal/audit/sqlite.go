@@ -91,28 +91,45 @@ func openSQLite(ctx context.Context, path, dsn string, ro bool) (*SQLiteStore, e
 
 // Head implements Store.
 func (s *SQLiteStore) Head(ctx context.Context) (Head, error) {
+	h, err := ReadHead(ctx, s.db)
+	if err != nil {
+		return Head{}, fmt.Errorf("audit: %s: %w", s.path, err)
+	}
+	return h, nil
+}
+
+// Querier is what ReadHead reads through: a *sql.DB, *sql.Conn or *sql.Tx.
+type Querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// ReadHead reads the head of a log kept in the tables audit_records and
+// audit_checkpoints (this package's SQLite schema, also the main
+// database's): its last record, which must be intact, and whether the
+// last checkpoint covers it.
+func ReadHead(ctx context.Context, q Querier) (Head, error) {
 	var h Head
 	var seq int64
 	var data []byte
-	err := s.db.QueryRowContext(ctx, `SELECT seq, data FROM audit_records ORDER BY seq DESC LIMIT 1`).Scan(&seq, &data)
+	err := q.QueryRowContext(ctx, `SELECT seq, data FROM audit_records ORDER BY seq DESC LIMIT 1`).Scan(&seq, &data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Head{}, nil
 	}
 	if err != nil {
-		return Head{}, fmt.Errorf("audit: %s: head: %w", s.path, err)
+		return Head{}, fmt.Errorf("head: %w", err)
 	}
 	r, err := checkRecord(data)
 	if err == nil && r.Seq != uint64(seq) { // #nosec G115 -- seq is positive
 		err = fmt.Errorf("row %d holds record %d", seq, r.Seq)
 	}
 	if err != nil {
-		return Head{}, fmt.Errorf("audit: %s: last record: %w (run keystile audit verify)", s.path, err)
+		return Head{}, fmt.Errorf("last record: %w (run keystile audit verify)", err)
 	}
 	h.Seq, h.Hash = r.Seq, r.Hash
 	var cp int64
-	err = s.db.QueryRowContext(ctx, `SELECT seq FROM audit_checkpoints ORDER BY id DESC LIMIT 1`).Scan(&cp)
+	err = q.QueryRowContext(ctx, `SELECT seq FROM audit_checkpoints ORDER BY id DESC LIMIT 1`).Scan(&cp)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return Head{}, fmt.Errorf("audit: %s: head: %w", s.path, err)
+		return Head{}, fmt.Errorf("head: %w", err)
 	}
 	if uint64(cp) == h.Seq { // #nosec G115 -- seq is positive
 		h.CheckpointSeq = h.Seq

@@ -183,6 +183,7 @@ type auditFilter struct {
 	token     string
 	venue     string
 	decision  string
+	kind      string
 	sinceTime time.Time
 	tokenHash string
 }
@@ -198,9 +199,14 @@ func (f *auditFilter) prepare(now time.Time) error {
 		}
 	}
 	switch f.decision {
-	case "", audit.Allow, audit.Deny, audit.Error:
+	case "", audit.Allow, audit.Deny, audit.Error, "info", "warning", "critical":
 	default:
-		return usagef("--decision wants allow, deny or error")
+		return usagef("--decision wants allow, deny or error (or a detect record's severity: info, warning, critical)")
+	}
+	switch f.kind {
+	case "", audit.KindIntent, audit.KindOutcome, audit.KindAction, audit.KindDetect:
+	default:
+		return usagef("--kind wants intent, outcome, action or detect")
 	}
 	return nil
 }
@@ -208,7 +214,7 @@ func (f *auditFilter) prepare(now time.Time) error {
 func (f *auditFilter) match(r audit.Record) bool {
 	return r.Hash != "" && (f.sinceTime.IsZero() || !r.Time.Before(f.sinceTime)) &&
 		(f.tokenHash == "" || r.Token == f.tokenHash) && (f.venue == "" || r.Venue == f.venue) &&
-		(f.decision == "" || r.Decision == f.decision)
+		(f.decision == "" || r.Decision == f.decision) && (f.kind == "" || r.Kind == f.kind)
 }
 
 func (g *globals) printRecord(r audit.Record, jsonOut bool) {
@@ -230,6 +236,18 @@ func (g *globals) printRecord(r audit.Record, jsonOut bool) {
 	}
 	if r.Error != "" {
 		line += fmt.Sprintf(" error=%q", r.Error)
+	}
+	if r.Actor != "" {
+		line += fmt.Sprintf(" actor=%q", r.Actor)
+	}
+	if r.Reason != "" {
+		line += fmt.Sprintf(" reason=%q", r.Reason)
+	}
+	if r.Detail != "" {
+		line += " detail=" + r.Detail
+	}
+	if r.Kind == audit.KindDetect {
+		line += " evidence=" + r.Evidence
 	}
 	fmt.Fprintf(g.io.Stdout, "%s request=%s\n", line, r.RequestID)
 }
@@ -311,7 +329,7 @@ func newAuditQuery(g *globals) *cobra.Command {
 	var f auditFilter
 	var jsonOut bool
 	cmd := &cobra.Command{
-		Use:   "query [--since DURATION|RFC3339] [--token ID] [--venue V] [--decision allow|deny|error] [--json]",
+		Use:   "query [--since DURATION|RFC3339] [--token ID] [--venue V] [--decision allow|deny|error] [--kind intent|outcome|detect] [--json]",
 		Short: "Print the records that match every filter given",
 		Long: `query prints matching records. --token takes a token's public id (tok_...); records hold only
 its HMAC, so matching it opens the vault (offline) to derive the identity key.`,
@@ -348,7 +366,8 @@ its HMAC, so matching it opens the vault (offline) to derive the identity key.`,
 	fl.StringVar(&f.since, "since", "", "only records at or after this time: a duration back from now (24h) or RFC 3339")
 	fl.StringVar(&f.token, "token", "", "only records of this token public id")
 	fl.StringVar(&f.venue, "venue", "", "only records for this venue")
-	fl.StringVar(&f.decision, "decision", "", "only records with this decision: allow, deny or error")
+	fl.StringVar(&f.decision, "decision", "", "only records with this decision: allow, deny or error (detect records: info, warning, critical)")
+	fl.StringVar(&f.kind, "kind", "", "only records of this kind: intent, outcome, action (levers pulled: kill switch, cancel-all, token levers) or detect (the detector's findings and actions)")
 	fl.BoolVar(&jsonOut, "json", false, "print canonical JSON lines")
 	return cmd
 }

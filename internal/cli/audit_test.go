@@ -131,8 +131,9 @@ func TestAuditCommands(t *testing.T) {
 		t.Fatalf("verify export: %s", out)
 	}
 
-	// A changed byte in the SQLite file: exit 1 naming the record.
-	db, err := sql.Open("sqlite", filepath.Join(dir, app.AuditDBFile))
+	// A changed byte in the SQLite file (the main database keeps the
+	// log): exit 1 naming the record.
+	db, err := sql.Open("sqlite", filepath.Join(dir, app.DBFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -126,6 +126,9 @@ func newRoot(g *globals) *cobra.Command {
 	root.AddCommand(newMFA(g), newAdminCmd(g))
 	root.AddCommand(newAlert(g))
 	root.AddCommand(newCA(g))
+	root.AddCommand(newStatus(g), newService(g), newBackup(g), newRestore(g))
+	root.AddCommand(newPanic(g), newIncident(g))
+	root.AddCommand(newDetect(g))
 	return root
 }
 

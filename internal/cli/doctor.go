@@ -91,7 +91,17 @@ func (g *globals) doctorOptions(ctx context.Context, cfg *config.Config, dir str
 	} else {
 		o.Server = timeoutServer{c}
 	}
-	o.MasterKeySource, o.VaultReason = recordedSource(ctx, dir)
+	var params masterkey.Params
+	params, o.VaultReason = recordedParams(ctx, dir)
+	o.MasterKeySource = params.Source
+	if params.Source == masterkey.SourceFile {
+		// The key file actually in use, as serve resolves it.
+		if kf, err := app.ResolveKeyFile(dir, cfg.MasterKey.File, params.KeyFile); err != nil {
+			o.KeyFileProblem = err.Error()
+		} else {
+			o.KeyFile = kf
+		}
+	}
 	if o.VaultReason == "" {
 		env := app.Env{Getenv: g.io.Getenv, Stderr: g.io.Stderr} // no Prompt: doctor never asks
 		db, v, err := app.OpenVault(ctx, env, dir, cfg, nil, nil)
@@ -120,7 +130,7 @@ func auditVerifier(cfg *config.Config, dir string, v doctor.Vault) (func(context
 	if sink == app.AuditSinkStdout {
 		return nil, "audit.sink is stdout: there is no stored log to verify"
 	}
-	if _, err := os.Stat(path); err != nil {
+	if !app.AuditLogStored(context.Background(), cfg, dir) {
 		return nil, "no audit log yet at " + path
 	}
 	return func(ctx context.Context) (audit.Report, error) {
@@ -137,25 +147,26 @@ func auditVerifier(cfg *config.Config, dir string, v doctor.Vault) (func(context
 	}, ""
 }
 
-// recordedSource reads the master-key source init recorded in the vault.
-func recordedSource(ctx context.Context, dir string) (string, string) {
+// recordedParams reads the master-key parameters init recorded in the
+// vault (source, key file).
+func recordedParams(ctx context.Context, dir string) (masterkey.Params, string) {
 	if err := app.CheckDataDir(dir); err != nil {
-		return "", err.Error()
+		return masterkey.Params{}, err.Error()
 	}
 	db, err := sqlite.Open(ctx, filepath.Join(dir, app.DBFile))
 	if err != nil {
-		return "", err.Error()
+		return masterkey.Params{}, err.Error()
 	}
 	defer db.Close()
 	b, err := db.Vault().Meta(ctx, metaMasterKey)
 	if err != nil {
-		return "", "vault metadata: " + err.Error()
+		return masterkey.Params{}, "vault metadata: " + err.Error()
 	}
 	var p masterkey.Params
 	if err := json.Unmarshal(b, &p); err != nil {
-		return "", "vault metadata: " + err.Error()
+		return masterkey.Params{}, "vault metadata: " + err.Error()
 	}
-	return p.Source, ""
+	return p, ""
 }
 
 // timeoutServer bounds each admin call doctor makes.

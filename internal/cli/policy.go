@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/shopspring/decimal"
 	"github.com/spf13/cobra"
@@ -115,29 +114,8 @@ func newPolicyCheck(g *globals) *cobra.Command {
 }
 
 // explainResult is what policy explain prints.
-type explainResult struct {
-	Decision   string        `json:"decision"` // allow or deny
-	Rule       string        `json:"rule,omitempty"`
-	Reason     string        `json:"reason,omitempty"`
-	Status     int           `json:"status,omitempty"`
-	RetryAfter string        `json:"retry_after,omitempty"`
-	Token      string        `json:"token"`
-	Policy     string        `json:"policy"`
-	Venue      string        `json:"venue"`
-	Operation  string        `json:"operation,omitempty"`
-	Notional   string        `json:"notional,omitempty"`
-	Order      *explainOrder `json:"order,omitempty"`
-}
-
-// explainOrder is the order explain read from the request.
-type explainOrder struct {
-	Instrument string `json:"instrument,omitempty"`
-	Side       string `json:"side,omitempty"`
-	Type       string `json:"type,omitempty"`
-	Quantity   string `json:"quantity,omitempty"`
-	Price      string `json:"price,omitempty"`
-	Notional   string `json:"notional,omitempty"`
-}
+// explainResult is the decision explain prints (app.Explain).
+type explainResult = app.ExplainResult
 
 func newPolicyExplain(g *globals) *cobra.Command {
 	var tokenRef, reqFile, refPrice string
@@ -279,7 +257,7 @@ func explain(ctx context.Context, g *globals, tokenRef, reqFile, refPrice string
 	if err != nil {
 		return nil, err
 	}
-	vc, ok := cfg.Venues[sr.Venue]
+	_, ok := cfg.Venues[sr.Venue]
 	if !ok {
 		return nil, fmt.Errorf("venue %q is not configured", sr.Venue)
 	}
@@ -296,14 +274,6 @@ func explain(ctx context.Context, g *globals, tokenRef, reqFile, refPrice string
 	if err != nil {
 		return nil, err
 	}
-	res := &explainResult{Token: string(tok.ID), Policy: tok.Policy, Venue: sr.Venue}
-	if res.Policy == "" {
-		res.Policy = policy.DefaultName
-	}
-	deny := func(rule, reason string) *explainResult {
-		res.Decision, res.Rule, res.Reason, res.Status = "deny", rule, reason, http.StatusForbidden
-		return res
-	}
 	// Classification only: the venues are built without a vault (nothing
 	// is signed, no credential is opened).
 	vs, _, err := app.BuildVenues(cfg, nil, nil, slog.New(slog.DiscardHandler))
@@ -311,56 +281,27 @@ func explain(ctx context.Context, g *globals, tokenRef, reqFile, refPrice string
 		return nil, err
 	}
 	var impl venue.Venue
+	account := ""
 	for _, v := range vs {
 		if v.ID == sr.Venue {
-			impl = v.Impl
+			impl, account = v.Impl, app.VenueAccount(v)
 		}
 	}
 	if impl == nil {
 		return nil, fmt.Errorf("venue %q could not be built", sr.Venue)
 	}
-	if !containsString(tok.Venues, sr.Venue) {
-		return deny("token.venue", fmt.Sprintf("the token is not valid for venue %s", sr.Venue)), nil
-	}
-	vr := &venue.Request{Method: sr.Method, Path: sr.Path, RawQuery: sr.RawQuery, Header: sr.Header, Body: sr.Body}
-	op, ok := impl.Classify(vr)
-	if !ok {
-		return deny("venue.unmapped_route", fmt.Sprintf("%s %s is not in the venue's operations table", sr.Method, sr.Path)), nil
-	}
-	res.Operation = op
-	if !tok.Allows(op) {
-		return deny("token.scope", fmt.Sprintf("the token's scopes do not grant %s", op)), nil
-	}
-	in := &policy.Input{Time: time.Now(), TokenID: string(tok.ID), Policy: tok.Policy, Venue: sr.Venue, Account: vc.Credential,
-		Operation: op, Method: sr.Method, Path: sr.Path, RawQuery: sr.RawQuery, DryRun: true}
-	if n, ok := impl.(venue.Normalizer); ok && op == venue.OpOrderPlace {
-		in.Order, in.OrderErr = n.Normalize(vr)
-	}
-	if in.Order != nil {
-		o := in.Order
-		res.Order = &explainOrder{o.Instrument, o.Side, o.Type, o.Quantity, o.Price, o.Notional}
-	}
+	in := app.ExplainInput{Token: tok, Venue: sr.Venue, Impl: impl, Account: account, Method: sr.Method, Path: sr.Path,
+		Query: sr.RawQuery, Header: sr.Header, Body: sr.Body}
 	if refPrice != "" {
 		p, err := decimal.NewFromString(refPrice)
 		if err != nil || !p.IsPositive() {
 			return nil, usagef("--ref-price must be a positive decimal, got %q", refPrice)
 		}
-		if in.Order != nil {
-			in.Prices = policy.StaticPrices{strings.ToUpper(in.Order.Instrument): p}
-		}
+		in.RefPrice = p
 	}
-	e := policy.New(policy.Options{Budgets: db.Budgets()})
-	e.Load(set)
-	d := e.Evaluate(ctx, in)
-	res.Notional, res.Rule, res.Reason, res.Status = d.Notional, d.Rule, d.Reason, d.Status
-	res.Decision = "deny"
-	if d.Allow {
-		res.Decision = "allow"
-	}
-	if d.RetryAfter > 0 {
-		res.RetryAfter = d.RetryAfter.String()
-	}
-	return res, nil
+	in.Engine = policy.New(policy.Options{Budgets: db.Budgets()})
+	in.Engine.Load(set)
+	return app.Explain(ctx, in), nil
 }
 
 // findToken finds a token record by public id, else by name (which must
@@ -387,13 +328,4 @@ func findToken(ctx context.Context, db *sqlite.DB, ref string) (*token.Token, er
 		return nil, fmt.Errorf("no token %q (see keystile token list)", ref)
 	}
 	return nil, fmt.Errorf("%d tokens are named %q: pass the id (tok_...)", len(byName), ref)
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -7,10 +7,12 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keystile/keystile/internal/admin"
+	"github.com/keystile/keystile/internal/detect"
 )
 
 // statusJSON is the JSON form of keystile status: up, then the server's
@@ -91,6 +93,9 @@ func printStatus(w io.Writer, st admin.Status) error {
 	if st.Metrics != "" {
 		fmt.Fprintf(tw, "metrics:\thttp://%s/metrics\n", st.Metrics)
 	}
+	if st.Console != "" {
+		fmt.Fprintf(tw, "console:\t%s\n", st.Console)
+	}
 	if len(st.RestartNeeded) > 0 {
 		fmt.Fprintf(tw, "restart needed:\t%s changed in the config file; they apply after a restart\n", strings.Join(st.RestartNeeded, ", "))
 	}
@@ -108,12 +113,17 @@ func printStatus(w io.Writer, st admin.Status) error {
 				t.Total, t.Active, t.Frozen, t.Revoked, t.Expired, t.Grace, t.Rotated)
 		}
 	}
-	if st.Alerts == nil || st.Alerts.Detector == "none" {
-		fmt.Fprintf(tw, "alerts:\tnone (no detector configured)\n")
-	} else {
-		fmt.Fprintf(tw, "alerts:\t%s: %s\n", st.Alerts.Detector, st.Alerts.Note)
+	if k := st.KillSwitch; k != nil {
+		fmt.Fprintf(tw, "kill switch:\t%s\n", killLine(k))
 	}
 	if a := st.Alerts; a != nil {
+		fmt.Fprintf(tw, "detection:\t%s\n", detectionLine(a))
+		if a.Detector != "none" {
+			fmt.Fprintf(tw, "findings:\t%s\n", findingsLine(a))
+			for _, f := range a.Findings {
+				fmt.Fprintf(tw, "\t  %s\n", findingLine(f))
+			}
+		}
 		fmt.Fprintf(tw, "alert sinks:\t%s\n", alertSinksLine(a))
 	}
 	if len(st.Venues) == 0 {
@@ -190,8 +200,96 @@ func bytesIEC(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
 }
 
+// killLine is the kill switch's state: off, or each trip in force.
+func killLine(k *admin.KillSwitchStatus) string {
+	if !k.Engaged {
+		return "off"
+	}
+	parts := make([]string, 0, len(k.Trips))
+	for i, t := range k.Trips {
+		if i == 3 {
+			parts = append(parts, fmt.Sprintf("%d more", len(k.Trips)-3))
+			break
+		}
+		what := string(t.Scope)
+		if t.Target != "" {
+			what += " " + t.Target
+		}
+		parts = append(parts, fmt.Sprintf("%s by %s (%s) since %s", what, t.Actor, t.Rule, t.EngagedAt.UTC().Format(time.RFC3339)))
+	}
+	return fmt.Sprintf("ENGAGED, %d trips: %s (keystile panic status; lift with keystile panic clear)", len(k.Trips), strings.Join(parts, "; "))
+}
+
+// detectionLine is the detector's state.
+func detectionLine(a *admin.AlertsStatus) string {
+	switch a.Detector {
+	case "none":
+		return "none running: nothing watches for anomalies"
+	case "detect (disabled)":
+		return fmt.Sprintf("off (detect.enabled: false); %d holds still in force (keystile detect status)", a.Holds)
+	}
+	s := fmt.Sprintf("on, %d detectors; %d holds in force", a.Detectors, a.Holds)
+	if a.EventsDropped > 0 {
+		s += fmt.Sprintf("; %d events DROPPED (queue full)", a.EventsDropped)
+	}
+	return s + " (keystile detect status)"
+}
+
+// findingsLine counts the findings of the last day.
+func findingsLine(a *admin.AlertsStatus) string {
+	if a.OpenFindings == 0 {
+		return fmt.Sprintf("none in the last %s", shortDuration(admin.RecentWindow))
+	}
+	s := fmt.Sprintf("%d in the last %s", a.OpenFindings, shortDuration(admin.RecentWindow))
+	if a.OpenCritical > 0 {
+		s += fmt.Sprintf(" (%d critical)", a.OpenCritical)
+	}
+	if a.OpenFindings > len(a.Findings) {
+		s += fmt.Sprintf(", the newest %d:", len(a.Findings))
+	} else {
+		s += ":"
+	}
+	return s
+}
+
+// findingLine is one finding: when, how bad, what, about whom, and what
+// was done.
+func findingLine(f detect.FindingView) string {
+	acts := make([]string, 0, len(f.Actions))
+	for _, x := range f.Actions {
+		acts = append(acts, x.Action+" "+x.Result)
+	}
+	done := "no action"
+	if len(acts) > 0 {
+		done = strings.Join(acts, ", ")
+	}
+	return fmt.Sprintf("%s %s %s %s: %s [%s]", f.Time.UTC().Format(time.RFC3339), f.Severity, f.Detector, f.Subject, oneLine(f.Summary, 120), done)
+}
+
+// oneLine cuts s to n bytes on a rune boundary, on one line.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+func shortDuration(d time.Duration) string {
+	if d%time.Hour == 0 {
+		return fmt.Sprintf("%d h", d/time.Hour)
+	}
+	return d.String()
+}
+
 func alertSinksLine(a *admin.AlertsStatus) string {
 	if a.Sinks == 0 {
+		if a.Detector == "detect" {
+			return "none configured: findings go to the server log only (alerts: in keystile.yaml)"
+		}
 		return "none configured (alerts: in keystile.yaml)"
 	}
 	s := fmt.Sprintf("%d", a.Sinks)

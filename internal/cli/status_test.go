@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -150,8 +151,15 @@ venues:
 			Total, Active, Frozen, Revoked int
 		} `json:"tokens"`
 		Alerts struct {
-			Detector string `json:"detector"`
+			Detector     string `json:"detector"`
+			Note         string `json:"note"`
+			Detectors    int    `json:"detectors"`
+			OpenFindings *int   `json:"open_findings"`
+			Sinks        *int   `json:"sinks"`
 		} `json:"alerts"`
+		KillSwitch *struct {
+			Engaged bool `json:"engaged"`
+		} `json:"killswitch"`
 	}
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("%v: %s", err, out)
@@ -175,8 +183,12 @@ venues:
 	if st.Tokens.Total != 3 || st.Tokens.Active != 1 || st.Tokens.Frozen != 1 || st.Tokens.Revoked != 1 {
 		t.Errorf("tokens: %+v", st.Tokens)
 	}
-	if st.Alerts.Detector != "none" {
+	if st.Alerts.Detector != "detect" || !strings.Contains(st.Alerts.Note, "14 detectors on") || st.Alerts.Detectors != 14 ||
+		st.Alerts.OpenFindings == nil || *st.Alerts.OpenFindings != 0 || st.Alerts.Sinks == nil || *st.Alerts.Sinks != 0 {
 		t.Errorf("alerts: %+v", st.Alerts)
+	}
+	if st.KillSwitch == nil || st.KillSwitch.Engaged {
+		t.Errorf("kill switch: %+v", st.KillSwitch)
 	}
 	for _, k := range []string{`"uptime_seconds"`, `"started_at"`, `"credential_present"`, `"schema_version"`, `"last_checkpoint_seq"`, `"size_bytes"`} {
 		if !strings.Contains(out, k) {
@@ -187,13 +199,22 @@ venues:
 	out = must("", "status")
 	for _, want := range []string{"server:", "up, pid", "gateway:", "http://127.0.0.1:", "unix:" + filepath.Join(base, "gw.sock"),
 		"store:", "schema version", "audit:", "sqlite", "records", "tokens:", "3: 1 active, 1 frozen, 1 revoked",
-		"alerts:", "none (no detector configured)", "bin", "sandbox", "binance-main", "active", "dm", "live", "dmarket-main", "missing"} {
+		"kill switch:", "off", "detection:", "on, 14 detectors; 0 holds in force", "findings:", "none in the last 24 h",
+		"alert sinks:", "none configured: findings go to the server log only", "bin", "sandbox", "binance-main", "active", "dm", "live", "dmarket-main", "missing"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
 	}
 	if strings.Contains(out, canary) {
 		t.Fatal("status shows a secret")
+	}
+
+	// The kill switch engaged: status says by whom, why and how to lift it.
+	must("", "panic", "--reason", "status check")
+	out = must("", "status")
+	if want := fmt.Sprintf("ENGAGED, 1 trips: all by admin uid=%d (killswitch.panic)", os.Getuid()); !strings.Contains(out, want) ||
+		!strings.Contains(out, "keystile panic clear") {
+		t.Errorf("status after panic lacks %q:\n%s", want, out)
 	}
 }
 

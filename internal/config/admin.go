@@ -57,7 +57,9 @@ func ParseAllowCIDR(s string) (netip.Prefix, error) {
 }
 
 // admin checks the admin section beyond socket and uids.
-func (ck *checker) admin(a Admin) {
+// console says whether console.listen is set: the console logs in with
+// admin.tokens too.
+func (ck *checker) admin(a Admin, console bool) {
 	ck.listen("admin.listen", a.Listen, "127.0.0.1:7879")
 	if (a.TLSCert == "") != (a.TLSKey == "") {
 		ck.add("admin.tls_key", "admin.tls_cert and admin.tls_key go together: set both or neither")
@@ -66,10 +68,13 @@ func (ck *checker) admin(a Admin) {
 		for _, k := range []struct {
 			key string
 			set bool
-		}{{"admin.tls_cert", a.TLSCert != ""}, {"admin.allow_cidrs", len(a.AllowCIDRs) > 0}, {"admin.tokens", len(a.Tokens) > 0}} {
+		}{{"admin.tls_cert", a.TLSCert != ""}, {"admin.allow_cidrs", len(a.AllowCIDRs) > 0}} {
 			if k.set {
 				ck.add(k.key, "only used with admin.listen (the TCP admin listener), which is not set")
 			}
+		}
+		if len(a.Tokens) > 0 && !console {
+			ck.add("admin.tokens", "only used with admin.listen (the TCP admin listener) or console.listen (the web console), neither of which is set")
 		}
 	} else {
 		if !IsLoopbackListen(a.Listen) && a.TLSCert == "" {

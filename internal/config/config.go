@@ -43,6 +43,14 @@ type Config struct {
 	// which issues the forward proxy's certificates and, optionally, the
 	// gateway's.
 	LocalCA LocalCA `yaml:"local_ca"`
+	// Console (console) configures the web console for operators (see
+	// console.go).
+	Console Console `yaml:"console"`
+	// KillSwitch (killswitch) configures the kill switch, bots' own kill
+	// requests and loss guards (see KillSwitch).
+	KillSwitch KillSwitch `yaml:"killswitch"`
+	// Detect (detect) configures anomaly detection and its actions.
+	Detect Detect `yaml:"detect"`
 
 	// src remembers where each key was in the file Parse read (nil for a
 	// Config built in code, and for an empty file); see Locate.
@@ -64,7 +72,8 @@ type MasterKey struct {
 	// Default file; "" means file.
 	Source string `yaml:"source"`
 	// File (master_key.file) is the key file for source file.
-	// "" means <data_dir>/master.key.
+	// "" means <data_dir>/master.key; a relative path is relative to the
+	// data dir.
 	File string `yaml:"file"`
 	// PassphraseFile (master_key.passphrase_file) holds the passphrase for
 	// source passphrase. "" means $KEYSTILE_PASSPHRASE_FILE, else a prompt.
@@ -498,6 +507,8 @@ func Default() *Config {
 		Audit:       Audit{Sink: "sqlite", CheckpointEvery: 1000, MaxBatch: 512},
 		Idempotency: Idempotency{Window: 24 * time.Hour},
 		Alerts:      DefaultAlerts(),
+		Console:     Console{SessionTTL: DefaultConsoleSessionTTL, IdleTimeout: DefaultConsoleIdleTimeout},
+		KillSwitch:  defaultKillSwitch(),
 	}
 }
 

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"reflect"
 	"sort"
@@ -359,6 +360,27 @@ func (d *decoder) decode(n ast.Node, rv reflect.Value, path string, keyTok *toke
 			return
 		}
 		rv.SetInt(v)
+	case reflect.Float64:
+		var f float64
+		switch x := n.(type) {
+		case *ast.FloatNode:
+			f = x.Value
+		case *ast.IntegerNode:
+			switch v := x.Value.(type) {
+			case int64:
+				f = float64(v)
+			case uint64:
+				f = float64(v)
+			}
+		default:
+			d.errorf(tk, path, "must be a number, got %s", kindName(n))
+			return
+		}
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			d.errorf(tk, path, "must be a finite number")
+			return
+		}
+		rv.SetFloat(f)
 	case reflect.Slice:
 		seq, ok := n.(*ast.SequenceNode)
 		if s, isStr := stringValue(n); !ok && isStr && rv.Type() == amountsType {

@@ -27,6 +27,9 @@ func FuzzParse(f *testing.F) {
 		"alerts:\n  rate_limit: 3/x\n  sinks:\n    - {name: a, type: email, settings: {host: h, from: a@b.c, to: [a@b.c], port: 0}}\n",
 		"alerts:\n  sinks:\n    - {name: a, type: webhook, digest: {at: \"7:00\"}, settings: {url: \"http://[::1]/x\", secret_ref: env:K}}\n",
 		"gateway: [1, 2]\n", "- a\n", "\"\n", "{{{{", "venues: {x: }\n",
+		"detect:\n  detectors:\n    order_size: {factor: 2.5, actions: [alert, freeze]}\n",
+		"detect:\n  detectors:\n    order_rate: {factor: .inf}\n    order_size: {factor: .nan}\n    new_source: {factor: 1e400}\n",
+		"detect:\n  detectors:\n    off_hours: {warmup_time: 0s, enabled: false}\n  time_zone: Asia/Tokyo\n",
 	} {
 		f.Add([]byte(s))
 	}

@@ -94,7 +94,8 @@ func validate(c *Config, d *decoder) []*Error {
 			ck.add(fmt.Sprintf("admin.allowed_uids[%d]", i), "uid must be >= 0, got %d", uid)
 		}
 	}
-	ck.admin(c.Admin)
+	ck.admin(c.Admin, c.Console.Listen != "")
+	ck.console(c.Console, len(c.Admin.Tokens))
 
 	g := c.Gateway
 	ck.listen("gateway.listen", g.Listen, "127.0.0.1:7878")
@@ -143,6 +144,8 @@ func validate(c *Config, d *decoder) []*Error {
 	}
 
 	ck.alerts(c.Alerts)
+	ck.killSwitch(c.KillSwitch)
+	ck.detect(c.Detect)
 
 	ids := make([]string, 0, len(c.Venues))
 	for id := range c.Venues {

@@ -155,9 +155,14 @@ type Options struct {
 	// MasterKeySource is the master-key source recorded in the vault
 	// ("file", "passphrase", "keyring", "env"); "" means unknown.
 	MasterKeySource string
-	// KeyFile is the key file of the file source. If "", the config's
-	// master_key.file, else <DataDir>/master.key.
+	// KeyFile is the key file of the file source actually in use (as
+	// app.ResolveKeyFile finds it). If "", the config's master_key.file,
+	// else <DataDir>/master.key.
 	KeyFile string
+	// KeyFileProblem, if set, is why the key file in use cannot be told
+	// (two key files holding different keys, both named): the key-file
+	// check fails with it.
+	KeyFileProblem string
 	// Socket is the admin socket. If "", the config's admin.socket, else
 	// <DataDir>/admin.sock.
 	Socket string

@@ -271,6 +271,10 @@ func TestEachCheckFails(t *testing.T) {
 			f.o.MasterKeySource = "file"
 			os.Remove(filepath.Join(f.o.DataDir, "master.key"))
 		}},
+		{"two key files, two keys", "masterkey.file.permissions", doctor.Fail, "/other/master.key", func(f *fixture) {
+			f.o.MasterKeySource = "file"
+			f.o.KeyFileProblem = "master key file mismatch: ... initialised with key file " + filepath.Join(f.o.DataDir, "master.key") + ", but master_key.file names /other/master.key"
+		}},
 		{"key file source is weakest", "masterkey.source", doctor.Warn, "weakest", func(f *fixture) {
 			f.o.MasterKeySource = "file"
 		}},

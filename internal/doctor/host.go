@@ -78,6 +78,11 @@ func (r *run) keyFile() Check {
 		c.Result, c.Detail = Skip, "master key source is "+reason(r.MasterKeySource, "unknown")+", not a key file"
 		return c
 	}
+	if r.KeyFileProblem != "" {
+		c.Result, c.Detail = Fail, r.KeyFileProblem
+		c.Fix = "keep one key file: point master_key.file at the one this data dir was initialised with, or remove the other"
+		return c
+	}
 	fi, err := os.Lstat(r.KeyFile)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

@@ -42,11 +42,16 @@ type Certs interface {
 	Leaf(ctx context.Context, names ...string) (*tls.Certificate, error)
 }
 
-// AuthLimiter limits failed authentications per source address, shared
-// with the gateway. *gateway.Gateway satisfies it.
+// AuthLimiter limits failed authentications, shared with the gateway
+// (*gateway.Gateway satisfies it). AuthFailure records that the token
+// presented from src failed with err (token.ErrMalformed for an
+// unreadable Proxy-Authorization; a verification error otherwise) and
+// reports whether that failure is over its limit: then the answer is 429
+// with rule, after wait. Only guesses (unknown tokens, per source) and
+// retries of a revoked or expired token (per source and token) count, so
+// one client cannot lock out the others sharing its address.
 type AuthLimiter interface {
-	AuthBlocked(src netip.Addr) (time.Duration, bool)
-	AuthFailed(src netip.Addr)
+	AuthFailure(src netip.Addr, err error) (wait time.Duration, rule string, limited bool)
 }
 
 // Route is one address a venue is reached at: the host and port of its
@@ -258,7 +263,7 @@ var (
 	errProxyAuth    = refusal{http.StatusProxyAuthRequired, "proxy_auth_required", "a keystile token is required in Proxy-Authorization (HTTPS_PROXY=http://kst_...@host:port)"}
 	errTokenRefused = refusal{http.StatusForbidden, "forbidden", "this keystile token may not open a tunnel to this venue"}
 	errAmbiguous    = refusal{http.StatusForbidden, "ambiguous_venue", "several venues this token may use share this host; mint a token for one of them"}
-	errAuthBlocked  = refusal{http.StatusTooManyRequests, "too_many_failures", "too many failed authentications from this address; retry later"}
+	errAuthBlocked  = refusal{http.StatusTooManyRequests, "too_many_failures", "too many failed authentications; retry later"}
 	errTooMany      = refusal{http.StatusServiceUnavailable, "too_many_tunnels", "too many open tunnels; retry later"}
 	errNoCert       = refusal{http.StatusBadGateway, "certificate_unavailable", "keystile cannot issue a certificate for this host (see the server log)"}
 )
@@ -332,20 +337,27 @@ func (p *Proxy) serveOuter(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	src := sourceAddr(r)
-	if p.o.Limiter != nil {
-		if wait, blocked := p.o.Limiter.AuthBlocked(src); blocked {
-			w.Header().Set("Retry-After", strconv.Itoa(int(max(time.Second, wait)/time.Second)))
-			refuse(errAuthBlocked, "token.brute_force", nil)
-			return
+	// limited answers 429 when a failed authentication is over the shared
+	// limit (checked only after the token failed: one that verifies is
+	// never refused by it).
+	limited := func(err error) bool {
+		if p.o.Limiter == nil {
+			return false
 		}
+		wait, rule, over := p.o.Limiter.AuthFailure(src, err)
+		if over {
+			w.Header().Set("Retry-After", strconv.Itoa(int(max(time.Second, wait)/time.Second)))
+			refuse(errAuthBlocked, rule, err)
+		}
+		return over
 	}
 	raw, err := ParseProxyAuthorization(r.Header.Get("Proxy-Authorization"))
 	if err != nil {
 		rule := "token.missing"
 		if !errors.Is(err, ErrNoCredentials) {
 			rule = "token.malformed"
-			if p.o.Limiter != nil {
-				p.o.Limiter.AuthFailed(src)
+			if limited(token.ErrMalformed) {
+				return
 			}
 		}
 		refuse(errProxyAuth, rule, nil)
@@ -368,8 +380,8 @@ func (p *Proxy) serveOuter(w http.ResponseWriter, r *http.Request) {
 		case errors.Is(err, token.ErrFrozen), errors.Is(err, token.ErrVenue), errors.Is(err, token.ErrSource), errors.Is(err, token.ErrEnvironment):
 			refuse(errTokenRefused, "token."+tokenRule(err), err)
 		default:
-			if p.o.Limiter != nil {
-				p.o.Limiter.AuthFailed(src)
+			if limited(err) {
+				return
 			}
 			refuse(errProxyAuth, "token."+tokenRule(err), err)
 		}
@@ -453,7 +465,7 @@ func tokenRule(err error) string {
 		e    error
 		name string
 	}{{token.ErrMalformed, "malformed"}, {token.ErrUnknown, "unknown"}, {token.ErrExpired, "expired"}, {token.ErrRevoked, "revoked"},
-		{token.ErrFrozen, "frozen"}, {token.ErrVenue, "venue"}, {token.ErrSource, "source"}, {token.ErrEnvironment, "environment"}} {
+		{token.ErrKilled, "killed"}, {token.ErrFrozen, "frozen"}, {token.ErrVenue, "venue"}, {token.ErrSource, "source"}, {token.ErrEnvironment, "environment"}} {
 		if errors.Is(err, c.e) {
 			return c.name
 		}

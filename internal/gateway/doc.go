@@ -1,13 +1,19 @@
 // Package gateway is the bot-facing HTTP handler: keystile's main job.
 //
 // A bot calls http://127.0.0.1:7878/<venue>/<venue path> with only its
-// kst_ token (Authorization: Bearer, or Keystile-Token). For each request
-// the gateway, in order: verifies the token (format, digest lookup, expiry,
-// revocation, freeze, venue, source CIDR, live/test binding); routes by the
-// first path segment; refuses malformed paths (dot segments, encoded
-// slashes); reads the body under a size limit; names the operation from the
-// venue's table and refuses an unmapped route or one outside the token's
-// scopes — all before anything is signed. Then an httputil.ReverseProxy
+// kst_ token (Authorization: Bearer, or Keystile-Token). Each request goes
+// through a list of named stages (stages.go, Gateway.run), each a small
+// function over the request's state: route (the venue by the first path
+// segment; malformed paths — dot segments, encoded slashes — refused),
+// authenticate (the token: format, digest lookup, expiry, revocation,
+// freeze, venue, source CIDR, live/test binding), endpoint, readBody (under
+// a size limit), classify (the operation from the venue's table; an
+// unmapped route or one outside the token's scopes refused), authorize
+// (the venue's rate limits), decide (the policy; an order's idempotency
+// key), open (one durable write, Options.Ledger: the intent record of a
+// write, the budget an order reserves and the key it claims) — all before
+// anything is signed — then forward; settle and finish (the audit event)
+// end every request. Then, in forward, an httputil.ReverseProxy
 // (Rewrite, never Director) forwards it: our own headers, any credential
 // headers the bot sent, and forwarding headers are stripped; a signing
 // RoundTripper clones the request and has the venue authenticate the exact

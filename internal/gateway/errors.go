@@ -34,7 +34,7 @@ var (
 	errRespTooLarge   = publicError{http.StatusBadGateway, "upstream_error", "the venue's answer was too large"}
 	errRateLimited    = publicError{http.StatusTooManyRequests, "rate_limited", "venue rate limit nearly reached; retry later"}
 	errMethod         = publicError{http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed"}
-	errAuthBlocked    = publicError{http.StatusTooManyRequests, "too_many_failures", "too many failed authentications from this address; retry later"}
+	errThrottled      = publicError{http.StatusTooManyRequests, "throttled", "this keystile token is temporarily limited; retry later"}
 )
 
 type errorBody struct {
@@ -94,6 +94,8 @@ func upstreamError(err error) publicError {
 		return errUnknownOutcome
 	case errors.Is(err, errResponseTooLarge), errors.Is(err, errUnscrubbable):
 		return errRespTooLarge
+	case errors.Is(err, upstream.ErrRefused):
+		return errTokenForbidden // the kill switch engaged while the request was on its way
 	case errors.Is(err, upstream.ErrHostNotAllowed), errors.Is(err, upstream.ErrPlainHTTP), errors.Is(err, upstream.ErrSchemeNotAllowed):
 		return errUpstreamRefuse
 	case errors.Is(err, context.DeadlineExceeded):

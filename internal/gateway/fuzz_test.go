@@ -46,6 +46,10 @@ func FuzzServeHTTP(f *testing.F) {
 		{"GET", "/t/echo/x", "", "", nil, true},
 		{"OPTIONS", "/v/echo/%00", "", "", nil, true},
 		{"GET", "/v/echo/x", "a=%zz&b=;", "Accept-Encoding: gzip", nil, true},
+		{"GET", "/v/echo/..;/w/api/ticker", "", "", nil, true},
+		{"GET", "/v/echo/%252e%252e/%252e%252e/w", "", "", nil, true},
+		{"GET", "/v/echo/%c0%ae%c0%ae/w", "", "X-Original-URL: /pfx-w/echo\nUpgrade: websocket\nConnection: Upgrade", nil, true},
+		{"GET", "/v/echo/q", "t=kst_live_x&k=%256Bst%255F", "", nil, true},
 	} {
 		f.Add(s.method, s.path, s.query, s.headers, s.body, s.withToken)
 	}

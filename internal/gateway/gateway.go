@@ -22,6 +22,7 @@ import (
 
 	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/idem"
+	"github.com/keystile/keystile/internal/ledger"
 	"github.com/keystile/keystile/internal/policy"
 	"github.com/keystile/keystile/internal/token"
 	"github.com/keystile/keystile/internal/upstream"
@@ -94,25 +95,50 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock. If nil, time.Now.
 	Now func() time.Time
-	// AuthFailureBurst and AuthFailureEvery limit token failures per
-	// source: a source may fail AuthFailureBurst times, then once per
-	// AuthFailureEvery; beyond that its requests get 429 without their
-	// token being checked. Zero means DefaultAuthFailureBurst and
-	// DefaultAuthFailureEvery.
+	// AuthFailureBurst and AuthFailureEvery limit failed authentications
+	// (see authfail.go): unknown tokens per source address, refused known
+	// tokens per (source, token); each may fail AuthFailureBurst times,
+	// then once per AuthFailureEvery, beyond which it gets 429. A token
+	// that verifies is never refused by these limits. Zero means
+	// DefaultAuthFailureBurst and DefaultAuthFailureEvery.
 	AuthFailureBurst int
 	AuthFailureEvery time.Duration
 	// Policy decides every request after the scope check, before
 	// anything is signed. If nil, only token scopes apply.
 	Policy *policy.Engine
-	// Idem de-duplicates order placements. If nil, orders are not
-	// de-duplicated (and Idempotency-Key is refused).
+	// Idem de-duplicates order placements; it needs Ledger, which stores
+	// the keys' claims. If nil, orders are not de-duplicated (and
+	// Idempotency-Key is refused).
 	Idem *idem.Manager
-	// Intents makes the intent record of every write durable before it
-	// is forwarded. If nil, writes are forwarded without one.
+	// Ledger makes a request's state durable before it is forwarded, in
+	// one write: the intent record of every write, the budget an order
+	// reserves and the idempotency key it claims (ledger.Store). If nil,
+	// writes are forwarded without an intent record (unless Intents is
+	// set) and orders under a policy with a budget are refused.
+	Ledger ledger.Store
+	// Intents, if set, keeps the intent records instead of Ledger (an
+	// audit log outside the ledger's database): written after the ledger
+	// write, a second durable write.
 	Intents Intents
 	// OnRetry, if set, is called with the venue id before each upstream
 	// retry (metrics). It must not block.
 	OnRetry func(venueID string)
+	// Kill serves POST /-/kill (a bot trips the kill switch for itself);
+	// if nil, that path answers 404.
+	Kill Killer
+	// Guard, if set, holds back what the anomaly detector contained
+	// (throttled tokens, frozen venues and credentials).
+	Guard Guard
+}
+
+// Guard is consulted for every request whose token verified, before its
+// body is read and before anything is signed. Admit returns "" to admit
+// the request, else the rule refusing it and, for a temporary limit, how
+// long to wait (429 with Retry-After; without a wait, 403). It must be
+// fast, safe for concurrent use and never block. *detect.Detector
+// satisfies it.
+type Guard interface {
+	Admit(tokenID, venueID string, now time.Time) (rule string, retryAfter time.Duration)
 }
 
 // Gateway is the bot-facing handler. It is safe for concurrent use.
@@ -151,8 +177,11 @@ func New(o Options) (*Gateway, error) {
 	if o.Tokens == nil {
 		return nil, errors.New("gateway: no token verifier")
 	}
+	if o.Idem != nil && o.Ledger == nil {
+		return nil, errors.New("gateway: idempotency needs a ledger to store its keys")
+	}
 	g := &Gateway{o: o, log: o.Logger, now: o.Now, buffers: newBufferPool(),
-		fails: newAuthFailures(o.AuthFailureBurst, o.AuthFailureEvery)}
+		fails: newAuthFailures(o.AuthFailureBurst, o.AuthFailureEvery, 0)}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
@@ -313,305 +342,12 @@ func newRequestID() string {
 	return strings.ToLower(idEncoding.EncodeToString(b[:]))
 }
 
-// ServeHTTP implements http.Handler.
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := g.now()
-	st := &reqState{id: newRequestID()}
-	w.Header().Set(HeaderRequestID, st.id)
-	if len(r.TransferEncoding) > 0 {
-		// net/http drops a Content-Length sent with Transfer-Encoding and
-		// keeps the connection open; RFC 9112 6.1 requires closing it
-		// after the answer, so nothing smuggled behind it runs.
-		w.Header().Set("Connection", "close")
-	}
-	ev := audit.Event{Time: start, RequestID: st.id, Method: r.Method, Source: sourceAddr(r).String()}
-	finish := func(status int, decision, rule string) {
-		ev.Status, ev.Decision, ev.Rule = status, decision, rule
-		ev.Latency = g.now().Sub(start)
-		st.mu.Lock()
-		ev.Upstream, ev.UpstreamLatency = st.upstream, st.upTime
-		if st.err != nil {
-			// A venue's error may quote a credential; the audit log
-			// must not keep it.
-			ev.Error = st.err.Error()
-			if g.o.Scrubber != nil {
-				ev.Error = string(g.o.Scrubber.Scrub([]byte(ev.Error)))
-			}
-		}
-		st.mu.Unlock()
-		g.o.Events.Record(r.Context(), ev)
-	}
-	deny := func(pe publicError, decision, rule string) {
-		writeError(w, pe, rule, st.id)
-		finish(pe.Status, decision, rule)
-	}
-
-	escaped := r.URL.EscapedPath()
-	switch escaped {
-	case "/-/healthz":
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
-		return
-	case "/-/readyz":
-		if g.o.Ready != nil {
-			if err := g.o.Ready(); err != nil {
-				g.log.Warn("gateway: not ready", "err", err)
-				writeError(w, publicError{http.StatusServiceUnavailable, "not_ready", "not ready"}, "", st.id)
-				return
-			}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"status":"ready"}`+"\n")
-		return
-	}
-
-	venueID, vpath, ok := splitVenue(escaped)
-	ev.Venue, ev.Path = venueID, vpath
-	if !ok || r.URL.Opaque != "" {
-		deny(errBadPath, audit.Deny, "request.path")
-		return
-	}
-	switch r.Method {
-	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
-	default:
-		deny(errMethod, audit.Deny, "request.method")
-		return
-	}
-
-	// Authenticate the bot: the forward-proxy tunnel's token, else
-	// Keystile-Token, the venue's own key place (an unmodified SDK puts
-	// the kst_ token where the API key goes), then Authorization: Bearer.
-	s := (*g.venues.Load())[venueID]
-	raw, ok := tunnelToken(r.Context()) // forward proxy: the tunnel's token wins
-	if v := r.Header.Get(HeaderToken); !ok && v != "" {
-		raw, ok = strings.TrimSpace(v), true
-	} else if !ok && s != nil && s.carrier != nil {
-		raw, ok = s.carrier.BotToken(r.Header, r.URL.RawQuery)
-	}
-	if !ok {
-		raw, ok = bearer(r)
-	}
-	if !ok {
-		deny(errNoToken, audit.Deny, "token.missing")
-		return
-	}
-	if wait, blocked := g.fails.blocked(sourceAddr(r), start); blocked {
-		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)))
-		deny(errAuthBlocked, audit.Deny, "token.brute_force")
-		return
-	}
-	parsed, perr := token.Parse(raw)
-	isTest := perr == nil && parsed.Test
-	var proxy *httputil.ReverseProxy
-	// An unknown venue has no endpoint: the token is checked in its own
-	// environment, so that a valid token hears 404, not a misleading
-	// wrong-environment 403.
-	endpointIsTest := s == nil && isTest
-	if s != nil {
-		if isTest && s.test != nil {
-			proxy, endpointIsTest = s.test, true
-		} else if !isTest && s.live != nil {
-			proxy = s.live
-		} else if s.test != nil {
-			endpointIsTest = true
-		}
-	}
-	tok, err := g.o.Tokens.Verify(r.Context(), raw, token.VerifyRequest{Venue: venueID, Source: sourceAddr(r), TestEndpoint: endpointIsTest})
-	if tok != nil {
-		ev.TokenID = string(tok.ID)
-	} else {
-		var re *token.RefusedError
-		if errors.As(err, &re) {
-			ev.TokenID = string(re.ID)
-		}
-	}
-	if err != nil {
-		if tokenError(err) == errBadToken {
-			// Guessing (malformed, unknown, expired, revoked) counts;
-			// a valid token used where it may not is no guess.
-			g.fails.fail(sourceAddr(r), start)
-		}
-		st.err = err
-		deny(tokenError(err), audit.Deny, "token."+tokenRule(err))
-		return
-	}
-	if s == nil {
-		deny(errUnknownVenue, audit.Deny, "route.unknown_venue")
-		return
-	}
-	if proxy == nil {
-		deny(errTokenForbidden, audit.Deny, "token.environment")
-		return
-	}
-
-	// Read the body under the size limit; everything downstream (the
-	// classifier, the signer, retries) uses these exact bytes.
-	body, err := readBody(w, r, g.o.MaxBodyBytes)
-	if err != nil {
-		st.err = err
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			deny(errTooLarge, audit.Deny, "request.body_size")
-		} else {
-			deny(errBadRequest, audit.Deny, "request.body")
-		}
-		return
-	}
-	st.path, st.rawQuery, st.body = vpath, r.URL.RawQuery, body
-
-	// Name the operation and check it against the token's scopes before
-	// anything is signed.
-	op, mapped := s.impl.Classify(&venue.Request{Method: r.Method, Path: vpath, RawQuery: r.URL.RawQuery, Header: r.Header, Body: body})
-	ev.Operation = op
-	if !mapped {
-		deny(errDenied, audit.Deny, "venue.unmapped_route")
-		return
-	}
-	if !tok.Allows(op) {
-		deny(errDenied, audit.Deny, "token.scope")
-		return
-	}
-	if s.limiter != nil {
-		if wait, ok := s.limiter.Allow(op, g.now()); !ok {
-			w.Header().Set("Retry-After", strconv.Itoa(int(max(1, (wait+time.Second-1)/time.Second))))
-			deny(errRateLimited, audit.Deny, "venue.rate_limit")
-			return
-		}
-	}
-
-	ctx := venue.WithTestEndpoint(venue.WithAttempt(context.WithValue(r.Context(), stateKey{}, st)), endpointIsTest)
-	vreq := &venue.Request{Method: r.Method, Path: vpath, RawQuery: r.URL.RawQuery, Header: r.Header, Body: body}
-	var ord *order
-	if op == venue.OpOrderPlace {
-		ord = &order{}
-		var oerr error
-		if s.normalizer != nil {
-			ord.norm, oerr = s.normalizer.Normalize(vreq)
-			if ord.norm != nil {
-				setOrder(&ev, ord.norm)
-			}
-		}
-		if errors.Is(oerr, venue.ErrBatchOrders) {
-			// Several orders in one request: refused whatever the
-			// policy, never forwarded unchecked.
-			st.err = oerr
-			deny(errDenied, audit.Deny, "venue.batch_orders")
-			return
-		}
-		if oerr != nil && g.o.Policy == nil {
-			st.err = oerr
-			deny(errBadRequest, audit.Deny, "venue.order")
-			return
-		}
-		// The policy's budget reservation and the idempotency claim are
-		// two durable writes: made concurrently, they share a commit.
-		var d *policy.Decision
-		var decided chan *policy.Decision
-		if g.o.Policy != nil {
-			in := policyInput(start, tok, s, op, r, vpath, ord.norm, oerr)
-			if g.wantsIdem(s, ord) {
-				decided = make(chan *policy.Decision, 1)
-				go g.evaluateAsync(ctx, in, decided)
-			} else {
-				d = g.o.Policy.Evaluate(ctx, in)
-			}
-		}
-		claim := g.beginIdem(ctx, r, st, s, tok, ord, vreq)
-		if decided != nil {
-			d = <-decided
-		}
-		if d != nil {
-			if !d.Allow {
-				// The policy comes first: a denied order claims nothing.
-				if claim.ticket != nil {
-					if err := claim.ticket.Abort(ctx); err != nil {
-						g.log.Error("gateway: forgetting the key of a denied order", "err", err)
-					}
-				}
-				g.policyDeny(w, st, d, deny)
-				return
-			}
-			ord.hold = d.Hold
-			if d.Notional != "" {
-				ev.Notional = d.Notional
-			}
-		}
-		if status, pe, rule, handled := g.idempotency(ctx, w, st, s, ord, vreq, claim); handled {
-			// Nothing is sent for this request: a replay, a refusal or
-			// a recovered earlier outcome. Its own reservation goes back.
-			ord.settle(ctx, g, outcomeNotSent, nil)
-			if pe != nil {
-				deny(*pe, audit.Deny, rule)
-				return
-			}
-			finish(status, audit.Allow, rule)
-			return
-		}
-	} else if g.o.Policy != nil {
-		d := g.o.Policy.Evaluate(ctx, policyInput(start, tok, s, op, r, vpath, nil, nil))
-		if !d.Allow {
-			g.policyDeny(w, st, d, deny)
-			return
-		}
-		ord = &order{hold: d.Hold}
-	}
-
-	if ord != nil && ord.coid != "" {
-		ev.ClientOrderID = ord.coid
-	}
-	// A write is forwarded only once its intent record is durable.
-	if g.o.Intents != nil && !safeMethod(r.Method) {
-		ev.Time = start
-		if err := g.o.Intents.Intent(ctx, ev); err != nil {
-			st.err = err
-			ord.settle(ctx, g, outcomeNotSent, nil)
-			deny(errAuditUnavailable, audit.Error, "audit.unavailable")
-			return
-		}
-	}
-
-	rw := &statusWriter{ResponseWriter: w}
-	if ord != nil && ord.coid != "" {
-		rw.Header().Set(HeaderClientOrderID, ord.coid)
-	}
-	st.deferUnknown = ord != nil && ord.ticket != nil
-	proxy.ServeHTTP(rw, r.WithContext(ctx))
-	decision := audit.Allow
-	st.mu.Lock()
-	upstreamStatus, perr, answer, unknown := st.upstream, st.err, st.answer, st.unknown
-	if st.err != nil {
-		decision = audit.Error
-	}
-	st.mu.Unlock()
-	rule := ""
-	if ord != nil {
-		switch {
-		case unknown:
-			rule = g.recoverUnknown(ctx, rw, s, endpointIsTest, ord, &ev)
-		case perr != nil && (isUnknown(perr) || upstreamStatus != 0):
-			ord.settle(ctx, g, outcomeUnknown, nil)
-		case perr != nil || upstreamStatus == 0:
-			ord.settle(ctx, g, outcomeNotSent, nil)
-		case upstreamStatus >= 400 && upstreamStatus < 500:
-			ord.settle(ctx, g, outcomeRejected, &idem.Replay{Status: upstreamStatus, Header: replayHeader(rw.hdr), Body: answer, ClientOrderID: ord.coid})
-		default:
-			rep := &idem.Replay{Status: upstreamStatus, Header: replayHeader(rw.hdr), Body: answer, ClientOrderID: ord.coid}
-			if s.orderIDs != nil && ord.norm != nil && upstreamStatus < 300 {
-				rep.VenueOrderID = s.orderIDs.VenueOrderID(upstreamStatus, answer)
-				ev.VenueOrderID = rep.VenueOrderID
-			}
-			ord.settle(ctx, g, outcomeDone, rep)
-		}
-	}
-	finish(rw.status(), decision, rule)
-}
-
 func tokenRule(err error) string {
 	for _, c := range []struct {
 		e    error
 		name string
 	}{{token.ErrMalformed, "malformed"}, {token.ErrUnknown, "unknown"}, {token.ErrExpired, "expired"}, {token.ErrRevoked, "revoked"},
-		{token.ErrFrozen, "frozen"}, {token.ErrVenue, "venue"}, {token.ErrSource, "source"}, {token.ErrEnvironment, "environment"}} {
+		{token.ErrKilled, "killed"}, {token.ErrFrozen, "frozen"}, {token.ErrVenue, "venue"}, {token.ErrSource, "source"}, {token.ErrEnvironment, "environment"}} {
 		if errors.Is(err, c.e) {
 			return c.name
 		}
@@ -619,27 +355,14 @@ func tokenRule(err error) string {
 	return "invalid"
 }
 
-// splitVenue splits "/<venue>/<rest>" and refuses dot segments, encoded
-// separators and empty segments anywhere in the path, so no path can climb
-// into another venue's prefix upstream, and the path keystile classifies
-// is the path the venue receives.
+// splitVenue splits "/<venue>/<rest>" and refuses dot segments (in every
+// form a server might resolve), encoded separators and empty segments
+// anywhere in the path (cleanPath), so no path can climb into another
+// venue's prefix upstream, and the path keystile classifies is the path
+// the venue receives.
 func splitVenue(escaped string) (string, string, bool) {
-	if !strings.HasPrefix(escaped, "/") {
+	if !strings.HasPrefix(escaped, "/") || !cleanPath(escaped) {
 		return "", "", false
-	}
-	lower := strings.ToLower(escaped)
-	if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(escaped, "\\") || strings.Contains(lower, "%00") ||
-		strings.Contains(escaped, "//") {
-		return "", "", false
-	}
-	dec, err := url.PathUnescape(escaped)
-	if err != nil {
-		return "", "", false
-	}
-	for _, seg := range strings.Split(dec, "/") {
-		if seg == "." || seg == ".." {
-			return "", "", false
-		}
 	}
 	id, rest, _ := strings.Cut(escaped[1:], "/")
 	if id == "" {
@@ -738,10 +461,11 @@ func (g *Gateway) proxy(base *url.URL, rt http.RoundTripper, lim venue.RateLimit
 }
 
 // stripHeaders removes what must not reach the venue: keystile's own
-// headers, the bot's Authorization, cookies, forwarding information and
-// Accept-Encoding (so the transport decompresses and answers can be
-// scrubbed).
+// headers, the bot's Authorization, cookies, forwarding, routing-override
+// and upgrade headers (stripRouting) and Accept-Encoding (so the
+// transport decompresses and answers can be scrubbed).
 func stripHeaders(h http.Header) {
+	stripRouting(h)
 	for k := range h {
 		if strings.HasPrefix(k, "Keystile-") {
 			delete(h, k)
@@ -924,7 +648,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.code == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
-	return w.ResponseWriter.Write(b)
+	return w.ResponseWriter.Write(b) // #nosec G705 -- the proxy relays the venue's (scrubbed) answer
 }
 
 func (w *statusWriter) status() int {

@@ -224,6 +224,7 @@ type config struct {
 	extra     []secret.Value // more values registered with the Redactor
 	events    audit.Sink     // overrides the recording sink
 	upstream  *recorder      // share an upstream
+	guard     gateway.Guard
 }
 
 // harness is a gateway with real parts: a token.Service on SQLite, an
@@ -290,6 +291,7 @@ func newHarness(t testing.TB, c config) *harness {
 		MaxResponseBytes: c.maxResp,
 		Ready:            c.ready,
 		Now:              clk.now,
+		Guard:            c.guard,
 	}
 	if !c.noScrub {
 		red := logging.NewRedactor()

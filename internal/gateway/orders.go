@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -40,32 +39,54 @@ type Intents interface {
 	Intent(ctx context.Context, e audit.Event) error
 }
 
-// order is the request-scoped state of a write: the policy's hold, the
-// idempotency ticket and the client order id.
+// order is the state a request opens: the policy's budget hold, the
+// idempotency ticket and the client order id, and, once forward knows it,
+// the outcome that settle acts on.
 type order struct {
-	norm   *venue.Order
-	req    *venue.Request // the order as the venue will see it
-	hold   *policy.Hold
-	ticket *idem.Ticket
-	key    idem.Key
-	coid   string
+	norm    *venue.Order
+	req     *venue.Request // the order as the venue will see it
+	hold    *policy.Hold
+	ticket  *idem.Ticket
+	claimed bool // the ticket's claim is stored (else Prepare's, not yet)
+	key     idem.Key
+	coid    string
+
+	outcome string       // set by forward; "" is outcomeNotSent
+	replay  *idem.Replay // the answer to store (rejected, done)
 }
 
-// settle ends the hold and the ticket once the outcome is known:
-// definite rejection or nothing sent gives the budget back and forgets
-// the key; success keeps both; an unknown outcome keeps the budget and
-// marks the key so it is never re-sent blindly. A stored answer is
-// written in the background (idem.Ticket.DoneLater): the bot is not kept
-// waiting for that fsync, and a repeat of the key in this process gets
-// the answer from memory meanwhile.
-func (o *order) settle(ctx context.Context, g *Gateway, outcome string, rep *idem.Replay) {
+// unclaimed is the ticket whose claim the ledger write must store.
+func (o *order) unclaimed() *idem.Ticket {
+	if o == nil || o.claimed {
+		return nil
+	}
+	return o.ticket
+}
+
+// forget ends a ticket whose claim was not stored.
+func (o *order) forget() {
+	if t := o.unclaimed(); t != nil {
+		t.Forget()
+		o.ticket = nil
+	}
+}
+
+// settle ends the hold and the ticket by the outcome: definite rejection
+// or nothing sent gives the budget back and forgets the key; success
+// keeps both; an unknown outcome keeps the budget and marks the key so it
+// is never re-sent blindly. A stored answer is written in the background
+// (idem.Ticket.DoneLater): the bot is not kept waiting for that fsync, and
+// a repeat of the key in this process gets the answer from memory
+// meanwhile.
+func (o *order) settle(ctx context.Context, g *Gateway) {
 	if o == nil {
 		return
 	}
+	o.forget()
 	ctx = context.WithoutCancel(ctx)
 	var errs []error
-	switch outcome {
-	case outcomeNotSent:
+	switch o.outcome {
+	case outcomeNotSent, "":
 		if o.hold != nil {
 			errs = append(errs, o.hold.Release(ctx))
 		}
@@ -76,15 +97,15 @@ func (o *order) settle(ctx context.Context, g *Gateway, outcome string, rep *ide
 		if o.hold != nil {
 			errs = append(errs, o.hold.Release(ctx))
 		}
-		if o.ticket != nil && rep != nil {
-			errs = append(errs, o.ticket.DoneLater(ctx, *rep))
+		if o.ticket != nil && o.replay != nil {
+			errs = append(errs, o.ticket.DoneLater(ctx, *o.replay))
 		}
 	case outcomeDone:
 		if o.hold != nil {
 			errs = append(errs, o.hold.Keep(ctx))
 		}
-		if o.ticket != nil && rep != nil {
-			errs = append(errs, o.ticket.DoneLater(ctx, *rep))
+		if o.ticket != nil && o.replay != nil {
+			errs = append(errs, o.ticket.DoneLater(ctx, *o.replay))
 		}
 	case outcomeUnknown:
 		if o.hold != nil {
@@ -153,7 +174,7 @@ func writeReplay(w http.ResponseWriter, rep *idem.Replay, outcome string) int {
 		status = http.StatusOK
 	}
 	w.WriteHeader(status)
-	_, _ = w.Write(rep.Body)
+	_, _ = w.Write(rep.Body) // #nosec G705 -- the venue's answer, already scrubbed, relayed to the bot as a proxy does
 	return status
 }
 
@@ -221,6 +242,7 @@ func (g *Gateway) send(ctx context.Context, base *url.URL, rt http.RoundTripper,
 	st := &reqState{id: newRequestID(), path: vr.Path, rawQuery: vr.RawQuery, body: vr.Body}
 	lctx, cancel := context.WithTimeout(context.WithValue(context.WithoutCancel(ctx), stateKey{}, st), 15*time.Second)
 	defer cancel()
+	// #nosec G704 -- the URL is the venue's configured base plus the path the venue's lookup built; the transport reaches only the venue's hosts
 	req, err := http.NewRequestWithContext(venue.WithAttempt(venue.WithTestEndpoint(lctx, venue.TestEndpoint(ctx))), vr.Method, u.String(), bytes.NewReader(vr.Body))
 	if err != nil {
 		return 0, nil, err
@@ -261,24 +283,6 @@ var (
 	errPolicyRate       = publicError{http.StatusTooManyRequests, "rate_limited", "request rate limit reached; retry later"}
 )
 
-// policyDeny answers a policy refusal: 429 with Retry-After for rates,
-// 403 with the rule id otherwise.
-func (g *Gateway) policyDeny(w http.ResponseWriter, st *reqState, d *policy.Decision, deny func(publicError, string, string)) {
-	st.mu.Lock()
-	if d.Reason != "" {
-		st.err = errors.New(d.Reason)
-	}
-	st.mu.Unlock()
-	if d.Status == http.StatusTooManyRequests {
-		if d.RetryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(int(max(1, (d.RetryAfter+time.Second-1)/time.Second))))
-		}
-		deny(errPolicyRate, audit.Deny, d.Rule)
-		return
-	}
-	deny(errDenied, audit.Deny, d.Rule)
-}
-
 func isUnknown(err error) bool {
 	var uo *upstream.UnknownOutcomeError
 	return errors.As(err, &uo) && !safeMethod(uo.Method)
@@ -301,50 +305,29 @@ func setOrder(e *audit.Event, o *venue.Order) {
 	e.Price, e.Notional, e.ClientOrderID = o.Price, o.Notional, o.ClientOrderID
 }
 
-// evaluateAsync evaluates the policy on its own goroutine and sends the
-// decision. A panic there would end the process (net/http recovers only
-// the handler's own goroutine): it becomes a denial instead.
-func (g *Gateway) evaluateAsync(ctx context.Context, in *policy.Input, out chan<- *policy.Decision) {
-	defer func() {
-		if p := recover(); p != nil {
-			g.log.Error("gateway: policy evaluation panicked", "panic", fmt.Sprint(p))
-			out <- &policy.Decision{Rule: "policy.error", Status: http.StatusForbidden, Reason: "policy evaluation failed"}
-		}
-	}()
-	out <- g.o.Policy.Evaluate(ctx, in)
-}
-
-// idemClaim is the result of beginIdem.
-type idemClaim struct {
-	pe     *publicError // refused before any claim (with rule)
-	rule   string
-	active bool // a key was claimed or looked at: ticket, rep, err hold Begin's result
-	ticket *idem.Ticket
-	rep    *idem.Replay
-	err    error
-}
-
-// wantsIdem reports whether beginIdem will claim a key for this order.
+// wantsIdem reports whether the order gets a client order id and an
+// idempotency key.
 func (g *Gateway) wantsIdem(s *served, ord *order) bool {
 	return g.o.Idem != nil && s.clientIDs != nil && ord.norm != nil
 }
 
-// beginIdem gives an order placement its client order id and claims its
-// idempotency key (idem.Manager.Begin). It writes no answer: idempotency
-// acts on the result once the policy has allowed the order.
-func (g *Gateway) beginIdem(ctx context.Context, r *http.Request, st *reqState, s *served,
-	tok *token.Token, ord *order, vreq *venue.Request) idemClaim {
+// prepareKey gives an order placement its client order id and prepares
+// the claim of its idempotency key (idem.Manager.Prepare), which open
+// stores with the order's other state. A key already live in this process
+// is answered here (its replay, or a lookup of an unknown outcome).
+func (g *Gateway) prepareKey(c *call) bool {
+	r, s, ord := c.r, c.venue, c.ord
 	hkey, hasKey := r.Header.Get(HeaderIdempotencyKey), len(r.Header.Values(HeaderIdempotencyKey)) > 0
 	if !g.wantsIdem(s, ord) {
 		if hasKey {
-			return idemClaim{pe: &errIdemUnsupported, rule: "idem.unsupported"}
+			return c.refuse(errIdemUnsupported, audit.Deny, "idem.unsupported")
 		}
-		return idemClaim{}
+		return true
 	}
 	if hasKey && (len(r.Header.Values(HeaderIdempotencyKey)) != 1 || !validIdempotencyKey(hkey)) {
-		return idemClaim{pe: &errIdemKey, rule: "idem.key"}
+		return c.refuse(errIdemKey, audit.Deny, "idem.key")
 	}
-	scope := string(tok.ID) + "/" + s.id
+	scope := string(c.tok.ID) + "/" + s.id
 	coid := ord.norm.ClientOrderID
 	var key idem.Key
 	switch {
@@ -362,93 +345,89 @@ func (g *Gateway) beginIdem(ctx context.Context, r *http.Request, st *reqState, 
 		key = idem.Key{Scope: scope, Value: "coid:" + coid}
 	}
 	if coid != ord.norm.ClientOrderID {
-		if err := s.clientIDs.SetClientOrderID(vreq, coid); err != nil {
-			st.err = err
-			return idemClaim{pe: &errOrderRewrite, rule: "venue.order"}
+		if err := s.clientIDs.SetClientOrderID(c.vreq, coid); err != nil {
+			c.fail(err)
+			return c.refuse(errOrderRewrite, audit.Deny, "venue.order")
 		}
-		st.body, st.rawQuery = vreq.Body, vreq.RawQuery
+		c.st.body, c.st.rawQuery = c.vreq.Body, c.vreq.RawQuery
 	}
-	ord.coid, ord.key, ord.req = coid, key, vreq
-	c := idemClaim{active: true}
-	c.ticket, c.rep, c.err = g.o.Idem.Begin(ctx, key, fingerprint(ord.norm), coid)
-	return c
+	ord.coid, ord.key = coid, key
+	t, rep, err := g.o.Idem.Prepare(c.ctx, key, fingerprint(ord.norm), coid)
+	if t != nil {
+		ord.ticket = t
+		return true
+	}
+	return g.keyTaken(c, rep, err)
 }
 
-// idempotency acts on beginIdem's result once the order is allowed.
-// handled=true means the request was answered (replay or recovered
-// outcome: status) or must be refused (pe, rule).
-func (g *Gateway) idempotency(ctx context.Context, w http.ResponseWriter, st *reqState, s *served,
-	ord *order, vreq *venue.Request, c idemClaim) (status int, pe *publicError, rule string, handled bool) {
-	if c.pe != nil {
-		return 0, c.pe, c.rule, true
-	}
-	if !c.active {
-		return 0, nil, "", false
-	}
-	key, err := ord.key, c.err
+// keyTaken acts on an idempotency key that is not free: a replay of its
+// first answer, a refusal, or an earlier outcome that is unknown, looked
+// up at the venue rather than sent again. It returns true only when the
+// venue said definitely that it never got the order and the key was
+// reopened for sending it (the order's ticket is then set and stored).
+func (g *Gateway) keyTaken(c *call, rep *idem.Replay, err error) bool {
+	ctx, s, ord := c.ctx, c.venue, c.ord
 	var ue *idem.UnknownError
 	switch {
-	case err == nil && c.rep != nil:
-		return writeReplay(w, c.rep, "replay"), nil, "idem.replay", true
-	case err == nil:
-		ord.ticket = c.ticket
-		return 0, nil, "", false
+	case err == nil && rep != nil:
+		return c.answered(writeReplay(c.w, rep, "replay"), audit.Allow, "idem.replay")
 	case errors.Is(err, idem.ErrKeyReused):
-		return 0, &errIdemReused, "idem.key_reused", true
+		return c.refuse(errIdemReused, audit.Deny, "idem.key_reused")
 	case errors.Is(err, idem.ErrBadKey):
-		return 0, &errIdemKey, "idem.key", true
+		return c.refuse(errIdemKey, audit.Deny, "idem.key")
 	case errors.As(err, &ue):
 		// An earlier attempt's outcome is unknown: look it up rather
 		// than send again.
 		if ue.ClientOrderID != "" {
 			ord.coid = ue.ClientOrderID
 		}
-		w.Header().Set(HeaderClientOrderID, ord.coid)
-		code, body, found, lerr := g.lookup(ctx, s, venue.TestEndpoint(ctx), ord)
+		c.w.Header().Set(HeaderClientOrderID, ord.coid)
+		code, body, found, lerr := g.lookup(ctx, s, c.test, ord)
 		switch {
 		case lerr == nil && found:
 			rep := idem.Replay{Status: code, Header: http.Header{"Content-Type": {"application/json"}}, Body: body, ClientOrderID: ord.coid}
 			rep.VenueOrderID, _, _ = s.lookup.Found(ord.coid, code, body)
-			if err := g.o.Idem.Resolve(ctx, key, rep); err != nil {
+			if err := g.o.Idem.Resolve(ctx, ord.key, rep); err != nil {
 				g.log.Error("gateway: resolving an unknown order", "err", err)
 			}
-			return writeReplay(w, &rep, "recovered"), nil, "idem.recovered", true
+			return c.answered(writeReplay(c.w, &rep, "recovered"), audit.Allow, "idem.recovered")
 		case lerr == nil:
 			// The venue says definitely that it never got the order:
 			// sending it now (same client order id) is no blind resend.
-			t, rep, err := g.o.Idem.Reopen(ctx, key, fingerprint(ord.norm))
+			t, rep, err := g.o.Idem.Reopen(ctx, ord.key, fingerprint(ord.norm))
 			switch {
 			case err == nil && rep != nil:
-				return writeReplay(w, rep, "replay"), nil, "idem.replay", true
+				return c.answered(writeReplay(c.w, rep, "replay"), audit.Allow, "idem.replay")
 			case err == nil:
-				ord.ticket = t
-				if c := t.ClientOrderID(); c != "" && c != ord.coid {
-					ord.coid = c
+				ord.ticket, ord.claimed = t, true
+				if cid := t.ClientOrderID(); cid != "" && cid != ord.coid {
+					ord.coid = cid
 				}
 				if ord.coid != ord.norm.ClientOrderID {
-					if err := s.clientIDs.SetClientOrderID(vreq, ord.coid); err != nil {
-						st.err = err
-						return 0, &errOrderRewrite, "venue.order", true
+					if err := s.clientIDs.SetClientOrderID(c.vreq, ord.coid); err != nil {
+						c.fail(err)
+						return c.refuse(errOrderRewrite, audit.Deny, "venue.order")
 					}
-					st.body, st.rawQuery = vreq.Body, vreq.RawQuery
+					c.st.body, c.st.rawQuery = c.vreq.Body, c.vreq.RawQuery
 				}
-				return 0, nil, "", false
+				c.ev.ClientOrderID = ord.coid
+				return true
 			case errors.Is(err, idem.ErrPending):
-				return 0, &errUnknownOutcome, "idem.outcome_unknown", true
+				return c.refuse(errUnknownOutcome, audit.Deny, "idem.outcome_unknown")
 			default:
-				st.err = err
-				return 0, &errIdemUnavailable, "idem.unavailable", true
+				c.fail(err)
+				return c.refuse(errIdemUnavailable, audit.Deny, "idem.unavailable")
 			}
 		}
 		if !errors.Is(lerr, errNoLookup) {
-			st.err = lerr
+			c.fail(lerr)
 		}
-		return 0, &errUnknownOutcome, "idem.outcome_unknown", true
+		return c.refuse(errUnknownOutcome, audit.Deny, "idem.outcome_unknown")
 	case ctx.Err() != nil || errors.Is(err, idem.ErrPending):
-		return 0, &errIdemBusy, "idem.in_progress", true
+		return c.refuse(errIdemBusy, audit.Deny, "idem.in_progress")
 	default:
-		st.err = err
-		return 0, &errIdemUnavailable, "idem.unavailable", true
+		c.fail(err)
+		return c.refuse(errIdemUnavailable, audit.Deny, "idem.unavailable")
 	}
 }
 
@@ -456,13 +435,14 @@ func (g *Gateway) idempotency(ctx context.Context, w http.ResponseWriter, st *re
 // looks the order up by client order id where the venue allows; found
 // answers with the venue's record of it, otherwise 504 with the client
 // order id so the bot can check. The order is never sent again.
-func (g *Gateway) recoverUnknown(ctx context.Context, w *statusWriter, s *served, test bool, ord *order, ev *audit.Event) (rule string) {
-	code, body, found, err := g.lookup(ctx, s, test, ord)
+func (g *Gateway) recoverUnknown(c *call, w *statusWriter) (rule string) {
+	ord := c.ord
+	code, body, found, err := g.lookup(c.ctx, c.venue, c.test, ord)
 	if err == nil && found {
 		rep := idem.Replay{Status: code, Header: http.Header{"Content-Type": {"application/json"}}, Body: body, ClientOrderID: ord.coid}
-		rep.VenueOrderID, _, _ = s.lookup.Found(ord.coid, code, body)
-		ev.VenueOrderID = rep.VenueOrderID
-		ord.settle(ctx, g, outcomeDone, &rep)
+		rep.VenueOrderID, _, _ = c.venue.lookup.Found(ord.coid, code, body)
+		c.ev.VenueOrderID = rep.VenueOrderID
+		ord.outcome, ord.replay = outcomeDone, &rep
 		h := w.Header()
 		h.Set("Content-Type", "application/json")
 		h.Set(HeaderOutcome, "recovered")
@@ -471,13 +451,8 @@ func (g *Gateway) recoverUnknown(ctx context.Context, w *statusWriter, s *served
 		_, _ = w.Write(body)
 		return "idem.recovered"
 	}
-	ord.settle(ctx, g, outcomeUnknown, nil)
+	ord.outcome = outcomeUnknown
 	w.Header().Set(HeaderClientOrderID, ord.coid)
-	st := stateOf(ctx)
-	id := ""
-	if st != nil {
-		id = st.id
-	}
-	writeError(w, errUnknownOutcome, "", id)
+	writeError(w, errUnknownOutcome, "", c.st.id)
 	return "upstream.outcome_unknown"
 }

@@ -29,14 +29,13 @@ func tunnelToken(ctx context.Context) (string, bool) {
 	return raw, ok
 }
 
-// AuthBlocked reports whether src has used up its failed authentications
-// (the limit every request with a token is subject to), and how long it
-// must wait. The forward proxy asks it before checking a CONNECT's token,
-// so that both ways in share one limit.
-func (g *Gateway) AuthBlocked(src netip.Addr) (time.Duration, bool) {
-	return g.fails.blocked(src, g.now())
+// AuthFailure records a failed authentication from src under the
+// gateway's own limits (authfail.go): err is the token's parse or
+// verification error (token.ErrMalformed for an unreadable credential).
+// When the failure is over its limit, it reports how long the client must
+// wait and the rule to answer with (429). The forward proxy calls it for
+// its CONNECTs, so that both ways in share one limit; as in the gateway, a
+// token that verifies is never refused by it.
+func (g *Gateway) AuthFailure(src netip.Addr, err error) (wait time.Duration, rule string, limited bool) {
+	return g.fails.limit(src, err, g.now())
 }
-
-// AuthFailed records a failed authentication from src (a malformed,
-// unknown, expired or revoked token).
-func (g *Gateway) AuthFailed(src netip.Addr) { g.fails.fail(src, g.now()) }

@@ -25,6 +25,12 @@
 //   - Abort: nothing was sent (policy denied, failure before writing): the
 //     key is forgotten and may be used again.
 //
+// The gateway stores the claim in the order's one durable write (the
+// ledger, with its budget reservation and intent record): Prepare gives
+// the Ticket without writing, and Taken or Forget end it when that write
+// found the key taken or stored nothing. A LaterStore (the SQLite store)
+// takes DoneLater's answer onto its queue without a goroutine.
+//
 // A pending row without a live Ticket in this process (a crash, or another
 // process sharing the store) is treated like Unknown: the order may have
 // left. Reopen refuses such a row until it is older than

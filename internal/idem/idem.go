@@ -132,6 +132,17 @@ type Store interface {
 	Delete(ctx context.Context, scope, key, owner string, before time.Time) (int64, error)
 }
 
+// LaterStore is a Store that can queue a Swap without the caller waiting
+// for it (the SQLite store's group commit): SwapLater queues Swap(rec,
+// owner) and calls done with its result once it is durable or has failed,
+// on any goroutine; done must not block. DoneLater uses it so that a
+// stored answer, which nobody waits for, costs no goroutine and need not
+// hurry the store's next commit.
+type LaterStore interface {
+	Store
+	SwapLater(rec Record, owner string, done func(error)) error
+}
+
 // Options configure New.
 type Options struct {
 	// Store is required.
@@ -263,8 +274,11 @@ type Ticket struct {
 	rec      Record
 	finished atomic.Bool
 	done     chan struct{}
-	outcome  outcome // set before done is closed
+	left     chan struct{} // closed when the ticket leaves the live set
+	outcome  outcome       // set before done is closed
 	replay   Replay
+	// notBefore is the age limit of the claim (Prepare).
+	notBefore time.Time
 }
 
 // Key is the ticket's key.
@@ -276,7 +290,7 @@ func (t *Ticket) ClientOrderID() string { return t.rec.ClientOrderID }
 
 func (m *Manager) newTicket(k Key, fp []byte, clientOrderID string, now time.Time) *Ticket {
 	owner := m.instance + "." + strconv.FormatUint(m.seq.Add(1), 10)
-	return &Ticket{m: m, key: k, owner: owner, done: make(chan struct{}), rec: Record{
+	return &Ticket{m: m, key: k, owner: owner, done: make(chan struct{}), left: make(chan struct{}), rec: Record{
 		Scope: k.Scope, Key: k.Value, Fingerprint: bytes.Clone(fp), ClientOrderID: clientOrderID,
 		State: StatePending, Owner: owner, Created: now, Updated: now,
 	}}
@@ -307,6 +321,7 @@ func (m *Manager) leave(t *Ticket) {
 	m.mu.Lock()
 	if m.live[t.key] == t {
 		delete(m.live, t.key)
+		close(t.left)
 	}
 	m.mu.Unlock()
 }
@@ -330,6 +345,34 @@ func (t *Ticket) answer(o outcome, r *Replay) {
 //     *UnknownError;
 //   - a key first used with another fingerprint gives ErrKeyReused.
 func (m *Manager) Begin(ctx context.Context, k Key, fingerprint []byte, clientOrderID string) (*Ticket, *Replay, error) {
+	t, rep, err := m.Prepare(ctx, k, fingerprint, clientOrderID)
+	if t == nil {
+		return nil, rep, err
+	}
+	rec, notBefore := t.Claim()
+	stored, claimed, err := m.store.Claim(ctx, rec, notBefore)
+	if err != nil {
+		t.Forget()
+		return nil, nil, fmt.Errorf("idem: claim: %w", err)
+	}
+	if claimed {
+		m.log.Debug("idem: key claimed", "scope", k.Scope)
+		return t, nil, nil
+	}
+	rep, err = t.Taken(stored)
+	return nil, rep, err
+}
+
+// Prepare is Begin for a caller that stores the claim in a write of its
+// own (the ledger: one write with the order's budget reservation and
+// intent record). Like Begin it waits for a ticket of k live in this
+// process and gives that ticket's Replay or *UnknownError, or
+// ErrKeyReused; otherwise it returns a Ticket not yet claimed: the caller
+// writes Ticket.Claim() and then calls Taken if another record was stored
+// under the key, Forget if its write stored nothing, and otherwise uses
+// the ticket as Begin's (Done, DoneLater, Unknown or Abort). Until then,
+// twins of the key in this process wait for the ticket.
+func (m *Manager) Prepare(ctx context.Context, k Key, fingerprint []byte, clientOrderID string) (*Ticket, *Replay, error) {
 	if !k.valid() {
 		return nil, nil, ErrBadKey
 	}
@@ -356,20 +399,47 @@ func (m *Manager) Begin(ctx context.Context, k Key, fingerprint []byte, clientOr
 			case outcomeUnknown:
 				return nil, nil, &UnknownError{ClientOrderID: live.rec.ClientOrderID}
 			}
-			continue // aborted or not claimed: look again
+			// Aborted or not claimed: look again once it has left
+			// the live set.
+			select {
+			case <-live.left:
+			case <-ctx.Done():
+				return nil, nil, fmt.Errorf("idem: wait for the first request: %w", ctx.Err())
+			}
+			continue
 		}
 		m.maybePrune(now)
-		stored, claimed, err := m.store.Claim(ctx, t.rec, now.Add(-m.window))
-		if err != nil {
-			m.release(t, outcomeRetry, nil)
-			return nil, nil, fmt.Errorf("idem: claim: %w", err)
-		}
-		if claimed {
-			m.log.Debug("idem: key claimed", "scope", k.Scope)
-			return t, nil, nil
-		}
-		m.release(t, outcomeRetry, nil)
-		return m.answer(stored, fingerprint)
+		t.notBefore = now.Add(-m.window)
+		return t, nil, nil
+	}
+}
+
+// Claim is the record a caller of Prepare must store under the ticket's
+// key, unless a record of the key created at or after notBefore exists (an
+// older one has expired and is replaced).
+func (t *Ticket) Claim() (rec Record, notBefore time.Time) {
+	rec = t.rec
+	rec.Fingerprint = bytes.Clone(rec.Fingerprint)
+	return rec, t.notBefore
+}
+
+// Taken ends a prepared ticket whose claim found stored (another record
+// under the key, within the window): it gives Begin's answer for stored —
+// its Replay, *UnknownError or ErrKeyReused.
+func (t *Ticket) Taken(stored Record) (*Replay, error) {
+	if !t.finished.CompareAndSwap(false, true) {
+		return nil, ErrTicketFinished
+	}
+	t.m.release(t, outcomeRetry, nil)
+	_, rep, err := t.m.answer(stored, t.rec.Fingerprint)
+	return rep, err
+}
+
+// Forget ends a prepared ticket whose claim was not stored (the caller's
+// write was refused or failed): waiters of the key try again.
+func (t *Ticket) Forget() {
+	if t.finished.CompareAndSwap(false, true) {
+		t.m.release(t, outcomeRetry, nil)
 	}
 }
 
@@ -437,15 +507,23 @@ func (t *Ticket) DoneLater(ctx context.Context, r Replay) error {
 	rec := t.rec
 	rec.State, rec.Updated, rec.Replay = StateDone, m.now(), r
 	t.answer(outcomeDone, &r)
-	go func() {
-		defer m.wg.Done()
-		ctx, cancel := finishCtx(ctx)
-		defer cancel()
-		err := m.store.Swap(ctx, rec, t.owner)
+	stored := func(err error) {
 		m.leave(t)
 		if err != nil {
 			m.log.Warn("idem: answer not stored; the key will answer unknown", "scope", t.key.Scope, "err", err)
 		}
+		m.wg.Done()
+	}
+	if ls, ok := m.store.(LaterStore); ok {
+		if err := ls.SwapLater(rec, t.owner, stored); err == nil {
+			return nil
+		}
+		// Not queued (a full queue): write it from a goroutine.
+	}
+	go func() {
+		ctx, cancel := finishCtx(ctx)
+		defer cancel()
+		stored(m.store.Swap(ctx, rec, t.owner))
 	}()
 	return nil
 }

@@ -25,7 +25,8 @@ const (
 //	request: map(string, dyn) with venue, operation, method, path, query,
 //	         token (the public token id) as strings and time as a timestamp
 //	order:   map(string, string) with instrument, side, type, quantity,
-//	         price, notional, currency, client_order_id ("" when absent)
+//	         price, trigger_price, notional (as charged), currency,
+//	         client_order_id ("" when absent)
 //	dec_lt, dec_le, dec_gt, dec_ge, dec_eq(string, string) -> bool compare
 //	         plain decimal strings exactly (an unparsable one is an error,
 //	         which denies)
@@ -93,7 +94,7 @@ func compileExpr(env *cel.Env, src string) (cel.Program, error) {
 // orderView is an order as the engine read it: the venue's fields plus the
 // computed notional and currency.
 type orderView struct {
-	Instrument, Side, Type, Quantity, Price, Notional, Currency, ClientOrderID string
+	Instrument, Side, Type, Quantity, Price, TriggerPrice, Notional, Currency, ClientOrderID string
 }
 
 // celVars builds the activation of an expr: the request and order maps
@@ -123,6 +124,7 @@ func celVars(in *Input, o *orderView) map[string]any {
 			"type":            ov.Type,
 			"quantity":        ov.Quantity,
 			"price":           ov.Price,
+			"trigger_price":   ov.TriggerPrice,
 			"notional":        ov.Notional,
 			"currency":        ov.Currency,
 			"client_order_id": ov.ClientOrderID,

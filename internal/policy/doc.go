@@ -15,6 +15,15 @@
 // always with their currency; an order whose quote currency has no limit
 // is denied rather than compared against a limit in another currency.
 //
+// An order is charged at the worst price it may fill at, never at a price
+// the bot chose that the venue ignores: its base quantity times the
+// highest of its limit, trigger and leg prices, and of the venue's
+// reference price (PriceSource) for orders that execute at the market or
+// sell; a size the venue may read in either currency is charged at the
+// larger reading (see venue.Order). The property tests check, for orders
+// drawn from each exchange's documented parameters, that the charge is
+// never below what the venue would fill at the reference price.
+//
 // Every denial names its rule (policy.<name>.<rule>, e.g.
 // policy.scalper.max_notional) so that the bot and the audit log see why;
 // the Reason is internal detail for the log and never holds a secret.
@@ -26,7 +35,10 @@
 // forwarded — all claims of a request in one transaction, all or none —
 // and released only when the venue definitely rejected the order or
 // nothing was sent (Hold.Release); on success or an unknown outcome they
-// are kept. Rate limits are in-memory token buckets per token and per
+// are kept. The gateway evaluates with Input.DeferBudget: the reservation
+// (Decision.Budget) is then made by the ledger in the order's one durable
+// write, and Reservation.Hold and Reservation.Deny turn its result into
+// the same Hold or denial. Rate limits are in-memory token buckets per token and per
 // account. A dry run (keystile policy explain) reserves nothing and
 // consumes no rate tokens.
 //

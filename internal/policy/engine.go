@@ -89,6 +89,10 @@ type Input struct {
 	OrderErr  error        // the venue's normalizer failed
 	Prices    PriceSource  // reference prices; may be nil
 	DryRun    bool         // reserve nothing, consume no rate tokens
+	// DeferBudget: the caller reserves the budget itself
+	// (Decision.Budget), in one write with its other durable state (the
+	// ledger); Evaluate then reserves nothing and Decision.Hold is nil.
+	DeferBudget bool
 }
 
 // Decision is the outcome of Evaluate.
@@ -109,6 +113,35 @@ type Decision struct {
 	// Hold holds the budget reserved for the request (nil if none). The
 	// caller must Release or Keep it.
 	Hold *Hold
+	// Budget is the reservation the caller must make before forwarding,
+	// with Input.DeferBudget (nil if none).
+	Budget *Reservation
+}
+
+// Reservation is a budget an allowed order must reserve before it is
+// forwarded (Input.DeferBudget): Amount at At against every claim, all or
+// none (BudgetStore.Reserve semantics, made by the caller's store).
+type Reservation struct {
+	At     time.Time
+	Amount decimal.Decimal
+	Claims []Claim
+
+	ev    evaluation // names the rules
+	names []string   // budget name per claim
+}
+
+// Hold is the hold of the entries ids the caller's store reserved for r,
+// to Release or Keep like Decision.Hold.
+func (r *Reservation) Hold(ids []int64) *Hold {
+	r.ev.e.maybePrune(context.Background(), r.At)
+	return &Hold{store: r.ev.e.budgets, ids: ids}
+}
+
+// Deny is the denial for a reservation of r that failed: err is an
+// *ExceededError (the budget rule that would be exceeded) or the store's
+// failure.
+func (r *Reservation) Deny(err error) *Decision {
+	return r.ev.budgetDenial(err, r.names)
 }
 
 // Rule ids that do not belong to one policy.
@@ -195,7 +228,8 @@ func (ev *evaluation) run(ctx context.Context) *Decision {
 	}
 	if in.Operation == venue.OpOrderPlace && in.Order != nil && in.OrderErr == nil {
 		ev.view = &orderView{Instrument: in.Order.Instrument, Side: in.Order.Side, Type: in.Order.Type,
-			Quantity: in.Order.Quantity, Price: in.Order.Price, Notional: in.Order.Notional, ClientOrderID: in.Order.ClientOrderID}
+			Quantity: in.Order.Quantity, Price: in.Order.Price, TriggerPrice: in.Order.TriggerPrice, Notional: in.Order.Notional,
+			ClientOrderID: in.Order.ClientOrderID}
 	}
 	if in.Operation == venue.OpOrderPlace && p.orderRules {
 		if d := ev.orderRules(ctx); d != nil {
@@ -218,11 +252,11 @@ func (ev *evaluation) run(ctx context.Context) *Decision {
 	}
 	dec := &Decision{Allow: true, Notional: ev.notionalText()}
 	if in.Operation == venue.OpOrderPlace && len(p.budgets) > 0 {
-		h, d := ev.reserve(ctx)
+		h, r, d := ev.reserve(ctx)
 		if d != nil {
 			return d
 		}
-		dec.Hold = h
+		dec.Hold, dec.Budget = h, r
 	}
 	return dec
 }
@@ -295,11 +329,32 @@ func (ev *evaluation) orderRules(ctx context.Context) *Decision {
 			}
 		}
 	}
-	if p.maxQty != nil {
-		if !hasQty {
-			return ev.deny("max_quantity", "the order has no base quantity to check against %s", p.maxQty)
+	// Every price the order may fill at: its limit, its trigger and the
+	// prices of its other legs.
+	var prices []decimal.Decimal
+	if hasPrice {
+		prices = append(prices, price)
+	}
+	for _, ps := range append([]string{in.Order.TriggerPrice}, in.Order.LegPrices...) {
+		if ps == "" {
+			continue
 		}
-		if qty.GreaterThan(*p.maxQty) {
+		v, err := parsePlain(ps)
+		if err != nil {
+			return ev.deny("unreadable_order", "order trigger or leg price: %v", err)
+		}
+		prices = append(prices, v)
+	}
+	zero := hasQty && qty.IsZero() || hasGiven && given.IsZero()
+	if p.maxQty != nil {
+		switch {
+		case in.Order.Contracts:
+			return ev.deny("max_quantity", "the order's quantity counts contracts of a size keystile does not know")
+		case !hasQty:
+			return ev.deny("max_quantity", "the order has no base quantity to check against %s", p.maxQty)
+		case zero:
+			return ev.deny("max_quantity", "a zero quantity closes a whole position on some venues: its size is unknown")
+		case qty.GreaterThan(*p.maxQty):
 			return ev.deny("max_quantity", "quantity %s > max %s", qty, p.maxQty)
 		}
 	}
@@ -307,32 +362,56 @@ func (ev *evaluation) orderRules(ctx context.Context) *Decision {
 	if curOK {
 		ev.currency = cur
 	}
-	// A reference price is needed for the band (limit orders) and for the
-	// notional of a market order given in base quantity.
+	// An order that executes at the market (or has no limit price) fills
+	// at the market's price whatever price field the bot sent, and a sell
+	// fills at the market when its limit is below it: both are judged at
+	// the reference price as well. The band needs it for limit prices.
+	atMarket := in.Order.Market || !hasPrice
 	needBand := p.band != nil && hasPrice
-	needRef := needBand || (p.needsNotional && hasQty && !hasPrice && !hasGiven)
+	qtyRef := p.needsNotional && hasQty && !in.Order.Contracts && (atMarket || o.Side != "buy")
 	var ref decimal.Decimal
 	var refErr error
-	if needRef {
+	if needBand || qtyRef {
 		ref, refErr = ev.referencePrice(ctx, o.Instrument)
+		if refErr == nil && !ref.IsPositive() {
+			refErr = fmt.Errorf("reference price %s is not positive", ref)
+		}
 	}
+	why := ""
 	switch {
-	case hasQty && hasPrice:
-		ev.notional, ev.hasNot = qty.Mul(price), true
+	case in.Order.Contracts && !hasGiven:
+		why = "its quantity counts contracts of a size keystile does not know"
+	case zero:
+		why = "a zero size closes a whole position on some venues"
+	case hasQty && qtyRef && refErr != nil:
+		why = "no reference price: " + refErr.Error()
+	case hasQty && !in.Order.Contracts:
+		if qtyRef {
+			prices = append(prices, ref)
+		}
+		if len(prices) == 0 {
+			why = "no price and no reference price"
+			break
+		}
+		worst := prices[0]
+		for _, v := range prices[1:] {
+			worst = decimal.Max(worst, v)
+		}
+		ev.notional, ev.hasNot = qty.Mul(worst), true
+		if hasGiven {
+			// The venue may read either size: the larger charge applies.
+			ev.notional = decimal.Max(ev.notional, given)
+		}
 	case hasGiven:
 		ev.notional, ev.hasNot = given, true
-	case hasQty && needRef && refErr == nil:
-		ev.notional, ev.hasNot = qty.Mul(ref), true
+	default:
+		why = "no quantity × price, quote amount or reference price"
 	}
 	if ev.hasNot {
 		o.Notional, o.Currency = ev.notional.String(), ev.currency
 	}
 	if p.needsNotional {
 		if !ev.hasNot {
-			why := "no quantity × price, quote amount or reference price"
-			if refErr != nil {
-				why = "no reference price: " + refErr.Error()
-			}
 			return ev.deny("notional_unknown", "cannot compute the order's notional (%s)", why)
 		}
 		if !curOK {
@@ -354,9 +433,6 @@ func (ev *evaluation) orderRules(ctx context.Context) *Decision {
 	if needBand {
 		if refErr != nil {
 			return ev.deny("price_band", "no reference price: %v", refErr)
-		}
-		if !ref.IsPositive() {
-			return ev.deny("price_band", "reference price %s is not positive", ref)
 		}
 		dist := price.Sub(ref).Abs().Div(ref)
 		if dist.GreaterThan(*p.band) {
@@ -399,33 +475,45 @@ func (ev *evaluation) claims() ([]Claim, []string) {
 		if b.limit.Currency != ev.currency {
 			continue
 		}
-		key := ev.scopeID(b.scope) + "/" + b.name + "/" + ev.currency + "/"
-		var since time.Time
-		if b.day {
-			lt := ev.in.Time.In(ev.p.loc)
-			y, m, d := lt.Date()
-			since = time.Date(y, m, d, 0, 0, 0, 0, ev.p.loc)
-			key += "day:" + lt.Format("2006-01-02") + "@" + ev.p.loc.String()
-		} else {
-			since = ev.in.Time.Add(-b.window)
-			key += "rolling:" + b.window.String()
-		}
-		cs = append(cs, Claim{Key: key, Since: since, Limit: b.limit.Value})
+		cs = append(cs, budgetClaim(ev.p, b, ev.scopeID(b.scope), ev.in.Time))
 		names = append(names, b.name)
 	}
 	return cs, names
 }
 
-func (ev *evaluation) reserve(ctx context.Context) (*Hold, *Decision) {
+// budgetClaim is budget b of policy p for subject (a scope id, e.g.
+// "token:tok_abc") at time at: its key (which names the window) and the
+// window's start.
+func budgetClaim(p *compiled, b budgetRule, subject string, at time.Time) Claim {
+	key := subject + "/" + b.name + "/" + b.limit.Currency + "/"
+	var since time.Time
+	if b.day {
+		lt := at.In(p.loc)
+		y, m, d := lt.Date()
+		since = time.Date(y, m, d, 0, 0, 0, 0, p.loc)
+		key += "day:" + lt.Format("2006-01-02") + "@" + p.loc.String()
+	} else {
+		since = at.Add(-b.window)
+		key += "rolling:" + b.window.String()
+	}
+	return Claim{Key: key, Since: since, Limit: b.limit.Value}
+}
+
+// reserve reserves the order's budget (a Hold), or with DeferBudget
+// describes the reservation for the caller to make.
+func (ev *evaluation) reserve(ctx context.Context) (*Hold, *Reservation, *Decision) {
 	cs, names := ev.claims()
 	if len(cs) == 0 {
 		// orderRules denied every currency without a budget; reaching here
 		// means a bug: fail closed.
-		return nil, ev.deny("currency", "no budget in %q", ev.currency)
+		return nil, nil, ev.deny("currency", "no budget in %q", ev.currency)
 	}
 	st := ev.e.budgets
 	if st == nil {
-		return nil, ev.deny("budget."+names[0], "no budget store configured")
+		return nil, nil, ev.deny("budget."+names[0], "no budget store configured")
+	}
+	if ev.in.DeferBudget && !ev.in.DryRun {
+		return nil, &Reservation{At: ev.in.Time, Amount: ev.notional, Claims: cs, ev: *ev, names: names}, nil
 	}
 	var ids []int64
 	var err error
@@ -435,19 +523,25 @@ func (ev *evaluation) reserve(ctx context.Context) (*Hold, *Decision) {
 		ids, err = st.Reserve(ctx, ev.in.Time, ev.notional, cs)
 	}
 	if err != nil {
-		var ex *ExceededError
-		if errors.As(err, &ex) && ex.Index >= 0 && ex.Index < len(names) {
-			return nil, ev.deny("budget."+names[ex.Index], "%s %s used + %s > limit %s %s in window",
-				ex.Used, ev.currency, ex.Amount, ex.Limit, ev.currency)
-		}
-		ev.e.log.Error("policy: budget store", "policy", ev.p.name, "err", err)
-		return nil, ev.deny("budget."+names[0], "budget store failed: %v", err)
+		return nil, nil, ev.budgetDenial(err, names)
 	}
 	if ev.in.DryRun {
-		return nil, nil
+		return nil, nil, nil
 	}
 	ev.e.maybePrune(ctx, ev.in.Time)
-	return &Hold{store: st, ids: ids}, nil
+	return &Hold{store: st, ids: ids}, nil, nil
+}
+
+// budgetDenial is the denial for a failed reservation against claims
+// named names.
+func (ev *evaluation) budgetDenial(err error, names []string) *Decision {
+	var ex *ExceededError
+	if errors.As(err, &ex) && ex.Index >= 0 && ex.Index < len(names) {
+		return ev.deny("budget."+names[ex.Index], "%s %s used + %s > limit %s %s in window",
+			ex.Used, ev.currency, ex.Amount, ex.Limit, ev.currency)
+	}
+	ev.e.log.Error("policy: budget store", "policy", ev.p.name, "err", err)
+	return ev.deny("budget."+names[0], "budget store failed: %v", err)
 }
 
 // pruneEvery is how often old budget entries are deleted.

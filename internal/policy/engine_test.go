@@ -156,6 +156,69 @@ func TestNotionalRules(t *testing.T) {
 	})
 }
 
+// TestMarketAndTriggerCharges: an order is charged at the worst price it
+// may fill at — a market order at the reference price whatever price it
+// carries, a stop order at the worse of trigger and limit (and the market
+// for stop-market legs), a sell at no less than the market, a size the
+// venue may read either way at the larger reading — and refused when that
+// cannot be known (no reference price, contracts of unknown size, a zero
+// size that closes a whole position).
+func TestMarketAndTriggerCharges(t *testing.T) {
+	mn := "  p:\n    max_notional: \"100 USDT\"\n"
+	big := "  p:\n    max_notional: \"1000000 USDT\"\n"
+	ref := func(p string, mod func(o *venue.Order)) func(*policy.Input) {
+		return func(in *policy.Input) {
+			in.Prices = policy.StaticPrices{"BTCUSDT": decimal.RequireFromString(p)}
+			mod(in.Order)
+		}
+	}
+	fake := func(o *venue.Order) { o.Type, o.Market, o.Quantity, o.Price = "market", true, "10", "" }
+	runCases(t, []ruleCase{
+		{"fake-price market order judged at the reference", mn, ref("37500", fake), "policy.p.max_notional", "375000 USDT"},
+		{"market order without a reference price", mn, order(fake), "policy.p.notional_unknown", ""},
+		{"market flag wins over a price", big, ref("37500", func(o *venue.Order) {
+			o.Type, o.Market, o.Quantity, o.Price = "weird", true, "1", "1"
+		}), "", "37500 USDT"},
+		{"market quote amount needs no reference", mn, order(func(o *venue.Order) {
+			o.Type, o.Market, o.Quantity, o.Price, o.Notional = "market", true, "", "", "50"
+		}), "", "50 USDT"},
+		{"either size: the larger charge", big, ref("37500", func(o *venue.Order) {
+			o.Type, o.Market, o.Quantity, o.Price, o.Notional = "market", true, "2", "", "2"
+		}), "", "75000 USDT"},
+		{"either size: the quote reading when larger", big, ref("0.5", func(o *venue.Order) {
+			o.Type, o.Market, o.Quantity, o.Price, o.Notional = "market", true, "2", "", "2"
+		}), "", "2 USDT"},
+		{"stop market: the trigger when above the market", big, ref("37500", func(o *venue.Order) {
+			o.Type, o.Market, o.Quantity, o.Price, o.TriggerPrice = "stop_loss", true, "1", "", "39000"
+		}), "", "39000 USDT"},
+		{"stop market: the market when above the trigger", big, ref("37500", func(o *venue.Order) {
+			o.Type, o.Market, o.Quantity, o.Price, o.TriggerPrice = "stop_loss", true, "1", "", "1"
+		}), "", "37500 USDT"},
+		{"stop limit buy: the worse of trigger and limit", big, order(func(o *venue.Order) {
+			o.Type, o.Quantity, o.Price, o.TriggerPrice = "stop_loss_limit", "1", "39000", "39500"
+		}), "", "39500 USDT"},
+		{"oco legs: the worst leg", big, ref("37500", func(o *venue.Order) {
+			o.Type, o.Side, o.Quantity, o.Price, o.TriggerPrice, o.LegPrices = "oco", "sell", "1", "41000", "36000", []string{"35500"}
+		}), "", "41000 USDT"},
+		{"sell limit below the market fills at the market", mn, ref("37500", func(o *venue.Order) {
+			o.Side, o.Quantity, o.Price = "sell", "10", "1"
+		}), "policy.p.max_notional", "375000 USDT"},
+		{"sell limit above the market", big, ref("37500", func(o *venue.Order) { o.Side, o.Price = "sell", "40000" }), "", "400 USDT"},
+		{"sell limit without a reference price", mn, order(func(o *venue.Order) { o.Side = "sell" }), "policy.p.notional_unknown", ""},
+		{"edit without a side: the market too", big, ref("37500", func(o *venue.Order) {
+			o.Side, o.Type, o.Market, o.Quantity, o.Price = "", "edit", true, "1", "3"
+		}), "", "37500 USDT"},
+		{"buy limit needs no reference", mn, nil, "policy.p.max_notional", "375 USDT"},
+		{"contracts of unknown size", big, ref("37500", func(o *venue.Order) { o.Contracts = true }), "policy.p.notional_unknown", ""},
+		{"zero quantity closes a position", big, ref("37500", func(o *venue.Order) { o.Quantity = "0" }), "policy.p.notional_unknown", ""},
+		{"zero quote amount", big, order(func(o *venue.Order) { o.Quantity, o.Price, o.Notional = "", "", "0" }), "policy.p.notional_unknown", ""},
+		{"trigger unreadable", big, order(func(o *venue.Order) { o.TriggerPrice = "+50" }), "policy.p.unreadable_order", ""},
+		{"leg unreadable", big, order(func(o *venue.Order) { o.LegPrices = []string{"5%"} }), "policy.p.unreadable_order", ""},
+		{"contracts against max_quantity", "  p:\n    max_quantity: \"5\"\n", order(func(o *venue.Order) { o.Contracts = true }), "policy.p.max_quantity", ""},
+		{"zero against max_quantity", "  p:\n    max_quantity: \"5\"\n", order(func(o *venue.Order) { o.Quantity = "0" }), "policy.p.max_quantity", ""},
+	})
+}
+
 func TestPriceBand(t *testing.T) {
 	band := "  p:\n    price_band: \"5%\"\n"
 	ref := func(p string) func(*policy.Input) {

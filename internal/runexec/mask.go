@@ -116,6 +116,7 @@ func Skipped(values []secret.Value) []int {
 func (m *Masker) Write(p []byte) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	n := len(p) // p is re-sliced below; every byte of it is consumed
 	if m.closed {
 		return 0, ErrClosed
 	}
@@ -153,7 +154,7 @@ func (m *Masker) Write(p []byte) (int, error) {
 	if len(m.held) > 0 {
 		m.timer = time.AfterFunc(m.idle, func() { _ = m.Flush() })
 	}
-	return len(p), nil
+	return n, nil
 }
 
 // continueCtx feeds p after a released possible start of a value (ctx,

@@ -354,3 +354,34 @@ func FuzzMasker(f *testing.F) {
 		}
 	})
 }
+
+// TestMaskerWriteCountsEveryByte: Write reports len(p) also when the bytes
+// continue a value whose start an idle flush already released. Returning
+// less made io.Copy (os/exec's pipe copier) stop with ErrShortWrite and
+// close the pipe, so a bot printing a secret slowly died of SIGPIPE
+// (seen as exit 141 in the exec CLI script under load).
+func TestMaskerWriteCountsEveryByte(t *testing.T) {
+	var out bytes.Buffer
+	m := runexec.NewMasker(&out, []secret.Value{secret.FromString(canary)}, time.Hour)
+	write := func(p string) {
+		t.Helper()
+		n, err := m.Write([]byte(p))
+		if err != nil || n != len(p) {
+			t.Fatalf("Write(%q) = %d, %v; want %d, nil", p, n, err, len(p))
+		}
+	}
+	write("split=")
+	for i := 0; i < len(canary); i++ {
+		write(canary[i : i+1])
+		if err := m.Flush(); err != nil { // as the idle timer does between slow writes
+			t.Fatal(err)
+		}
+	}
+	write("\nafter\n")
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), canary) || !strings.HasSuffix(out.String(), "\nafter\n") {
+		t.Fatalf("output %q", out.String())
+	}
+}

@@ -526,8 +526,25 @@ func (b *betfair) call(op string, params json.RawMessage) (any, *apingError) {
 		}
 		return res, nil
 	case "listCurrentOrders":
+		// The unmatched bets, paged with fromRecord and recordCount
+		// (at most 1000; moreAvailable says whether more follow).
+		var pg struct {
+			FromRecord  int `json:"fromRecord"`
+			RecordCount int `json:"recordCount"`
+		}
+		if len(bytes.TrimSpace(params)) > 0 {
+			if err := json.Unmarshal(params, &pg); err != nil || pg.FromRecord < 0 || pg.RecordCount < 0 {
+				return nil, &errInvalidInput
+			}
+		}
+		if pg.RecordCount == 0 || pg.RecordCount > 1000 {
+			pg.RecordCount = 1000
+		}
+		open := b.vs.openOrders()
+		more := pg.FromRecord+pg.RecordCount < len(open)
+		open = open[min(pg.FromRecord, len(open)):min(pg.FromRecord+pg.RecordCount, len(open))]
 		cur := []any{}
-		for _, o := range b.vs.openOrders() {
+		for _, o := range open {
 			m, sel, _ := strings.Cut(o.Instrument, "/")
 			cur = append(cur, map[string]any{
 				"betId": o.ID, "marketId": m, "selectionId": json.Number(numOr0(sel)), "handicap": 0,
@@ -536,7 +553,7 @@ func (b *betfair) call(op string, params json.RawMessage) (any, *apingError) {
 				"placedDate": o.Placed, "customerOrderRef": o.ClientOrderID,
 			})
 		}
-		return map[string]any{"currentOrders": cur, "moreAvailable": false}, nil
+		return map[string]any{"currentOrders": cur, "moreAvailable": more}, nil
 	case "getAccountFunds":
 		return map[string]any{"availableToBetBalance": 1000.0, "exposure": 0.0, "retainedCommission": 0.0,
 			"exposureLimit": -10000.0, "discountRate": 0.0, "pointsBalance": 0, "wallet": "UK"}, nil

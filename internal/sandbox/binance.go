@@ -294,6 +294,9 @@ func (b *binance) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 	b.vs.count(rt.op)
 	now := b.vs.clock()
+	if rt.op == "openOrders" && !strings.Contains("&"+r.URL.RawQuery, "&symbol=") {
+		rt.weight = 80 // every symbol
+	}
 	used, status, retry := b.useWeight(now, rt.weight)
 	w.Header().Set("X-MBX-USED-WEIGHT-1M", strconv.Itoa(used))
 	if status != 0 {
@@ -416,20 +419,36 @@ func (b *binance) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 		}
 		writeJSON(w, http.StatusOK, binanceOrderJSON(o, "LIMIT", status, now))
 	case "openOrders":
+		// Every symbol's open orders without symbol, one symbol's with it.
 		out := []any{}
 		for _, o := range b.vs.openOrders() {
-			out = append(out, binanceOrderJSON(o, "LIMIT", "NEW", now))
+			if sym := p.Get("symbol"); sym == "" || o.Instrument == sym {
+				out = append(out, binanceOrderJSON(o, "LIMIT", "NEW", now))
+			}
 		}
 		writeJSON(w, http.StatusOK, out)
 	case "openOrders.cancel":
+		// symbol is mandatory; a symbol without open orders is -2011.
+		sym := p.Get("symbol")
+		if sym == "" {
+			binanceError(w, http.StatusBadRequest, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+			return
+		}
 		out := []any{}
 		for _, o := range b.vs.openOrders() {
-			if p.Get("symbol") != "" && o.Instrument != p.Get("symbol") {
+			if o.Instrument != sym {
 				continue
 			}
 			if c, ok := b.vs.cancelOrder(o.ID); ok {
-				out = append(out, binanceOrderJSON(c, "LIMIT", "CANCELED", now))
+				m := binanceOrderJSON(c, "LIMIT", "CANCELED", now)
+				m["origClientOrderId"], m["clientOrderId"], m["orderListId"] = c.ClientOrderID, "cancel-"+randAlnum(16), -1
+				delete(m, "transactTime")
+				out = append(out, m)
 			}
+		}
+		if len(out) == 0 {
+			binanceError(w, http.StatusBadRequest, -2011, "Unknown order sent.")
+			return
 		}
 		writeJSON(w, http.StatusOK, out)
 	}

@@ -280,7 +280,8 @@ func (b *bybit) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 			answer(http.StatusOK, 10001, "params error", nil)
 			return
 		}
-		o := b.vs.addOrder("bybit-", Order{ClientOrderID: req.OrderLinkID, Instrument: req.Symbol, Side: strings.ToLower(req.Side), Price: req.Price, Size: req.Qty})
+		o := b.vs.addOrder("bybit-", Order{ClientOrderID: req.OrderLinkID, Instrument: req.Symbol, Side: strings.ToLower(req.Side),
+			Price: req.Price, Size: req.Qty, Category: req.Category})
 		answer(http.StatusOK, 0, "OK", map[string]string{"orderId": o.ID, "orderLinkId": req.OrderLinkID})
 	case "order.cancel":
 		var req struct {
@@ -306,40 +307,76 @@ func (b *bybit) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 		}
 		answer(http.StatusOK, 0, "OK", map[string]string{"orderId": c.ID, "orderLinkId": c.ClientOrderID})
 	case "order.cancel_all":
+		// Bybit's rules: category is required; linear and inverse need
+		// one of symbol, baseCoin, settleCoin (symbol wins, then
+		// baseCoin); spot and option without them cancel the whole
+		// category. orderFilter Order (the default) cancels normal
+		// orders, the only kind the emulator holds.
 		var req struct {
-			Category string `json:"category"`
-			Symbol   string `json:"symbol"`
+			Category    string `json:"category"`
+			Symbol      string `json:"symbol"`
+			BaseCoin    string `json:"baseCoin"`
+			SettleCoin  string `json:"settleCoin"`
+			OrderFilter string `json:"orderFilter"`
 		}
-		if err := json.Unmarshal(body, &req); err != nil || req.Category == "" {
-			answer(http.StatusOK, 10001, "params error", nil)
+		if err := json.Unmarshal(body, &req); err != nil || !bybitCategory(req.Category) {
+			answer(http.StatusOK, 10001, "params error: category", nil)
+			return
+		}
+		if (req.Category == "linear" || req.Category == "inverse") && req.Symbol == "" && req.BaseCoin == "" && req.SettleCoin == "" {
+			answer(http.StatusOK, 10001, "params error: symbol, baseCoin or settleCoin is required", nil)
 			return
 		}
 		list := []any{}
-		for _, o := range b.vs.openOrders() {
-			if req.Symbol != "" && o.Instrument != req.Symbol {
-				continue
-			}
-			if c, ok := b.vs.cancelOrder(o.ID); ok {
-				list = append(list, map[string]string{"orderId": c.ID, "orderLinkId": c.ClientOrderID})
+		if req.OrderFilter == "" || req.OrderFilter == "Order" {
+			for _, o := range b.vs.openOrders() {
+				if !bybitMatch(o, req.Category, req.Symbol, req.BaseCoin, req.SettleCoin) {
+					continue
+				}
+				if c, ok := b.vs.cancelOrder(o.ID); ok {
+					list = append(list, map[string]string{"orderId": c.ID, "orderLinkId": c.ClientOrderID})
+				}
 			}
 		}
 		answer(http.StatusOK, 0, "OK", map[string]any{"list": list, "success": "1"})
 	case "order.realtime", "order.history":
 		// realtime lists open orders (openOnly=1: the closed ones); history
-		// lists every order. Both filter by symbol, orderId and orderLinkId.
+		// lists every order. Both filter by category, symbol, baseCoin,
+		// settleCoin, orderId and orderLinkId, and page with limit
+		// (1..50, default 20) and cursor.
 		q := r.URL.Query()
-		if q.Get("category") == "" {
+		if !bybitCategory(q.Get("category")) {
 			answer(http.StatusOK, 10001, "params error: category", nil)
 			return
 		}
+		limit := 20
+		if l := q.Get("limit"); l != "" {
+			n, err := strconv.Atoi(l)
+			if err != nil || n < 1 || n > 50 {
+				answer(http.StatusOK, 10001, "params error: limit", nil)
+				return
+			}
+			limit = n
+		}
+		start := 0
+		if c := q.Get("cursor"); c != "" {
+			n, err := strconv.Atoi(c)
+			if err != nil || n < 0 {
+				answer(http.StatusOK, 10001, "params error: cursor", nil)
+				return
+			}
+			start = n
+		}
 		closedOnly := q.Get("openOnly") == "1"
-		list := []any{}
-		for _, o := range b.vs.ordersWhere(func(o *Order) bool {
+		all := b.vs.ordersWhere(func(o *Order) bool {
 			return (op == "order.history" || (o.Status == OrderCancelled) == closedOnly) &&
-				(q.Get("symbol") == "" || o.Instrument == q.Get("symbol")) &&
+				bybitMatch(*o, q.Get("category"), q.Get("symbol"), q.Get("baseCoin"), q.Get("settleCoin")) &&
 				(q.Get("orderId") == "" || o.ID == q.Get("orderId")) &&
 				(q.Get("orderLinkId") == "" || o.ClientOrderID == q.Get("orderLinkId"))
-		}) {
+		})
+		list := []any{}
+		for i := start; i < len(all) && len(list) < limit; i++ {
+			o := all[i]
 			side, status := "Buy", "New"
 			if o.Side == "sell" {
 				side = "Sell"
@@ -352,8 +389,39 @@ func (b *bybit) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 				"side": side, "price": o.Price, "qty": o.Size, "orderStatus": status,
 			})
 		}
-		answer(http.StatusOK, 0, "OK", map[string]any{"list": list, "nextPageCursor": "", "category": q.Get("category")})
+		next := ""
+		if start+limit < len(all) {
+			next = strconv.Itoa(start + limit)
+		}
+		answer(http.StatusOK, 0, "OK", map[string]any{"list": list, "nextPageCursor": next, "category": q.Get("category")})
 	}
+}
+
+// bybitCategory reports whether c is one of Bybit's product lines.
+func bybitCategory(c string) bool {
+	return c == "spot" || c == "linear" || c == "inverse" || c == "option"
+}
+
+// bybitMatch reports whether o is in category (orders placed without one
+// count as spot) and matches the optional symbol, base coin and settle
+// coin (a linear symbol ends with its settle coin: BTCUSDT, BTCPERP is
+// USDC).
+func bybitMatch(o Order, category, symbol, baseCoin, settleCoin string) bool {
+	oc := o.Category
+	if oc == "" {
+		oc = "spot"
+	}
+	if oc != category || symbol != "" && o.Instrument != symbol || baseCoin != "" && !strings.HasPrefix(o.Instrument, baseCoin) {
+		return false
+	}
+	if settleCoin != "" {
+		settle := "USDC"
+		if strings.HasSuffix(o.Instrument, "USDT") {
+			settle = "USDT"
+		}
+		return settle == settleCoin
+	}
+	return true
 }
 
 var _ emulator = (*bybit)(nil)

@@ -14,7 +14,9 @@ package sandbox
 // at fault.
 // Refusals are HTTP 401 {"error":"UNAUTHENTICATED","message":...}; past
 // CoinbaseLimit requests per second, HTTP 429 {"error":"RATE_LIMIT_EXCEEDED"}.
-// Served: GET /api/v3/brokerage/accounts, GET /api/v3/brokerage/products,
+// Served: GET /api/v3/brokerage/market/products/{product_id} (public,
+// unauthenticated: product_id and last price), GET /api/v3/brokerage/accounts,
+// GET /api/v3/brokerage/products,
 // POST /api/v3/brokerage/orders, POST /api/v3/brokerage/orders/batch_cancel,
 // GET /api/v3/brokerage/orders/historical/batch,
 // GET /api/v3/brokerage/key_permissions,
@@ -270,7 +272,28 @@ func (c *coinbase) useNonce(nonce string, exp, now time.Time) bool {
 	return true
 }
 
+// coinbasePrice is the emulator's last price of a product.
+func coinbasePrice(id string) (string, bool) {
+	switch id {
+	case "BTC-USD":
+		return "43250.12", true
+	case "ETH-USD":
+		return "2250.55", true
+	}
+	return "", false
+}
+
 func (c *coinbase) serve(w http.ResponseWriter, r *http.Request, body []byte) {
+	if id, ok := strings.CutPrefix(r.URL.Path, "/api/v3/brokerage/market/products/"); ok && r.Method == http.MethodGet && !strings.Contains(id, "/") {
+		c.vs.count("market.product")
+		price, known := coinbasePrice(id)
+		if !known {
+			coinbaseError(w, http.StatusNotFound, "NOT_FOUND", "product not found")
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"product_id": id, "price": price, "product_type": "SPOT", "status": "online"})
+		return
+	}
 	ops := map[string]string{
 		"GET /api/v3/brokerage/accounts":                "accounts",
 		"GET /api/v3/brokerage/products":                "products",
@@ -366,11 +389,29 @@ func (c *coinbase) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 		writeJSON(w, http.StatusOK, map[string]any{"results": res})
 	case "orders.list":
 		// Every order, newest first, filtered by product_ids and
-		// order_status (repeated or comma-separated, as Coinbase takes them).
+		// order_status (repeated or comma-separated, as Coinbase takes
+		// them), paged with limit and cursor (has_next, cursor).
 		q := r.URL.Query()
 		products, statuses := coinbaseList(q["product_ids"]), coinbaseList(q["order_status"])
+		limit, start := 1000, 0
+		if l := q.Get("limit"); l != "" {
+			n, err := strconv.Atoi(l)
+			if err != nil || n < 1 {
+				coinbaseError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "limit must be a positive integer")
+				return
+			}
+			limit = n
+		}
+		if cur := q.Get("cursor"); cur != "" {
+			n, err := strconv.Atoi(cur)
+			if err != nil || n < 0 {
+				coinbaseError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "invalid cursor")
+				return
+			}
+			start = n
+		}
 		all := c.vs.ordersWhere(func(o *Order) bool { return len(products) == 0 || slices.Contains(products, o.Instrument) })
-		res := []any{}
+		var match []any
 		for i := len(all) - 1; i >= 0; i-- {
 			o, status := all[i], "OPEN"
 			if o.Status == OrderCancelled {
@@ -379,10 +420,18 @@ func (c *coinbase) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 			if len(statuses) > 0 && !slices.Contains(statuses, status) {
 				continue
 			}
-			res = append(res, map[string]any{"order_id": o.ID, "client_order_id": o.ClientOrderID, "product_id": o.Instrument,
+			match = append(match, map[string]any{"order_id": o.ID, "client_order_id": o.ClientOrderID, "product_id": o.Instrument,
 				"side": strings.ToUpper(o.Side), "status": status})
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"orders": res, "has_next": false, "cursor": ""})
+		res := []any{}
+		for i := start; i < len(match) && len(res) < limit; i++ {
+			res = append(res, match[i])
+		}
+		next, cursor := start+limit < len(match), ""
+		if next {
+			cursor = strconv.Itoa(start + limit)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"orders": res, "has_next": next, "cursor": cursor})
 	}
 }
 

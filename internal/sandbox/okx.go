@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -247,11 +248,31 @@ func (o *okx) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 			okxAnswer(w, http.StatusOK, "51000", "Parameter error", nil)
 			return
 		}
-		var res []any
 		for _, c := range req {
-			res = append(res, o.cancel(c.OrdID, c.ClOrdID))
+			if c.InstID == "" || (c.OrdID == "" && c.ClOrdID == "") {
+				okxAnswer(w, http.StatusOK, "51000", "Parameter instId error", nil)
+				return
+			}
 		}
-		okxAnswer(w, http.StatusOK, "0", "", res)
+		// code "0": every order cancelled; "2": some; "1": none. Each
+		// order's own result is its sCode.
+		var res []any
+		ok := 0
+		for _, c := range req {
+			r := o.cancel(c.OrdID, c.ClOrdID)
+			if r["sCode"] == "0" {
+				ok++
+			}
+			res = append(res, r)
+		}
+		switch ok {
+		case len(req):
+			okxAnswer(w, http.StatusOK, "0", "", res)
+		case 0:
+			okxAnswer(w, http.StatusOK, "1", "All operations failed", res)
+		default:
+			okxAnswer(w, http.StatusOK, "2", "Bulk operation partially succeeded", res)
+		}
 	case "trade.order_details":
 		q := r.URL.Query()
 		if q.Get("instId") == "" || (q.Get("ordId") == "" && q.Get("clOrdId") == "") {
@@ -272,8 +293,37 @@ func (o *okx) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 			"px": ord.Price, "sz": ord.Size, "state": state,
 		}})
 	case "trade.pending":
+		// Newest first; limit (1..100, default 100) and after (only
+		// orders older than that ordId) page through them.
+		q := r.URL.Query()
+		limit := 100
+		if l := q.Get("limit"); l != "" {
+			n, err := strconv.Atoi(l)
+			if err != nil || n < 1 || n > 100 {
+				okxAnswer(w, http.StatusOK, "51000", "Parameter limit error", nil)
+				return
+			}
+			limit = n
+		}
+		var after int64 = -1
+		if a := q.Get("after"); a != "" {
+			n, err := strconv.ParseInt(a, 10, 64)
+			if err != nil {
+				okxAnswer(w, http.StatusOK, "51000", "Parameter after error", nil)
+				return
+			}
+			after = n
+		}
+		open := o.vs.openOrders()
 		res := []any{}
-		for _, ord := range o.vs.openOrders() {
+		for i := len(open) - 1; i >= 0 && len(res) < limit; i-- {
+			ord := open[i]
+			if id, _ := strconv.ParseInt(ord.ID, 10, 64); after >= 0 && id >= after {
+				continue
+			}
+			if it := q.Get("instId"); it != "" && ord.Instrument != it {
+				continue
+			}
 			res = append(res, map[string]string{
 				"instId": ord.Instrument, "ordId": ord.ID, "clOrdId": ord.ClientOrderID, "side": ord.Side,
 				"px": ord.Price, "sz": ord.Size, "state": "live",

@@ -167,14 +167,17 @@ type Stats struct {
 
 // Order is an order (or the venue's equivalent) the emulator accepted.
 type Order struct {
-	ID            string    `json:"id"`
-	ClientOrderID string    `json:"client_order_id,omitempty"`
-	Instrument    string    `json:"instrument,omitempty"`
-	Side          string    `json:"side,omitempty"`
-	Price         string    `json:"price,omitempty"`
-	Size          string    `json:"size,omitempty"`
-	Status        string    `json:"status"` // OrderOpen or OrderCancelled
-	Placed        time.Time `json:"placed"`
+	ID            string `json:"id"`
+	ClientOrderID string `json:"client_order_id,omitempty"`
+	Instrument    string `json:"instrument,omitempty"`
+	Side          string `json:"side,omitempty"`
+	Price         string `json:"price,omitempty"`
+	Size          string `json:"size,omitempty"`
+	// Category is the venue's product line where it has several (Bybit:
+	// spot, linear, inverse, option).
+	Category string    `json:"category,omitempty"`
+	Status   string    `json:"status"` // OrderOpen or OrderCancelled
+	Placed   time.Time `json:"placed"`
 }
 
 // Order statuses.
@@ -418,6 +421,23 @@ func (s *Server) Orders(venue string) []Order {
 		out[i] = *o
 	}
 	return out
+}
+
+// AddOrders puts orders in a venue's book as if it had accepted them (no
+// request, no rate limit), for tests that need many open orders (paging).
+// Each gets a fresh venue id (idPrefix, as the venue's own ids look, then
+// a sequence number), status open and the placement time now; the copies
+// are returned.
+func (s *Server) AddOrders(venue, idPrefix string, orders []Order) ([]Order, error) {
+	vs, ok := s.venues[venue]
+	if !ok {
+		return nil, fmt.Errorf("%w: add orders on %q", ErrUnknownVenue, venue)
+	}
+	out := make([]Order, 0, len(orders))
+	for _, o := range orders {
+		out = append(out, vs.addOrder(idPrefix, o))
+	}
+	return out, nil
 }
 
 // InjectFault queues a fault on a venue; it applies to the next matching

@@ -36,6 +36,23 @@ func BenchmarkEd25519(b *testing.B) {
 	}
 }
 
+// BenchmarkEd25519Expanded: the same with the key expanded once (what
+// venue.SignEd25519 does with a vault credential).
+func BenchmarkEd25519Expanded(b *testing.B) {
+	seed, _ := hex.DecodeString("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+	k, err := Ed25519Expand(secret.New(seed))
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := []byte("POST/exchange/v1/offers/create{}1700000000")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Ed25519Expanded(k, msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkRFC9421(b *testing.B) {
 	for _, k := range testKeys(b)[:2] {
 		b.Run(k.alg, func(b *testing.B) {

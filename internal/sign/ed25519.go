@@ -34,6 +34,27 @@ func Ed25519(priv secret.Value, msg []byte) ([]byte, error) {
 	return ed25519.Sign(k, msg), nil
 }
 
+// Ed25519Expand returns priv (any form Ed25519 accepts) as Go's 64-byte
+// private key, seed || public key, computed once: Ed25519Expanded signs
+// with it without deriving the public key again (one scalar
+// multiplication instead of two, about half of Ed25519's cost). The
+// caller wipes it.
+func Ed25519Expand(priv secret.Value) (secret.Value, error) {
+	k, err := ed25519Key(priv.Reveal())
+	if err != nil {
+		return secret.Value{}, err
+	}
+	return secret.New(k), nil
+}
+
+// Ed25519Expanded signs msg with a key made by Ed25519Expand.
+func Ed25519Expanded(key secret.Value, msg []byte) ([]byte, error) {
+	if key.Len() != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("%w: expanded ed25519 key of %d bytes", ErrInvalidKey, key.Len())
+	}
+	return ed25519.Sign(ed25519.PrivateKey(key.Reveal()), msg), nil
+}
+
 // Ed25519Public returns the public key belonging to priv (any form accepted
 // by Ed25519).
 func Ed25519Public(priv secret.Value) (ed25519.PublicKey, error) {

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -118,6 +119,16 @@ func TestEd25519KAT(t *testing.T) {
 				if err != nil || !bytes.Equal(p, pub) {
 					t.Fatalf("public = %x, %v", p, err)
 				}
+				// The expanded key (derived once, kept per credential
+				// version) signs the same.
+				x, err := Ed25519Expand(secret.New(key))
+				if err != nil || x.Len() != 64 || !bytes.Equal(x.Reveal()[32:], pub) {
+					t.Fatalf("expand: %d bytes, %v", x.Len(), err)
+				}
+				sig, err = Ed25519Expanded(x, msg)
+				if err != nil || hex.EncodeToString(sig) != tc.Signature {
+					t.Fatalf("case %d: expanded sig = %x, %v", i, sig, err)
+				}
 			})
 		}
 	}
@@ -142,7 +153,19 @@ func TestEd25519BadKeys(t *testing.T) {
 			if _, err := Ed25519(secret.New(tt.key), []byte("m")); err == nil {
 				t.Fatal("want error")
 			}
+			if _, err := Ed25519Expand(secret.New(tt.key)); err == nil {
+				t.Fatal("Ed25519Expand: want error")
+			}
 		})
+	}
+}
+
+// TestEd25519ExpandedBadKeys: only a 64-byte expanded key signs.
+func TestEd25519ExpandedBadKeys(t *testing.T) {
+	for _, n := range []int{0, 32, 63, 65, 128} {
+		if _, err := Ed25519Expanded(secret.New(make([]byte, n)), []byte("m")); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("%d bytes: %v, want ErrInvalidKey", n, err)
+		}
 	}
 }
 

@@ -202,11 +202,11 @@ func check(t *Token, now time.Time, r VerifyRequest) error {
 		return ErrRevoked
 	case !t.FrozenAt.IsZero():
 		return ErrFrozen
-	case !slices.Contains(t.Venues, r.Venue):
+	case !r.AnyVenue && !slices.Contains(t.Venues, r.Venue):
 		return ErrVenue
 	case !sourceAllowed(t.CIDRs, r.Source):
 		return ErrSource
-	case t.Test != r.TestEndpoint:
+	case !r.AnyVenue && t.Test != r.TestEndpoint:
 		return ErrEnvironment
 	}
 	return nil

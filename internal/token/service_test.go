@@ -190,6 +190,21 @@ func TestVerifyRefusals(t *testing.T) {
 			raw, _ := e.create(t, token.CreateRequest{})
 			return raw, token.VerifyRequest{Source: live.Source}
 		}, token.ErrVenue},
+		{"any venue (POST /-/kill)", func(t *testing.T, e *env) (string, token.VerifyRequest) {
+			raw, _ := e.create(t, token.CreateRequest{Venues: []string{"kraken"}, Test: true})
+			return raw, token.VerifyRequest{AnyVenue: true, Source: live.Source}
+		}, nil},
+		{"any venue still checks the source", func(t *testing.T, e *env) (string, token.VerifyRequest) {
+			raw, _ := e.create(t, token.CreateRequest{CIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+			return raw, token.VerifyRequest{AnyVenue: true, Source: netip.MustParseAddr("11.0.0.1")}
+		}, token.ErrSource},
+		{"any venue still checks revocation", func(t *testing.T, e *env) (string, token.VerifyRequest) {
+			raw, tok := e.create(t, token.CreateRequest{})
+			if err := e.svc.Revoke(ctx, tok.ID); err != nil {
+				t.Fatal(err)
+			}
+			return raw, token.VerifyRequest{AnyVenue: true, Source: live.Source}
+		}, token.ErrRevoked},
 		{"second venue", func(t *testing.T, e *env) (string, token.VerifyRequest) {
 			raw, _ := e.create(t, token.CreateRequest{Venues: []string{"kraken", "binance"}})
 			return raw, live

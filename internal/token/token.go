@@ -22,6 +22,11 @@ var (
 	ErrRevoked = errors.New("token: revoked")
 	// ErrFrozen: frozen (for instance by the anomaly detector) until unfrozen.
 	ErrFrozen = errors.New("token: frozen")
+	// ErrKilled: refused by the kill switch (internal/killswitch), which
+	// covers this token, its venue or everything. It wraps ErrFrozen: a
+	// killed token is a frozen one that only an admin's `panic clear`
+	// thaws.
+	ErrKilled = fmt.Errorf("%w by the kill switch", ErrFrozen)
 	// ErrVenue: the token is not valid for the requested venue.
 	ErrVenue = errors.New("token: venue not allowed")
 	// ErrSource: the request's source address is outside the token's CIDRs.
@@ -127,4 +132,8 @@ type VerifyRequest struct {
 	Venue        string
 	Source       netip.Addr
 	TestEndpoint bool // the request targets the venue's test/demo endpoint
+	// AnyVenue marks a request addressed to keystile itself rather than to
+	// a venue (a bot's POST /-/kill): the venue and live/test checks are
+	// skipped; expiry, revocation, freeze and source still apply.
+	AnyVenue bool
 }

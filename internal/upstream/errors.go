@@ -26,6 +26,10 @@ var (
 	ErrRedirectNotAllowed = errors.New("redirect not allowed")
 	// ErrSessionRefresh: RetryPolicy.RefreshSession failed.
 	ErrSessionRefresh = errors.New("session refresh failed")
+	// ErrRefused: a RoundTripper in front of the network refused to send
+	// the request at all (the kill switch). Nothing left; final: never
+	// retried.
+	ErrRefused = errors.New("request refused before sending")
 )
 
 // UnknownOutcomeError reports that request bytes may have reached the venue

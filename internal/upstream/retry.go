@@ -140,10 +140,15 @@ func (r *Retrier) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		var wrote atomic.Bool
-		areq = areq.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-			WroteHeaders: func() { wrote.Store(true) },
-			WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
-		}))
+		if !idempotent {
+			// Whether a write's bytes left decides whether it may be
+			// retried; a read is retried either way, so it is spared
+			// the trace (a context and its hooks per request).
+			areq = areq.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+				WroteHeaders: func() { wrote.Store(true) },
+				WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
+			}))
+		}
 		resp, err := r.next.RoundTrip(areq)
 		if err != nil {
 			var uo *UnknownOutcomeError

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -25,6 +26,11 @@ func (c *countingRT) RoundTrip(r *http.Request) (*http.Response, error) {
 	c.calls.Add(1)
 	return c.next.RoundTrip(r)
 }
+
+// roundTripFunc adapts a function to http.RoundTripper.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func newRetrier(t *testing.T, next http.RoundTripper, p RetryPolicy) *Retrier {
 	t.Helper()
@@ -209,6 +215,16 @@ func TestNotRetried(t *testing.T) {
 		_, err := newRetrier(t, c, RetryPolicy{}).RoundTrip(mustReq(t, testCtx(t), "GET", "https://evil.example/", nil))
 		if !errors.Is(err, ErrHostNotAllowed) || c.calls.Load() != 1 {
 			t.Fatalf("err = %v after %d calls, want ErrHostNotAllowed after 1", err, c.calls.Load())
+		}
+	})
+	t.Run("refused before sending is final", func(t *testing.T) {
+		refuse := roundTripFunc(func(*http.Request) (*http.Response, error) {
+			return nil, fmt.Errorf("kill switch: %w", ErrRefused)
+		})
+		c := &countingRT{next: refuse}
+		_, err := newRetrier(t, c, RetryPolicy{}).RoundTrip(mustReq(t, testCtx(t), "GET", "https://api.example/", nil))
+		if !errors.Is(err, ErrRefused) || c.calls.Load() != 1 {
+			t.Fatalf("err = %v after %d calls, want ErrRefused after 1", err, c.calls.Load())
 		}
 	})
 	t.Run("bad certificate is final", func(t *testing.T) {

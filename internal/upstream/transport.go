@@ -357,7 +357,7 @@ func errorsIsFinal(err error) bool {
 	var cv *tls.CertificateVerificationError
 	var alert tls.AlertError
 	return errors.Is(err, ErrHostNotAllowed) || errors.Is(err, ErrPlainHTTP) ||
-		errors.Is(err, ErrSchemeNotAllowed) || errors.Is(err, ErrBodyNotReplayable) ||
+		errors.Is(err, ErrSchemeNotAllowed) || errors.Is(err, ErrBodyNotReplayable) || errors.Is(err, ErrRefused) ||
 		errors.As(err, &cv) || errors.As(err, &alert)
 }
 

@@ -593,6 +593,32 @@ type Credential struct {
 	Name    string
 	Version int
 	fields  map[string]secret.Value
+
+	mu      sync.Mutex
+	derived map[string]secret.Value // Derived's values, wiped with the fields
+}
+
+// Derived returns the value fn derives from this credential, computing it
+// once per opened credential: the value is kept with the opened (cached)
+// credential version and wiped with it, so an expensive derivation (an
+// Ed25519 key's public half) is made once per credential version instead
+// of once per request. name identifies the derivation. It is safe for
+// concurrent use; the value is valid only inside the callback.
+func (c *Credential) Derived(name string, fn func() (secret.Value, error)) (secret.Value, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok := c.derived[name]; ok {
+		return v, nil
+	}
+	v, err := fn()
+	if err != nil {
+		return secret.Value{}, err
+	}
+	if c.derived == nil {
+		c.derived = map[string]secret.Value{}
+	}
+	c.derived[name] = v
+	return v, nil
 }
 
 // Field returns a field's value (ErrNoField if absent). The value is valid
@@ -619,6 +645,11 @@ func (c *Credential) wipe() {
 	for _, f := range c.fields {
 		f.Wipe()
 	}
+	c.mu.Lock()
+	for _, d := range c.derived {
+		d.Wipe()
+	}
+	c.mu.Unlock()
 }
 
 // WithCredential opens the current version of the named credential and

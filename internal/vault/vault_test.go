@@ -608,3 +608,68 @@ func TestRekeyReadInCommitWindow(t *testing.T) {
 		t.Fatalf("rekey result %+v (a refused rekey must not use up a version)", res)
 	}
 }
+
+// TestCredentialDerived: a derived value is computed once per opened
+// credential version, also by concurrent callers, and a new version gets
+// a fresh one; it is wiped with the credential.
+func TestCredentialDerived(t *testing.T) {
+	e := newEnv(t, vault.Options{})
+	ctx := context.Background()
+	if _, err := e.v.Set(ctx, "dm", fields("secret_key", canary), vault.SetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var calls sync.Map // version -> count
+	derive := func(t *testing.T) (string, []byte) {
+		t.Helper()
+		var out string
+		var kept []byte
+		err := e.v.WithCredential(ctx, "dm", func(c *vault.Credential) error {
+			f, _ := c.Field("secret_key")
+			d, err := c.Derived("upper", func() (secret.Value, error) {
+				n, _ := calls.LoadOrStore(c.Version, new(int))
+				*n.(*int)++
+				return secret.New(bytes.ToUpper(f.Reveal())), nil
+			})
+			out, kept = string(d.Reveal()), d.Reveal()
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out, kept
+	}
+	if got, _ := derive(t); got != "CANARY-VAULT-9C41E7D2B0" {
+		t.Fatalf("derived %q", got)
+	}
+	// The opened credential is cached now: concurrent users share it.
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if got, _ := derive(t); got != "CANARY-VAULT-9C41E7D2B0" {
+				t.Errorf("derived %q", got)
+			}
+		})
+	}
+	wg.Wait()
+	if n, _ := calls.Load(1); *n.(*int) != 1 {
+		t.Fatalf("derived %d times for one version, want once", *n.(*int))
+	}
+	if _, err := e.v.Set(ctx, "dm", fields("secret_key", "v2-"+canary), vault.SetOptions{MustExist: true}); err != nil {
+		t.Fatal(err)
+	}
+	got, kept := derive(t)
+	if got != "V2-CANARY-VAULT-9C41E7D2B0" {
+		t.Fatalf("after rotation derived %q", got)
+	}
+	if n, _ := calls.Load(2); *n.(*int) != 1 {
+		t.Fatalf("version 2 derived %d times", *n.(*int))
+	}
+	// Closing the vault wipes the cached credential, its derived value
+	// with it.
+	if err := e.v.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(kept, make([]byte, len(kept))) {
+		t.Fatal("the derived value survived the credential")
+	}
+}

@@ -73,12 +73,11 @@ func (t Table) KeyOnly(method, path string) bool {
 
 // Client order id placements (ClientID.Place).
 const (
-	// InJSON: a top-level member of a JSON object body, its name
-	// matched exactly.
+	// InJSON: a top-level member of a JSON object body. A body with the
+	// member twice, a duplicate key anywhere, or the name in another
+	// letter case is refused (venue.ErrDuplicateParam), as the
+	// normalizers refuse it: it is not rewritten either.
 	InJSON = iota
-	// InJSONFold: the same, the name matched without regard to case (a
-	// venue whose decoder folds case).
-	InJSONFold
 	// InFormQueryFirst: a form parameter; the venue reads the query
 	// before the body (Binance). An existing parameter is replaced where
 	// the bot put it (the query's wins, the body's copies go); a new one
@@ -95,7 +94,7 @@ const (
 type ClientID struct {
 	Field string // member or parameter name
 	UUID  bool   // ids are UUIDs (else 32 hex digits)
-	Place int    // InJSON, InJSONFold, InFormQueryFirst or InFormBodyFirst
+	Place int    // InJSON, InFormQueryFirst or InFormBodyFirst
 }
 
 // New formats seed as an id for the field (see ClientOrderIDs).
@@ -109,16 +108,14 @@ func (c ClientID) New(seed [16]byte) string {
 // Set puts id in r's field, rewriting r.Body and r.RawQuery in place (see
 // ClientOrderIDs.SetClientOrderID); every other copy of the field goes.
 // A JSON placement fails with ErrNotJSONObject for a body that is not one
-// JSON object. The caller has checked that r is an order placement that
-// takes the field.
+// JSON object, and with ErrDuplicateParam as InJSON says. The caller has
+// checked that r is an order placement that takes the field.
 func (c ClientID) Set(r *Request, id string) error {
-	switch c.Place {
-	case InJSON, InJSONFold:
-		match := func(k string) bool { return k == c.Field }
-		if c.Place == InJSONFold {
-			match = func(k string) bool { return strings.EqualFold(k, c.Field) }
+	if c.Place == InJSON {
+		if _, err := JSONFields(r.Body, c.Field); err != nil {
+			return err
 		}
-		b, err := SetJSONMember(r.Body, c.Field, id, match)
+		b, err := SetJSONMember(r.Body, c.Field, id, func(k string) bool { return k == c.Field })
 		if err != nil {
 			return err
 		}
@@ -160,7 +157,10 @@ type Ticker struct {
 	Venue string // names the venue in errors
 	Path  string // escaped path of the ticker, e.g. /api/v3/ticker/price
 	Query string // fixed query before the instrument, e.g. "category=spot&"
-	Param string // the instrument's query parameter
+	Param string // the instrument's query parameter ("": see InPath)
+	// InPath puts the instrument, path-escaped, at the end of Path instead
+	// (Coinbase's /market/products/<product_id>).
+	InPath bool
 	// Status, if set, is the path of a status member that must hold
 	// StatusOK (a string or a number's text).
 	Status   []any
@@ -176,18 +176,23 @@ type Ticker struct {
 	// Symbol, if set, is an entry's member naming the instrument; when
 	// present it must be the instrument (case aside).
 	Symbol string
-	// Price is the path of the price within an entry.
-	Price []any
+	// Price is the path of the price within an entry: a JSON string, as
+	// venues document it; with Numbers a JSON number's exact text too.
+	Price   []any
+	Numbers bool
 }
 
 // Request returns the ticker request of instrument (upper-cased, as
 // exchanges spell symbols).
 func (t Ticker) Request(instrument string) (method, path, rawQuery string) {
+	if t.InPath {
+		return http.MethodGet, t.Path + url.PathEscape(strings.ToUpper(instrument)), strings.TrimSuffix(t.Query, "&")
+	}
 	return http.MethodGet, t.Path, t.Query + t.Param + "=" + url.QueryEscape(strings.ToUpper(instrument))
 }
 
 // Parse reads the price from a ticker answer, exactly as the venue wrote
-// it (a JSON string, or a number's decimal text).
+// it (a JSON string; with Numbers also a number's decimal text).
 func (t Ticker) Parse(instrument string, body []byte) (string, error) {
 	fail := func(format string, a ...any) (string, error) {
 		return "", fmt.Errorf(t.Venue+": ticker: "+format, a...)
@@ -241,7 +246,11 @@ func (t Ticker) Parse(instrument string, body []byte) (string, error) {
 			return fail("answer is for %q, not %q", s, instrument)
 		}
 	}
-	p, ok := scalar(at(entry, t.Price))
+	v := at(entry, t.Price)
+	p, ok := v.(string)
+	if n, isNum := v.(json.Number); isNum && t.Numbers {
+		p, ok = n.String(), true
+	}
 	if !ok || p == "" {
 		return fail("no price")
 	}

@@ -58,8 +58,10 @@ func TestClientIDSet(t *testing.T) {
 		{"body first: query moved into a body", venue.ClientID{Field: "c", Place: venue.InFormBodyFirst}, "c=x", "b=2", "", "b=2&c=ID", false},
 		{"body first: new goes in the body", venue.ClientID{Field: "c", Place: venue.InFormBodyFirst}, "", "", "", "c=ID", false},
 		{"escaped name", venue.ClientID{Field: "c_d", Place: venue.InFormBodyFirst}, "", "c%5Fd=x", "", "c_d=ID", false},
-		{"json", venue.ClientID{Field: "cid", Place: venue.InJSON}, "", `{"Cid":"x","a":1}`, "", `{"Cid":"x","a":1,"cid":"ID"}`, false},
-		{"json folded", venue.ClientID{Field: "cid", Place: venue.InJSONFold}, "", `{"Cid":"x","a":1}`, "", `{"Cid":"ID","a":1}`, false},
+		{"json", venue.ClientID{Field: "cid", Place: venue.InJSON}, "", `{"cid":"x","a":1}`, "", `{"cid":"ID","a":1}`, false},
+		{"json added", venue.ClientID{Field: "cid", Place: venue.InJSON}, "", `{"a":1}`, "", `{"a":1,"cid":"ID"}`, false},
+		{"json: the name in another case", venue.ClientID{Field: "cid", Place: venue.InJSON}, "", `{"Cid":"x","a":1}`, "", "", true},
+		{"json: twice", venue.ClientID{Field: "cid", Place: venue.InJSON}, "", `{"cid":"x","cid":"y"}`, "", "", true},
 		{"json: not an object", venue.ClientID{Field: "cid", Place: venue.InJSON}, "", `[1]`, "", "", true},
 	}
 	for _, tt := range tests {
@@ -91,7 +93,7 @@ func TestTickerParse(t *testing.T) {
 		Symbol: "instId", Price: []any{"last"}}
 	kraken := venue.Ticker{Venue: "kraken", Path: "/t", Param: "pair", Errors: []any{"error"}, Entries: []any{"result"}, Keyed: true,
 		Price: []any{"c", 0}}
-	plain := venue.Ticker{Venue: "binance", Path: "/t", Param: "symbol", Symbol: "symbol", Price: []any{"price"}}
+	plain := venue.Ticker{Venue: "binance", Path: "/t", Param: "symbol", Symbol: "symbol", Price: []any{"price"}, Numbers: true}
 	tests := []struct {
 		name  string
 		t     venue.Ticker
@@ -101,7 +103,8 @@ func TestTickerParse(t *testing.T) {
 		error string
 	}{
 		{"list", okx, "BTC-USDT", `{"code":"0","data":[{"instId":"BTC-USDT","last":"43250.1"}]}`, "43250.1", ""},
-		{"numeric status and price kept exactly", okx, "BTC-USDT", `{"code":0,"data":[{"last":43250.10000000001}]}`, "43250.10000000001", ""},
+		{"numeric status", okx, "BTC-USDT", `{"code":0,"data":[{"last":"43250.1"}]}`, "43250.1", ""},
+		{"a numeric price is refused", okx, "BTC-USDT", `{"code":"0","data":[{"last":43250.1}]}`, "", "no price"},
 		{"bad status", okx, "BTC-USDT", `{"code":"50011","data":[]}`, "", "status"},
 		{"two entries", okx, "BTC-USDT", `{"code":"0","data":[{"last":"1"},{"last":"2"}]}`, "", "2 entries"},
 		{"other symbol", okx, "BTC-USDT", `{"code":"0","data":[{"instId":"ETH-USDT","last":"1"}]}`, "", "answer is for"},
@@ -110,6 +113,7 @@ func TestTickerParse(t *testing.T) {
 		{"keyed, several, none named", kraken, "XBTUSD", `{"error":[],"result":{"A":{"c":["1"]},"B":{"c":["2"]}}}`, "", "none named"},
 		{"error list", kraken, "XBTUSD", `{"error":["EQuery:Unknown asset pair"],"result":{}}`, "", "EQuery"},
 		{"the answer is the entry", plain, "btcusdt", `{"symbol":"BTCUSDT","price":"37500.00"}`, "37500.00", ""},
+		{"numbers kept exactly", plain, "BTCUSDT", `{"price":37500.10000000001}`, "37500.10000000001", ""},
 		{"no price", plain, "BTCUSDT", `{"symbol":"BTCUSDT"}`, "", "no price"},
 		{"price of another type", plain, "BTCUSDT", `{"price":{"x":1}}`, "", "no price"},
 		{"not JSON", plain, "BTCUSDT", `nope`, "", "not a single JSON object"},
@@ -132,6 +136,9 @@ func TestTickerParse(t *testing.T) {
 	m, p, q := venue.Ticker{Path: "/v5/market/tickers", Query: "category=spot&", Param: "symbol"}.Request("btc usdt")
 	if m != "GET" || p != "/v5/market/tickers" || q != "category=spot&symbol=BTC+USDT" {
 		t.Fatalf("request %s %s %s", m, p, q)
+	}
+	if _, p, q := (venue.Ticker{Path: "/market/products/", InPath: true}).Request("btc-usd/../x"); p != "/market/products/BTC-USD%2F..%2FX" || q != "" {
+		t.Fatalf("path request %s %s", p, q)
 	}
 }
 

@@ -8,15 +8,43 @@ import (
 
 // Order is the normalized content of an order placement: what policy
 // (limits, budgets) and idempotency need, read from the request before it
-// is signed. Amounts are decimal strings exactly as the bot sent them
-// (never floats).
+// is signed, as the venue will execute it (its own documented semantics,
+// not the fields' names). Amounts are decimal strings exactly as the bot
+// sent them (never floats).
+//
+// The policy charges an order at the worst price it may fill at: the
+// highest of Price, TriggerPrice and LegPrices, and the venue's reference
+// price too when the order (or a leg) executes at the market (Market), or
+// when it sells (a sell limit below the market fills at the market). When
+// both Quantity and Notional are set the venue may read either, and the
+// larger charge applies.
 type Order struct {
-	Instrument    string // venue symbol, e.g. BTCUSDT, XBTUSD, BTC-USDT
-	Side          string // buy or sell (lower case)
-	Type          string // limit, market, ... (lower case)
-	Quantity      string // base quantity
-	Price         string // limit price, if any
-	Notional      string // quote amount, if the bot gave one
+	Instrument string // venue symbol, e.g. BTCUSDT, XBTUSD, BTC-USDT
+	Side       string // buy or sell (lower case); "" when the request does not say (an edit)
+	Type       string // limit, market, ... (lower case)
+	Quantity   string // base quantity
+	// Price is the limit price the venue honours: "" for an order that
+	// executes at the market, even when the bot sent a price the venue
+	// ignores (a market order's price field).
+	Price string
+	// Notional is the quote amount the order spends or receives, if the
+	// venue reads the size in quote currency.
+	Notional string
+	// TriggerPrice is the stop or trigger price of a stop-loss,
+	// take-profit or conditional order, if any.
+	TriggerPrice string
+	// LegPrices are further prices some leg of the order may fill at (the
+	// other leg of a one-cancels-the-other order, a stop-limit leg).
+	LegPrices []string
+	// Market is true when the order, or one of its legs, executes at the
+	// market price once live (market and stop-market orders, pegged
+	// prices): the policy judges it at the venue's reference price, and
+	// refuses it when no reference price can be had.
+	Market bool
+	// Contracts is true when Quantity counts contracts of a size keystile
+	// does not know (futures, swaps, options): no notional can be computed
+	// from it.
+	Contracts     bool
 	ClientOrderID string // the bot's client order id, if any
 }
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/keystile/keystile/internal/secret"
+	"github.com/keystile/keystile/internal/sign"
 )
 
 // ID names a configured venue: the first path segment bots use.
@@ -26,10 +27,47 @@ const (
 	OpMediaWrite     = "media.write"
 )
 
+// ReadOnly reports whether operation op only reads: its name ends in
+// ".read" (market.read, account.read, order.read, and a generic venue's
+// own reads). A read changes nothing at the venue whatever the HTTP
+// method (Betfair's and Kraken's private reads are POSTs), so the gateway
+// need not make an intent record durable before sending it.
+func ReadOnly(op string) bool {
+	return len(op) > len(".read") && op[len(op)-len(".read"):] == ".read"
+}
+
 // Credential is an opened credential: named fields of secret bytes, valid
 // only inside the callback that received it. *vault.Credential satisfies it.
 type Credential interface {
 	Field(name string) (secret.Value, error)
+}
+
+// Deriver is implemented by credentials that keep values derived from
+// them for as long as the opened credential version (*vault.Credential):
+// Derived computes name's value with fn once and returns the kept one
+// after. It is safe for concurrent use.
+type Deriver interface {
+	Derived(name string, fn func() (secret.Value, error)) (secret.Value, error)
+}
+
+// SignEd25519 signs msg with the Ed25519 key in c's field (any form
+// sign.Ed25519 accepts). The expanded key is derived once per credential
+// version when c is a Deriver (the vault's), not on every request.
+func SignEd25519(c Credential, field string, msg []byte) ([]byte, error) {
+	priv, err := c.Field(field)
+	if err != nil {
+		return nil, err
+	}
+	expand := func() (secret.Value, error) { return sign.Ed25519Expand(priv) }
+	d, ok := c.(Deriver)
+	if !ok {
+		return sign.Ed25519(priv, msg)
+	}
+	key, err := d.Derived("ed25519:"+field, expand)
+	if err != nil {
+		return nil, err
+	}
+	return sign.Ed25519Expanded(key, msg)
 }
 
 // Credentials opens the venue's credential and calls fn with it.

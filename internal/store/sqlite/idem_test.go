@@ -126,3 +126,60 @@ func TestIdemSchemaVersion(t *testing.T) {
 		t.Fatalf("schema version %d, %v", v, err)
 	}
 }
+
+// TestIdemAnswerNeedsTheClaim: a ticket's answer is stored only while its
+// claim stands as it was claimed (the writer may remember the claim's row,
+// but never past a change): after the key was reopened by another owner,
+// or forgotten and claimed again, the old owner's answer is refused.
+func TestIdemAnswerNeedsTheClaim(t *testing.T) {
+	ctx := context.Background()
+	_, s := openIdem(t)
+	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	done := func(owner string) idem.Record {
+		r := idemRec(owner, at)
+		r.State, r.Updated = idem.StateDone, at.Add(time.Second)
+		r.Replay = idem.Replay{Status: 200, Header: http.Header{"Content-Type": {"application/json"}}, Body: []byte(`{"ok":1}`), ClientOrderID: "cid"}
+		return r
+	}
+	// Reopened: unknown, then taken over by b.
+	if _, ok, err := s.Claim(ctx, idemRec("a", at), time.Time{}); err != nil || !ok {
+		t.Fatal(err)
+	}
+	unknown := idemRec("a", at)
+	unknown.State = idem.StateUnknown
+	if err := s.Swap(ctx, unknown, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Swap(ctx, idemRec("b", at), "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Swap(ctx, done("a"), "a"); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("answer of a reopened key's old owner = %v", err)
+	}
+	if err := s.Swap(ctx, done("b"), "b"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(ctx, "tok/binance", "k1"); err != nil || got.State != idem.StateDone || got.Owner != "b" {
+		t.Fatalf("Get = %+v %v", got, err)
+	}
+	// Forgotten and claimed again.
+	if _, err := s.Delete(ctx, "tok/binance", "k1", "b", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := s.Claim(ctx, idemRec("c", at), time.Time{}); err != nil || !ok {
+		t.Fatal(err)
+	}
+	if err := s.Swap(ctx, done("b"), "b"); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("answer of a forgotten claim's owner = %v", err)
+	}
+	if got, err := s.Get(ctx, "tok/binance", "k1"); err != nil || got.State != idem.StatePending || got.Owner != "c" {
+		t.Fatalf("Get = %+v %v", got, err)
+	}
+	if err := s.Swap(ctx, done("c"), "c"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(ctx, "tok/binance", "k1"); err != nil || got.State != idem.StateDone || string(got.Replay.Body) != `{"ok":1}` ||
+		got.Replay.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("Get = %+v %v", got, err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -25,6 +26,13 @@ type DB struct {
 	db   *sql.DB
 	path string
 	w    writer // group commit for the order path (batch.go)
+	// budgets is the writer's memory of budget windows (budget.go).
+	budgets *budgetCache
+	// claims is the writer's memory of the claims it stored (idem.go).
+	claims *claimRows
+	// auditLog is the audit log kept in the database, once opened
+	// (audit.go).
+	auditLog atomic.Pointer[AuditLog]
 	// stmts are the order path's prepared statements (hotQueries),
 	// fixed after Open.
 	stmts map[string]*sql.Stmt
@@ -66,7 +74,15 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		_ = db.Close()
 		return nil, err
 	}
-	d.startWriter()
+	d.budgets = newBudgetCache(d)
+	d.addParticipant(d.budgets)
+	d.claims = newClaimRows()
+	d.addParticipant(d.claims)
+	if err := d.startWriter(ctx); err != nil {
+		d.closeStmts()
+		_ = db.Close()
+		return nil, err
+	}
 	// The WAL and shared-memory files are created by SQLite with the
 	// process umask: tighten them.
 	for _, suffix := range []string{"-wal", "-shm"} {

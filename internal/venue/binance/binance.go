@@ -20,7 +20,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/keystile/keystile/internal/sign"
 	"github.com/keystile/keystile/internal/venue"
 )
 
@@ -46,8 +45,13 @@ const (
 var (
 	// ErrBody reports a body that is not a form (Binance takes forms only).
 	ErrBody = errors.New("binance: body must be application/x-www-form-urlencoded")
-	// ErrOrder reports an order.place request without symbol or side.
+	// ErrOrder reports an order.place request without symbol or side, or
+	// one keystile cannot tell how Binance would execute.
 	ErrOrder = errors.New("binance: order needs symbol and side BUY or SELL")
+	// ErrUnreadableOrder reports an order list keystile does not read
+	// (OTO, OTOCO, OPO: two orders that may both fill): refused by a
+	// policy with order rules rather than passed unchecked.
+	ErrUnreadableOrder = errors.New("binance: the orders of this order list cannot be checked")
 )
 
 // Operations is Binance spot's operations table, with each route's
@@ -277,7 +281,7 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 			payload := Payload(query, nb)
 			var sig string
 			if pk, err := c.Field(FieldPrivateKey); err == nil && !pk.IsZero() {
-				raw, err := sign.Ed25519(pk, payload)
+				raw, err := venue.SignEd25519(c, FieldPrivateKey, payload)
 				if err != nil {
 					return fmt.Errorf("binance: sign: %w", err)
 				}
@@ -381,75 +385,6 @@ func (v *Venue) SyncClock(ctx context.Context, target *url.URL) error {
 	mid := t0.UnixMilli() + t1.Sub(t0).Milliseconds()/2
 	v.offset.Store(st.ServerTime - mid)
 	return nil
-}
-
-// orderPaths are the order.place paths whose parameters Normalize reads.
-func orderKind(path string) (string, bool) {
-	p := strings.TrimRight(path, "/")
-	switch {
-	case strings.HasSuffix(p, "/api/v3/order"), strings.HasSuffix(p, "/api/v3/order/test"),
-		strings.HasSuffix(p, "/api/v3/sor/order"), strings.HasSuffix(p, "/api/v3/sor/order/test"),
-		strings.HasSuffix(p, "/api/v3/order/cancelReplace"):
-		return "", true
-	case strings.Contains(p, "/api/v3/orderList/"):
-		return p[strings.LastIndexByte(p, '/')+1:], true
-	case strings.HasSuffix(p, "/api/v3/order/oco"):
-		return "oco", true
-	}
-	return "", false
-}
-
-// Normalize implements venue.Normalizer.
-func (v *Venue) Normalize(r *venue.Request) (*venue.Order, error) {
-	if op, _ := v.Classify(r); op != venue.OpOrderPlace {
-		return nil, nil
-	}
-	kind, ok := orderKind(r.Path)
-	if !ok {
-		return nil, nil
-	}
-	o, err := ParseOrder(r.RawQuery, r.Body)
-	if err != nil {
-		return nil, err
-	}
-	if kind != "" {
-		o.Type = strings.ToLower(kind)
-	}
-	return o, nil
-}
-
-// ParseOrder reads a new order's parameters from the query and form body.
-func ParseOrder(rawQuery string, body []byte) (*venue.Order, error) {
-	if isJSON(body) {
-		return nil, ErrBody
-	}
-	q, err := url.ParseQuery(rawQuery)
-	if err != nil {
-		return nil, fmt.Errorf("binance: order query: %w", err)
-	}
-	f, err := url.ParseQuery(string(body))
-	if err != nil {
-		return nil, fmt.Errorf("binance: order body: %w", err)
-	}
-	get := func(k string) string {
-		if x := q.Get(k); x != "" {
-			return x
-		}
-		return f.Get(k)
-	}
-	o := &venue.Order{
-		Instrument:    get("symbol"),
-		Side:          strings.ToLower(get("side")),
-		Type:          strings.ToLower(get("type")),
-		Quantity:      get("quantity"),
-		Price:         get("price"),
-		Notional:      get("quoteOrderQty"),
-		ClientOrderID: get("newClientOrderId"),
-	}
-	if o.Instrument == "" || (o.Side != "buy" && o.Side != "sell") {
-		return nil, ErrOrder
-	}
-	return o, nil
 }
 
 var (

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -317,25 +318,57 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// TestNormalize: orders are read as Binance executes them — a MARKET
+// order's price is ignored, stop orders carry their trigger, one-cancels-
+// the-other lists their legs — and lists that place two orders are not
+// read at all.
 func TestNormalize(t *testing.T) {
 	v, _ := binance.New(binance.Options{Credentials: creds(nil)})
 	tests := []struct {
 		name, path, query, body string
 		want                    *venue.Order
-		err                     bool
+		err                     error
 	}{
 		{"limit in query", "/api/v3/order", "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.5&price=37000&newClientOrderId=c1", "",
-			&venue.Order{Instrument: "BTCUSDT", Side: "buy", Type: "limit", Quantity: "0.5", Price: "37000", ClientOrderID: "c1"}, false},
+			&venue.Order{Instrument: "BTCUSDT", Side: "buy", Type: "limit", Quantity: "0.5", Price: "37000", ClientOrderID: "c1"}, nil},
 		{"market by quote in body", "/api/v3/order", "", "symbol=ETHUSDT&side=SELL&type=MARKET&quoteOrderQty=100",
-			&venue.Order{Instrument: "ETHUSDT", Side: "sell", Type: "market", Notional: "100"}, false},
+			&venue.Order{Instrument: "ETHUSDT", Side: "sell", Type: "market", Notional: "100", Market: true}, nil},
+		{"market with a price of its own", "/api/v3/order", "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=10&price=1", "",
+			&venue.Order{Instrument: "BTCUSDT", Side: "buy", Type: "market", Quantity: "10", Market: true}, nil},
+		{"market, lower-case type", "/api/v3/order", "symbol=BTCUSDT&side=BUY&type=market&quantity=10&price=1", "",
+			&venue.Order{Instrument: "BTCUSDT", Side: "buy", Type: "market", Quantity: "10", Market: true}, nil},
+		{"market with both sizes", "/api/v3/order", "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&quoteOrderQty=50", "", nil, binance.ErrOrder},
+		{"limit maker", "/api/v3/order", "symbol=BTCUSDT&side=SELL&type=LIMIT_MAKER&quantity=1&price=40000", "",
+			&venue.Order{Instrument: "BTCUSDT", Side: "sell", Type: "limit_maker", Quantity: "1", Price: "40000"}, nil},
+		{"stop loss", "/api/v3/order", "symbol=BTCUSDT&side=BUY&type=STOP_LOSS&quantity=1&stopPrice=39000&price=1", "",
+			&venue.Order{Instrument: "BTCUSDT", Side: "buy", Type: "stop_loss", Quantity: "1", TriggerPrice: "39000", Market: true}, nil},
+		{"trailing take profit", "/api/v3/order", "symbol=BTCUSDT&side=SELL&type=TAKE_PROFIT&quantity=1&trailingDelta=100", "",
+			&venue.Order{Instrument: "BTCUSDT", Side: "sell", Type: "take_profit", Quantity: "1", Market: true}, nil},
+		{"stop loss limit", "/api/v3/order", "symbol=BTCUSDT&side=BUY&type=STOP_LOSS_LIMIT&quantity=1&stopPrice=39000&price=39500&timeInForce=GTC", "",
+			&venue.Order{Instrument: "BTCUSDT", Side: "buy", Type: "stop_loss_limit", Quantity: "1", Price: "39500", TriggerPrice: "39000"}, nil},
+		{"pegged limit", "/api/v3/order", "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&price=1&pegPriceType=PRIMARY_PEG", "",
+			&venue.Order{Instrument: "BTCUSDT", Side: "buy", Type: "limit", Quantity: "1", Price: "1", Market: true}, nil},
+		{"unknown type", "/api/v3/order", "symbol=BTCUSDT&side=BUY&type=NEW_KIND&quantity=1&price=1&stopPrice=2", "",
+			&venue.Order{Instrument: "BTCUSDT", Side: "buy", Type: "new_kind", Quantity: "1", Price: "1", TriggerPrice: "2", Market: true}, nil},
 		{"split query and body", "/api/v3/order/test", "symbol=BTCUSDT&side=BUY", "type=LIMIT&quantity=1&price=2",
-			&venue.Order{Instrument: "BTCUSDT", Side: "buy", Type: "limit", Quantity: "1", Price: "2"}, false},
-		{"oco list", "/api/v3/orderList/oco", "symbol=BTCUSDT&side=SELL&quantity=1&aboveType=LIMIT_MAKER", "",
-			&venue.Order{Instrument: "BTCUSDT", Side: "sell", Type: "oco", Quantity: "1"}, false},
-		{"not an order", "/api/v3/account", "", "", nil, false},
-		{"no symbol", "/api/v3/order", "side=BUY", "", nil, true},
-		{"bad query", "/api/v3/order", "symbol=%zz", "", nil, true},
-		{"json body", "/api/v3/order", "", `{"symbol":"BTCUSDT"}`, nil, true},
+			&venue.Order{Instrument: "BTCUSDT", Side: "buy", Type: "limit", Quantity: "1", Price: "2"}, nil},
+		{"sor market", "/api/v3/sor/order", "symbol=BTCUSDT&side=SELL&type=MARKET&quantity=2&price=1", "",
+			&venue.Order{Instrument: "BTCUSDT", Side: "sell", Type: "market", Quantity: "2", Market: true}, nil},
+		{"legacy oco, stop market leg", "/api/v3/order/oco", "symbol=BTCUSDT&side=SELL&quantity=1&price=41000&stopPrice=36000", "",
+			&venue.Order{Instrument: "BTCUSDT", Side: "sell", Type: "oco", Quantity: "1", Price: "41000", TriggerPrice: "36000", Market: true}, nil},
+		{"legacy oco, stop limit leg", "/api/v3/order/oco", "symbol=BTCUSDT&side=BUY&quantity=1&price=36000&stopPrice=41000&stopLimitPrice=41500&stopLimitTimeInForce=GTC", "",
+			&venue.Order{Instrument: "BTCUSDT", Side: "buy", Type: "oco", Quantity: "1", Price: "36000", TriggerPrice: "41000", LegPrices: []string{"41500"}}, nil},
+		{"oco list, limit legs", "/api/v3/orderList/oco", "symbol=BTCUSDT&side=SELL&quantity=1&aboveType=LIMIT_MAKER&abovePrice=41000&belowType=STOP_LOSS_LIMIT&belowPrice=35500&belowStopPrice=36000", "",
+			&venue.Order{Instrument: "BTCUSDT", Side: "sell", Type: "oco", Quantity: "1", Price: "41000", LegPrices: []string{"35500", "36000"}}, nil},
+		{"oco list, stop market leg", "/api/v3/orderList/oco", "symbol=BTCUSDT&side=SELL&quantity=1&aboveType=LIMIT_MAKER&abovePrice=41000&belowType=STOP_LOSS&belowStopPrice=36000", "",
+			&venue.Order{Instrument: "BTCUSDT", Side: "sell", Type: "oco", Quantity: "1", Price: "41000", LegPrices: []string{"36000"}, Market: true}, nil},
+		{"oto list", "/api/v3/orderList/oto", "symbol=BTCUSDT&workingType=LIMIT&workingSide=BUY&workingPrice=1&workingQuantity=1&pendingType=MARKET&pendingSide=BUY&pendingQuantity=100", "", nil, binance.ErrUnreadableOrder},
+		{"otoco list", "/api/v3/orderList/otoco", "symbol=BTCUSDT", "", nil, binance.ErrUnreadableOrder},
+		{"list with a duplicate", "/api/v3/orderList/oto", "symbol=BTCUSDT&symbol=ETHUSDT", "", nil, venue.ErrDuplicateParam},
+		{"not an order", "/api/v3/account", "", "", nil, nil},
+		{"no symbol", "/api/v3/order", "side=BUY", "", nil, binance.ErrOrder},
+		{"bad query", "/api/v3/order", "symbol=%zz", "", nil, errAny},
+		{"json body", "/api/v3/order", "", `{"symbol":"BTCUSDT"}`, nil, binance.ErrBody},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -344,10 +377,12 @@ func TestNormalize(t *testing.T) {
 				method = "GET"
 			}
 			o, err := v.Normalize(&venue.Request{Method: method, Path: tt.path, RawQuery: tt.query, Body: []byte(tt.body)})
-			if (err != nil) != tt.err {
-				t.Fatalf("err = %v", err)
+			switch {
+			case tt.err == nil && err != nil, tt.err != nil && err == nil,
+				tt.err != nil && tt.err != errAny && !errors.Is(err, tt.err):
+				t.Fatalf("err = %v, want %v", err, tt.err)
 			}
-			if tt.want == nil && o != nil || tt.want != nil && (o == nil || *o != *tt.want) {
+			if !reflect.DeepEqual(o, tt.want) {
 				t.Fatalf("= %+v, want %+v", o, tt.want)
 			}
 		})
@@ -356,6 +391,9 @@ func TestNormalize(t *testing.T) {
 		t.Fatal("ClientOrderIDField")
 	}
 }
+
+// errAny stands for "some error" in tables.
+var errAny = errors.New("any error")
 
 func FuzzParseOrder(f *testing.F) {
 	f.Add("BTCUSDT", "BUY", "LIMIT", "1", "2", "", "cid", "symbol=%zz")

@@ -5,7 +5,7 @@ import "github.com/keystile/keystile/internal/venue"
 // ticker is the public GET /api/v3/ticker/price?symbol=<instrument>:
 // {"symbol":..., "price":...}.
 func ticker() venue.Ticker {
-	return venue.Ticker{Venue: "binance", Path: "/api/v3/ticker/price", Param: "symbol", Symbol: "symbol", Price: []any{"price"}}
+	return venue.Ticker{Venue: "binance", Path: "/api/v3/ticker/price", Param: "symbol", Symbol: "symbol", Price: []any{"price"}, Numbers: true}
 }
 
 // TickerRequest implements venue.PriceReference.

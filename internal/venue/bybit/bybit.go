@@ -177,31 +177,76 @@ func (v *Venue) Normalize(r *venue.Request) (*venue.Order, error) {
 	return ParseOrder(r.Body)
 }
 
-// ParseOrder reads a /v5/order/create body (category, symbol, side,
-// orderType, qty, price, orderLinkId, marketUnit). A spot market order's
-// qty is a quote amount (the notional) when marketUnit is quoteCoin, or
-// when marketUnit is absent on a buy (Bybit's default).
+// ParseOrder reads a /v5/order/create body as Bybit executes it (its
+// documented orderType, qty, marketUnit and triggerPrice semantics):
+//
+//   - Limit: qty at price. Market: at the market; "Market order will
+//     ignore" price.
+//   - spot Market qty: a buy in quote (by value) and a sell in base by
+//     default; marketUnit baseCoin or quoteCoin changes that for unified
+//     accounts only (classic accounts ignore it), so an explicit unit that
+//     differs from the default keeps both readings and the larger charge
+//     applies.
+//   - linear and inverse: qty in base coin (inverse contracts are 1 USD
+//     each, so this overcounts them; qty "0" closes a whole position and is
+//     refused by a policy that needs the order's notional).
+//   - option: qty contracts priced by a premium or an implied volatility:
+//     counted as contracts (no notional); orderIv with a price is refused.
+//   - triggerPrice makes it a conditional order: judged at the worse of
+//     the trigger and the execution price.
 func ParseOrder(body []byte) (*venue.Order, error) {
-	f, err := venue.JSONFields(body, "category", "symbol", "side", "orderType", "qty", "price", "orderLinkId", "marketUnit")
+	f, err := venue.JSONFields(body, "category", "symbol", "side", "orderType", "qty", "price", "orderLinkId", "marketUnit", "triggerPrice", "orderIv")
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformedOrder, err)
+		return nil, fmt.Errorf("%w: %w", ErrMalformedOrder, err)
 	}
-	unit := f[7]
-	o := &venue.Order{Instrument: f[1], Side: strings.ToLower(f[2]), Type: strings.ToLower(f[3]), Price: f[5], ClientOrderID: f[6]}
+	category, qty, price, unit := f[0], f[4], f[5], f[7]
+	o := &venue.Order{Instrument: f[1], Side: strings.ToLower(f[2]), Type: strings.ToLower(f[3]), ClientOrderID: f[6], TriggerPrice: f[8]}
 	switch {
 	case o.Instrument == "":
 		return nil, fmt.Errorf("%w: no symbol", ErrMalformedOrder)
 	case o.Side != "buy" && o.Side != "sell":
 		return nil, fmt.Errorf("%w: side must be Buy or Sell", ErrMalformedOrder)
-	case o.Type == "":
-		return nil, fmt.Errorf("%w: no orderType", ErrMalformedOrder)
-	case f[4] == "":
+	case o.Type != "market" && o.Type != "limit":
+		return nil, fmt.Errorf("%w: orderType must be Market or Limit", ErrMalformedOrder)
+	case qty == "":
 		return nil, fmt.Errorf("%w: no qty", ErrMalformedOrder)
 	}
-	if f[0] == "spot" && o.Type == "market" && (unit == "quoteCoin" || (unit == "" && o.Side == "buy")) {
-		o.Notional = f[4]
+	if o.Type == "market" {
+		o.Market = true
 	} else {
-		o.Quantity = f[4]
+		o.Price = price
+	}
+	switch category {
+	case "spot":
+		if o.Type != "market" {
+			o.Quantity = qty
+			return o, nil
+		}
+		base, quote := o.Side == "sell", o.Side == "buy"
+		switch unit {
+		case "":
+		case "baseCoin":
+			base = true
+		case "quoteCoin":
+			quote = true
+		default:
+			return nil, fmt.Errorf("%w: marketUnit %q", ErrMalformedOrder, unit)
+		}
+		if base {
+			o.Quantity = qty
+		}
+		if quote {
+			o.Notional = qty
+		}
+	case "linear", "inverse":
+		o.Quantity = qty
+	case "option":
+		if f[9] != "" {
+			return nil, fmt.Errorf("%w: an option priced by orderIv", ErrMalformedOrder)
+		}
+		o.Quantity, o.Contracts = qty, true
+	default:
+		return nil, fmt.Errorf("%w: category %q", ErrMalformedOrder, category)
 	}
 	return o, nil
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -233,6 +234,9 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// TestNormalize: orders are read as Bybit executes them — a Market
+// order's price is ignored, a spot market order's qty read in the unit(s)
+// the account may use, triggerPrice kept, options counted in contracts.
 func TestNormalize(t *testing.T) {
 	v := newVenue(t, "k", "s", nil, 0)
 	tests := []struct {
@@ -242,17 +246,29 @@ func TestNormalize(t *testing.T) {
 		{"spot limit", `{"category":"spot","symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.1","price":"30000","orderLinkId":"x1"}`,
 			&venue.Order{Instrument: "BTCUSDT", Side: "buy", Type: "limit", Quantity: "0.1", Price: "30000", ClientOrderID: "x1"}},
 		{"spot market buy defaults to quote", `{"category":"spot","symbol":"BTCUSDT","side":"Buy","orderType":"Market","qty":"100"}`,
-			&venue.Order{Instrument: "BTCUSDT", Side: "buy", Type: "market", Notional: "100"}},
-		{"spot market buy base unit", `{"category":"spot","symbol":"BTCUSDT","side":"Buy","orderType":"Market","qty":"0.01","marketUnit":"baseCoin"}`,
-			&venue.Order{Instrument: "BTCUSDT", Side: "buy", Type: "market", Quantity: "0.01"}},
-		{"spot market sell quote unit", `{"category":"spot","symbol":"BTCUSDT","side":"Sell","orderType":"Market","qty":"50","marketUnit":"quoteCoin"}`,
-			&venue.Order{Instrument: "BTCUSDT", Side: "sell", Type: "market", Notional: "50"}},
-		{"linear market", `{"category":"linear","symbol":"BTCUSDT","side":"Buy","orderType":"Market","qty":2}`,
-			&venue.Order{Instrument: "BTCUSDT", Side: "buy", Type: "market", Quantity: "2"}},
+			&venue.Order{Instrument: "BTCUSDT", Side: "buy", Type: "market", Notional: "100", Market: true}},
+		{"spot market buy base unit: either reading", `{"category":"spot","symbol":"BTCUSDT","side":"Buy","orderType":"Market","qty":"0.01","marketUnit":"baseCoin"}`,
+			&venue.Order{Instrument: "BTCUSDT", Side: "buy", Type: "market", Quantity: "0.01", Notional: "0.01", Market: true}},
+		{"spot market sell defaults to base", `{"category":"spot","symbol":"BTCUSDT","side":"Sell","orderType":"Market","qty":"2","price":"1"}`,
+			&venue.Order{Instrument: "BTCUSDT", Side: "sell", Type: "market", Quantity: "2", Market: true}},
+		{"spot market sell quote unit: either reading", `{"category":"spot","symbol":"BTCUSDT","side":"Sell","orderType":"Market","qty":"50","marketUnit":"quoteCoin"}`,
+			&venue.Order{Instrument: "BTCUSDT", Side: "sell", Type: "market", Quantity: "50", Notional: "50", Market: true}},
+		{"linear market with a price of its own", `{"category":"linear","symbol":"BTCUSDT","side":"Buy","orderType":"Market","qty":2,"price":"1"}`,
+			&venue.Order{Instrument: "BTCUSDT", Side: "buy", Type: "market", Quantity: "2", Market: true}},
+		{"conditional limit", `{"category":"linear","symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"1","price":"30000","triggerPrice":"31000","triggerDirection":1}`,
+			&venue.Order{Instrument: "BTCUSDT", Side: "buy", Type: "limit", Quantity: "1", Price: "30000", TriggerPrice: "31000"}},
+		{"conditional market", `{"category":"spot","symbol":"BTCUSDT","side":"Sell","orderType":"Market","qty":"1","triggerPrice":"29000","orderFilter":"StopOrder"}`,
+			&venue.Order{Instrument: "BTCUSDT", Side: "sell", Type: "market", Quantity: "1", TriggerPrice: "29000", Market: true}},
+		{"option", `{"category":"option","symbol":"BTC-30DEC22-18000-C","side":"Buy","orderType":"Limit","qty":"1","price":"500","orderLinkId":"o1"}`,
+			&venue.Order{Instrument: "BTC-30DEC22-18000-C", Side: "buy", Type: "limit", Quantity: "1", Price: "500", Contracts: true, ClientOrderID: "o1"}},
+		{"option priced by IV", `{"category":"option","symbol":"BTC-30DEC22-18000-C","side":"Buy","orderType":"Limit","qty":"1","price":"500","orderIv":"0.1"}`, nil},
+		{"unknown category", `{"category":"margin","symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"1","price":"1"}`, nil},
+		{"unknown order type", `{"category":"spot","symbol":"BTCUSDT","side":"Buy","orderType":"Stop","qty":"1"}`, nil},
 		{"bad side", `{"category":"spot","symbol":"BTCUSDT","side":"Long","orderType":"Limit","qty":"1"}`, nil},
 		{"no qty", `{"category":"spot","symbol":"BTCUSDT","side":"Buy","orderType":"Limit"}`, nil},
 		{"not json", `category=spot`, nil},
 		{"bad marketUnit", `{"category":"spot","symbol":"B","side":"Buy","orderType":"Market","qty":"1","marketUnit":[]}`, nil},
+		{"unknown marketUnit", `{"category":"spot","symbol":"B","side":"Buy","orderType":"Market","qty":"1","marketUnit":"contracts"}`, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -263,7 +279,7 @@ func TestNormalize(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || *o != *tt.want {
+			if err != nil || !reflect.DeepEqual(o, tt.want) {
 				t.Fatalf("got %+v, %v; want %+v", o, err, tt.want)
 			}
 		})
@@ -276,6 +292,8 @@ func TestNormalize(t *testing.T) {
 	}
 }
 
+// FuzzParseOrder: an order read from any body has a size; a Market order
+// carries no limit price; reading is deterministic.
 func FuzzParseOrder(f *testing.F) {
 	f.Add([]byte(`{"category":"spot","symbol":"BTCUSDT","side":"Buy","orderType":"Limit","qty":"0.1","price":"30000","orderLinkId":"x1"}`))
 	f.Add([]byte(`{"category":"spot","symbol":"BTCUSDT","side":"Sell","orderType":"Market","qty":1,"marketUnit":"quoteCoin"}`))
@@ -285,14 +303,15 @@ func FuzzParseOrder(f *testing.F) {
 		if err != nil {
 			return
 		}
-		m := map[string]string{"category": "linear", "symbol": o.Instrument, "side": o.Side, "orderType": o.Type, "qty": o.Quantity, "price": o.Price, "orderLinkId": o.ClientOrderID}
-		if o.Notional != "" {
-			m["category"], m["qty"], m["marketUnit"] = "spot", o.Notional, "quoteCoin"
+		if o.Quantity == "" && o.Notional == "" {
+			t.Fatalf("%s: no size: %+v", body, o)
 		}
-		b, _ := json.Marshal(m)
-		o2, err := ParseOrder(b)
-		if err != nil || *o2 != *o {
-			t.Fatalf("round trip: %+v -> %s -> %+v, %v", o, b, o2, err)
+		if o.Type == "market" && (o.Price != "" || !o.Market) {
+			t.Fatalf("%s: a market order read with a limit price: %+v", body, o)
+		}
+		o2, err := ParseOrder(body)
+		if err != nil || !reflect.DeepEqual(o, o2) {
+			t.Fatalf("%s: read twice: %+v, %+v %v", body, o, o2, err)
 		}
 	})
 }

@@ -17,14 +17,15 @@ const ClientOrderIDField = "orderLinkId"
 func clientID() venue.ClientID { return venue.ClientID{Field: ClientOrderIDField, Place: venue.InJSON} }
 
 // SetClientOrderID implements venue.ClientOrderIDs for POST
-// /v5/order/create: every orderLinkId member of the JSON body is set to id,
-// or one is appended.
+// /v5/order/create: the orderLinkId member of the JSON body is set to id,
+// or one is appended (a body with it twice, or in another letter case, is
+// refused).
 func (v *Venue) SetClientOrderID(r *venue.Request, id string) error {
 	if op, _ := v.Classify(r); op != venue.OpOrderPlace {
 		return fmt.Errorf("bybit: %w", venue.ErrNoClientOrderID)
 	}
 	if err := v.ClientID.Set(r, id); err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformedOrder, err)
+		return fmt.Errorf("%w: %w", ErrMalformedOrder, err)
 	}
 	return nil
 }

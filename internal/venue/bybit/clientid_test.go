@@ -35,8 +35,8 @@ func TestSetClientOrderID(t *testing.T) {
 			`{"category":"spot","symbol":"BTCUSDT","side":"Buy","orderType":"Market","qty":"1","orderLinkId":"id1"}`, false},
 		{"replaced", "/v5/order/create", `{"orderLinkId":"mine","category":"linear","symbol":"BTCUSDT","side":"Sell","orderType":"Limit","qty":0.1,"price":"9"}`,
 			`{"orderLinkId":"id1","category":"linear","symbol":"BTCUSDT","side":"Sell","orderType":"Limit","qty":0.1,"price":"9"}`, false},
-		{"case matters", "/v5/order/create", `{"symbol":"BTCUSDT","side":"Buy","orderType":"Market","qty":"1","orderlinkid":"x"}`,
-			`{"symbol":"BTCUSDT","side":"Buy","orderType":"Market","qty":"1","orderlinkid":"x","orderLinkId":"id1"}`, false},
+		{"other case refused", "/v5/order/create", `{"symbol":"BTCUSDT","side":"Buy","orderType":"Market","qty":"1","orderlinkid":"x"}`, "", true},
+		{"twice refused", "/v5/order/create", `{"symbol":"BTCUSDT","side":"Buy","orderType":"Market","qty":"1","orderLinkId":"x","orderLinkId":"y"}`, "", true},
 		{"not an order", "/v5/order/cancel", `{}`, "", true},
 		{"not json", "/v5/order/create", `category=spot`, "", true},
 	})

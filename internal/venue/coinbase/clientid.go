@@ -12,22 +12,22 @@ import (
 // ClientOrderIDField is the create-order body's client order id member.
 const ClientOrderIDField = "client_order_id"
 
-// clientID is client_order_id: a UUID, a member of the JSON body matched
-// without regard to case (as ParseOrder's decoder does).
+// clientID is client_order_id: a UUID, a member of the JSON body (a
+// variant in another letter case is refused, as ParseOrder refuses it).
 func clientID() venue.ClientID {
-	return venue.ClientID{Field: ClientOrderIDField, UUID: true, Place: venue.InJSONFold}
+	return venue.ClientID{Field: ClientOrderIDField, UUID: true, Place: venue.InJSON}
 }
 
 // SetClientOrderID implements venue.ClientOrderIDs for POST
-// /api/v3/brokerage/orders: every client_order_id member of the JSON body
-// (matched without regard to case, as ParseOrder's decoder does) is set to
-// id, or one is appended.
+// /api/v3/brokerage/orders: the client_order_id member of the JSON body is
+// set to id, or one is appended (a body with it twice, or in another
+// letter case, is refused).
 func (v *Venue) SetClientOrderID(r *venue.Request, id string) error {
 	if op, _ := v.Classify(r); op != venue.OpOrderPlace {
 		return fmt.Errorf("coinbase: %w", venue.ErrNoClientOrderID)
 	}
 	if err := v.ClientID.Set(r, id); err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformedOrder, err)
+		return fmt.Errorf("%w: %w", ErrMalformedOrder, err)
 	}
 	return nil
 }

@@ -33,8 +33,8 @@ func TestSetClientOrderID(t *testing.T) {
 	venuetest.RunSetClientOrderIDJSON(t, v, "id1", []venuetest.JSONCase{
 		{"added", "/api/v3/brokerage/orders", `{"product_id":"BTC-USD","side":"BUY","order_configuration":{"market_market_ioc":{"quote_size":"10","client_order_id":"nested"}}}`,
 			`{"product_id":"BTC-USD","side":"BUY","order_configuration":{"market_market_ioc":{"quote_size":"10","client_order_id":"nested"}},"client_order_id":"id1"}`, false},
-		{"replaced, any case", "/api/v3/brokerage/orders", `{"Client_Order_ID":"a","product_id":"BTC-USD","side":"SELL","order_configuration":{"market_market_ioc":{"base_size":"1"}},"client_order_id":"b"}`,
-			`{"Client_Order_ID":"id1","product_id":"BTC-USD","side":"SELL","order_configuration":{"market_market_ioc":{"base_size":"1"}},"client_order_id":"id1"}`, false},
+		{"twice in any case refused", "/api/v3/brokerage/orders", `{"Client_Order_ID":"a","product_id":"BTC-USD","side":"SELL","order_configuration":{"market_market_ioc":{"base_size":"1"}},"client_order_id":"b"}`, "", true},
+		{"other case refused", "/api/v3/brokerage/orders", `{"Client_Order_ID":"a","product_id":"BTC-USD","side":"SELL","order_configuration":{"market_market_ioc":{"base_size":"1"}}}`, "", true},
 		{"not an order", "/api/v3/brokerage/orders/batch_cancel", `{}`, "", true},
 		{"not an object", "/api/v3/brokerage/orders", `"x"`, "", true},
 	})

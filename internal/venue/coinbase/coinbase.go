@@ -1,7 +1,6 @@
 package coinbase
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -225,73 +224,88 @@ func (v *Venue) Normalize(r *venue.Request) (*venue.Order, error) {
 	return ParseOrder(r.Body)
 }
 
-// orderType maps an order_configuration key to an order type.
-func orderType(config string) (string, bool) {
-	switch config {
-	case "market_market_ioc", "market_market_fok":
-		return "market", true
-	case "sor_limit_ioc", "limit_limit_gtc", "limit_limit_gtd", "limit_limit_fok":
-		return "limit", true
-	case "stop_limit_stop_limit_gtc", "stop_limit_stop_limit_gtd":
-		return "stop_limit", true
-	case "trigger_bracket_gtc", "trigger_bracket_gtd":
-		return "bracket", true
-	case "twap_limit_gtd":
-		return "twap", true
-	}
-	return "", false
+// orderConfig describes an order_configuration member: the order type
+// keystile reports, whether it executes at the market, and which fields
+// hold its limit and trigger prices.
+type orderConfig struct {
+	typ            string
+	market         bool
+	limit, trigger string
 }
 
-// ParseOrder reads a create-order body: product_id, side (BUY/SELL),
-// client_order_id and an order_configuration with exactly one member
-// holding base_size and/or quote_size (the notional) and limit_price.
+// orderConfigs are the documented order_configuration members.
+var orderConfigs = map[string]orderConfig{
+	"market_market_ioc":         {typ: "market", market: true},
+	"market_market_fok":         {typ: "market", market: true},
+	"sor_limit_ioc":             {typ: "limit", limit: "limit_price"},
+	"limit_limit_gtc":           {typ: "limit", limit: "limit_price"},
+	"limit_limit_gtd":           {typ: "limit", limit: "limit_price"},
+	"limit_limit_fok":           {typ: "limit", limit: "limit_price"},
+	"twap_limit_gtd":            {typ: "twap", limit: "limit_price"},
+	"stop_limit_stop_limit_gtc": {typ: "stop_limit", limit: "limit_price", trigger: "stop_price"},
+	"stop_limit_stop_limit_gtd": {typ: "stop_limit", limit: "limit_price", trigger: "stop_price"},
+	"trigger_bracket_gtc":       {typ: "bracket", limit: "limit_price", trigger: "stop_trigger_price"},
+	"trigger_bracket_gtd":       {typ: "bracket", limit: "limit_price", trigger: "stop_trigger_price"},
+}
+
+// ParseOrder reads a create-order body as Coinbase executes it:
+// product_id, side (BUY/SELL), client_order_id and an order_configuration
+// with exactly one documented member. Its size is base_size or quote_size
+// (both at once is refused: which one Coinbase reads is not documented);
+// a market configuration executes at the market (any price in it is no
+// field of it and is ignored); limit configurations fill at limit_price,
+// stop-limit and bracket ones once stop_price / stop_trigger_price is
+// reached (the worse of the two is charged). Keys are matched exactly, and
+// one spelt in another letter case, or given twice, is refused.
 func ParseOrder(body []byte) (*venue.Order, error) {
-	var req struct {
-		ProductID     string                                `json:"product_id"`
-		Side          string                                `json:"side"`
-		ClientOrderID string                                `json:"client_order_id"`
-		Config        map[string]map[string]json.RawMessage `json:"order_configuration"`
+	top, err := venue.JSONObject(body, "product_id", "side", "client_order_id", "order_configuration")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformedOrder, err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&req); err != nil {
-		return nil, fmt.Errorf("%w: body is not an order object", ErrMalformedOrder)
+	var f [3]string
+	for i, k := range []string{"product_id", "side", "client_order_id"} {
+		if f[i], err = venue.JSONScalar(top[k]); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrMalformedOrder, k, err)
+		}
 	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: trailing data", ErrMalformedOrder)
+	o := &venue.Order{Instrument: f[0], Side: strings.ToLower(f[1]), ClientOrderID: f[2]}
+	var cfgs map[string]json.RawMessage
+	if raw, ok := top["order_configuration"]; ok {
+		if cfgs, err = venue.JSONObject(raw); err != nil {
+			return nil, fmt.Errorf("%w: order_configuration: %w", ErrMalformedOrder, err)
+		}
 	}
-	o := &venue.Order{Instrument: req.ProductID, Side: strings.ToLower(req.Side), ClientOrderID: req.ClientOrderID}
 	switch {
 	case o.Instrument == "":
 		return nil, fmt.Errorf("%w: no product_id", ErrMalformedOrder)
 	case o.Side != "buy" && o.Side != "sell":
 		return nil, fmt.Errorf("%w: side must be BUY or SELL", ErrMalformedOrder)
-	case len(req.Config) != 1:
+	case len(cfgs) != 1:
 		return nil, fmt.Errorf("%w: order_configuration needs exactly one member", ErrMalformedOrder)
 	}
-	for name, cfg := range req.Config {
-		t, ok := orderType(name)
+	for name, raw := range cfgs {
+		c, ok := orderConfigs[name]
 		if !ok {
 			return nil, fmt.Errorf("%w: unknown order_configuration", ErrMalformedOrder)
 		}
-		o.Type = t
-		for k, dst := range map[string]*string{"base_size": &o.Quantity, "quote_size": &o.Notional, "limit_price": &o.Price} {
-			raw, ok := cfg[k]
-			if !ok || string(raw) == "null" {
-				continue
-			}
-			var s string
-			if err := json.Unmarshal(raw, &s); err != nil {
-				var n json.Number
-				if err := json.Unmarshal(raw, &n); err != nil {
-					return nil, fmt.Errorf("%w: %s is not a string or number", ErrMalformedOrder, k)
-				}
-				s = n.String()
-			}
-			*dst = s
+		v, err := venue.JSONFields(raw, "base_size", "quote_size", "limit_price", "stop_price", "stop_trigger_price")
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrMalformedOrder, name, err)
+		}
+		field := map[string]string{"limit_price": v[2], "stop_price": v[3], "stop_trigger_price": v[4]}
+		o.Type, o.Market, o.Quantity, o.Notional = c.typ, c.market, v[0], v[1]
+		if c.limit != "" {
+			o.Price = field[c.limit]
+		}
+		if c.trigger != "" {
+			o.TriggerPrice = field[c.trigger]
 		}
 	}
-	if o.Quantity == "" && o.Notional == "" {
+	switch {
+	case o.Quantity == "" && o.Notional == "":
 		return nil, fmt.Errorf("%w: no base_size or quote_size", ErrMalformedOrder)
+	case o.Quantity != "" && o.Notional != "":
+		return nil, fmt.Errorf("%w: both base_size and quote_size", ErrMalformedOrder)
 	}
 	return o, nil
 }

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -240,6 +241,9 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// TestNormalize: orders are read as Coinbase executes them — a market
+// configuration ignores any price in it, stop-limit and bracket ones carry
+// their trigger, both sizes at once are refused.
 func TestNormalize(t *testing.T) {
 	v, _ := New(Options{Credentials: creds(keyName, "x")})
 	tests := []struct {
@@ -249,14 +253,24 @@ func TestNormalize(t *testing.T) {
 		{"limit gtc", `{"client_order_id":"c1","product_id":"BTC-USD","side":"BUY","order_configuration":{"limit_limit_gtc":{"base_size":"0.01","limit_price":"30000","post_only":false}}}`,
 			&venue.Order{Instrument: "BTC-USD", Side: "buy", Type: "limit", Quantity: "0.01", Price: "30000", ClientOrderID: "c1"}},
 		{"market quote", `{"client_order_id":"c2","product_id":"ETH-USD","side":"BUY","order_configuration":{"market_market_ioc":{"quote_size":"25"}}}`,
-			&venue.Order{Instrument: "ETH-USD", Side: "buy", Type: "market", Notional: "25", ClientOrderID: "c2"}},
-		{"stop limit numeric", `{"product_id":"BTC-USD","side":"SELL","order_configuration":{"stop_limit_stop_limit_gtc":{"base_size":1,"limit_price":2,"stop_price":"3"}}}`,
-			&venue.Order{Instrument: "BTC-USD", Side: "sell", Type: "stop_limit", Quantity: "1", Price: "2"}},
+			&venue.Order{Instrument: "ETH-USD", Side: "buy", Type: "market", Notional: "25", ClientOrderID: "c2", Market: true}},
+		{"market with a price of its own", `{"product_id":"BTC-USD","side":"BUY","order_configuration":{"market_market_ioc":{"base_size":"10","limit_price":"1"}}}`,
+			&venue.Order{Instrument: "BTC-USD", Side: "buy", Type: "market", Quantity: "10", Market: true}},
+		{"stop limit numeric", `{"product_id":"BTC-USD","side":"SELL","order_configuration":{"stop_limit_stop_limit_gtc":{"base_size":1,"limit_price":2,"stop_price":"3","stop_direction":"STOP_DIRECTION_STOP_DOWN"}}}`,
+			&venue.Order{Instrument: "BTC-USD", Side: "sell", Type: "stop_limit", Quantity: "1", Price: "2", TriggerPrice: "3"}},
+		{"bracket", `{"product_id":"BTC-USD","side":"BUY","order_configuration":{"trigger_bracket_gtc":{"base_size":"1","limit_price":"30000","stop_trigger_price":"29000"}}}`,
+			&venue.Order{Instrument: "BTC-USD", Side: "buy", Type: "bracket", Quantity: "1", Price: "30000", TriggerPrice: "29000"}},
+		{"limit by quote", `{"product_id":"BTC-USD","side":"BUY","order_configuration":{"limit_limit_gtc":{"quote_size":"100","limit_price":"30000"}}}`,
+			&venue.Order{Instrument: "BTC-USD", Side: "buy", Type: "limit", Notional: "100", Price: "30000"}},
+		{"both sizes", `{"product_id":"BTC-USD","side":"BUY","order_configuration":{"market_market_ioc":{"base_size":"1","quote_size":"50"}}}`, nil},
+		{"size in another case", `{"product_id":"BTC-USD","side":"BUY","order_configuration":{"market_market_ioc":{"quote_size":"5","Base_Size":"10"}}}`, nil},
+		{"product in another case", `{"Product_Id":"BTC-USD","side":"BUY","order_configuration":{"market_market_ioc":{"quote_size":"5"}}}`, nil},
 		{"two configs", `{"product_id":"BTC-USD","side":"BUY","order_configuration":{"market_market_ioc":{"quote_size":"1"},"limit_limit_gtc":{"base_size":"1"}}}`, nil},
 		{"unknown config", `{"product_id":"BTC-USD","side":"BUY","order_configuration":{"magic":{"base_size":"1"}}}`, nil},
 		{"no size", `{"product_id":"BTC-USD","side":"BUY","order_configuration":{"market_market_ioc":{}}}`, nil},
 		{"bad side", `{"product_id":"BTC-USD","side":"HODL","order_configuration":{"market_market_ioc":{"quote_size":"1"}}}`, nil},
 		{"bad size type", `{"product_id":"BTC-USD","side":"BUY","order_configuration":{"market_market_ioc":{"quote_size":true}}}`, nil},
+		{"config not an object", `{"product_id":"BTC-USD","side":"BUY","order_configuration":[1]}`, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -267,7 +281,7 @@ func TestNormalize(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || *o != *tt.want {
+			if err != nil || !reflect.DeepEqual(o, tt.want) {
 				t.Fatalf("got %+v, %v; want %+v", o, err, tt.want)
 			}
 		})

@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/keystile/keystile/internal/sign"
 	"github.com/keystile/keystile/internal/venue"
 )
 
@@ -108,11 +107,7 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 		if err != nil {
 			return err
 		}
-		priv, err := c.Field(FieldSecretKey)
-		if err != nil {
-			return err
-		}
-		sig, err := sign.Ed25519(priv, msg)
+		sig, err := venue.SignEd25519(c, FieldSecretKey, msg)
 		if err != nil {
 			return fmt.Errorf("dmarket: sign: %w", err)
 		}

@@ -207,13 +207,12 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 			}
 			return ms.Sign(out, body, s, now, nonce())
 		case SchemeEd25519:
-			s, err := sec()
-			if err != nil {
+			if _, err := sec(); err != nil {
 				return err
 			}
 			ts := fmt.Sprint(now.UnixMilli())
 			msg := append([]byte(ts+out.Method+out.URL.RequestURI()), body...)
-			sig, err := sign.Ed25519(s, msg)
+			sig, err := venue.SignEd25519(c, v.o.SecretField, msg)
 			if err != nil {
 				return err
 			}

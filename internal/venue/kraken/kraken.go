@@ -290,87 +290,28 @@ func (v *Venue) nonce(ctx context.Context, key string) (uint64, error) {
 	return n, nil
 }
 
-// Normalize implements venue.Normalizer for AddOrder and EditOrder (form
-// or query); AddOrderBatch wraps venue.ErrBatchOrders; the other
-// order.place endpoints give ErrUnreadableOrder.
-func (v *Venue) Normalize(r *venue.Request) (*venue.Order, error) {
-	if op, _ := v.Classify(r); op != venue.OpOrderPlace {
-		return nil, nil
-	}
-	p := strings.TrimRight(r.Path, "/")
-	switch p[strings.LastIndexByte(p, '/')+1:] {
-	case "AddOrder":
-		return ParseOrder(r.RawQuery, r.Body)
-	case "EditOrder":
-		return parseEdit(r.RawQuery, r.Body)
-	case "AddOrderBatch":
-		// Two to fifteen orders by Kraken's rules: always a batch.
-		return nil, fmt.Errorf("kraken: AddOrderBatch: %w", venue.ErrBatchOrders)
-	}
-	return nil, ErrUnreadableOrder
-}
+// orderFields are the AddOrder and EditOrder fields keystile reads.
+var orderFields = []string{"pair", "type", "ordertype", "volume", "price", "price2", "cl_ord_id", "userref", "oflags"}
 
-// parseEdit reads EditOrder's pair, new volume and price (no side: the
-// order keeps its own).
-func parseEdit(rawQuery string, body []byte) (*venue.Order, error) {
-	f, err := forms(rawQuery, body)
-	if err != nil {
-		return nil, err
-	}
-	o := &venue.Order{Instrument: f("pair"), Type: "edit", Quantity: f("volume"), Price: f("price"), ClientOrderID: f("cl_ord_id")}
-	if o.Instrument == "" {
-		return nil, fmt.Errorf("kraken: edit order needs pair")
-	}
-	return o, nil
-}
-
-// forms returns a lookup over the form body then the query.
+// forms returns a lookup of orderFields over the form body and the query
+// (a parameter in both, twice in one, or a read field in another letter
+// case is a venue.ErrDuplicateParam).
 func forms(rawQuery string, body []byte) (func(string) string, error) {
-	q, err := url.ParseQuery(rawQuery)
-	if err != nil {
-		return nil, fmt.Errorf("kraken: order query: %w", err)
-	}
 	if t := bytes.TrimSpace(body); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
 		return nil, ErrBody
 	}
-	f, err := url.ParseQuery(string(body))
+	vals, err := venue.FormFields(rawQuery, body, func(k string) bool { return k == "nonce" }, orderFields...)
 	if err != nil {
-		return nil, fmt.Errorf("kraken: order body: %w", err)
+		return nil, fmt.Errorf("kraken: order: %w", err)
 	}
 	return func(k string) string {
-		if x := f.Get(k); x != "" {
-			return x
+		for i, n := range orderFields {
+			if n == k {
+				return vals[i]
+			}
 		}
-		return q.Get(k)
+		return ""
 	}, nil
-}
-
-// ParseOrder reads an AddOrder request's fields from its query and form
-// body (the body wins).
-func ParseOrder(rawQuery string, body []byte) (*venue.Order, error) {
-	get, err := forms(rawQuery, body)
-	if err != nil {
-		return nil, err
-	}
-	o := &venue.Order{
-		Instrument:    get("pair"),
-		Side:          strings.ToLower(get("type")),
-		Type:          strings.ToLower(get("ordertype")),
-		Quantity:      get("volume"),
-		Price:         get("price"),
-		ClientOrderID: get("cl_ord_id"),
-	}
-	if o.ClientOrderID == "" {
-		o.ClientOrderID = get("userref")
-	}
-	if get("oflags") != "" && strings.Contains(get("oflags"), "viqc") {
-		// Volume in quote currency: the amount is a notional.
-		o.Notional, o.Quantity = o.Quantity, ""
-	}
-	if o.Instrument == "" || (o.Side != "buy" && o.Side != "sell") {
-		return nil, fmt.Errorf("kraken: order needs pair and type buy or sell")
-	}
-	return o, nil
 }
 
 // Allow implements venue.RateLimiter.

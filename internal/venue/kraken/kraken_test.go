@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -335,6 +336,9 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// TestNormalize: orders are read as Kraken executes them — a market
+// order's price is not read, stop orders carry their trigger and their
+// limit (price2), an edit is judged at the market too.
 func TestNormalize(t *testing.T) {
 	v, _ := kraken.New(kraken.Options{Credentials: creds(nil)})
 	tests := []struct {
@@ -345,14 +349,25 @@ func TestNormalize(t *testing.T) {
 		{"limit", "/0/private/AddOrder", "", "nonce=1&ordertype=limit&pair=XBTUSD&price=37500&type=buy&volume=1.25&cl_ord_id=c-1",
 			&venue.Order{Instrument: "XBTUSD", Side: "buy", Type: "limit", Quantity: "1.25", Price: "37500", ClientOrderID: "c-1"}, false},
 		{"userref as client id", "/0/private/AddOrder", "", "ordertype=market&pair=ETHUSD&type=SELL&volume=2&userref=77",
-			&venue.Order{Instrument: "ETHUSD", Side: "sell", Type: "market", Quantity: "2", ClientOrderID: "77"}, false},
+			&venue.Order{Instrument: "ETHUSD", Side: "sell", Type: "market", Quantity: "2", ClientOrderID: "77", Market: true}, false},
+		{"market with a price of its own", "/0/private/AddOrder", "", "ordertype=market&pair=XBTUSD&type=buy&volume=10&price=1",
+			&venue.Order{Instrument: "XBTUSD", Side: "buy", Type: "market", Quantity: "10", Market: true}, false},
 		{"quote volume", "/0/private/AddOrder", "", "ordertype=market&pair=XBTUSD&type=buy&volume=100&oflags=fciq,viqc",
-			&venue.Order{Instrument: "XBTUSD", Side: "buy", Type: "market", Notional: "100"}, false},
+			&venue.Order{Instrument: "XBTUSD", Side: "buy", Type: "market", Notional: "100", Market: true}, false},
+		{"stop loss", "/0/private/AddOrder", "", "ordertype=stop-loss&pair=XBTUSD&type=sell&volume=1&price=30000",
+			&venue.Order{Instrument: "XBTUSD", Side: "sell", Type: "stop-loss", Quantity: "1", TriggerPrice: "30000", Market: true}, false},
+		{"take profit limit", "/0/private/AddOrder", "", "ordertype=take-profit-limit&pair=XBTUSD&type=buy&volume=1&price=30000&price2=30100",
+			&venue.Order{Instrument: "XBTUSD", Side: "buy", Type: "take-profit-limit", Quantity: "1", Price: "30100", TriggerPrice: "30000"}, false},
+		{"trailing stop, relative offset", "/0/private/AddOrder", "", "ordertype=trailing-stop&pair=XBTUSD&type=buy&volume=1&price=%2B50",
+			&venue.Order{Instrument: "XBTUSD", Side: "buy", Type: "trailing-stop", Quantity: "1", TriggerPrice: "+50", Market: true}, false},
+		{"unknown type", "/0/private/AddOrder", "", "ordertype=new-kind&pair=XBTUSD&type=buy&volume=0&price=1&price2=2",
+			&venue.Order{Instrument: "XBTUSD", Side: "buy", Type: "new-kind", Quantity: "0", Price: "1", LegPrices: []string{"2"}, Market: true}, false},
+		{"settle position", "/0/private/AddOrder", "", "ordertype=settle-position&pair=XBTUSD&type=buy&volume=1", nil, true},
 		{"fields in query", "/0/private/AddOrder", "pair=XBTUSD&type=buy&ordertype=limit&volume=1&price=2", "",
 			&venue.Order{Instrument: "XBTUSD", Side: "buy", Type: "limit", Quantity: "1", Price: "2"}, false},
 		{"not an order", "/0/private/Balance", "", "nonce=1", nil, false},
-		{"edit", "/0/private/EditOrder", "", "txid=O1&pair=XBTUSD&volume=2&price=3",
-			&venue.Order{Instrument: "XBTUSD", Type: "edit", Quantity: "2", Price: "3"}, false},
+		{"edit", "/0/private/EditOrder", "", "txid=O1&pair=XBTUSD&volume=2&price=3&price2=4",
+			&venue.Order{Instrument: "XBTUSD", Type: "edit", Quantity: "2", Price: "3", LegPrices: []string{"4"}, Market: true}, false},
 		{"edit without pair", "/0/private/EditOrder", "", "txid=O1&volume=2", nil, true},
 		{"batch is refused", "/0/private/AddOrderBatch", "", `{"orders":[]}`, nil, true},
 		{"no side", "/0/private/AddOrder", "", "pair=XBTUSD&volume=1", nil, true},
@@ -365,10 +380,15 @@ func TestNormalize(t *testing.T) {
 			if (err != nil) != tt.err {
 				t.Fatalf("err = %v", err)
 			}
-			if tt.want == nil && o != nil || tt.want != nil && (o == nil || *o != *tt.want) {
+			if !reflect.DeepEqual(o, tt.want) {
 				t.Fatalf("= %+v, want %+v", o, tt.want)
 			}
 		})
+	}
+	for _, body := range []string{`{"orders":[{"a":1,"a":2}]}`, "orders=1&orders=2"} {
+		if _, err := v.Normalize(&venue.Request{Method: "POST", Path: "/0/private/AddOrderBatch", Body: []byte(body)}); !errors.Is(err, venue.ErrDuplicateParam) {
+			t.Fatalf("batch %s: %v, want a duplicate refusal", body, err)
+		}
 	}
 	if v.ClientOrderIDField() != "cl_ord_id" {
 		t.Fatal("ClientOrderIDField")

@@ -2,6 +2,7 @@ package okx
 
 import (
 	"errors"
+	"reflect"
 	"testing"
 
 	"github.com/keystile/keystile/internal/venue"
@@ -35,7 +36,7 @@ func TestNormalizeBatch(t *testing.T) {
 			o, err := v.Normalize(&venue.Request{Method: "POST", Path: batchPath, Body: []byte(tt.body)})
 			switch {
 			case tt.want != nil:
-				if err != nil || *o != *tt.want {
+				if err != nil || !reflect.DeepEqual(o, tt.want) {
 					t.Fatalf("got %+v, %v; want %+v", o, err, tt.want)
 				}
 			case tt.batch:

@@ -20,9 +20,9 @@ const codeNoSuchOrder = "51603"
 func clientID() venue.ClientID { return venue.ClientID{Field: ClientOrderIDField, Place: venue.InJSON} }
 
 // SetClientOrderID implements venue.ClientOrderIDs for POST
-// /api/v5/trade/order: every clOrdId member of the JSON body is set to id,
-// or one is appended; for a batch-orders body of one order, the same in
-// that order.
+// /api/v5/trade/order: the clOrdId member of the JSON body is set to id, or
+// one is appended (a body with it twice, or in another letter case, is
+// refused); for a batch-orders body of one order, the same in that order.
 func (v *Venue) SetClientOrderID(r *venue.Request, id string) error {
 	if op, _ := v.Classify(r); op != venue.OpOrderPlace {
 		return fmt.Errorf("okx: %w", venue.ErrNoClientOrderID)
@@ -34,17 +34,17 @@ func (v *Venue) SetClientOrderID(r *venue.Request, id string) error {
 		}
 		one := &venue.Request{Body: elem}
 		if err := v.ClientID.Set(one, id); err != nil {
-			return fmt.Errorf("%w: %v", ErrMalformedOrder, err)
+			return fmt.Errorf("%w: %w", ErrMalformedOrder, err)
 		}
 		b, err := venue.ReplaceJSONElement(r.Body, at, elem, one.Body)
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrMalformedOrder, err)
+			return fmt.Errorf("%w: %w", ErrMalformedOrder, err)
 		}
 		r.Body = b
 		return nil
 	}
 	if err := v.ClientID.Set(r, id); err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformedOrder, err)
+		return fmt.Errorf("%w: %w", ErrMalformedOrder, err)
 	}
 	return nil
 }

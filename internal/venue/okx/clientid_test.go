@@ -33,8 +33,10 @@ func TestSetClientOrderID(t *testing.T) {
 	venuetest.RunSetClientOrderIDJSON(t, v, "id1", []venuetest.JSONCase{
 		{"added", "/api/v5/trade/order", `{"instId":"BTC-USDT","side":"buy","ordType":"market","sz":"1"}`,
 			`{"instId":"BTC-USDT","side":"buy","ordType":"market","sz":"1","clOrdId":"id1"}`, false},
-		{"replaced, duplicates too", "/api/v5/trade/order", ` {"clOrdId":"a", "instId":"BTC-USDT","side":"buy","ordType":"market","sz":1.50,"clOrdId" : null} `,
-			` {"clOrdId":"id1", "instId":"BTC-USDT","side":"buy","ordType":"market","sz":1.50,"clOrdId" : "id1"} `, false},
+		{"replaced", "/api/v5/trade/order", ` {"clOrdId":"a", "instId":"BTC-USDT","side":"buy","ordType":"market","sz":1.50} `,
+			` {"clOrdId":"id1", "instId":"BTC-USDT","side":"buy","ordType":"market","sz":1.50} `, false},
+		{"twice refused", "/api/v5/trade/order", ` {"clOrdId":"a", "instId":"BTC-USDT","side":"buy","ordType":"market","sz":1.50,"clOrdId" : null} `, "", true},
+		{"other case refused", "/api/v5/trade/order", `{"CLORDID":"a","instId":"BTC-USDT","side":"buy","ordType":"market","sz":"1"}`, "", true},
 		{"escaped name", "/api/v5/trade/order", `{"instId":"BTC-USDT","side":"sell","ordType":"market","sz":"1","clOrd\u0049d":"x"}`,
 			`{"instId":"BTC-USDT","side":"sell","ordType":"market","sz":"1","clOrd\u0049d":"id1"}`, false},
 		{"not an object", "/api/v5/trade/order", `[{"instId":"BTC-USDT"}]`, "", true},

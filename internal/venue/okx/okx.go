@@ -211,7 +211,7 @@ func batchOrder(body []byte) (json.RawMessage, int, error) {
 	elems, offsets, err := venue.JSONArray(body)
 	switch {
 	case err != nil:
-		return nil, 0, fmt.Errorf("%w: %v", ErrMalformedOrder, err)
+		return nil, 0, fmt.Errorf("%w: %w", ErrMalformedOrder, err)
 	case len(elems) == 0:
 		return nil, 0, fmt.Errorf("%w: empty batch", ErrMalformedOrder)
 	case len(elems) > 1:
@@ -220,31 +220,98 @@ func batchOrder(body []byte) (json.RawMessage, int, error) {
 	return elems[0], offsets[0], nil
 }
 
-// ParseOrder reads an OKX order placement body.
+// ParseOrder reads an OKX order placement body as OKX executes it (its
+// documented ordType, sz and tgtCcy semantics):
+//
+//   - SPOT and MARGIN instruments (BASE-QUOTE): limit, post_only, fok,
+//     ioc, mmp, mmp_and_post_only and elp orders buy or sell sz base at
+//     px; a market order ignores px and executes at the market, its sz in
+//     base or quote currency: with tdMode cash (SPOT) as tgtCcy says
+//     (default quote for a buy, base for a sell); with a margin tdMode it
+//     may be a MARGIN order (a buy's sz always in quote, a sell's in base)
+//     or a SPOT order of a unified account (tgtCcy), so both readings are
+//     kept and the larger charge applies.
+//   - FUTURES, SWAP and OPTION instruments (more parts: BTC-USDT-SWAP):
+//     sz counts contracts of a size (ctVal) keystile does not know.
+//     market and optimal_limit_ioc execute at the market.
+//   - any other ordType: px, and the market.
+//
+// A tradeQuoteCcy other than the instrument's quote currency would trade
+// in a currency keystile does not charge, and is refused.
 func ParseOrder(body []byte) (*venue.Order, error) {
-	f, err := venue.JSONFields(body, "instId", "side", "ordType", "sz", "px", "clOrdId", "tgtCcy")
+	f, err := venue.JSONFields(body, "instId", "side", "ordType", "sz", "px", "clOrdId", "tgtCcy", "tdMode", "tradeQuoteCcy")
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformedOrder, err)
+		return nil, fmt.Errorf("%w: %w", ErrMalformedOrder, err)
 	}
-	o := &venue.Order{Instrument: f[0], Side: strings.ToLower(f[1]), Type: strings.ToLower(f[2]), Price: f[4], ClientOrderID: f[5]}
-	if o.Instrument == "" {
+	sz, px, tgt, tdMode := f[3], f[4], f[6], f[7]
+	o := &venue.Order{Instrument: f[0], Side: strings.ToLower(f[1]), Type: strings.ToLower(f[2]), ClientOrderID: f[5]}
+	switch {
+	case o.Instrument == "":
 		return nil, fmt.Errorf("%w: no instId", ErrMalformedOrder)
-	}
-	if o.Side != "buy" && o.Side != "sell" {
+	case o.Side != "buy" && o.Side != "sell":
 		return nil, fmt.Errorf("%w: side must be buy or sell", ErrMalformedOrder)
-	}
-	if o.Type == "" {
+	case o.Type == "":
 		return nil, fmt.Errorf("%w: no ordType", ErrMalformedOrder)
-	}
-	if f[3] == "" {
+	case sz == "":
 		return nil, fmt.Errorf("%w: no sz", ErrMalformedOrder)
 	}
-	if o.Type == "market" && f[6] == "quote_ccy" {
-		o.Notional = f[3]
-	} else {
-		o.Quantity = f[3]
+	parts := strings.Split(o.Instrument, "-")
+	spot := len(parts) == 2
+	if q := f[8]; q != "" && (!spot || !strings.EqualFold(q, parts[1])) {
+		return nil, fmt.Errorf("%w: tradeQuoteCcy %q is not the quote currency of %s", ErrMalformedOrder, q, o.Instrument)
+	}
+	switch o.Type {
+	case "limit", "post_only", "fok", "ioc", "mmp", "mmp_and_post_only", "elp":
+		o.Price = px
+	case "market", "optimal_limit_ioc":
+		o.Market = true
+	default:
+		o.Market, o.Price = true, px
+	}
+	if !spot {
+		o.Quantity, o.Contracts = sz, true
+		return o, nil
+	}
+	if o.Type != "market" {
+		o.Quantity = sz
+		return o, nil
+	}
+	base, quote, err := spotMarketUnits(o.Side, tdMode, tgt)
+	if err != nil {
+		return nil, err
+	}
+	if base {
+		o.Quantity = sz
+	}
+	if quote {
+		o.Notional = sz
 	}
 	return o, nil
+}
+
+// spotMarketUnits says whether a market order's sz on a spot instrument
+// may be read in base and/or in quote currency (see ParseOrder).
+func spotMarketUnits(side, tdMode, tgtCcy string) (base, quote bool, err error) {
+	spotQuote := side == "buy"
+	switch tgtCcy {
+	case "":
+	case "quote_ccy":
+		spotQuote = true
+	case "base_ccy":
+		spotQuote = false
+	default:
+		return false, false, fmt.Errorf("%w: tgtCcy %q", ErrMalformedOrder, tgtCcy)
+	}
+	base, quote = !spotQuote, spotQuote
+	if tdMode != "cash" {
+		// A MARGIN market order: a buy in quote, a sell in base.
+		if side == "buy" {
+			quote = true
+		} else {
+			base = true
+		}
+	}
+	return base, quote, nil
 }
 
 // Allow implements venue.RateLimiter: it refuses while an OKX back-off is

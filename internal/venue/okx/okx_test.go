@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -248,6 +249,9 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// TestNormalize: orders are read as OKX executes them — a market order's
+// px is ignored, its sz read in base and/or quote currency as tdMode and
+// tgtCcy say, derivatives counted in contracts.
 func TestNormalize(t *testing.T) {
 	v := newVenue(t, "k", "s", "p", nil)
 	tests := []struct {
@@ -257,10 +261,28 @@ func TestNormalize(t *testing.T) {
 	}{
 		{"limit", `{"instId":"BTC-USDT","tdMode":"cash","clOrdId":"b15","side":"buy","ordType":"limit","px":"2.15","sz":"2"}`,
 			&venue.Order{Instrument: "BTC-USDT", Side: "buy", Type: "limit", Quantity: "2", Price: "2.15", ClientOrderID: "b15"}, false},
+		{"post only", `{"instId":"BTC-USDT","tdMode":"cash","side":"sell","ordType":"post_only","px":"40000","sz":"1"}`,
+			&venue.Order{Instrument: "BTC-USDT", Side: "sell", Type: "post_only", Quantity: "1", Price: "40000"}, false},
 		{"market quote", `{"instId":"BTC-USDT","tdMode":"cash","side":"BUY","ordType":"market","sz":"100","tgtCcy":"quote_ccy"}`,
-			&venue.Order{Instrument: "BTC-USDT", Side: "buy", Type: "market", Notional: "100"}, false},
-		{"market base numeric sz", `{"instId":"ETH-USDT","side":"sell","ordType":"market","sz":0.5}`,
-			&venue.Order{Instrument: "ETH-USDT", Side: "sell", Type: "market", Quantity: "0.5"}, false},
+			&venue.Order{Instrument: "BTC-USDT", Side: "buy", Type: "market", Notional: "100", Market: true}, false},
+		{"market buy defaults to quote", `{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"market","sz":"100"}`,
+			&venue.Order{Instrument: "BTC-USDT", Side: "buy", Type: "market", Notional: "100", Market: true}, false},
+		{"market with a px of its own", `{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"market","px":"1","sz":"10","tgtCcy":"base_ccy"}`,
+			&venue.Order{Instrument: "BTC-USDT", Side: "buy", Type: "market", Quantity: "10", Market: true}, false},
+		{"market sell numeric sz", `{"instId":"ETH-USDT","tdMode":"cash","side":"sell","ordType":"market","sz":0.5}`,
+			&venue.Order{Instrument: "ETH-USDT", Side: "sell", Type: "market", Quantity: "0.5", Market: true}, false},
+		{"margin market buy in base: either reading", `{"instId":"BTC-USDT","tdMode":"cross","side":"buy","ordType":"market","sz":"2","tgtCcy":"base_ccy"}`,
+			&venue.Order{Instrument: "BTC-USDT", Side: "buy", Type: "market", Quantity: "2", Notional: "2", Market: true}, false},
+		{"margin market sell in quote: either reading", `{"instId":"BTC-USDT","tdMode":"isolated","side":"sell","ordType":"market","sz":"2","tgtCcy":"quote_ccy"}`,
+			&venue.Order{Instrument: "BTC-USDT", Side: "sell", Type: "market", Quantity: "2", Notional: "2", Market: true}, false},
+		{"swap in contracts", `{"instId":"BTC-USDT-SWAP","tdMode":"cross","side":"buy","ordType":"limit","px":"40000","sz":"3"}`,
+			&venue.Order{Instrument: "BTC-USDT-SWAP", Side: "buy", Type: "limit", Quantity: "3", Price: "40000", Contracts: true}, false},
+		{"optimal limit ioc", `{"instId":"BTC-USD-250328","tdMode":"cross","side":"sell","ordType":"optimal_limit_ioc","px":"1","sz":"3"}`,
+			&venue.Order{Instrument: "BTC-USD-250328", Side: "sell", Type: "optimal_limit_ioc", Quantity: "3", Market: true, Contracts: true}, false},
+		{"unknown ordType", `{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"new_kind","px":"1","sz":"3"}`,
+			&venue.Order{Instrument: "BTC-USDT", Side: "buy", Type: "new_kind", Quantity: "3", Price: "1", Market: true}, false},
+		{"other trade quote currency", `{"instId":"BTC-USD","tdMode":"cash","side":"buy","ordType":"limit","px":"1","sz":"3","tradeQuoteCcy":"USDT"}`, nil, true},
+		{"unknown tgtCcy", `{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"market","sz":"3","tgtCcy":"both"}`, nil, true},
 		{"bad side", `{"instId":"BTC-USDT","side":"hold","ordType":"limit","sz":"1"}`, nil, true},
 		{"no size", `{"instId":"BTC-USDT","side":"buy","ordType":"limit"}`, nil, true},
 		{"array", `[{"instId":"BTC-USDT"}]`, nil, true},
@@ -276,7 +298,7 @@ func TestNormalize(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || *o != *tt.want {
+			if err != nil || !reflect.DeepEqual(o, tt.want) {
 				t.Fatalf("got %+v, %v; want %+v", o, err, tt.want)
 			}
 		})
@@ -289,27 +311,31 @@ func TestNormalize(t *testing.T) {
 	}
 }
 
+// FuzzParseOrder: an order read from any body has a size; one that
+// executes at the market carries no limit price; contracts only for
+// derivatives; and reading is deterministic.
 func FuzzParseOrder(f *testing.F) {
 	f.Add([]byte(`{"instId":"BTC-USDT","tdMode":"cash","clOrdId":"b15","side":"buy","ordType":"limit","px":"2.15","sz":"2"}`))
 	f.Add([]byte(`{"instId":"BTC-USDT","side":"sell","ordType":"market","sz":1e3,"tgtCcy":"quote_ccy"}`))
+	f.Add([]byte(`{"instId":"BTC-USDT-SWAP","side":"sell","ordType":"optimal_limit_ioc","sz":"1","px":"5"}`))
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		o, err := ParseOrder(body)
 		if err != nil {
 			return
 		}
-		// Round trip: the order re-encoded as an OKX body reads back the same.
-		m := map[string]string{"instId": o.Instrument, "side": o.Side, "ordType": o.Type, "px": o.Price, "clOrdId": o.ClientOrderID, "sz": o.Quantity}
-		if o.Notional != "" {
-			m["sz"], m["tgtCcy"] = o.Notional, "quote_ccy"
+		if o.Quantity == "" && o.Notional == "" {
+			t.Fatalf("%s: no size: %+v", body, o)
 		}
-		b, err := json.Marshal(m)
-		if err != nil {
-			t.Fatal(err)
+		if (o.Type == "market" || o.Type == "optimal_limit_ioc") && (o.Price != "" || !o.Market) {
+			t.Fatalf("%s: a market order read with a limit price: %+v", body, o)
 		}
-		o2, err := ParseOrder(b)
-		if err != nil || *o2 != *o {
-			t.Fatalf("round trip: %+v -> %s -> %+v, %v", o, b, o2, err)
+		if o.Contracts != (strings.Count(o.Instrument, "-") != 1) {
+			t.Fatalf("%s: contracts %v for %s", body, o.Contracts, o.Instrument)
+		}
+		o2, err := ParseOrder(body)
+		if err != nil || !reflect.DeepEqual(o, o2) {
+			t.Fatalf("%s: read twice: %+v, %+v %v", body, o, o2, err)
 		}
 	})
 }

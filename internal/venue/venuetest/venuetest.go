@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"reflect"
 	"testing"
 
 	"github.com/keystile/keystile/internal/sandbox"
@@ -155,7 +156,7 @@ func SetClientOrderIDRoundTrip(t *testing.T, v interface {
 		t.Fatalf("after %q %q: %+v %v", r.RawQuery, r.Body, after, err)
 	}
 	before.ClientOrderID = id
-	if *after != *before {
+	if !reflect.DeepEqual(after, before) {
 		t.Fatalf("fields changed: %+v -> %+v", before, after)
 	}
 }

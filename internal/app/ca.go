@@ -71,9 +71,8 @@ func caNames(cfg *config.Config) []string {
 		}
 	}
 	for _, id := range sortedVenueIDs(cfg) {
-		vc := cfg.Venues[id]
-		for _, raw := range []string{vc.BaseURL, vc.TestBaseURL} {
-			if u, err := url.Parse(raw); err == nil && u.Scheme == "https" {
+		for _, pu := range venueProxyURLs(cfg.Venues[id]) {
+			if u, err := url.Parse(pu.raw); err == nil {
 				add(u.Hostname())
 			}
 		}

@@ -24,12 +24,53 @@ import (
 	"github.com/keystile/keystile/internal/secret"
 	"github.com/keystile/keystile/internal/secretref"
 	"github.com/keystile/keystile/internal/venue"
+	"github.com/keystile/keystile/internal/venue/binance"
 )
 
-// proxyRoutes are the forward proxy's routes for the running venues: the
-// host:port of each https base URL (live; the test endpoint of a sandbox
-// venue) and test base URL. Plain-http sandbox URLs have none: an SDK
-// does not CONNECT for them.
+// proxyURL is one https address of a venue that the forward proxy routes
+// (and the local CA names): live, or a test endpoint.
+type proxyURL struct {
+	raw  string
+	live bool
+}
+
+// siblingHosts are the hosts other than baseHost that a venue's API
+// spans by path (Binance's futures hosts below api.binance.com).
+func siblingHosts(typ, baseHost string) []string {
+	if typ == config.TypeBinance {
+		return binance.SiblingHosts(baseHost)
+	}
+	return nil
+}
+
+// venueProxyURLs are a venue's https addresses: its base URL (live, or
+// the test endpoint of a sandbox venue) and test base URL, the sibling
+// hosts of each, and a sandbox venue's proxy_hosts (test endpoints).
+func venueProxyURLs(vc config.Venue) []proxyURL {
+	var out []proxyURL
+	add := func(raw string, live bool) {
+		u, err := url.Parse(raw)
+		if raw == "" || err != nil || u.Scheme != "https" {
+			return
+		}
+		out = append(out, proxyURL{raw, live})
+		for _, h := range siblingHosts(vc.Type, u.Host) {
+			out = append(out, proxyURL{"https://" + h, live})
+		}
+	}
+	add(vc.BaseURL, !vc.Sandbox)
+	add(vc.TestBaseURL, false)
+	if vc.Sandbox {
+		for _, h := range vc.ProxyHosts {
+			out = append(out, proxyURL{"https://" + h, false})
+		}
+	}
+	return out
+}
+
+// proxyRoutes are the forward proxy's routes for the running venues (see
+// venueProxyURLs). Plain-http sandbox URLs have none: an SDK does not
+// CONNECT for them; a sandbox venue's proxy_hosts stand in for them.
 func proxyRoutes(venues map[string]builtVenue) []fwdproxy.Route {
 	ids := make([]string, 0, len(venues))
 	for id := range venues {
@@ -43,22 +84,22 @@ func proxyRoutes(venues map[string]builtVenue) []fwdproxy.Route {
 		hasTest := b.cfg.Sandbox || b.cfg.TestBaseURL != ""
 		byAddr := map[string]*fwdproxy.Route{}
 		var order []string
-		add := func(raw string, live bool) {
-			u, err := url.Parse(raw)
-			if raw == "" || err != nil || u.Scheme != "https" {
-				return
+		for _, pu := range venueProxyURLs(b.cfg) {
+			u, err := url.Parse(pu.raw)
+			if err != nil {
+				continue
 			}
 			port := uint16(443)
 			if p := u.Port(); p != "" {
 				n, err := strconv.ParseUint(p, 10, 16)
 				if err != nil || n == 0 {
-					return
+					continue
 				}
 				port = uint16(n)
 			}
 			host, _, err := fwdproxy.ParseAuthority(fwdproxy.JoinAuthority(u.Hostname(), port))
 			if err != nil {
-				return
+				continue
 			}
 			addr := fwdproxy.JoinAuthority(host, port)
 			r := byAddr[addr]
@@ -67,14 +108,12 @@ func proxyRoutes(venues map[string]builtVenue) []fwdproxy.Route {
 				byAddr[addr] = r
 				order = append(order, addr)
 			}
-			if live {
+			if pu.live {
 				r.Live = true
 			} else {
 				r.Test = true
 			}
 		}
-		add(b.cfg.BaseURL, !b.cfg.Sandbox)
-		add(b.cfg.TestBaseURL, false)
 		for _, a := range order {
 			out = append(out, *byAddr[a])
 		}

@@ -67,6 +67,7 @@ func transportFor(id string, vc config.Venue, log *slog.Logger, client *tls.Cert
 			return nil, fmt.Errorf("venue %s: %w", id, err)
 		}
 		hosts = append(hosts, h)
+		hosts = append(hosts, siblingHosts(vc.Type, h)...)
 	}
 	if vc.Auth != nil && vc.Auth.OAuth2.TokenURL != "" {
 		h, err := hostOf(vc.Auth.OAuth2.TokenURL)

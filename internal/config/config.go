@@ -278,6 +278,14 @@ type Venue struct {
 	// Hosts (venues.<id>.hosts) are extra hosts the venue may reach. The
 	// hosts of the URLs above are always allowed.
 	Hosts []string `yaml:"hosts"`
+	// ProxyHosts (venues.<id>.proxy_hosts) are real venue hosts (e.g.
+	// api.binance.com, fapi.binance.com) whose CONNECTs the forward proxy
+	// serves with this venue, so that an SDK whose URLs are fixed reaches
+	// the sandbox unchanged. Only with sandbox: true and loopback URLs:
+	// only kst_test_ tokens of this venue use them, and the requests go to
+	// the loopback sandbox, never to the real host. Bare host names or
+	// host:port (default port 443).
+	ProxyHosts []string `yaml:"proxy_hosts"`
 	// Sandbox (venues.<id>.sandbox) allows http:// URLs, but only to
 	// loopback hosts (127.0.0.0/8, ::1, localhost). Default false.
 	Sandbox bool `yaml:"sandbox"`

@@ -25,8 +25,11 @@ func TestExampleFileParses(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("revalidate: %v", err)
 	}
-	if got := len(c.Venues); got != 10 {
-		t.Fatalf("venues = %d, want 10", got)
+	if got := len(c.Venues); got != 11 {
+		t.Fatalf("venues = %d, want 11", got)
+	}
+	if got := c.Venues["binance-sandbox"].ProxyHosts; len(got) != 3 {
+		t.Fatalf("binance-sandbox proxy_hosts = %v", got)
 	}
 	if c.Venues["kraken"].Tier != "starter" || c.Venues["binance"].TestBaseURL == "" {
 		t.Fatalf("exchange venues: %+v %+v", c.Venues["kraken"], c.Venues["binance"])
@@ -287,4 +290,37 @@ func TestNoSecretsInSchema(t *testing.T) {
 		}
 	}
 	walk(reflect.TypeFor[Config](), "")
+}
+
+// TestProxyHosts: venues.<id>.proxy_hosts only on a sandbox venue whose
+// every URL is on loopback, and only real host names.
+func TestProxyHosts(t *testing.T) {
+	sb := "venues:\n  bn:\n    type: binance\n    credential: c\n    sandbox: true\n    base_url: http://127.0.0.1:9005\n"
+	tests := []struct {
+		name, yaml, want string // want "" means valid
+	}{
+		{"sandbox aliases", sb + "    proxy_hosts: [api.binance.com, fapi.binance.com, \"api.binance.com:8443\"]\n", ""},
+		{"not a sandbox", "venues:\n  bn:\n    type: binance\n    credential: c\n    base_url: https://api.binance.com\n    proxy_hosts: [api.binance.com]\n",
+			"venues.bn.proxy_hosts: only valid with sandbox: true"},
+		{"sandbox on a remote host", "venues:\n  bn:\n    type: binance\n    credential: c\n    sandbox: true\n    base_url: https://testnet.binance.vision\n    proxy_hosts: [api.binance.com]\n",
+			"venues.bn.proxy_hosts: only valid when every URL of the venue is on a loopback host"},
+		{"remote test url", sb + "    test_base_url: https://testnet.binance.vision\n    proxy_hosts: [api.binance.com]\n",
+			"only valid when every URL of the venue is on a loopback host"},
+		{"url", sb + "    proxy_hosts: [\"https://api.binance.com\"]\n", "venues.bn.proxy_hosts[0]: must be a venue's host name"},
+		{"wildcard", sb + "    proxy_hosts: [\"*.binance.com\"]\n", "venues.bn.proxy_hosts[0]: must be a venue's host name"},
+		{"loopback alias", sb + "    proxy_hosts: [localhost]\n", "venues.bn.proxy_hosts[0]: must be a venue's host name"},
+		{"bad port", sb + "    proxy_hosts: [\"api.binance.com:0\"]\n", "venues.bn.proxy_hosts[0]: bad port"},
+		{"empty", sb + "    proxy_hosts: [\"\"]\n", "venues.bn.proxy_hosts[0]: must be a venue's host name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("keystile.yaml", []byte(tt.yaml))
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("error %v, want %q", err, tt.want)
+			}
+		})
+	}
 }

@@ -203,6 +203,7 @@ func (ck *checker) venue(id string, v Venue, idRE *regexp.Regexp) {
 			ck.add(fmt.Sprintf("%s.hosts[%d]", p, i), "must be a bare host name or host:port, got %q", h)
 		}
 	}
+	ck.proxyHosts(p, v)
 
 	switch v.TLS.MinVersion {
 	case "", "1.2", "1.3":
@@ -357,6 +358,43 @@ func (ck *checker) template(key, t string) {
 
 // url checks an upstream URL: https, or http with sandbox to a loopback
 // host; no userinfo, query or fragment.
+// proxyHosts checks venues.<id>.proxy_hosts: a sandbox venue's aliases
+// for real hosts. They must never send a live token's traffic anywhere, so
+// the venue must be sandbox: true with every URL on a loopback host.
+func (ck *checker) proxyHosts(p string, v Venue) {
+	if len(v.ProxyHosts) == 0 {
+		return
+	}
+	if !v.Sandbox {
+		ck.add(p+".proxy_hosts", "only valid with sandbox: true (it routes a real host's CONNECTs to this venue)")
+		return
+	}
+	for _, raw := range []string{v.BaseURL, v.TestBaseURL, v.IdentityURL} {
+		if u, err := url.Parse(raw); raw != "" && (err != nil || !isLoopback(u.Hostname())) {
+			ck.add(p+".proxy_hosts", "only valid when every URL of the venue is on a loopback host, got %q", raw)
+			return
+		}
+	}
+	for i, h := range v.ProxyHosts {
+		host := h
+		if strings.ContainsAny(h, "/@?#*[] \t") {
+			ck.add(fmt.Sprintf("%s.proxy_hosts[%d]", p, i), "must be a venue's host name (e.g. api.binance.com) or host:port, got %q", h)
+			continue
+		}
+		if hh, port, err := net.SplitHostPort(h); err == nil {
+			n, perr := strconv.Atoi(port)
+			if perr != nil || n < 1 || n > 65535 {
+				ck.add(fmt.Sprintf("%s.proxy_hosts[%d]", p, i), "bad port in %q", h)
+				continue
+			}
+			host = hh
+		}
+		if host == "" || strings.ContainsAny(host, "/@?#:[]* \t") || isLoopback(host) {
+			ck.add(fmt.Sprintf("%s.proxy_hosts[%d]", p, i), "must be a venue's host name (e.g. api.binance.com) or host:port, got %q", h)
+		}
+	}
+}
+
 func (ck *checker) url(key, raw string, sandbox bool) {
 	if raw == "" {
 		return

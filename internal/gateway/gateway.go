@@ -273,7 +273,8 @@ func (g *Gateway) serve(v Venue) (*served, error) {
 			return nil, fmt.Errorf("gateway: venue %q: %w", v.ID, err)
 		}
 		rt := timed{retrier}
-		*ep.rp = g.proxy(ep.e.BaseURL, rt, s.limiter)
+		router, _ := v.Impl.(venue.HostRouter)
+		*ep.rp = g.proxy(ep.e.BaseURL, rt, s.limiter, router)
 		*ep.base = ep.e.BaseURL
 		*ep.rt = rt
 		if ref, ok := v.Impl.(venue.PriceReference); ok && s.prices == nil && g.o.Policy != nil {
@@ -410,7 +411,9 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 }
 
 // proxy builds the reverse proxy for one endpoint.
-func (g *Gateway) proxy(base *url.URL, rt http.RoundTripper, lim venue.RateLimiter) *httputil.ReverseProxy {
+// A venue.HostRouter picks the host of each path (Binance's futures
+// hosts); the transport's allowlist must hold them.
+func (g *Gateway) proxy(base *url.URL, rt http.RoundTripper, lim venue.RateLimiter, router venue.HostRouter) *httputil.ReverseProxy {
 	modify := g.modifyResponse
 	if lim != nil {
 		modify = func(resp *http.Response) error {
@@ -423,7 +426,13 @@ func (g *Gateway) proxy(base *url.URL, rt http.RoundTripper, lim venue.RateLimit
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			st := stateOf(pr.In.Context())
 			escaped := basePath + st.path
-			u := &url.URL{Scheme: base.Scheme, Host: base.Host, RawQuery: st.rawQuery}
+			host := base.Host
+			if router != nil {
+				if h := router.UpstreamHost(base.Host, st.path); h != "" {
+					host = h
+				}
+			}
+			u := &url.URL{Scheme: base.Scheme, Host: host, RawQuery: st.rawQuery}
 			if p, err := url.PathUnescape(escaped); err == nil {
 				u.Path = p
 				if u.EscapedPath() != escaped {

@@ -223,14 +223,18 @@ var errDuplicateParam = publicError{http.StatusBadRequest, "bad_request", "a req
 
 // orderRefusal decides whether an order placement whose normalizer
 // failed with oerr is refused before the policy: always when it names a
-// parameter twice (keystile and the venue could read different orders),
-// and any malformed order when no policy is configured.
+// parameter twice (keystile and the venue could read different orders) or
+// places several orders at once (venue.ErrBatchOrders: keystile checks
+// orders one by one), and any malformed order when no policy is
+// configured.
 func orderRefusal(oerr error, havePolicy bool) (publicError, string, bool) {
 	switch {
 	case oerr == nil:
 		return publicError{}, "", false
 	case errors.Is(oerr, venue.ErrDuplicateParam):
 		return errDuplicateParam, "venue.duplicate_parameter", true
+	case errors.Is(oerr, venue.ErrBatchOrders):
+		return errDenied, "venue.batch_orders", true
 	case !havePolicy:
 		return errBadRequest, "venue.order", true
 	}

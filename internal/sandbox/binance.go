@@ -224,6 +224,8 @@ func binanceRouteOf(route string) (binanceRoute, bool) {
 		return binanceRoute{"exchangeInfo", 20, false}, true
 	case "GET /api/v3/ticker/price":
 		return binanceRoute{"ticker.price", 2, false}, true
+	case "GET /api/v3/ticker/24hr":
+		return binanceRoute{"ticker.24hr", 2, false}, true
 	case "GET /api/v3/account":
 		return binanceRoute{"account", 20, true}, true
 	case "POST /api/v3/order":
@@ -238,6 +240,16 @@ func binanceRouteOf(route string) (binanceRoute, bool) {
 		return binanceRoute{"openOrders.cancel", 1, true}, true
 	case "POST /api/v3/userDataStream":
 		return binanceRoute{"userDataStream", 2, false}, true
+	case "GET /sapi/v1/capital/config/getall":
+		return binanceRoute{"capital.config", 10, true}, true
+	case "GET /sapi/v1/margin/allPairs":
+		return binanceRoute{"margin.allPairs", 1, false}, true
+	case "GET /sapi/v1/margin/isolated/allPairs":
+		return binanceRoute{"margin.isolatedPairs", 10, true}, true
+	case "GET /fapi/v1/exchangeInfo":
+		return binanceRoute{"fapi.exchangeInfo", 1, false}, true
+	case "GET /dapi/v1/exchangeInfo":
+		return binanceRoute{"dapi.exchangeInfo", 1, false}, true
 	}
 	return binanceRoute{}, false
 }
@@ -303,7 +315,7 @@ func (b *binance) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 			binanceError(w, st, code, msg)
 			return
 		}
-	} else if rt.op == "userDataStream" && subtle.ConstantTimeCompare([]byte(r.Header.Get("X-MBX-APIKEY")), []byte(b.key.APIKey)) != 1 {
+	} else if (rt.op == "userDataStream" || rt.op == "margin.allPairs") && subtle.ConstantTimeCompare([]byte(r.Header.Get("X-MBX-APIKEY")), []byte(b.key.APIKey)) != 1 {
 		b.vs.authFailure()
 		st, code, msg := BinanceErrorCode(ErrBinanceKey)
 		binanceError(w, st, code, msg)
@@ -323,21 +335,38 @@ func (b *binance) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 	case "time":
 		writeJSON(w, http.StatusOK, map[string]int64{"serverTime": now.UnixMilli()})
 	case "exchangeInfo":
-		writeJSON(w, http.StatusOK, map[string]any{
-			"timezone": "UTC", "serverTime": now.UnixMilli(),
-			"rateLimits": []any{
-				map[string]any{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": BinanceMaxWeight},
-				map[string]any{"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
-				map[string]any{"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
-			},
-			"symbols": []any{map[string]any{"symbol": "BTCUSDT", "status": "TRADING", "baseAsset": "BTC", "quoteAsset": "USDT"}},
-		})
+		writeJSON(w, http.StatusOK, binanceExchangeInfo(now))
+	case "fapi.exchangeInfo", "dapi.exchangeInfo":
+		writeJSON(w, http.StatusOK, binanceFuturesInfo(rt.op == "dapi.exchangeInfo", now))
+	case "capital.config":
+		writeJSON(w, http.StatusOK, []any{binanceCoin("BTC", "Bitcoin", "2.5", "0.0000071"), binanceCoin("USDT", "TetherUS", "150000", "1")})
+	case "margin.allPairs", "margin.isolatedPairs":
+		pair := map[string]any{"id": 351637150141315861, "symbol": "BTCUSDT", "base": "BTC", "quote": "USDT",
+			"isMarginTrade": true, "isBuyAllowed": true, "isSellAllowed": true}
+		if rt.op == "margin.isolatedPairs" {
+			delete(pair, "id")
+		}
+		writeJSON(w, http.StatusOK, []any{pair})
 	case "ticker.price":
 		sym := p.Get("symbol")
 		if sym == "" {
 			sym = "BTCUSDT"
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"symbol": sym, "price": "37500.00000000"})
+	case "ticker.24hr":
+		sym := p.Get("symbol")
+		if sym == "" {
+			sym = "BTCUSDT"
+		}
+		day := now.Add(-24 * time.Hour).UnixMilli()
+		writeJSON(w, http.StatusOK, map[string]any{
+			"symbol": sym, "priceChange": "250.00000000", "priceChangePercent": "0.671", "weightedAvgPrice": "37400.12000000",
+			"prevClosePrice": "37250.00000000", "lastPrice": "37500.00000000", "lastQty": "0.01000000",
+			"bidPrice": "37499.99000000", "bidQty": "1.20000000", "askPrice": "37500.01000000", "askQty": "0.80000000",
+			"openPrice": "37250.00000000", "highPrice": "37800.00000000", "lowPrice": "37100.00000000",
+			"volume": "12000.50000000", "quoteVolume": "448800000.00000000", "openTime": day, "closeTime": now.UnixMilli(),
+			"firstId": 28385, "lastId": 28460, "count": 76,
+		})
 	case "userDataStream":
 		writeJSON(w, http.StatusOK, map[string]string{"listenKey": randAlnum(60)})
 	case "account":
@@ -422,6 +451,80 @@ func (b *binance) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 			return
 		}
 		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+// binanceExchangeInfo is GET /api/v3/exchangeInfo as Binance documents
+// it: one symbol, BTCUSDT, with its filters and permissions.
+func binanceExchangeInfo(now time.Time) map[string]any {
+	return map[string]any{
+		"timezone": "UTC", "serverTime": now.UnixMilli(),
+		"rateLimits": []any{
+			map[string]any{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": BinanceMaxWeight},
+			map[string]any{"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+			map[string]any{"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+		},
+		"exchangeFilters": []any{},
+		"symbols": []any{map[string]any{
+			"symbol": "BTCUSDT", "status": "TRADING", "baseAsset": "BTC", "baseAssetPrecision": 8,
+			"quoteAsset": "USDT", "quotePrecision": 8, "quoteAssetPrecision": 8, "baseCommissionPrecision": 8,
+			"quoteCommissionPrecision": 8,
+			"orderTypes":               []string{"LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"},
+			"icebergAllowed":           true, "ocoAllowed": true, "otoAllowed": true, "quoteOrderQtyMarketAllowed": true,
+			"allowTrailingStop": true, "cancelReplaceAllowed": true, "isSpotTradingAllowed": true,
+			"isMarginTradingAllowed": true,
+			"filters": []any{
+				map[string]string{"filterType": "PRICE_FILTER", "minPrice": "0.01000000", "maxPrice": "1000000.00000000", "tickSize": "0.01000000"},
+				map[string]string{"filterType": "LOT_SIZE", "minQty": "0.00001000", "maxQty": "9000.00000000", "stepSize": "0.00001000"},
+				map[string]any{"filterType": "NOTIONAL", "minNotional": "5.00000000", "applyMinToMarket": true, "maxNotional": "9000000.00000000", "applyMaxToMarket": false, "avgPriceMins": 5},
+				map[string]string{"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000", "maxQty": "100.00000000", "stepSize": "0.00000000"},
+			},
+			"permissions": []string{}, "permissionSets": [][]string{{"SPOT", "MARGIN"}},
+			"defaultSelfTradePreventionMode":  "EXPIRE_MAKER",
+			"allowedSelfTradePreventionModes": []string{"EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"},
+		}},
+	}
+}
+
+// binanceFuturesInfo is GET /fapi/v1/exchangeInfo (USDⓈ-M) or
+// /dapi/v1/exchangeInfo (COIN-M): one perpetual contract.
+func binanceFuturesInfo(coinM bool, now time.Time) map[string]any {
+	sym := map[string]any{
+		"symbol": "BTCUSDT", "pair": "BTCUSDT", "contractType": "PERPETUAL", "deliveryDate": 4133404800000,
+		"onboardDate": 1569398400000, "status": "TRADING", "baseAsset": "BTC", "quoteAsset": "USDT",
+		"marginAsset": "USDT", "pricePrecision": 2, "quantityPrecision": 3, "baseAssetPrecision": 8,
+		"quotePrecision": 8, "underlyingType": "COIN", "triggerProtect": "0.0500",
+		"filters": []any{
+			map[string]string{"filterType": "PRICE_FILTER", "minPrice": "556.80", "maxPrice": "4529764", "tickSize": "0.10"},
+			map[string]string{"filterType": "LOT_SIZE", "minQty": "0.001", "maxQty": "1000", "stepSize": "0.001"},
+		},
+		"orderTypes":  []string{"LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"},
+		"timeInForce": []string{"GTC", "IOC", "FOK", "GTX"},
+	}
+	if coinM {
+		sym["symbol"], sym["pair"], sym["quoteAsset"], sym["marginAsset"] = "BTCUSD_PERP", "BTCUSD", "USD", "BTC"
+		sym["contractSize"], sym["contractStatus"] = 100, "TRADING"
+		delete(sym, "status")
+	}
+	return map[string]any{
+		"timezone": "UTC", "serverTime": now.UnixMilli(), "futuresType": "U_MARGINED",
+		"rateLimits":      []any{map[string]any{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400}},
+		"exchangeFilters": []any{}, "assets": []any{}, "symbols": []any{sym},
+	}
+}
+
+// binanceCoin is one entry of GET /sapi/v1/capital/config/getall.
+func binanceCoin(coin, name, free, withdrawFee string) map[string]any {
+	return map[string]any{
+		"coin": coin, "name": name, "free": free, "locked": "0", "freeze": "0", "withdrawing": "0", "ipoing": "0",
+		"ipoable": "0", "storage": "0", "isLegalMoney": false, "trading": true, "depositAllEnable": true,
+		"withdrawAllEnable": true,
+		"networkList": []any{map[string]any{
+			"network": coin, "coin": coin, "name": name, "isDefault": true, "depositEnable": true, "withdrawEnable": true,
+			"withdrawFee": withdrawFee, "withdrawMin": withdrawFee, "withdrawMax": "9999999999.99999999",
+			"withdrawIntegerMultiple": "0.00000001", "minConfirm": 1, "unLockConfirm": 2, "busy": false,
+			"depositDesc": "", "withdrawDesc": "", "specialTips": "", "sameAddress": false, "estimatedArrivalTime": 25,
+		}},
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -120,6 +121,39 @@ func (b *bybit) credentialHeaders() []string {
 }
 func (b *bybit) expireSessions() {}
 
+// instruments answers GET /v5/market/instruments-info: BTCUSDT spot; the
+// other categories (linear, inverse, option) list nothing.
+func (b *bybit) instruments(w http.ResponseWriter, q url.Values) {
+	cat := q.Get("category")
+	switch cat {
+	case "spot":
+		b.answer(w, http.StatusOK, 0, "OK", map[string]any{"category": cat, "list": []any{map[string]any{
+			"symbol": "BTCUSDT", "baseCoin": "BTC", "quoteCoin": "USDT", "innovation": "0", "status": "Trading",
+			"marginTrading": "utaOnly", "stTag": "0",
+			"lotSizeFilter": map[string]string{"basePrecision": "0.000001", "quotePrecision": "0.00000001",
+				"minOrderQty": "0.000048", "maxOrderQty": "71.73956243", "minOrderAmt": "1", "maxOrderAmt": "2000000"},
+			"priceFilter":    map[string]string{"tickSize": "0.01"},
+			"riskParameters": map[string]string{"priceLimitRatioX": "0.01", "priceLimitRatioY": "0.02"},
+		}}})
+	case "linear", "inverse", "option":
+		b.answer(w, http.StatusOK, 0, "OK", map[string]any{"category": cat, "list": []any{}, "nextPageCursor": ""})
+	default:
+		b.answer(w, http.StatusOK, 10001, "params error: Category is invalid", nil)
+	}
+}
+
+// bybitCoin is one row of GET /v5/asset/coin/query-info.
+func bybitCoin(coin, remain, chain, fee, minWd string) map[string]any {
+	return map[string]any{
+		"name": coin, "coin": coin, "remainAmount": remain,
+		"chains": []any{map[string]string{
+			"chainType": chain, "confirmation": "1", "withdrawFee": fee, "depositMin": "0", "withdrawMin": minWd,
+			"chain": chain, "chainDeposit": "1", "chainWithdraw": "1", "minAccuracy": "8", "withdrawPercentageFee": "0",
+			"contractAddress": "", "safeConfirmNumber": "1",
+		}},
+	}
+}
+
 func (b *bybit) answer(w http.ResponseWriter, status, code int, msg string, result any) {
 	b.answerAt(w, b.vs.clock().UnixMilli(), status, code, msg, result)
 }
@@ -140,13 +174,17 @@ func (b *bybit) answerAt(w http.ResponseWriter, ms int64, status, code int, msg 
 
 func (b *bybit) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 	ops := map[string]string{
-		"GET /v5/market/tickers":         "market.tickers",
-		"GET /v5/account/wallet-balance": "account.wallet_balance",
-		"POST /v5/order/create":          "order.create",
-		"POST /v5/order/cancel":          "order.cancel",
-		"POST /v5/order/cancel-all":      "order.cancel_all",
-		"GET /v5/order/realtime":         "order.realtime",
-		"GET /v5/order/history":          "order.history",
+		"GET /v5/market/tickers":          "market.tickers",
+		"GET /v5/account/wallet-balance":  "account.wallet_balance",
+		"POST /v5/order/create":           "order.create",
+		"POST /v5/order/cancel":           "order.cancel",
+		"POST /v5/order/cancel-all":       "order.cancel_all",
+		"GET /v5/order/realtime":          "order.realtime",
+		"GET /v5/order/history":           "order.history",
+		"GET /v5/market/instruments-info": "market.instruments",
+		"GET /v5/asset/coin/query-info":   "asset.coin_info",
+		"GET /v5/user/query-api":          "user.query_api",
+		"GET /v5/account/info":            "account.info",
 	}
 	op, ok := ops[r.Method+" "+r.URL.Path]
 	if !ok {
@@ -164,6 +202,10 @@ func (b *bybit) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 		b.answer(w, http.StatusOK, 0, "OK", map[string]any{"category": r.URL.Query().Get("category"), "list": []any{
 			map[string]string{"symbol": sym, "lastPrice": "43250.10", "bid1Price": "43250.00", "ask1Price": "43250.20", "volume24h": "1234.5"},
 		}})
+		return
+	}
+	if op == "market.instruments" {
+		b.instruments(w, r.URL.Query())
 		return
 	}
 	if err := VerifyBybit(r.Method, r.URL.RawQuery, body, r.Header, b.key, b.sec, now); err != nil {
@@ -193,6 +235,28 @@ func (b *bybit) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 		}
 	}
 	switch op {
+	case "asset.coin_info":
+		answer(http.StatusOK, 0, "success", map[string]any{"rows": []any{
+			bybitCoin("BTC", "2.5", "BTC", "0.0005", "0.001"), bybitCoin("USDT", "100000", "TRX", "1", "10"),
+		}})
+	case "user.query_api":
+		// The key's own record: read-only 0, its trade permissions, a
+		// unified trading account (uta 1).
+		answer(http.StatusOK, 0, "", map[string]any{
+			"id": "13770661", "note": "keystile sandbox", "apiKey": string(b.key.Reveal()), "readOnly": 0, "secret": "",
+			"permissions": map[string][]string{"ContractTrade": {"Order", "Position"}, "Spot": {"SpotTrade"},
+				"Wallet": {"AccountTransfer"}, "Options": {"OptionsTrade"}, "Derivatives": {}, "CopyTrading": {},
+				"BlockTrade": {}, "Exchange": {}, "NFT": {}, "Affiliate": {}},
+			"ips": []string{"*"}, "type": 1, "deadlineDay": 83, "expiredAt": "2099-01-01T00:00:00Z",
+			"createdAt": "2024-01-01T00:00:00Z", "unified": 0, "uta": 1, "userID": 24617703, "inviterID": 0,
+			"vipLevel": "No VIP", "mktMakerLevel": "0", "affiliateID": 0, "rsaPublicKey": "", "isMaster": true,
+		})
+	case "account.info":
+		answer(http.StatusOK, 0, "success", map[string]any{
+			"unifiedMarginStatus": 5, "marginMode": "REGULAR_MARGIN", "isMasterTrader": false,
+			"spotHedgingStatus": "OFF", "updatedTime": strconv.FormatInt(signedAt, 10), "dcpStatus": "OFF",
+			"timeWindow": 10, "smpGroup": 0,
+		})
 	case "account.wallet_balance":
 		answer(http.StatusOK, 0, "OK", map[string]any{"list": []any{map[string]any{
 			"accountType": "UNIFIED", "totalEquity": "100000",

@@ -2,11 +2,16 @@ package sandbox
 
 // Coinbase Advanced Trade emulator. Every request carries Authorization:
 // Bearer <jwt>: a compact JWS with header {"alg","kid","nonce","typ"} and
-// claims {"sub","iss","nbf","exp","uri"}. The emulator checks the signature
-// (ES256 with r||s, or EdDSA, matching the credential's key), kid and sub
-// equal to key_name, iss "cdp", nbf <= now < exp with exp - nbf at most
-// 120 s (5 s of clock skew allowed on nbf), uri exactly "METHOD host/path"
-// of the request, and that no nonce is used twice while its JWT is valid.
+// claims {"sub","iss","nbf","exp","uri"}. The emulator accepts every claim
+// set Coinbase accepts: iss "cdp" or the legacy "coinbase-cloud" (what
+// ccxt and coinbase-advanced-py send with ES256 keys), an optional aud
+// naming retail_rest_api_proxy or cdp_service, and the request as uri or
+// among uris (ccxt's EdDSA tokens). It checks the signature (ES256 with
+// r||s, or EdDSA, matching the credential's key), kid and sub equal to
+// key_name, nbf <= now < exp with exp - nbf at most 120 s (5 s of clock
+// skew allowed on nbf), the uri "METHOD host/path" of the request, and that
+// no nonce is used twice while its JWT is valid. A refusal names the claim
+// at fault.
 // Refusals are HTTP 401 {"error":"UNAUTHENTICATED","message":...}; past
 // CoinbaseLimit requests per second, HTTP 429 {"error":"RATE_LIMIT_EXCEEDED"}.
 // Served: GET /api/v3/brokerage/market/products/{product_id} (public,
@@ -14,8 +19,12 @@ package sandbox
 // GET /api/v3/brokerage/products,
 // POST /api/v3/brokerage/orders, POST /api/v3/brokerage/orders/batch_cancel,
 // GET /api/v3/brokerage/orders/historical/batch,
-// GET /api/v3/brokerage/key_permissions, and the public GET
-// /api/v3/brokerage/time (no authentication). Credentials: key_name
+// GET /api/v3/brokerage/key_permissions,
+// GET /api/v3/brokerage/transaction_summary, GET /v2/accounts, and without
+// authentication GET /api/v3/brokerage/time,
+// /api/v3/brokerage/market/products, /api/v3/brokerage/market/products/{id}/ticker,
+// /v2/currencies,
+// /v2/currencies/crypto and /v2/exchange-rates. Credentials: key_name
 // (organizations/{uuid}/apiKeys/{uuid}) and private_key (P-256 "EC PRIVATE
 // KEY" PEM, generated unless given; an Ed25519 key as base64 of seed ||
 // public or PKCS#8 PEM is accepted too).
@@ -48,6 +57,8 @@ var (
 	ErrCoinbaseMalformed = errors.New("sandbox: coinbase: malformed jwt")
 	ErrCoinbaseAlg       = errors.New("sandbox: coinbase: wrong jwt algorithm")
 	ErrCoinbaseKey       = errors.New("sandbox: coinbase: unknown key name")
+	ErrCoinbaseIssuer    = errors.New("sandbox: coinbase: jwt issuer not accepted")
+	ErrCoinbaseAudience  = errors.New("sandbox: coinbase: jwt audience not accepted")
 	ErrCoinbaseSignature = errors.New("sandbox: coinbase: invalid jwt signature")
 	ErrCoinbaseExpired   = errors.New("sandbox: coinbase: jwt expired, not yet valid or valid too long")
 	ErrCoinbaseURI       = errors.New("sandbox: coinbase: jwt uri does not match the request")
@@ -84,8 +95,10 @@ func VerifyCoinbase(method, host, escapedPath string, headers http.Header, keyNa
 	var hdr struct{ Alg, Kid, Nonce, Typ string }
 	var cl struct {
 		Sub, Iss, URI string
-		NBF           *int64 `json:"nbf"`
-		Exp           *int64 `json:"exp"`
+		URIs          []string        `json:"uris"`
+		Aud           json.RawMessage `json:"aud"`
+		NBF           *int64          `json:"nbf"`
+		Exp           *int64          `json:"exp"`
 	}
 	hb, err1 := base64.RawURLEncoding.DecodeString(parts[0])
 	cb, err2 := base64.RawURLEncoding.DecodeString(parts[1])
@@ -121,16 +134,48 @@ func VerifyCoinbase(method, host, escapedPath string, headers http.Header, keyNa
 	default:
 		return c, ErrCoinbaseAlg
 	}
-	if hdr.Kid != keyName || cl.Sub != keyName || cl.Iss != "cdp" {
-		return c, ErrCoinbaseKey
+	switch {
+	case hdr.Kid != keyName:
+		return c, fmt.Errorf("%w: header kid is not the key name", ErrCoinbaseKey)
+	case cl.Sub != keyName:
+		return c, fmt.Errorf("%w: claim sub is not the key name", ErrCoinbaseKey)
+	case cl.Iss != "cdp" && cl.Iss != "coinbase-cloud":
+		return c, fmt.Errorf("%w: iss %q (want cdp or coinbase-cloud)", ErrCoinbaseIssuer, cl.Iss)
 	}
-	if !c.Exp.After(c.NBF) || c.Exp.Sub(c.NBF) > CoinbaseMaxLifetime || now.Add(5*time.Second).Before(c.NBF) || !now.Before(c.Exp) {
-		return c, ErrCoinbaseExpired
+	if len(cl.Aud) > 0 && !coinbaseAudience(cl.Aud) {
+		return c, fmt.Errorf("%w: aud %s (want retail_rest_api_proxy or cdp_service)", ErrCoinbaseAudience, cl.Aud)
 	}
-	if cl.URI != method+" "+host+escapedPath {
-		return c, ErrCoinbaseURI
+	switch {
+	case !c.Exp.After(c.NBF):
+		return c, fmt.Errorf("%w: exp is not after nbf", ErrCoinbaseExpired)
+	case c.Exp.Sub(c.NBF) > CoinbaseMaxLifetime:
+		return c, fmt.Errorf("%w: valid for %s, more than %s", ErrCoinbaseExpired, c.Exp.Sub(c.NBF), CoinbaseMaxLifetime)
+	case now.Add(5 * time.Second).Before(c.NBF):
+		return c, fmt.Errorf("%w: nbf is in the future", ErrCoinbaseExpired)
+	case !now.Before(c.Exp):
+		return c, fmt.Errorf("%w: expired", ErrCoinbaseExpired)
+	}
+	want := method + " " + host + escapedPath
+	if cl.URI != want && !slices.Contains(cl.URIs, want) {
+		return c, fmt.Errorf("%w: want %q", ErrCoinbaseURI, want)
+	}
+	if c.URI == "" && len(cl.URIs) > 0 {
+		c.URI = want
 	}
 	return c, nil
+}
+
+// coinbaseAudience reports an aud claim (a string or an array of strings)
+// naming one of Coinbase's REST audiences.
+func coinbaseAudience(raw json.RawMessage) bool {
+	var list []string
+	var one string
+	if json.Unmarshal(raw, &one) == nil {
+		list = []string{one}
+	} else if json.Unmarshal(raw, &list) != nil {
+		return false
+	}
+	return slices.Contains(list, "retail_rest_api_proxy") || slices.Contains(list, "cdp_service")
 }
 
 // parseCoinbaseKey reads a P-256 or Ed25519 private key.
@@ -239,7 +284,7 @@ func coinbasePrice(id string) (string, bool) {
 }
 
 func (c *coinbase) serve(w http.ResponseWriter, r *http.Request, body []byte) {
-	if id, ok := strings.CutPrefix(r.URL.Path, "/api/v3/brokerage/market/products/"); ok && r.Method == http.MethodGet {
+	if id, ok := strings.CutPrefix(r.URL.Path, "/api/v3/brokerage/market/products/"); ok && r.Method == http.MethodGet && !strings.Contains(id, "/") {
 		c.vs.count("market.product")
 		price, known := coinbasePrice(id)
 		if !known {
@@ -257,8 +302,19 @@ func (c *coinbase) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 		"GET /api/v3/brokerage/orders/historical/batch": "orders.list",
 		"GET /api/v3/brokerage/key_permissions":         "key_permissions",
 		"GET /api/v3/brokerage/time":                    "time",
+		"GET /api/v3/brokerage/market/products":         "market.products",
+		"GET /api/v3/brokerage/transaction_summary":     "transaction_summary",
+		"GET /v2/accounts":                              "v2.accounts",
+		"GET /v2/currencies":                            "v2.currencies",
+		"GET /v2/currencies/crypto":                     "v2.currencies_crypto",
+		"GET /v2/exchange-rates":                        "v2.exchange_rates",
 	}
 	op, ok := ops[r.Method+" "+r.URL.Path]
+	if product, found := strings.CutPrefix(r.URL.Path, "/api/v3/brokerage/market/products/"); !ok && r.Method == http.MethodGet && found {
+		if product, ok = strings.CutSuffix(product, "/ticker"); ok && product != "" && !strings.Contains(product, "/") {
+			op = "market.ticker"
+		}
+	}
 	if !ok {
 		c.vs.count("not_found")
 		coinbaseError(w, http.StatusNotFound, "NOT_FOUND", "route not found")
@@ -270,6 +326,9 @@ func (c *coinbase) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 		// Public: served without authentication, as Coinbase does.
 		writeJSON(w, http.StatusOK, map[string]string{"iso": now.UTC().Format(time.RFC3339Nano),
 			"epochSeconds": strconv.FormatInt(now.Unix(), 10), "epochMillis": strconv.FormatInt(now.UnixMilli(), 10)})
+		return
+	}
+	if c.public(w, r, op) {
 		return
 	}
 	cl, err := VerifyCoinbase(r.Method, r.Host, r.URL.EscapedPath(), r.Header, c.keyName, c.key.Public(), now)
@@ -289,12 +348,17 @@ func (c *coinbase) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 	switch op {
 	case "accounts":
-		writeJSON(w, http.StatusOK, map[string]any{"accounts": []any{
-			map[string]any{"uuid": "8bfc20d7-f7c6-4422-bf07-8243ca4169fe", "name": "USD Wallet", "currency": "USD",
-				"available_balance": map[string]string{"value": "100000.00", "currency": "USD"}, "active": true},
-			map[string]any{"uuid": "b5f2a3c1-3b4e-4c1f-9b8e-2d1f0a9c7e61", "name": "BTC Wallet", "currency": "BTC",
-				"available_balance": map[string]string{"value": "1.00000000", "currency": "BTC"}, "active": true},
-		}, "has_next": false, "cursor": "", "size": 2})
+		writeJSON(w, http.StatusOK, map[string]any{"accounts": c.accounts(), "has_next": false, "cursor": "", "size": 2})
+	case "v2.accounts":
+		writeJSON(w, http.StatusOK, map[string]any{"pagination": map[string]any{"ending_before": nil, "starting_after": nil,
+			"limit": 25, "order": "desc", "previous_uri": nil, "next_uri": nil}, "data": c.accountsV2()})
+	case "transaction_summary":
+		writeJSON(w, http.StatusOK, map[string]any{"total_volume": 0, "total_fees": 0,
+			"fee_tier": map[string]string{"pricing_tier": "Advanced 1", "usd_from": "0", "usd_to": "1000",
+				"taker_fee_rate": "0.012", "maker_fee_rate": "0.006", "aop_from": "", "aop_to": ""},
+			"margin_rate": nil, "goods_and_services_tax": nil, "advanced_trade_only_volume": 0,
+			"advanced_trade_only_fees": 0, "coinbase_pro_volume": 0, "coinbase_pro_fees": 0, "total_balance": "",
+			"has_promo_fee": false})
 	case "products":
 		writeJSON(w, http.StatusOK, map[string]any{"products": []any{
 			map[string]string{"product_id": "BTC-USD", "price": "43250.12", "base_currency_id": "BTC", "quote_currency_id": "USD", "status": "online"},
@@ -369,6 +433,132 @@ func (c *coinbase) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"orders": res, "has_next": next, "cursor": cursor})
 	}
+}
+
+// held is what open orders hold per currency (buys: price * size of
+// the quote; sells: size of the base).
+func (c *coinbase) held() map[string]float64 {
+	out := map[string]float64{}
+	for _, o := range c.vs.openOrders() {
+		base, quote, _ := strings.Cut(o.Instrument, "-")
+		p, _ := strconv.ParseFloat(o.Price, 64)
+		v, _ := strconv.ParseFloat(o.Size, 64)
+		if o.Side == "buy" {
+			out[quote] += p * v
+		} else {
+			out[base] += v
+		}
+	}
+	return out
+}
+
+// coinbaseWallets are the emulator's balances.
+func coinbaseWallets() []struct{ id, name, currency, balance string } {
+	return []struct{ id, name, currency, balance string }{
+		{"8bfc20d7-f7c6-4422-bf07-8243ca4169fe", "USD Wallet", "USD", "100000.00"},
+		{"b5f2a3c1-3b4e-4c1f-9b8e-2d1f0a9c7e61", "BTC Wallet", "BTC", "1.00000000"},
+	}
+}
+
+// accounts is GET /api/v3/brokerage/accounts's list: available balance,
+// hold (what open orders reserve) and type, as Coinbase documents them.
+func (c *coinbase) accounts() []any {
+	held := c.held()
+	var out []any
+	for _, wl := range coinbaseWallets() {
+		typ := "ACCOUNT_TYPE_CRYPTO"
+		if wl.currency == "USD" {
+			typ = "ACCOUNT_TYPE_FIAT"
+		}
+		total, _ := strconv.ParseFloat(wl.balance, 64)
+		h := held[wl.currency]
+		out = append(out, map[string]any{
+			"uuid": wl.id, "name": wl.name, "currency": wl.currency,
+			"available_balance": map[string]string{"value": strconv.FormatFloat(total-h, 'f', -1, 64), "currency": wl.currency},
+			"default":           wl.currency == "USD", "active": true, "created_at": "2024-01-01T00:00:00.000Z",
+			"updated_at": "2024-01-01T00:00:00.000Z", "deleted_at": nil, "type": typ, "ready": true,
+			"hold":                map[string]string{"value": strconv.FormatFloat(h, 'f', -1, 64), "currency": wl.currency},
+			"retail_portfolio_id": "8bfc20d7-f7c6-4422-bf07-8243ca4169fe", "platform": "ACCOUNT_PLATFORM_CONSUMER",
+		})
+	}
+	return out
+}
+
+// accountsV2 is GET /v2/accounts's data (Sign In With Coinbase accounts).
+func (c *coinbase) accountsV2() []any {
+	var out []any
+	for _, wl := range coinbaseWallets() {
+		typ := "crypto"
+		if wl.currency == "USD" {
+			typ = "fiat"
+		}
+		out = append(out, map[string]any{
+			"id": wl.id, "name": wl.name, "primary": wl.currency == "BTC", "type": "wallet",
+			"currency":   map[string]any{"code": wl.currency, "name": wl.currency, "type": typ, "exponent": 8},
+			"balance":    map[string]string{"amount": wl.balance, "currency": wl.currency},
+			"created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z", "resource": "account",
+			"resource_path": "/v2/accounts/" + wl.id, "allow_deposits": true, "allow_withdrawals": true,
+		})
+	}
+	return out
+}
+
+// coinbaseProducts are the emulator's products, in Advanced Trade's shape.
+func coinbaseProducts(productType string) []any {
+	if productType != "" && productType != "SPOT" {
+		return []any{}
+	}
+	var out []any
+	for _, p := range [...][4]string{{"BTC-USD", "BTC", "43250.12", "0.00000001"}, {"ETH-USD", "ETH", "2250.55", "0.00000001"}} {
+		out = append(out, map[string]any{
+			"product_id": p[0], "price": p[2], "price_percentage_change_24h": "0.5", "volume_24h": "1000",
+			"volume_percentage_change_24h": "1", "base_increment": p[3], "quote_increment": "0.01",
+			"quote_min_size": "1", "quote_max_size": "150000000", "base_min_size": "0.00000001",
+			"base_max_size": "3400", "base_name": p[1], "quote_name": "US Dollar", "watched": false,
+			"is_disabled": false, "new": false, "status": "online", "cancel_only": false, "limit_only": false,
+			"post_only": false, "trading_disabled": false, "auction_mode": false, "product_type": "SPOT",
+			"quote_currency_id": "USD", "base_currency_id": p[1], "fcm_trading_session_details": nil,
+			"mid_market_price": "", "alias": "", "alias_to": []string{}, "base_display_symbol": p[1],
+			"quote_display_symbol": "USD", "view_only": false, "price_increment": "0.01",
+		})
+	}
+	return out
+}
+
+// public answers the routes Coinbase serves without authentication; it
+// reports whether op was one.
+func (c *coinbase) public(w http.ResponseWriter, r *http.Request, op string) bool {
+	switch op {
+	case "market.ticker":
+		// Get Public Market Trades: the last trades and the best bid and ask.
+		product := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/api/v3/brokerage/market/products/"), "/ticker")
+		now := c.vs.clock().UTC().Format(time.RFC3339Nano)
+		writeJSON(w, http.StatusOK, map[string]any{"trades": []any{map[string]string{
+			"trade_id": "34b080bf-fcfd-445a-832b-46b5ddc65601", "product_id": product, "price": "43250.12", "size": "0.01",
+			"time": now, "side": "BUY", "bid": "", "ask": "",
+		}}, "best_bid": "43250.11", "best_ask": "43250.13"})
+	case "market.products":
+		p := coinbaseProducts(r.URL.Query().Get("product_type"))
+		writeJSON(w, http.StatusOK, map[string]any{"products": p, "num_products": len(p)})
+	case "v2.currencies":
+		writeJSON(w, http.StatusOK, map[string]any{"data": []any{
+			map[string]string{"id": "USD", "name": "US Dollar", "min_size": "0.01"},
+			map[string]string{"id": "EUR", "name": "Euro", "min_size": "0.01"},
+		}})
+	case "v2.currencies_crypto":
+		writeJSON(w, http.StatusOK, map[string]any{"data": []any{
+			map[string]any{"asset_id": "5b71fc48-3dd3-540c-809b-f8c94d0e68b5", "code": "BTC", "name": "Bitcoin",
+				"color": "#F7931A", "sort_index": 100, "exponent": 8, "type": "crypto", "address_regex": "^([13][a-km-zA-HJ-NP-Z1-9]{25,34})|^(bc1[qzry9x8gf2tvdw0s3jn54khce6mua7l]([qpzry9x8gf2tvdw0s3jn54khce6mua7l]{38}|[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}))$"},
+			map[string]any{"asset_id": "d85dce9b-5b73-5c3c-8978-522ce1d1c1b4", "code": "ETH", "name": "Ethereum",
+				"color": "#627EEA", "sort_index": 102, "exponent": 8, "type": "crypto", "address_regex": "^(?:0x)?[0-9a-fA-F]{40}$"},
+		}})
+	case "v2.exchange_rates":
+		writeJSON(w, http.StatusOK, map[string]any{"data": map[string]any{"currency": "USD",
+			"rates": map[string]string{"USD": "1.0", "EUR": "0.92", "BTC": "0.0000231213", "ETH": "0.000444335"}}})
+	default:
+		return false
+	}
+	return true
 }
 
 func (c *coinbase) create(w http.ResponseWriter, body []byte) {

@@ -62,6 +62,28 @@
 // elsewhere. POST /v1/videos is the "order"; its client id is client_ref or
 // the Idempotency-Key header.
 //
+// # Exchanges
+//
+// binance, kraken, okx, bybit, coinbase: each emulator's file comment
+// gives its signature scheme. Besides trading, each serves what an
+// unmodified SDK (ccxt's loadMarkets, fetchBalance, createOrder,
+// cancelOrder with their default options) reads, in the venue's documented
+// answer shape: Binance /api/v3/exchangeInfo with its filters, /api/v3/ticker/24hr,
+// /sapi/v1/capital/config/getall, /sapi/v1/margin/allPairs (API key, no
+// signature), /sapi/v1/margin/isolated/allPairs, and the futures hosts'
+// /fapi/v1/exchangeInfo and /dapi/v1/exchangeInfo on the same listener;
+// Kraken /0/public/Assets, /0/public/AssetPairs and /0/private/BalanceEx;
+// OKX /api/v5/public/instruments, /api/v5/asset/currencies and
+// /api/v5/trade/batch-orders (up to 20 orders; code 0, 1 or 2 as all, some
+// or none were placed); Bybit /v5/market/instruments-info,
+// /v5/asset/coin/query-info, /v5/account/info and /v5/user/query-api;
+// Coinbase /v2/currencies, /v2/currencies/crypto, /v2/exchange-rates and
+// /api/v3/brokerage/market/products (and a product's ticker) without
+// authentication, /v2/accounts,
+// /api/v3/brokerage/transaction_summary, and accounts with their type and
+// hold. Coinbase takes every claim set Coinbase takes (iss cdp or the
+// legacy coinbase-cloud, aud, uri or uris).
+//
 // # The generic ("BetPro Exchange") scheme
 //
 // BetPro publishes no documentation, so keystile's configuration has to

@@ -174,7 +174,7 @@ func (k *kraken) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 	method := strings.TrimPrefix(path, "/0/private/")
 	switch method {
-	case "Balance", "AddOrder", "CancelOrder", "CancelAll", "OpenOrders", "ClosedOrders":
+	case "Balance", "BalanceEx", "AddOrder", "CancelOrder", "CancelAll", "OpenOrders", "ClosedOrders":
 	default:
 		k.vs.count("not_found")
 		krakenReply(w, http.StatusNotFound, []string{"EGeneral:Unknown method"}, nil)
@@ -205,6 +205,24 @@ func (k *kraken) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 	switch method {
 	case "Balance":
 		krakenReply(w, http.StatusOK, nil, map[string]string{"ZUSD": "150000.0000", "XXBT": "2.5000000000", "XETH": "40.0000000000"})
+	case "BalanceEx":
+		// The extended balance: each asset's balance and what open
+		// orders hold of it.
+		held := map[string]float64{}
+		for _, o := range k.vs.openOrders() {
+			p, _ := strconv.ParseFloat(o.Price, 64)
+			v, _ := strconv.ParseFloat(o.Size, 64)
+			if o.Side == "buy" {
+				held["ZUSD"] += p * v
+			} else {
+				held["XXBT"] += v
+			}
+		}
+		krakenReply(w, http.StatusOK, nil, map[string]any{
+			"ZUSD": map[string]string{"balance": "150000.0000", "hold_trade": strconv.FormatFloat(held["ZUSD"], 'f', 4, 64)},
+			"XXBT": map[string]string{"balance": "2.5000000000", "hold_trade": strconv.FormatFloat(held["XXBT"], 'f', 10, 64)},
+			"XETH": map[string]string{"balance": "40.0000000000", "hold_trade": "0.0000000000"},
+		})
 	case "AddOrder":
 		side, typ := form.Get("type"), form.Get("ordertype")
 		if form.Get("pair") == "" || (side != "buy" && side != "sell") || typ == "" || form.Get("volume") == "" {
@@ -308,6 +326,24 @@ func (k *kraken) public(w http.ResponseWriter, r *http.Request, method string) {
 		krakenReply(w, http.StatusOK, nil, map[string]any{pair: map[string]any{
 			"a": []string{"37500.10000", "1", "1.000"}, "b": []string{"37500.00000", "2", "2.000"},
 			"c": []string{"37500.00000", "0.01000000"}, "v": []string{"1200.5", "3400.1"},
+		}})
+	case "Assets":
+		k.vs.count("Assets")
+		krakenReply(w, http.StatusOK, nil, map[string]any{
+			"XXBT": map[string]any{"aclass": "currency", "altname": "XBT", "decimals": 10, "display_decimals": 5, "collateral_value": 1, "status": "enabled"},
+			"ZUSD": map[string]any{"aclass": "currency", "altname": "USD", "decimals": 4, "display_decimals": 2, "collateral_value": 1, "status": "enabled"},
+			"XETH": map[string]any{"aclass": "currency", "altname": "ETH", "decimals": 10, "display_decimals": 5, "collateral_value": 1, "status": "enabled"},
+		})
+	case "AssetPairs":
+		k.vs.count("AssetPairs")
+		krakenReply(w, http.StatusOK, nil, map[string]any{"XXBTZUSD": map[string]any{
+			"altname": "XBTUSD", "wsname": "XBT/USD", "aclass_base": "currency", "base": "XXBT", "aclass_quote": "currency",
+			"quote": "ZUSD", "lot": "unit", "cost_decimals": 5, "pair_decimals": 1, "lot_decimals": 8, "lot_multiplier": 1,
+			"leverage_buy": []int{2, 3, 4, 5}, "leverage_sell": []int{2, 3, 4, 5},
+			"fees":                [][]float64{{0, 0.4}, {10000, 0.35}, {50000, 0.24}},
+			"fees_maker":          [][]float64{{0, 0.25}, {10000, 0.2}, {50000, 0.14}},
+			"fee_volume_currency": "ZUSD", "margin_call": 80, "margin_stop": 40, "ordermin": "0.00005", "costmin": "0.5",
+			"tick_size": "0.1", "status": "online",
 		}})
 	default:
 		k.vs.count("not_found")

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -127,6 +128,9 @@ func (o *okx) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 		"POST /api/v5/trade/cancel-batch-orders": "trade.cancel_batch",
 		"GET /api/v5/trade/orders-pending":       "trade.pending",
 		"GET /api/v5/trade/order":                "trade.order_details",
+		"GET /api/v5/public/instruments":         "public.instruments",
+		"GET /api/v5/asset/currencies":           "asset.currencies",
+		"POST /api/v5/trade/batch-orders":        "trade.batch_orders",
 	}
 	op, ok := ops[r.Method+" "+r.URL.Path]
 	if !ok {
@@ -145,6 +149,10 @@ func (o *okx) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 			"instType": "SPOT", "instId": inst, "last": "43250.1", "askPx": "43250.2", "bidPx": "43250.1",
 			"ts": fmt.Sprint(o.vs.clock().UnixMilli()),
 		}})
+		return
+	}
+	if op == "public.instruments" {
+		o.instruments(w, r.URL.Query())
 		return
 	}
 	if sim := r.Header.Get("x-simulated-trading"); sim != "" && sim != "1" && sim != "0" {
@@ -181,26 +189,44 @@ func (o *okx) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 			},
 		}})
 	case "trade.order":
-		var req struct {
-			InstID  string `json:"instId"`
-			TdMode  string `json:"tdMode"`
-			Side    string `json:"side"`
-			OrdType string `json:"ordType"`
-			Sz      string `json:"sz"`
-			Px      string `json:"px"`
-			ClOrdID string `json:"clOrdId"`
-		}
-		if err := json.Unmarshal(body, &req); err != nil || req.InstID == "" || req.Sz == "" || (req.Side != "buy" && req.Side != "sell") || req.OrdType == "" {
+		res, ok := o.place(body, r.Header)
+		if !ok {
 			okxAnswer(w, http.StatusOK, "51000", "Parameter error", nil)
 			return
 		}
-		ord := o.vs.addOrder("", Order{ClientOrderID: req.ClOrdID, Instrument: req.InstID, Side: req.Side, Price: req.Px, Size: req.Sz})
-		// ts: OKX answers with its time in ms; here the request's own
-		// (verified) OK-ACCESS-TIMESTAMP, so the answer is deterministic.
-		signedAt, _ := time.Parse(time.RFC3339Nano, r.Header.Get("OK-ACCESS-TIMESTAMP"))
-		okxAnswer(w, http.StatusOK, "0", "", []any{map[string]string{
-			"ordId": ord.ID, "clOrdId": req.ClOrdID, "tag": "", "ts": fmt.Sprint(signedAt.UnixMilli()), "sCode": "0", "sMsg": "Order placed",
-		}})
+		okxAnswer(w, http.StatusOK, "0", "", []any{res})
+	case "trade.batch_orders":
+		// Up to 20 orders; code 0 when all were placed, 2 when none
+		// was, 1 when some were (each carries its own sCode).
+		var reqs []json.RawMessage
+		if err := json.Unmarshal(body, &reqs); err != nil || len(reqs) == 0 || len(reqs) > 20 {
+			okxAnswer(w, http.StatusOK, "51000", "Parameter error", nil)
+			return
+		}
+		var res []any
+		placed := 0
+		for _, one := range reqs {
+			r, ok := o.place(one, r.Header)
+			if !ok {
+				r = map[string]string{"ordId": "", "clOrdId": "", "tag": "", "sCode": "51000", "sMsg": "Parameter error"}
+			} else {
+				placed++
+			}
+			res = append(res, r)
+		}
+		code, msg := "0", ""
+		switch {
+		case placed == 0:
+			code, msg = "2", "All operations failed"
+		case placed < len(reqs):
+			code, msg = "1", "Operation failed."
+		}
+		okxAnswer(w, http.StatusOK, code, msg, res)
+	case "asset.currencies":
+		okxAnswer(w, http.StatusOK, "0", "", []any{
+			okxCurrency("BTC", "Bitcoin", "BTC-Bitcoin", "0.0002", "0.0005"),
+			okxCurrency("USDT", "Tether", "USDT-TRC20", "1", "2"),
+		})
 	case "trade.cancel":
 		var req struct {
 			InstID  string `json:"instId"`
@@ -304,6 +330,65 @@ func (o *okx) serve(w http.ResponseWriter, r *http.Request, body []byte) {
 			})
 		}
 		okxAnswer(w, http.StatusOK, "0", "", res)
+	}
+}
+
+// place places one order (a trade/order body or one batch element) and
+// returns OKX's per-order result; ok is false for a malformed order.
+func (o *okx) place(body []byte, h http.Header) (map[string]string, bool) {
+	var req struct {
+		InstID  string `json:"instId"`
+		TdMode  string `json:"tdMode"`
+		Side    string `json:"side"`
+		OrdType string `json:"ordType"`
+		Sz      string `json:"sz"`
+		Px      string `json:"px"`
+		ClOrdID string `json:"clOrdId"`
+		Tag     string `json:"tag"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil || req.InstID == "" || req.Sz == "" || (req.Side != "buy" && req.Side != "sell") || req.OrdType == "" {
+		return nil, false
+	}
+	ord := o.vs.addOrder("", Order{ClientOrderID: req.ClOrdID, Instrument: req.InstID, Side: req.Side, Price: req.Px, Size: req.Sz})
+	// ts: OKX answers with its time in ms; here the request's own
+	// (verified) OK-ACCESS-TIMESTAMP, so the answer is deterministic.
+	signedAt, _ := time.Parse(time.RFC3339Nano, h.Get("OK-ACCESS-TIMESTAMP"))
+	return map[string]string{
+		"ordId": ord.ID, "clOrdId": req.ClOrdID, "tag": req.Tag, "ts": fmt.Sprint(signedAt.UnixMilli()), "sCode": "0", "sMsg": "Order placed",
+	}, true
+}
+
+// instruments answers GET /api/v5/public/instruments: BTC-USDT spot; the
+// other instrument types (FUTURES, SWAP, OPTION) list nothing.
+func (o *okx) instruments(w http.ResponseWriter, q url.Values) {
+	switch q.Get("instType") {
+	case "SPOT":
+		okxAnswer(w, http.StatusOK, "0", "", []any{map[string]string{
+			"instType": "SPOT", "instId": "BTC-USDT", "uly": "", "instFamily": "", "baseCcy": "BTC", "quoteCcy": "USDT",
+			"settleCcy": "", "ctValCcy": "", "optType": "", "stk": "", "listTime": "1606468572000", "expTime": "",
+			"lever": "10", "tickSz": "0.1", "lotSz": "0.00000001", "minSz": "0.00001", "ctType": "", "alias": "",
+			"state": "live", "maxLmtSz": "9999999999", "maxMktSz": "1000000", "ruleType": "normal", "ctMult": "", "ctVal": "",
+		}})
+	case "MARGIN", "SWAP", "FUTURES":
+		okxAnswer(w, http.StatusOK, "0", "", nil)
+	case "OPTION":
+		if q.Get("uly") == "" && q.Get("instFamily") == "" {
+			okxAnswer(w, http.StatusBadRequest, "51000", "Parameter uly error", nil)
+			return
+		}
+		okxAnswer(w, http.StatusOK, "0", "", nil)
+	default:
+		okxAnswer(w, http.StatusBadRequest, "51000", "Parameter instType error", nil)
+	}
+}
+
+// okxCurrency is one entry of GET /api/v5/asset/currencies.
+func okxCurrency(ccy, name, chain, fee, minWd string) map[string]any {
+	return map[string]any{
+		"ccy": ccy, "name": name, "logoLink": "", "chain": chain, "canDep": true, "canWd": true, "canInternal": true,
+		"minDep": "0.00005", "minWd": minWd, "maxWd": "500", "wdTickSz": "8", "wdQuota": "1000000", "usedWdQuota": "0",
+		"fee": fee, "minFee": fee, "maxFee": fee, "mainNet": true, "needTag": false, "minDepArrivalConfirm": "1",
+		"minWdUnlockConfirm": "2", "depQuotaFixed": "", "usedDepQuotaFixed": "", "depQuoteDailyLayer2": "",
 	}
 }
 

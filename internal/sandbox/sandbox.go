@@ -119,6 +119,7 @@ type Options struct {
 type Received struct {
 	Venue      string
 	Method     string
+	Host       string // the Host header as received
 	RequestURI string // path and query as sent
 	Header     http.Header
 	Body       []byte
@@ -571,7 +572,7 @@ func (vs *venueServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if vs.seen != nil {
-		vs.seen(Received{Venue: vs.name, Method: r.Method, RequestURI: r.RequestURI, Header: r.Header.Clone(), Body: bytes.Clone(body)})
+		vs.seen(Received{Venue: vs.name, Method: r.Method, Host: r.Host, RequestURI: r.RequestURI, Header: r.Header.Clone(), Body: bytes.Clone(body)})
 	}
 	if fault.Kind == FaultSlowProcess {
 		// The venue has the request and processes it whether or not
@@ -705,4 +706,26 @@ func ReadCredentials(r io.Reader) (map[string]map[string]string, error) {
 		return nil, fmt.Errorf("%w: read credentials: %w", ErrBadCredentials, err)
 	}
 	return c, nil
+}
+
+// SDKHosts returns the real hosts an unmodified SDK of venue dials (ccxt's
+// default URLs, the official connectors'): keystile's forward proxy routes
+// their CONNECTs to the emulator when the sandbox venue lists them in
+// proxy_hosts. Venues without a public SDK host have none.
+func SDKHosts(venue string) []string {
+	switch venue {
+	case VenueBinance:
+		return []string{"api.binance.com", "fapi.binance.com", "dapi.binance.com"}
+	case VenueKraken:
+		return []string{"api.kraken.com"}
+	case VenueOKX:
+		return []string{"www.okx.com"}
+	case VenueBybit:
+		return []string{"api.bybit.com"}
+	case VenueCoinbase:
+		return []string{"api.coinbase.com"}
+	case VenueBetfair:
+		return []string{"api.betfair.com"}
+	}
+	return nil
 }

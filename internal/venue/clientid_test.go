@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/keystile/keystile/internal/venue"
@@ -170,5 +171,45 @@ func TestLookupOutcome(t *testing.T) {
 				t.Fatalf("= %q %v %v", id, found, err)
 			}
 		})
+	}
+}
+
+// FuzzJSONArray: JSONArray's elements are exactly body's bytes at their
+// offsets and each is valid JSON; replacing one with itself gives body
+// back; anything else than one array is an error, never a panic.
+func FuzzJSONArray(f *testing.F) {
+	for _, s := range []string{`[]`, `[1, "a" ,{"b":[2]}]`, ` [ {"x":1} ] `, `[1,]`, `[1] 2`, `{}`, `[[[]]]`, `["\u0022]"]`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		elems, offsets, err := venue.JSONArray([]byte(body))
+		if err != nil {
+			if elems != nil || offsets != nil {
+				t.Fatal("elements returned with an error")
+			}
+			return
+		}
+		if !json.Valid([]byte(body)) || len(elems) != len(offsets) || len(elems) > venue.MaxBatch {
+			t.Fatalf("accepted %q: %d elements, %d offsets", body, len(elems), len(offsets))
+		}
+		for i, e := range elems {
+			if !json.Valid(e) || body[offsets[i]:offsets[i]+len(e)] != string(e) {
+				t.Fatalf("element %d %q is not at offset %d of %q", i, e, offsets[i], body)
+			}
+			same, err := venue.ReplaceJSONElement([]byte(body), offsets[i], e, e)
+			if err != nil || string(same) != body {
+				t.Fatalf("replacing element %d with itself: %q, %v", i, same, err)
+			}
+		}
+	})
+}
+
+func TestJSONArrayLimits(t *testing.T) {
+	big := "[" + strings.Repeat("1,", venue.MaxBatch) + "1]"
+	if _, _, err := venue.JSONArray([]byte(big)); !errors.Is(err, venue.ErrNotJSONArray) {
+		t.Fatalf("%d elements: %v", venue.MaxBatch+1, err)
+	}
+	if _, err := venue.ReplaceJSONElement([]byte(`[1]`), 1, []byte("2"), []byte("3")); err == nil {
+		t.Fatal("replaced bytes that were not the element")
 	}
 }

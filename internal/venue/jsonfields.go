@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 )
 
 // ErrNotJSONObject: a body that should be one JSON object is not.
@@ -77,4 +78,59 @@ func JSONScalar(raw json.RawMessage) (string, error) {
 		return "", errNotScalar
 	}
 	return n.String(), nil
+}
+
+// ErrBatchOrders reports an order placement that carries several orders
+// (OKX /api/v5/trade/batch-orders with more than one, Kraken
+// AddOrderBatch): keystile checks order placements one order at a time,
+// so the gateway refuses it with the rule venue.batch_orders rather than
+// let orders through unchecked. A batch of one order is that order.
+var ErrBatchOrders = errors.New("venue: a batch of several orders is refused: send the orders one by one")
+
+// MaxBatch bounds the elements JSONArray reads.
+const MaxBatch = 100
+
+// JSONArray reads body as exactly one JSON array of at most MaxBatch
+// elements and returns each element's raw bytes and its offset in body, so
+// that one element can be rewritten in place (SetJSONElement).
+func JSONArray(body []byte) (elems []json.RawMessage, offsets []int, err error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('[') {
+		return nil, nil, ErrNotJSONArray
+	}
+	for dec.More() {
+		if len(elems) == MaxBatch {
+			return nil, nil, fmt.Errorf("%w: more than %d elements", ErrNotJSONArray, MaxBatch)
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, nil, ErrNotJSONArray
+		}
+		end := int(dec.InputOffset())
+		elems = append(elems, raw)
+		offsets = append(offsets, end-len(raw))
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim(']') {
+		return nil, nil, ErrNotJSONArray
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, nil, fmt.Errorf("%w: trailing data", ErrNotJSONArray)
+	}
+	return elems, offsets, nil
+}
+
+// ErrNotJSONArray: a body that should be one JSON array is not.
+var ErrNotJSONArray = errors.New("body is not a single JSON array")
+
+// ReplaceJSONElement returns body with the element at offset (as
+// JSONArray reported it, old being its bytes) replaced by repl; every
+// other byte is kept.
+func ReplaceJSONElement(body []byte, offset int, old, repl []byte) ([]byte, error) {
+	if offset < 0 || offset+len(old) > len(body) || !bytes.Equal(body[offset:offset+len(old)], old) {
+		return nil, ErrNotJSONArray
+	}
+	out := make([]byte, 0, len(body)-len(old)+len(repl))
+	out = append(out, body[:offset]...)
+	out = append(out, repl...)
+	return append(out, body[offset+len(old):]...), nil
 }

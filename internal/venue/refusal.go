@@ -85,3 +85,26 @@ func (r Refusal) Kind() RefusalKind {
 		return RefusedUnavailable
 	}
 }
+
+// RefusalCodes is an ErrorShaper's table: the venue's own error code (or
+// status name) for each kind of refusal, as the venue documents it.
+type RefusalCodes struct {
+	Unavailable, Auth, Denied, RateLimit, BadRequest, UnknownOutcome string
+}
+
+// Code returns the venue's code for r's kind.
+func (c RefusalCodes) Code(r Refusal) string {
+	switch r.Kind() {
+	case RefusedAuth:
+		return c.Auth
+	case RefusedDenied:
+		return c.Denied
+	case RefusedRateLimit:
+		return c.RateLimit
+	case RefusedBadRequest:
+		return c.BadRequest
+	case RefusedUnknownOutcome:
+		return c.UnknownOutcome
+	}
+	return c.Unavailable
+}

@@ -92,3 +92,13 @@ func TestShapeRefusal(t *testing.T) {
 		})
 	}
 }
+
+func TestRefusalCodes(t *testing.T) {
+	c := venue.RefusalCodes{Unavailable: "u", Auth: "a", Denied: "d", RateLimit: "r", BadRequest: "b", UnknownOutcome: "o"}
+	for code, want := range map[string]string{"unauthorized": "a", "forbidden": "a", "denied": "d", "rate_limited": "r",
+		"too_large": "b", "outcome_unknown": "o", "audit_unavailable": "u", "": "u"} {
+		if got := c.Code(venue.Refusal{Code: code}); got != want {
+			t.Errorf("%q: %q, want %q", code, got, want)
+		}
+	}
+}

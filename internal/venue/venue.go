@@ -114,10 +114,13 @@ type Closer interface {
 // Route maps a method and a path pattern to an operation. Patterns are
 // slash-separated; a segment "{x}" matches any one segment, a final "*"
 // matches the rest (zero or more segments). Method "*" matches any method.
+// Auth says how the venue authenticates the route (AuthSigned, the zero
+// value, AuthKey or AuthNone; see Table.Public).
 type Route struct {
 	Method string
 	Path   string
 	Op     string
+	Auth   int
 }
 
 // Table is an ordered operations table: the first matching route wins.
@@ -126,16 +129,8 @@ type Table []Route
 // Lookup returns the operation of method and path (the escaped path; a
 // trailing slash is ignored).
 func (t Table) Lookup(method, path string) (string, bool) {
-	p := strings.Trim(path, "/")
-	for _, r := range t {
-		if r.Method != "*" && r.Method != method {
-			continue
-		}
-		if match(strings.Trim(r.Path, "/"), p) {
-			return r.Op, true
-		}
-	}
-	return "", false
+	r, ok := t.Find(method, path)
+	return r.Op, ok
 }
 
 func match(pattern, path string) bool {

@@ -4,11 +4,11 @@ import "testing"
 
 func TestTableLookup(t *testing.T) {
 	tab := Table{
-		{"GET", "/account/v1/balance", OpAccountRead},
-		{"POST", "/marketplace-api/v1/user-targets/create", OpOrderPlace},
-		{"DELETE", "/api/v1/orders/{id}", OpOrderCancel},
-		{"GET", "/exchange/*", OpMarketRead},
-		{"*", "/graphql", "graphql"},
+		{Method: "GET", Path: "/account/v1/balance", Op: OpAccountRead},
+		{Method: "POST", Path: "/marketplace-api/v1/user-targets/create", Op: OpOrderPlace},
+		{Method: "DELETE", Path: "/api/v1/orders/{id}", Op: OpOrderCancel},
+		{Method: "GET", Path: "/exchange/*", Op: OpMarketRead},
+		{Method: "*", Path: "/graphql", Op: "graphql"},
 	}
 	tests := []struct {
 		method, path string
@@ -41,7 +41,7 @@ func TestTableLookup(t *testing.T) {
 }
 
 func FuzzTableLookup(f *testing.F) {
-	tab := Table{{"GET", "/a/{x}/c", "x"}, {"GET", "/b/*", "y"}, {"*", "/", "root"}}
+	tab := Table{{Method: "GET", Path: "/a/{x}/c", Op: "x"}, {Method: "GET", Path: "/b/*", Op: "y"}, {Method: "*", Path: "/", Op: "root"}}
 	for _, s := range []string{"/a/1/c", "/b/", "//", "/a//c", "", "/b/x/y/z"} {
 		f.Add("GET", s)
 	}

@@ -30,5 +30,6 @@ func ExampleMerge() {
 	//     credential: sandbox-binance
 	//     base_url: http://127.0.0.1:7885
 	//     sandbox: true
+	//     proxy_hosts: [api.binance.com, fapi.binance.com, dapi.binance.com]
 	// binance added
 }

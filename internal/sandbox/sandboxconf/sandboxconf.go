@@ -73,6 +73,11 @@ func Venues(info sandbox.Info) ([]Venue, error) {
 			typ = "generic"
 		}
 		fmt.Fprintf(&b, "type: %s\ncredential: %s\nbase_url: %s\nsandbox: true\n", typ, v.Credential, vi.BaseURL)
+		if hosts := sandbox.SDKHosts(name); len(hosts) > 0 {
+			// An unmodified SDK behind the forward proxy dials the real
+			// host; its test token reaches this emulator.
+			fmt.Fprintf(&b, "proxy_hosts: [%s]\n", strings.Join(hosts, ", "))
+		}
 		switch name {
 		case sandbox.VenueBetfair:
 			fmt.Fprintf(&b, "identity_url: %s\nlogin: login\n", vi.IdentityURL)

@@ -54,26 +54,28 @@ var (
 	ErrUnreadableOrder = errors.New("binance: the orders of this order list cannot be checked")
 )
 
-// Operations is Binance spot's operations table.
+// Operations is Binance spot's operations table, with each route's
+// security type: NONE (AuthNone), MARKET_DATA and USER_STREAM (AuthKey:
+// the key, no signature), the rest SIGNED.
 var Operations = venue.Table{
-	{Method: "GET", Path: "/api/v3/ping", Op: venue.OpMarketRead},
-	{Method: "GET", Path: "/api/v3/time", Op: venue.OpMarketRead},
-	{Method: "GET", Path: "/api/v3/exchangeInfo", Op: venue.OpMarketRead},
-	{Method: "GET", Path: "/api/v3/depth", Op: venue.OpMarketRead},
-	{Method: "GET", Path: "/api/v3/trades", Op: venue.OpMarketRead},
-	{Method: "GET", Path: "/api/v3/historicalTrades", Op: venue.OpMarketRead},
-	{Method: "GET", Path: "/api/v3/aggTrades", Op: venue.OpMarketRead},
-	{Method: "GET", Path: "/api/v3/klines", Op: venue.OpMarketRead},
-	{Method: "GET", Path: "/api/v3/uiKlines", Op: venue.OpMarketRead},
-	{Method: "GET", Path: "/api/v3/avgPrice", Op: venue.OpMarketRead},
-	{Method: "GET", Path: "/api/v3/ticker/*", Op: venue.OpMarketRead},
+	{Method: "GET", Path: "/api/v3/ping", Op: venue.OpMarketRead, Auth: venue.AuthNone},
+	{Method: "GET", Path: "/api/v3/time", Op: venue.OpMarketRead, Auth: venue.AuthNone},
+	{Method: "GET", Path: "/api/v3/exchangeInfo", Op: venue.OpMarketRead, Auth: venue.AuthNone},
+	{Method: "GET", Path: "/api/v3/depth", Op: venue.OpMarketRead, Auth: venue.AuthNone},
+	{Method: "GET", Path: "/api/v3/trades", Op: venue.OpMarketRead, Auth: venue.AuthNone},
+	{Method: "GET", Path: "/api/v3/historicalTrades", Op: venue.OpMarketRead, Auth: venue.AuthKey},
+	{Method: "GET", Path: "/api/v3/aggTrades", Op: venue.OpMarketRead, Auth: venue.AuthNone},
+	{Method: "GET", Path: "/api/v3/klines", Op: venue.OpMarketRead, Auth: venue.AuthNone},
+	{Method: "GET", Path: "/api/v3/uiKlines", Op: venue.OpMarketRead, Auth: venue.AuthNone},
+	{Method: "GET", Path: "/api/v3/avgPrice", Op: venue.OpMarketRead, Auth: venue.AuthNone},
+	{Method: "GET", Path: "/api/v3/ticker/*", Op: venue.OpMarketRead, Auth: venue.AuthNone},
 	{Method: "GET", Path: "/api/v3/account", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/api/v3/account/commission", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/api/v3/myTrades", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/api/v3/myPreventedMatches", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/api/v3/myAllocations", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/api/v3/rateLimit/order", Op: venue.OpAccountRead},
-	{Method: "*", Path: "/api/v3/userDataStream", Op: venue.OpAccountRead},
+	{Method: "*", Path: "/api/v3/userDataStream", Op: venue.OpAccountRead, Auth: venue.AuthKey},
 	{Method: "GET", Path: "/api/v3/order", Op: venue.OpOrderRead},
 	{Method: "GET", Path: "/api/v3/openOrders", Op: venue.OpOrderRead},
 	{Method: "GET", Path: "/api/v3/allOrders", Op: venue.OpOrderRead},
@@ -103,7 +105,18 @@ var Operations = venue.Table{
 	{Method: "*", Path: "/sapi/v1/account/apiRestrictions/*", Op: venue.OpAPIKeyManage},
 	{Method: "*", Path: "/sapi/v1/account/enableFastWithdrawSwitch", Op: venue.OpAPIKeyManage},
 	{Method: "*", Path: "/sapi/v1/account/disableFastWithdrawSwitch", Op: venue.OpAPIKeyManage},
-	{Method: "*", Path: "/sapi/v1/userDataStream", Op: venue.OpAccountRead},
+	{Method: "*", Path: "/sapi/v1/userDataStream", Op: venue.OpAccountRead, Auth: venue.AuthKey},
+	// What ccxt's loadMarkets reads besides /api/v3/exchangeInfo: margin
+	// pairs (MARKET_DATA: key, no signature; isolated: USER_DATA) and the
+	// futures hosts' exchange information (public; see SiblingHost).
+	{Method: "GET", Path: "/sapi/v1/margin/allPairs", Op: venue.OpMarketRead, Auth: venue.AuthKey},
+	{Method: "GET", Path: "/sapi/v1/margin/isolated/allPairs", Op: venue.OpAccountRead},
+	{Method: "GET", Path: "/fapi/v1/ping", Op: venue.OpMarketRead, Auth: venue.AuthNone},
+	{Method: "GET", Path: "/fapi/v1/time", Op: venue.OpMarketRead, Auth: venue.AuthNone},
+	{Method: "GET", Path: "/fapi/v1/exchangeInfo", Op: venue.OpMarketRead, Auth: venue.AuthNone},
+	{Method: "GET", Path: "/dapi/v1/ping", Op: venue.OpMarketRead, Auth: venue.AuthNone},
+	{Method: "GET", Path: "/dapi/v1/time", Op: venue.OpMarketRead, Auth: venue.AuthNone},
+	{Method: "GET", Path: "/dapi/v1/exchangeInfo", Op: venue.OpMarketRead, Auth: venue.AuthNone},
 }
 
 // Options configure New.
@@ -129,6 +142,7 @@ type Options struct {
 
 // Venue is a Binance spot venue. It is safe for concurrent use.
 type Venue struct {
+	venue.Kit
 	creds      venue.Credentials
 	now        func() time.Time
 	baseURL    string
@@ -152,7 +166,8 @@ func New(o Options) (*Venue, error) {
 	if o.RecvWindow < 0 || o.RecvWindow > 60*time.Second {
 		return nil, fmt.Errorf("binance: recv window %s outside (0, 60s]", o.RecvWindow)
 	}
-	v := &Venue{creds: o.Credentials, now: o.Now, baseURL: strings.TrimRight(o.BaseURL, "/"), client: o.HTTPClient,
+	v := &Venue{Kit: venue.Kit{Routes: Operations, KeyHeader: HeaderAPIKey, Credentials: []string{HeaderAPIKey}, ClientID: clientID()},
+		creds: o.Credentials, now: o.Now, baseURL: strings.TrimRight(o.BaseURL, "/"), client: o.HTTPClient,
 		every: o.ClockSync, log: o.Logger}
 	if v.baseURL != "" {
 		if u, err := url.Parse(v.baseURL); err != nil || u.Host == "" {
@@ -174,25 +189,6 @@ func New(o Options) (*Venue, error) {
 		v.log = slog.New(slog.DiscardHandler)
 	}
 	return v, nil
-}
-
-// Classify implements venue.Venue.
-func (v *Venue) Classify(r *venue.Request) (string, bool) { return Operations.Lookup(r.Method, r.Path) }
-
-// CredentialHeaders implements venue.Venue.
-func (v *Venue) CredentialHeaders() []string { return []string{HeaderAPIKey} }
-
-// ClientOrderIDField implements venue.Normalizer.
-func (v *Venue) ClientOrderIDField() string { return "newClientOrderId" }
-
-// BotToken implements venue.TokenCarrier: SDKs send the API key (here the
-// kst_ token) in X-MBX-APIKEY.
-func (v *Venue) BotToken(h http.Header, _ string) (string, bool) {
-	t := strings.TrimSpace(h.Get(HeaderAPIKey))
-	if strings.HasPrefix(t, "kst_") {
-		return t, true
-	}
-	return "", false
 }
 
 // ClockOffset is the last measured server-minus-local clock offset.
@@ -241,12 +237,10 @@ func SignHMAC(secretKey, payload []byte) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// signed reports whether op/path need timestamp and signature.
-func signed(op, path string) bool {
-	if op == venue.OpMarketRead || strings.HasSuffix(strings.TrimRight(path, "/"), "/userDataStream") {
-		return false
-	}
-	return true
+// signed reports whether a request needs timestamp and signature: every
+// route but the public and key-only ones (an unmapped one never gets here).
+func signed(method, path string) bool {
+	return !Operations.Public(method, path) && !Operations.KeyOnly(method, path)
 }
 
 func isJSON(body []byte) bool {
@@ -260,7 +254,6 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 	if isJSON(body) {
 		return ErrBody
 	}
-	op, _ := Operations.Lookup(out.Method, out.URL.EscapedPath())
 	query := StripParams(out.URL.RawQuery)
 	nb := []byte(StripParams(string(body)))
 	if Public(out.Method, out.URL.EscapedPath()) {
@@ -269,7 +262,8 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 		setQueryBody(out, query, nb, body)
 		return nil
 	}
-	if signed(op, out.URL.EscapedPath()) {
+	needSig := signed(out.Method, out.URL.EscapedPath())
+	if needSig {
 		v.syncClock(ctx, out.URL)
 		ts := v.now().UnixMilli() + v.offset.Load()
 		if query != "" {
@@ -283,7 +277,7 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 			return fmt.Errorf("binance: credential: %w", err)
 		}
 		q := query
-		if signed(op, out.URL.EscapedPath()) {
+		if needSig {
 			payload := Payload(query, nb)
 			var sig string
 			if pk, err := c.Field(FieldPrivateKey); err == nil && !pk.IsZero() {
@@ -320,13 +314,10 @@ func setQueryBody(out *http.Request, query string, nb, body []byte) {
 }
 
 // Public reports the routes Binance serves to anyone (security type NONE):
-// the market-data reads except historicalTrades, which needs the API key
-// (MARKET_DATA). keystile forwards them without key, timestamp or
-// signature.
-func Public(method, escapedPath string) bool {
-	op, _ := Operations.Lookup(method, escapedPath)
-	return op == venue.OpMarketRead && strings.TrimRight(escapedPath, "/") != "/api/v3/historicalTrades"
-}
+// the market-data reads except historicalTrades and the margin pairs,
+// which need the API key (MARKET_DATA). keystile forwards them without
+// key, timestamp or signature.
+func Public(method, escapedPath string) bool { return Operations.Public(method, escapedPath) }
 
 // syncClock refreshes the clock offset when it is due. One caller
 // measures; concurrent callers go on with the previous offset.

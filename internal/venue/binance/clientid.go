@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/keystile/keystile/internal/venue"
 )
@@ -17,9 +16,11 @@ const ClientOrderIDParam = "newClientOrderId"
 // codeNoSuchOrder is Binance's "Order does not exist." error code.
 const codeNoSuchOrder = -2013
 
-// NewClientOrderID implements venue.ClientOrderIDs: 32 hex digits
-// (newClientOrderId allows ^[.A-Z:/a-z0-9_-]{1,36}$).
-func (v *Venue) NewClientOrderID(seed [16]byte) string { return venue.HexID(seed) }
+// clientID is newClientOrderId: 32 hex digits (it allows
+// ^[.A-Z:/a-z0-9_-]{1,36}$); Binance reads the query before the body.
+func clientID() venue.ClientID {
+	return venue.ClientID{Field: ClientOrderIDParam, Place: venue.InFormQueryFirst}
+}
 
 // SetClientOrderID implements venue.ClientOrderIDs for the single-order
 // placements (order, order/test, sor/order, sor/order/test,
@@ -37,23 +38,7 @@ func (v *Venue) SetClientOrderID(r *venue.Request, id string) error {
 	if isJSON(r.Body) {
 		return ErrBody
 	}
-	q, body := r.RawQuery, string(r.Body)
-	switch {
-	case venue.HasFormParam(q, ClientOrderIDParam):
-		q, _ = venue.SetFormParam(q, ClientOrderIDParam, id)
-		body = venue.DropFormParam(body, ClientOrderIDParam)
-	case venue.HasFormParam(body, ClientOrderIDParam):
-		body, _ = venue.SetFormParam(body, ClientOrderIDParam, id)
-	case strings.TrimSpace(body) != "":
-		body = venue.AppendFormParam(body, ClientOrderIDParam, id)
-	default:
-		q = venue.AppendFormParam(q, ClientOrderIDParam, id)
-	}
-	r.RawQuery = q
-	if body != string(r.Body) {
-		r.Body = []byte(body)
-	}
-	return nil
+	return v.ClientID.Set(r, id)
 }
 
 // LookupRequests implements venue.OrderLookup: GET /api/v3/order with

@@ -47,12 +47,13 @@ var ErrMalformedOrder = errors.New("bybit: malformed order")
 
 // Operations is Bybit's operations table.
 var Operations = venue.Table{
-	{Method: "GET", Path: "/v5/market/*", Op: venue.OpMarketRead},
+	{Method: "GET", Path: "/v5/market/*", Op: venue.OpMarketRead, Auth: venue.AuthNone},
 	{Method: "GET", Path: "/v5/account/wallet-balance", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/v5/account/info", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/v5/account/fee-rate", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/v5/position/list", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/v5/asset/transfer/query-account-coins-balance", Op: venue.OpAccountRead},
+	{Method: "GET", Path: "/v5/asset/coin/query-info", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/v5/order/realtime", Op: venue.OpOrderRead},
 	{Method: "GET", Path: "/v5/order/history", Op: venue.OpOrderRead},
 	{Method: "GET", Path: "/v5/execution/list", Op: venue.OpOrderRead},
@@ -79,6 +80,7 @@ type Options struct {
 
 // Venue is a Bybit venue. It is safe for concurrent use.
 type Venue struct {
+	venue.Kit
 	creds  venue.Credentials
 	now    func() time.Time
 	window string
@@ -99,32 +101,19 @@ func New(o Options) (*Venue, error) {
 	if o.RecvWindow < time.Millisecond || o.RecvWindow > time.Minute {
 		return nil, fmt.Errorf("bybit: recv window %s out of range (1ms..60s)", o.RecvWindow)
 	}
-	v := &Venue{creds: o.Credentials, now: o.Now, window: strconv.FormatInt(o.RecvWindow.Milliseconds(), 10), blocked: map[string]time.Time{}}
+	v := &Venue{Kit: venue.Kit{Routes: Operations, KeyHeader: HeaderKey,
+		Credentials: []string{HeaderKey, HeaderTimestamp, HeaderRecvWindow, HeaderSign, HeaderSignType}, ClientID: clientID()},
+		creds: o.Credentials, now: o.Now, window: strconv.FormatInt(o.RecvWindow.Milliseconds(), 10), blocked: map[string]time.Time{}}
 	if v.now == nil {
 		v.now = time.Now
 	}
 	return v, nil
 }
 
-// Classify implements venue.Venue.
-func (v *Venue) Classify(r *venue.Request) (string, bool) { return Operations.Lookup(r.Method, r.Path) }
-
-// CredentialHeaders implements venue.Venue.
-func (v *Venue) CredentialHeaders() []string {
-	return []string{HeaderKey, HeaderTimestamp, HeaderRecvWindow, HeaderSign, HeaderSignType}
-}
-
 // PublicHeaders implements venue.PublicHeaders: the timestamp, receive
 // window and signature type are not secret (the key and the signature are).
 func (v *Venue) PublicHeaders() []string {
 	return []string{HeaderTimestamp, HeaderRecvWindow, HeaderSignType}
-}
-
-// BotToken implements venue.TokenCarrier: a Bybit SDK sends the kst_ token
-// as its API key, in X-BAPI-API-KEY.
-func (v *Venue) BotToken(h http.Header, _ string) (string, bool) {
-	t := strings.TrimSpace(h.Get(HeaderKey))
-	return t, strings.HasPrefix(t, "kst_")
 }
 
 // Payload returns what Bybit signs after timestamp, key and window: the raw
@@ -148,10 +137,7 @@ func Sign(secretKey []byte, timestamp, apiKey, recvWindow string, payload []byte
 
 // Public reports the routes Bybit serves without authentication (GET
 // /v5/market/*): keystile forwards them unsigned.
-func Public(method, escapedPath string) bool {
-	op, _ := Operations.Lookup(method, escapedPath)
-	return op == venue.OpMarketRead
-}
+func Public(method, escapedPath string) bool { return Operations.Public(method, escapedPath) }
 
 // Authenticate implements venue.Venue.
 func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte) error {
@@ -165,16 +151,13 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 	ts := strconv.FormatInt(v.now().UnixMilli(), 10)
 	payload := Payload(out.Method, out.URL.RawQuery, body)
 	return v.creds(ctx, func(c venue.Credential) error {
-		key, err := c.Field(FieldAPIKey)
+		f, err := venue.CredentialFields(c, FieldAPIKey, FieldSecret)
 		if err != nil {
-			return fmt.Errorf("bybit: credential: %w", err)
+			return fmt.Errorf("bybit: %w", err)
 		}
-		sec, err := c.Field(FieldSecret)
-		if err != nil {
-			return fmt.Errorf("bybit: credential: %w", err)
-		}
-		if key.IsZero() || sec.IsZero() || sign.HasControl(key.Reveal()) {
-			return errors.New("bybit: credential: empty or invalid api_key or secret")
+		key, sec := f[0], f[1]
+		if sign.HasControl(key.Reveal()) {
+			return errors.New("bybit: credential: api_key holds control characters")
 		}
 		k := string(key.Reveal())
 		out.Header.Set(HeaderKey, k)
@@ -185,9 +168,6 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 		return nil
 	})
 }
-
-// ClientOrderIDField implements venue.Normalizer.
-func (v *Venue) ClientOrderIDField() string { return "orderLinkId" }
 
 // Normalize implements venue.Normalizer for POST /v5/order/create.
 func (v *Venue) Normalize(r *venue.Request) (*venue.Order, error) {
@@ -297,11 +277,7 @@ func (v *Venue) Observe(resp *http.Response, now time.Time) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if resp.StatusCode == http.StatusTooManyRequests {
-		d := time.Second
-		if s, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && s > 0 {
-			d = min(time.Duration(s)*time.Second, maxBlock)
-		}
-		if u := now.Add(d); u.After(v.until) {
+		if u := now.Add(venue.RetryAfter(resp, time.Second, maxBlock)); u.After(v.until) {
 			v.until = u
 		}
 	}

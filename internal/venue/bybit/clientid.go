@@ -12,9 +12,9 @@ import (
 // ClientOrderIDField is the order placement's client order id member.
 const ClientOrderIDField = "orderLinkId"
 
-// NewClientOrderID implements venue.ClientOrderIDs: 32 hex digits
-// (orderLinkId takes up to 36 of [A-Za-z0-9_-]).
-func (v *Venue) NewClientOrderID(seed [16]byte) string { return venue.HexID(seed) }
+// clientID is orderLinkId: 32 hex digits (it takes up to 36 of
+// [A-Za-z0-9_-]), a member of the JSON body.
+func clientID() venue.ClientID { return venue.ClientID{Field: ClientOrderIDField, Place: venue.InJSON} }
 
 // SetClientOrderID implements venue.ClientOrderIDs for POST
 // /v5/order/create: the orderLinkId member of the JSON body is set to id,
@@ -24,16 +24,9 @@ func (v *Venue) SetClientOrderID(r *venue.Request, id string) error {
 	if op, _ := v.Classify(r); op != venue.OpOrderPlace {
 		return fmt.Errorf("bybit: %w", venue.ErrNoClientOrderID)
 	}
-	// A body with the field twice, or in another letter case, is one
-	// Normalize refuses: it is not rewritten either.
-	if _, err := venue.JSONFields(r.Body, ClientOrderIDField); err != nil {
+	if err := v.ClientID.Set(r, id); err != nil {
 		return fmt.Errorf("%w: %w", ErrMalformedOrder, err)
 	}
-	b, err := venue.SetJSONMember(r.Body, ClientOrderIDField, id, func(k string) bool { return k == ClientOrderIDField })
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformedOrder, err)
-	}
-	r.Body = b
 	return nil
 }
 

@@ -12,8 +12,11 @@ import (
 // ClientOrderIDField is the create-order body's client order id member.
 const ClientOrderIDField = "client_order_id"
 
-// NewClientOrderID implements venue.ClientOrderIDs: a UUID.
-func (v *Venue) NewClientOrderID(seed [16]byte) string { return venue.UUID(seed) }
+// clientID is client_order_id: a UUID, a member of the JSON body (a
+// variant in another letter case is refused, as ParseOrder refuses it).
+func clientID() venue.ClientID {
+	return venue.ClientID{Field: ClientOrderIDField, UUID: true, Place: venue.InJSON}
+}
 
 // SetClientOrderID implements venue.ClientOrderIDs for POST
 // /api/v3/brokerage/orders: the client_order_id member of the JSON body is
@@ -23,16 +26,9 @@ func (v *Venue) SetClientOrderID(r *venue.Request, id string) error {
 	if op, _ := v.Classify(r); op != venue.OpOrderPlace {
 		return fmt.Errorf("coinbase: %w", venue.ErrNoClientOrderID)
 	}
-	// A body with the field twice, or in another letter case, is one
-	// Normalize refuses: it is not rewritten either.
-	if _, err := venue.JSONFields(r.Body, ClientOrderIDField); err != nil {
+	if err := v.ClientID.Set(r, id); err != nil {
 		return fmt.Errorf("%w: %w", ErrMalformedOrder, err)
 	}
-	b, err := venue.SetJSONMember(r.Body, ClientOrderIDField, id, func(k string) bool { return k == ClientOrderIDField })
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformedOrder, err)
-	}
-	r.Body = b
 	return nil
 }
 

@@ -9,9 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/keystile/keystile/internal/sign"
@@ -45,10 +43,10 @@ var ErrMalformedOrder = errors.New("coinbase: malformed order")
 var Operations = venue.Table{
 	{Method: "GET", Path: "/api/v3/brokerage/products", Op: venue.OpMarketRead},
 	{Method: "GET", Path: "/api/v3/brokerage/products/*", Op: venue.OpMarketRead},
-	{Method: "GET", Path: "/api/v3/brokerage/market/*", Op: venue.OpMarketRead},
+	{Method: "GET", Path: "/api/v3/brokerage/market/*", Op: venue.OpMarketRead, Auth: venue.AuthNone},
 	{Method: "GET", Path: "/api/v3/brokerage/best_bid_ask", Op: venue.OpMarketRead},
 	{Method: "GET", Path: "/api/v3/brokerage/product_book", Op: venue.OpMarketRead},
-	{Method: "GET", Path: "/api/v3/brokerage/time", Op: venue.OpMarketRead},
+	{Method: "GET", Path: "/api/v3/brokerage/time", Op: venue.OpMarketRead, Auth: venue.AuthNone},
 	{Method: "GET", Path: "/api/v3/brokerage/accounts", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/api/v3/brokerage/accounts/{id}", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/api/v3/brokerage/portfolios", Op: venue.OpAccountRead},
@@ -58,6 +56,12 @@ var Operations = venue.Table{
 	{Method: "POST", Path: "/api/v3/brokerage/orders", Op: venue.OpOrderPlace},
 	{Method: "POST", Path: "/api/v3/brokerage/orders/batch_cancel", Op: venue.OpOrderCancel},
 	{Method: "POST", Path: "/api/v3/brokerage/portfolios/move_funds", Op: venue.OpWalletTransfer},
+	// Sign In With Coinbase (v2) market data, which ccxt's loadMarkets
+	// reads for currencies, and accounts.
+	{Method: "GET", Path: "/v2/currencies", Op: venue.OpMarketRead, Auth: venue.AuthNone},
+	{Method: "GET", Path: "/v2/currencies/crypto", Op: venue.OpMarketRead, Auth: venue.AuthNone},
+	{Method: "GET", Path: "/v2/exchange-rates", Op: venue.OpMarketRead, Auth: venue.AuthNone},
+	{Method: "GET", Path: "/v2/time", Op: venue.OpMarketRead, Auth: venue.AuthNone},
 	{Method: "GET", Path: "/v2/accounts", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/v2/accounts/*", Op: venue.OpAccountRead},
 	{Method: "POST", Path: "/v2/accounts/{id}/transactions", Op: venue.OpWalletWithdraw},
@@ -75,13 +79,10 @@ type Options struct {
 
 // Venue is a Coinbase Advanced Trade venue. It is safe for concurrent use.
 type Venue struct {
+	venue.Kit
 	creds venue.Credentials
 	now   func() time.Time
-
-	mu     sync.Mutex
-	counts map[bool]int // public? -> requests in the current second
-	starts map[bool]time.Time
-	until  time.Time
+	rl    venue.WindowLimiter // classes "public" and "private", per second
 }
 
 // New returns a Coinbase venue.
@@ -89,7 +90,9 @@ func New(o Options) (*Venue, error) {
 	if o.Credentials == nil {
 		return nil, errors.New("coinbase: no credentials")
 	}
-	v := &Venue{creds: o.Credentials, now: o.Now, counts: map[bool]int{}, starts: map[bool]time.Time{}}
+	v := &Venue{Kit: venue.Kit{Routes: Operations, Credentials: append([]string{"Authorization"}, legacyHeaders()...), ClientID: clientID()},
+		creds: o.Credentials, now: o.Now, rl: venue.WindowLimiter{Window: time.Second, Limit: classLimit,
+			Backoff: time.Second, MaxBackoff: 10 * time.Minute}}
 	if v.now == nil {
 		v.now = time.Now
 	}
@@ -110,8 +113,12 @@ func (v *Venue) Classify(r *venue.Request) (string, bool) {
 	return op, ok
 }
 
-// CredentialHeaders implements venue.Venue.
-func (v *Venue) CredentialHeaders() []string { return []string{"Authorization"} }
+// legacyHeaders are the headers of Coinbase's legacy API-key HMAC scheme,
+// which ccxt uses when its secret is not a PEM key (a placeholder): never
+// forwarded, whatever they hold.
+func legacyHeaders() []string {
+	return []string{"CB-ACCESS-KEY", "CB-ACCESS-SIGN", "CB-ACCESS-TIMESTAMP", "CB-ACCESS-PASSPHRASE"}
+}
 
 // maxJWT bounds the bearer JWT BotToken will decode.
 const maxJWT = 8 << 10
@@ -120,6 +127,11 @@ const maxJWT = 8 << 10
 // the kst_ token as key name sends it as the sub (and kid) of its bearer
 // JWT. The JWT is decoded, not verified.
 func (v *Venue) BotToken(h http.Header, _ string) (string, bool) {
+	// ccxt with a non-PEM secret signs the legacy way: the key in
+	// CB-ACCESS-KEY.
+	if k := strings.TrimSpace(h.Get("CB-ACCESS-KEY")); strings.HasPrefix(k, "kst_") {
+		return k, true
+	}
 	auth := h.Get("Authorization")
 	tok, ok := strings.CutPrefix(auth, "Bearer ")
 	if !ok || len(tok) > maxJWT || strings.HasPrefix(tok, "kst_") {
@@ -160,7 +172,9 @@ func URI(method, host, escapedPath string) string {
 
 // Authenticate implements venue.Venue.
 func (v *Venue) Authenticate(ctx context.Context, out *http.Request, _ []byte) error {
-	out.Header.Del("Authorization")
+	for _, h := range v.CredentialHeaders() {
+		out.Header.Del(h)
+	}
 	if Public(out.Method, out.URL.EscapedPath()) {
 		// Public market data: no JWT, no key name revealed.
 		return nil
@@ -174,17 +188,11 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, _ []byte) e
 	now := v.now().Unix()
 	uri := URI(out.Method, host, out.URL.EscapedPath())
 	return v.creds(ctx, func(c venue.Credential) error {
-		name, err := c.Field(FieldKeyName)
+		f, err := venue.CredentialFields(c, FieldKeyName, FieldPrivateKey)
 		if err != nil {
-			return fmt.Errorf("coinbase: credential: %w", err)
+			return fmt.Errorf("coinbase: %w", err)
 		}
-		key, err := c.Field(FieldPrivateKey)
-		if err != nil {
-			return fmt.Errorf("coinbase: credential: %w", err)
-		}
-		if name.IsZero() {
-			return errors.New("coinbase: credential: empty key_name")
-		}
+		name, key := f[0], f[1]
 		alg, err := sign.JWTKeyAlg(key)
 		if err != nil {
 			return fmt.Errorf("coinbase: private_key: %w", err)
@@ -201,20 +209,12 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, _ []byte) e
 	})
 }
 
-// Public reports the routes Advanced Trade serves without authentication:
-// GET /api/v3/brokerage/market/* and /api/v3/brokerage/time. keystile
-// forwards them unsigned. (The authenticated twins under
-// /api/v3/brokerage/products are market.read too, but signed.)
-func Public(method, escapedPath string) bool {
-	if method != http.MethodGet {
-		return false
-	}
-	p := strings.TrimRight(escapedPath, "/")
-	return strings.HasPrefix(p, "/api/v3/brokerage/market/") || p == "/api/v3/brokerage/time"
-}
-
-// ClientOrderIDField implements venue.Normalizer.
-func (v *Venue) ClientOrderIDField() string { return "client_order_id" }
+// Public reports the routes Coinbase serves without authentication:
+// GET /api/v3/brokerage/market/*, /api/v3/brokerage/time and the v2
+// market data (/v2/currencies, /v2/currencies/crypto, /v2/exchange-rates,
+// /v2/time). keystile forwards them unsigned. (The authenticated twins
+// under /api/v3/brokerage/products are market.read too, but signed.)
+func Public(method, escapedPath string) bool { return Operations.Public(method, escapedPath) }
 
 // Normalize implements venue.Normalizer for POST /api/v3/brokerage/orders.
 func (v *Venue) Normalize(r *venue.Request) (*venue.Order, error) {
@@ -314,42 +314,24 @@ func ParseOrder(body []byte) (*venue.Order, error) {
 // and within 5% of the per-second limit (market.read counts against
 // PublicLimit, everything else against PrivateLimit).
 func (v *Venue) Allow(op string, now time.Time) (time.Duration, bool) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if now.Before(v.until) {
-		return v.until.Sub(now), false
+	class := "private"
+	if op == venue.OpMarketRead {
+		class = "public"
 	}
-	public := op == venue.OpMarketRead
-	limit := PrivateLimit
-	if public {
-		limit = PublicLimit
+	return v.rl.Allow(class, now)
+}
+
+// classLimit is the per-second limit of a class of requests.
+func classLimit(class string) int {
+	if class == "public" {
+		return PublicLimit
 	}
-	if s, ok := v.starts[public]; !ok || now.Sub(s) >= time.Second || now.Before(s) {
-		v.starts[public], v.counts[public] = now, 0
-	}
-	if v.counts[public] >= limit-limit/20 {
-		return v.starts[public].Add(time.Second).Sub(now), false
-	}
-	v.counts[public]++
-	return 0, true
+	return PrivateLimit
 }
 
 // Observe implements venue.RateLimiter: HTTP 429 starts a back-off of
 // Retry-After seconds (at most 10 minutes), or 1 second.
-func (v *Venue) Observe(resp *http.Response, now time.Time) {
-	if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
-		return
-	}
-	d := time.Second
-	if s, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && s > 0 {
-		d = min(time.Duration(s)*time.Second, 10*time.Minute)
-	}
-	v.mu.Lock()
-	if u := now.Add(d); u.After(v.until) {
-		v.until = u
-	}
-	v.mu.Unlock()
-}
+func (v *Venue) Observe(resp *http.Response, now time.Time) { v.rl.Observe(resp, now) }
 
 var (
 	_ venue.Venue        = (*Venue)(nil)

@@ -14,9 +14,11 @@ import (
 // ClientOrderIDParam is AddOrder's client order id parameter.
 const ClientOrderIDParam = "cl_ord_id"
 
-// NewClientOrderID implements venue.ClientOrderIDs: a UUID (cl_ord_id takes
-// a UUID or up to 18 characters of free text).
-func (v *Venue) NewClientOrderID(seed [16]byte) string { return venue.UUID(seed) }
+// clientID is cl_ord_id: a UUID (it takes a UUID or up to 18 characters
+// of free text); Kraken reads the form body before the query.
+func clientID() venue.ClientID {
+	return venue.ClientID{Field: ClientOrderIDParam, UUID: true, Place: venue.InFormBodyFirst}
+}
 
 // SetClientOrderID implements venue.ClientOrderIDs for AddOrder: cl_ord_id
 // is replaced where the bot put it (the form body wins, as in ParseOrder),
@@ -29,25 +31,10 @@ func (v *Venue) SetClientOrderID(r *venue.Request, id string) error {
 	if t := bytes.TrimSpace(r.Body); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
 		return ErrBody
 	}
-	q, body := r.RawQuery, string(r.Body)
-	if venue.HasFormParam(q, "userref") || venue.HasFormParam(body, "userref") {
+	if venue.HasFormParam(r.RawQuery, "userref") || venue.HasFormParam(string(r.Body), "userref") {
 		return fmt.Errorf("kraken: %w (userref excludes cl_ord_id)", venue.ErrNoClientOrderID)
 	}
-	switch {
-	case venue.HasFormParam(body, ClientOrderIDParam):
-		body, _ = venue.SetFormParam(body, ClientOrderIDParam, id)
-		q = venue.DropFormParam(q, ClientOrderIDParam)
-	case venue.HasFormParam(q, ClientOrderIDParam) && strings.TrimSpace(body) == "":
-		q, _ = venue.SetFormParam(q, ClientOrderIDParam, id)
-	default:
-		q = venue.DropFormParam(q, ClientOrderIDParam)
-		body = venue.AppendFormParam(body, ClientOrderIDParam, id)
-	}
-	r.RawQuery = q
-	if body != string(r.Body) {
-		r.Body = []byte(body)
-	}
-	return nil
+	return v.ClientID.Set(r, id)
 }
 
 // LookupRequests implements venue.OrderLookup: OpenOrders, then

@@ -54,7 +54,9 @@ var (
 
 // Operations is Kraken's spot REST operations table.
 var Operations = venue.Table{
-	{Method: "*", Path: "/0/public/*", Op: venue.OpMarketRead},
+	// Kraken serves its public market data to GET and POST alike.
+	{Method: "GET", Path: "/0/public/*", Op: venue.OpMarketRead, Auth: venue.AuthNone},
+	{Method: "POST", Path: "/0/public/*", Op: venue.OpMarketRead, Auth: venue.AuthNone},
 	{Method: "POST", Path: "/0/private/Balance", Op: venue.OpAccountRead},
 	{Method: "POST", Path: "/0/private/BalanceEx", Op: venue.OpAccountRead},
 	{Method: "POST", Path: "/0/private/ExtendedBalance", Op: venue.OpAccountRead},
@@ -122,6 +124,7 @@ type Options struct {
 
 // Venue is a Kraken spot REST venue. It is safe for concurrent use.
 type Venue struct {
+	venue.Kit
 	seq   chan struct{} // one private request in flight: nonces arrive in order
 	creds venue.Credentials
 	now   func() time.Time
@@ -149,7 +152,8 @@ func New(o Options) (*Venue, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &Venue{seq: make(chan struct{}, 1), creds: o.Credentials, now: o.Now, store: o.Nonces, block: o.NonceBlock, log: o.Logger, rl: rl,
+	v := &Venue{Kit: venue.Kit{Routes: Operations, KeyHeader: HeaderAPIKey, Credentials: []string{HeaderAPIKey, HeaderAPISign}, ClientID: clientID()},
+		seq: make(chan struct{}, 1), creds: o.Credentials, now: o.Now, store: o.Nonces, block: o.NonceBlock, log: o.Logger, rl: rl,
 		nonces: map[string]*counter{}}
 	if v.now == nil {
 		v.now = time.Now
@@ -161,25 +165,6 @@ func New(o Options) (*Venue, error) {
 		v.log = slog.New(slog.DiscardHandler)
 	}
 	return v, nil
-}
-
-// Classify implements venue.Venue.
-func (v *Venue) Classify(r *venue.Request) (string, bool) { return Operations.Lookup(r.Method, r.Path) }
-
-// CredentialHeaders implements venue.Venue.
-func (v *Venue) CredentialHeaders() []string { return []string{HeaderAPIKey, HeaderAPISign} }
-
-// ClientOrderIDField implements venue.Normalizer.
-func (v *Venue) ClientOrderIDField() string { return "cl_ord_id" }
-
-// BotToken implements venue.TokenCarrier: an SDK puts the API key (here the
-// kst_ token) in API-Key.
-func (v *Venue) BotToken(h http.Header, _ string) (string, bool) {
-	t := strings.TrimSpace(h.Get(HeaderAPIKey))
-	if strings.HasPrefix(t, "kst_") {
-		return t, true
-	}
-	return "", false
 }
 
 // Sign returns API-Sign for uriPath and the exact postdata, whose nonce
@@ -230,14 +215,11 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 		return fmt.Errorf("%w: %w", ErrBody, err)
 	}
 	return v.creds(ctx, func(c venue.Credential) error {
-		key, err := c.Field(FieldAPIKey)
+		f, err := venue.CredentialFields(c, FieldAPIKey, FieldSecret)
 		if err != nil {
-			return fmt.Errorf("kraken: credential: %w", err)
+			return fmt.Errorf("kraken: %w", err)
 		}
-		sec, err := c.Field(FieldSecret)
-		if err != nil {
-			return fmt.Errorf("kraken: credential: %w", err)
-		}
+		key, sec := f[0], f[1]
 		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(sec.Reveal())))
 		if err != nil {
 			return ErrSecretEncoding

@@ -9,8 +9,9 @@ import (
 )
 
 // Normalize implements venue.Normalizer for AddOrder and EditOrder (form
-// or query); the other order.place endpoints (AddOrderBatch, AmendOrder)
-// give ErrUnreadableOrder, after a check for parameters given twice.
+// or query); AddOrderBatch wraps venue.ErrBatchOrders; the other
+// order.place endpoints (AmendOrder) give ErrUnreadableOrder, after a
+// check for parameters given twice.
 func (v *Venue) Normalize(r *venue.Request) (*venue.Order, error) {
 	if op, _ := v.Classify(r); op != venue.OpOrderPlace {
 		return nil, nil
@@ -29,6 +30,10 @@ func (v *Venue) Normalize(r *venue.Request) (*venue.Order, error) {
 		}
 	} else if _, err := venue.FormParams(r.RawQuery, r.Body, func(k string) bool { return k == "nonce" }); err != nil {
 		return nil, fmt.Errorf("kraken: order: %w", err)
+	}
+	if strings.HasSuffix(p, "/AddOrderBatch") {
+		// Two to fifteen orders by Kraken's rules: always a batch.
+		return nil, fmt.Errorf("kraken: AddOrderBatch: %w", venue.ErrBatchOrders)
 	}
 	return nil, ErrUnreadableOrder
 }

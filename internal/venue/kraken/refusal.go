@@ -13,25 +13,17 @@ import (
 // arguments, EService:Deadline elapsed, EService:Unavailable); the second
 // carries keystile's detail.
 func (v *Venue) ShapeRefusal(r venue.Refusal) (int, string, []byte) {
-	first := "EService:Unavailable"
-	switch r.Kind() {
-	case venue.RefusedAuth:
-		first = "EAPI:Invalid key"
-	case venue.RefusedDenied:
-		first = "EGeneral:Permission denied"
-	case venue.RefusedRateLimit:
-		first = "EAPI:Rate limit exceeded"
-	case venue.RefusedBadRequest:
-		first = "EGeneral:Invalid arguments"
-	case venue.RefusedUnknownOutcome:
-		first = "EService:Deadline elapsed"
-	case venue.RefusedUnavailable:
-	}
 	b, _ := json.Marshal(struct {
 		Error  []string `json:"error"`
 		Result struct{} `json:"result"`
-	}{Error: []string{first, "EGeneral:" + r.Detail()}}) // #nosec G104 -- strings always marshal
+	}{Error: []string{refusalCodes().Code(r), "EGeneral:" + r.Detail()}}) // #nosec G104 -- strings always marshal
 	return r.Status, "application/json", b
+}
+
+// refusalCodes are Kraken's errors for keystile's refusals.
+func refusalCodes() venue.RefusalCodes {
+	return venue.RefusalCodes{Unavailable: "EService:Unavailable", Auth: "EAPI:Invalid key", Denied: "EGeneral:Permission denied",
+		RateLimit: "EAPI:Rate limit exceeded", BadRequest: "EGeneral:Invalid arguments", UnknownOutcome: "EService:Deadline elapsed"}
 }
 
 var _ venue.ErrorShaper = (*Venue)(nil)

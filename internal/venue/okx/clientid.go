@@ -15,28 +15,37 @@ const ClientOrderIDField = "clOrdId"
 // codeNoSuchOrder is OKX's "Order does not exist" code.
 const codeNoSuchOrder = "51603"
 
-// NewClientOrderID implements venue.ClientOrderIDs: 32 hex digits (clOrdId
-// takes up to 32 letters and digits).
-func (v *Venue) NewClientOrderID(seed [16]byte) string { return venue.HexID(seed) }
+// clientID is clOrdId: 32 hex digits (it takes up to 32 letters and
+// digits), a member of the JSON body.
+func clientID() venue.ClientID { return venue.ClientID{Field: ClientOrderIDField, Place: venue.InJSON} }
 
 // SetClientOrderID implements venue.ClientOrderIDs for POST
 // /api/v5/trade/order: the clOrdId member of the JSON body is set to id, or
 // one is appended (a body with it twice, or in another letter case, is
-// refused).
+// refused); for a batch-orders body of one order, the same in that order.
 func (v *Venue) SetClientOrderID(r *venue.Request, id string) error {
 	if op, _ := v.Classify(r); op != venue.OpOrderPlace {
 		return fmt.Errorf("okx: %w", venue.ErrNoClientOrderID)
 	}
-	// A body with the field twice, or in another letter case, is one
-	// Normalize refuses: it is not rewritten either.
-	if _, err := venue.JSONFields(r.Body, ClientOrderIDField); err != nil {
+	if isBatch(r.Path) {
+		elem, at, err := batchOrder(r.Body)
+		if err != nil {
+			return err
+		}
+		one := &venue.Request{Body: elem}
+		if err := v.ClientID.Set(one, id); err != nil {
+			return fmt.Errorf("%w: %w", ErrMalformedOrder, err)
+		}
+		b, err := venue.ReplaceJSONElement(r.Body, at, elem, one.Body)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrMalformedOrder, err)
+		}
+		r.Body = b
+		return nil
+	}
+	if err := v.ClientID.Set(r, id); err != nil {
 		return fmt.Errorf("%w: %w", ErrMalformedOrder, err)
 	}
-	b, err := venue.SetJSONMember(r.Body, ClientOrderIDField, id, func(k string) bool { return k == ClientOrderIDField })
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformedOrder, err)
-	}
-	r.Body = b
 	return nil
 }
 

@@ -5,12 +5,11 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/keystile/keystile/internal/sign"
@@ -41,17 +40,22 @@ var ErrMalformedOrder = errors.New("okx: malformed order")
 
 // Operations is OKX's operations table.
 var Operations = venue.Table{
-	{Method: "GET", Path: "/api/v5/market/*", Op: venue.OpMarketRead},
-	{Method: "GET", Path: "/api/v5/public/*", Op: venue.OpMarketRead},
+	{Method: "GET", Path: "/api/v5/market/*", Op: venue.OpMarketRead, Auth: venue.AuthNone},
+	{Method: "GET", Path: "/api/v5/public/*", Op: venue.OpMarketRead, Auth: venue.AuthNone},
 	{Method: "GET", Path: "/api/v5/account/balance", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/api/v5/account/positions", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/api/v5/account/config", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/api/v5/asset/balances", Op: venue.OpAccountRead},
+	{Method: "GET", Path: "/api/v5/asset/currencies", Op: venue.OpAccountRead},
 	{Method: "GET", Path: "/api/v5/trade/order", Op: venue.OpOrderRead},
 	{Method: "GET", Path: "/api/v5/trade/orders-pending", Op: venue.OpOrderRead},
 	{Method: "GET", Path: "/api/v5/trade/orders-history", Op: venue.OpOrderRead},
 	{Method: "GET", Path: "/api/v5/trade/fills", Op: venue.OpOrderRead},
+	{Method: "GET", Path: "/api/v5/trade/fills-history", Op: venue.OpOrderRead},          // ccxt fetchMyTrades
+	{Method: "GET", Path: "/api/v5/trade/orders-history-archive", Op: venue.OpOrderRead}, // ccxt fetchClosedOrders (older)
 	{Method: "POST", Path: "/api/v5/trade/order", Op: venue.OpOrderPlace},
+	// ccxt's createOrder sends its one order here, as a one-element array.
+	{Method: "POST", Path: "/api/v5/trade/batch-orders", Op: venue.OpOrderPlace},
 	{Method: "POST", Path: "/api/v5/trade/cancel-order", Op: venue.OpOrderCancel},
 	{Method: "POST", Path: "/api/v5/trade/cancel-batch-orders", Op: venue.OpOrderCancelAll},
 	{Method: "POST", Path: "/api/v5/trade/cancel-all-after", Op: venue.OpOrderCancelAll},
@@ -64,10 +68,7 @@ var Operations = venue.Table{
 
 // Public reports the routes OKX serves without authentication (GET
 // /api/v5/market/* and /api/v5/public/*): keystile forwards them unsigned.
-func Public(method, escapedPath string) bool {
-	op, _ := Operations.Lookup(method, escapedPath)
-	return op == venue.OpMarketRead
-}
+func Public(method, escapedPath string) bool { return Operations.Public(method, escapedPath) }
 
 // Limit returns OKX's published request limit for op, per Window (per
 // second limits doubled); unknown operations get 10.
@@ -102,13 +103,10 @@ type Options struct {
 
 // Venue is an OKX venue. It is safe for concurrent use.
 type Venue struct {
+	venue.Kit
 	creds venue.Credentials
 	now   func() time.Time
-
-	mu     sync.Mutex
-	counts map[string]int
-	starts map[string]time.Time
-	until  time.Time
+	rl    venue.WindowLimiter
 }
 
 // New returns an OKX venue.
@@ -116,32 +114,20 @@ func New(o Options) (*Venue, error) {
 	if o.Credentials == nil {
 		return nil, errors.New("okx: no credentials")
 	}
-	v := &Venue{creds: o.Credentials, now: o.Now, counts: map[string]int{}, starts: map[string]time.Time{}}
+	v := &Venue{Kit: venue.Kit{Routes: Operations, KeyHeader: HeaderKey,
+		Credentials: []string{HeaderKey, HeaderSign, HeaderTimestamp, HeaderPassphrase, HeaderSimulated}, ClientID: clientID()},
+		creds: o.Credentials, now: o.Now,
+		rl: venue.WindowLimiter{Window: Window, Limit: Limit, Backoff: defaultBackoff, MaxBackoff: time.Hour}}
 	if v.now == nil {
 		v.now = time.Now
 	}
 	return v, nil
 }
 
-// Classify implements venue.Venue.
-func (v *Venue) Classify(r *venue.Request) (string, bool) { return Operations.Lookup(r.Method, r.Path) }
-
-// CredentialHeaders implements venue.Venue.
-func (v *Venue) CredentialHeaders() []string {
-	return []string{HeaderKey, HeaderSign, HeaderTimestamp, HeaderPassphrase, HeaderSimulated}
-}
-
 // PublicHeaders implements venue.PublicHeaders: the timestamp and the
 // demo-trading flag are not secret (the key, the signature and the
 // passphrase are).
 func (v *Venue) PublicHeaders() []string { return []string{HeaderTimestamp, HeaderSimulated} }
-
-// BotToken implements venue.TokenCarrier: an OKX SDK sends the kst_ token
-// as its API key, in OK-ACCESS-KEY.
-func (v *Venue) BotToken(h http.Header, _ string) (string, bool) {
-	t := strings.TrimSpace(h.Get(HeaderKey))
-	return t, strings.HasPrefix(t, "kst_")
-}
 
 // Prehash returns the string OKX signs: timestamp + METHOD + requestPath
 // (escaped path, plus "?" + raw query if any) + body.
@@ -179,20 +165,13 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 	ts := v.now().UTC().Format(TimestampFormat)
 	pre := Prehash(ts, out.Method, out.URL.EscapedPath(), out.URL.RawQuery, body)
 	return v.creds(ctx, func(c venue.Credential) error {
-		key, err := c.Field(FieldAPIKey)
+		f, err := venue.CredentialFields(c, FieldAPIKey, FieldSecret, FieldPassphrase)
 		if err != nil {
-			return fmt.Errorf("okx: credential: %w", err)
+			return fmt.Errorf("okx: %w", err)
 		}
-		sec, err := c.Field(FieldSecret)
-		if err != nil {
-			return fmt.Errorf("okx: credential: %w", err)
-		}
-		pass, err := c.Field(FieldPassphrase)
-		if err != nil {
-			return fmt.Errorf("okx: credential: %w", err)
-		}
-		if key.IsZero() || sec.IsZero() || sign.HasControl(key.Reveal()) || sign.HasControl(pass.Reveal()) {
-			return errors.New("okx: credential: empty or invalid api_key, secret or passphrase")
+		key, sec, pass := f[0], f[1], f[2]
+		if sign.HasControl(key.Reveal()) || sign.HasControl(pass.Reveal()) {
+			return errors.New("okx: credential: api_key or passphrase holds control characters")
 		}
 		out.Header.Set(HeaderKey, string(key.Reveal()))
 		out.Header.Set(HeaderPassphrase, string(pass.Reveal()))
@@ -202,17 +181,43 @@ func (v *Venue) Authenticate(ctx context.Context, out *http.Request, body []byte
 	})
 }
 
-// ClientOrderIDField implements venue.Normalizer.
-func (v *Venue) ClientOrderIDField() string { return "clOrdId" }
-
 // Normalize implements venue.Normalizer for POST /api/v5/trade/order
-// (JSON body: instId, side, ordType, sz, px, clOrdId, tgtCcy). A market
-// order with tgtCcy quote_ccy gives sz as the notional.
+// (JSON body: instId, side, ordType, sz, px, clOrdId, tgtCcy) and
+// /api/v5/trade/batch-orders with one order (a JSON array of one such
+// object; several orders wrap venue.ErrBatchOrders). A market order with
+// tgtCcy quote_ccy gives sz as the notional.
 func (v *Venue) Normalize(r *venue.Request) (*venue.Order, error) {
 	if op, _ := v.Classify(r); op != venue.OpOrderPlace {
 		return nil, nil
 	}
+	if isBatch(r.Path) {
+		elem, _, err := batchOrder(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		return ParseOrder(elem)
+	}
 	return ParseOrder(r.Body)
+}
+
+// isBatch reports the batch placement endpoint.
+func isBatch(escapedPath string) bool {
+	return strings.TrimRight(escapedPath, "/") == "/api/v5/trade/batch-orders"
+}
+
+// batchOrder returns the only order of a batch-orders body and its offset;
+// a batch of several orders wraps venue.ErrBatchOrders.
+func batchOrder(body []byte) (json.RawMessage, int, error) {
+	elems, offsets, err := venue.JSONArray(body)
+	switch {
+	case err != nil:
+		return nil, 0, fmt.Errorf("%w: %w", ErrMalformedOrder, err)
+	case len(elems) == 0:
+		return nil, 0, fmt.Errorf("%w: empty batch", ErrMalformedOrder)
+	case len(elems) > 1:
+		return nil, 0, fmt.Errorf("okx: %d orders: %w", len(elems), venue.ErrBatchOrders)
+	}
+	return elems[0], offsets[0], nil
 }
 
 // ParseOrder reads an OKX order placement body as OKX executes it (its
@@ -312,39 +317,12 @@ func spotMarketUnits(side, tdMode, tgtCcy string) (base, quote bool, err error) 
 // Allow implements venue.RateLimiter: it refuses while an OKX back-off is
 // active and when op has used all but 5% of its Limits in the current
 // Window (counting this request).
-func (v *Venue) Allow(op string, now time.Time) (time.Duration, bool) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if now.Before(v.until) {
-		return v.until.Sub(now), false
-	}
-	limit := Limit(op)
-	if start, ok := v.starts[op]; !ok || now.Sub(start) >= Window || now.Before(start) {
-		v.starts[op], v.counts[op] = now, 0
-	}
-	if v.counts[op] >= limit-limit/20 {
-		return v.starts[op].Add(Window).Sub(now), false
-	}
-	v.counts[op]++
-	return 0, true
-}
+func (v *Venue) Allow(op string, now time.Time) (time.Duration, bool) { return v.rl.Allow(op, now) }
 
 // Observe implements venue.RateLimiter: an HTTP 429 (OKX code 50011)
-// starts a back-off of Retry-After seconds, or 2 seconds (one window).
-func (v *Venue) Observe(resp *http.Response, now time.Time) {
-	if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
-		return
-	}
-	d := defaultBackoff
-	if s, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && s > 0 && s < 3600 {
-		d = time.Duration(s) * time.Second
-	}
-	v.mu.Lock()
-	if u := now.Add(d); u.After(v.until) {
-		v.until = u
-	}
-	v.mu.Unlock()
-}
+// starts a back-off of Retry-After seconds (at most an hour), or 2 seconds
+// (one window).
+func (v *Venue) Observe(resp *http.Response, now time.Time) { v.rl.Observe(resp, now) }
 
 var (
 	_ venue.Venue        = (*Venue)(nil)

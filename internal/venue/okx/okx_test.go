@@ -234,7 +234,10 @@ func TestClassify(t *testing.T) {
 		{"withdraw", "POST", "/api/v5/asset/withdrawal", venue.OpWalletWithdraw},
 		{"transfer", "POST", "/api/v5/asset/transfer", venue.OpWalletTransfer},
 		{"apikey", "POST", "/api/v5/users/subaccount/apikey", venue.OpAPIKeyManage},
-		{"batch place unmapped", "POST", "/api/v5/trade/batch-orders", ""},
+		{"batch place (read order by order)", "POST", "/api/v5/trade/batch-orders", venue.OpOrderPlace},
+		{"fills history", "GET", "/api/v5/trade/fills-history", venue.OpOrderRead},
+		{"fills history is no write", "POST", "/api/v5/trade/fills-history", ""},
+		{"archived orders", "GET", "/api/v5/trade/orders-history-archive", venue.OpOrderRead},
 		{"unknown", "DELETE", "/api/v5/account/balance", ""},
 	}
 	for _, tt := range tests {

@@ -13,26 +13,17 @@ import (
 // 51000 parameter error, 50004 endpoint request timeout (outcome unknown),
 // 50001 service temporarily unavailable.
 func (v *Venue) ShapeRefusal(r venue.Refusal) (int, string, []byte) {
-	code := "50001"
-	switch r.Kind() {
-	case venue.RefusedAuth:
-		code = "50114"
-	case venue.RefusedDenied:
-		code = "51009"
-	case venue.RefusedRateLimit:
-		code = "50011"
-	case venue.RefusedBadRequest:
-		code = "51000"
-	case venue.RefusedUnknownOutcome:
-		code = "50004"
-	case venue.RefusedUnavailable:
-	}
 	b, _ := json.Marshal(struct {
 		Code string `json:"code"`
 		Msg  string `json:"msg"`
 		Data []any  `json:"data"`
-	}{code, r.Detail(), []any{}}) // #nosec G104 -- strings always marshal
+	}{refusalCodes().Code(r), r.Detail(), []any{}}) // #nosec G104 -- strings always marshal
 	return r.Status, "application/json", b
+}
+
+// refusalCodes are OKX's codes for keystile's refusals.
+func refusalCodes() venue.RefusalCodes {
+	return venue.RefusalCodes{Unavailable: "50001", Auth: "50114", Denied: "51009", RateLimit: "50011", BadRequest: "51000", UnknownOutcome: "50004"}
 }
 
 var _ venue.ErrorShaper = (*Venue)(nil)

@@ -11,11 +11,14 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keystile/keystile/internal/audit"
 )
 
 //go:embed migrations/*.sql
@@ -46,6 +49,35 @@ type DB struct {
 	// where names the server for errors and logs: host:port/database,
 	// never the password.
 	where string
+
+	// intents is the audit log kept in the database, once opened
+	// (audit.go); the ledger (ledger.go) writes an order's intent record
+	// inside its own transaction through it.
+	intentsMu sync.RWMutex
+	intents   intentLog
+}
+
+// intentLog seals an intent record into the audit chain kept in the
+// database, inside the caller's transaction.
+type intentLog interface {
+	// appendIntent seals e as an intent record at the end of the chain,
+	// inside tx: it is durable when tx commits and absent when tx rolls
+	// back. after, when not nil, is called once the transaction has
+	// ended, with whether it committed (mirrors, metrics, health).
+	appendIntent(ctx context.Context, tx pgx.Tx, e audit.Event) (after func(committed bool), err error)
+}
+
+func (d *DB) setIntentLog(l intentLog) {
+	d.intentsMu.Lock()
+	d.intents = l
+	d.intentsMu.Unlock()
+}
+
+// intentLog is the audit log kept in the database, or nil.
+func (d *DB) intentLog() intentLog {
+	d.intentsMu.RLock()
+	defer d.intentsMu.RUnlock()
+	return d.intents
 }
 
 // Open connects to the database and applies or checks migrations.

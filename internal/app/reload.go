@@ -41,6 +41,7 @@ var restartSections = []struct {
 	{"proxy", func(c *config.Config) any { return c.Proxy }},
 	{"local_ca", func(c *config.Config) any { return c.LocalCA }},
 	{"killswitch", func(c *config.Config) any { return c.KillSwitch }},
+	{"store", func(c *config.Config) any { return c.Store }},
 	{"detect.queue_size", func(c *config.Config) any { return c.Detect.Resolve().QueueSize }},
 }
 

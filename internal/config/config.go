@@ -51,6 +51,10 @@ type Config struct {
 	KillSwitch KillSwitch `yaml:"killswitch"`
 	// Detect (detect) configures anomaly detection and its actions.
 	Detect Detect `yaml:"detect"`
+	// Store (store) says where the state is kept: the embedded SQLite
+	// database (default) or a shared PostgreSQL database, with Redis (see
+	// store.go).
+	Store Store `yaml:"store"`
 
 	// src remembers where each key was in the file Parse read (nil for a
 	// Config built in code, and for an empty file); see Locate.
@@ -509,6 +513,7 @@ func Default() *Config {
 		Alerts:      DefaultAlerts(),
 		Console:     Console{SessionTTL: DefaultConsoleSessionTTL, IdleTimeout: DefaultConsoleIdleTimeout},
 		KillSwitch:  defaultKillSwitch(),
+		Store:       Store{PollInterval: DefaultStorePollInterval},
 	}
 }
 

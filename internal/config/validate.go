@@ -146,6 +146,7 @@ func validate(c *Config, d *decoder) []*Error {
 	ck.alerts(c.Alerts)
 	ck.killSwitch(c.KillSwitch)
 	ck.detect(c.Detect)
+	ck.store(c.Store)
 
 	ids := make([]string, 0, len(c.Venues))
 	for id := range c.Venues {

@@ -54,13 +54,38 @@ type VenueStatus struct {
 	CredentialPresent bool `json:"credential_present"`
 }
 
-// StoreStatus is the main database.
+// StoreStatus is the main database: the embedded SQLite file, or the
+// shared PostgreSQL server (Path is then host:port/database, never the
+// DSN) and, with it, Redis.
 type StoreStatus struct {
+	// Backend is "sqlite" or "postgres".
+	Backend       string `json:"backend"`
 	Path          string `json:"path"`
 	SizeBytes     int64  `json:"size_bytes"`
 	WALBytes      int64  `json:"wal_bytes"`
 	SchemaVersion int    `json:"schema_version"`
-	Error         string `json:"error,omitempty"`
+	// Reachable says PostgreSQL answered a ping (postgres only).
+	Reachable bool `json:"reachable,omitempty"`
+	// ReplicaID names this replica (postgres only).
+	ReplicaID string `json:"replica_id,omitempty"`
+	// Redis is the Redis accelerator's state (postgres with store.redis
+	// only).
+	Redis *RedisStatus `json:"redis,omitempty"`
+	Error string       `json:"error,omitempty"`
+}
+
+// RedisStatus is the state of Redis next to a PostgreSQL store.
+type RedisStatus struct {
+	Addr string `json:"addr"`
+	// State is "ok" or "down".
+	State string `json:"state"`
+	// RateLimitFallback is what shared rate limits do while Redis is
+	// down: "fail_closed" or "local_share".
+	RateLimitFallback string `json:"rate_limit_fallback"`
+	// FanOut is how revocations reach the other replicas now: "redis",
+	// or "polling" (every store.poll_interval) while Redis is down.
+	FanOut string `json:"fan_out"`
+	Error  string `json:"error,omitempty"`
 }
 
 // AuditStatus is the head of the stored audit log, as read from the store.

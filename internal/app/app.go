@@ -39,7 +39,6 @@ import (
 	"github.com/keystile/keystile/internal/mfa"
 	"github.com/keystile/keystile/internal/policy"
 	"github.com/keystile/keystile/internal/secret"
-	"github.com/keystile/keystile/internal/store/sqlite"
 	"github.com/keystile/keystile/internal/token"
 	"github.com/keystile/keystile/internal/vault"
 	"os/signal"
@@ -117,6 +116,10 @@ func Init(ctx context.Context, env Env, o InitOptions) (InitResult, error) {
 	if !valid {
 		return res, masterkey.ErrUnknownSource
 	}
+	shared := cfg.Store.Shared()
+	if shared {
+		res.DB = "" // set below: the PostgreSQL server
+	}
 	for _, f := range []string{DBFile, KeyFile} {
 		if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
 			return res, fmt.Errorf("%w (%s exists)", ErrAlreadyInitialized, filepath.Join(dir, f))
@@ -166,10 +169,15 @@ func Init(ctx context.Context, env Env, o InitOptions) (InitResult, error) {
 			_ = os.Remove(keyFile)
 		}
 	}
-	db, err := sqlite.Open(ctx, res.DB)
+	// With PostgreSQL the schema is brought up to date here: init is the
+	// first command of a new installation.
+	db, err := OpenStores(ctx, env, cfg, dir, StoreOptions{Create: true, Migrate: true})
 	if err != nil {
 		cleanup()
 		return res, err
+	}
+	if shared {
+		res.DB = db.status(ctx).Path
 	}
 	pj, _ := json.Marshal(params)
 	if err := vault.Initialize(ctx, db.Vault(), root, map[string][]byte{metaMasterKey: pj}, time.Now()); err != nil {
@@ -221,15 +229,21 @@ tokens:
 
 // OpenVault opens the database and the vault of an initialised data dir,
 // loading the master key the way init recorded. The caller closes both.
-func OpenVault(ctx context.Context, env Env, dataDir string, cfg *config.Config, log *slog.Logger, redactor *logging.Redactor) (*sqlite.DB, *vault.Vault, error) {
-	if err := CheckDataDir(dataDir); err != nil {
+func OpenVault(ctx context.Context, env Env, dataDir string, cfg *config.Config, log *slog.Logger, redactor *logging.Redactor) (Stores, *vault.Vault, error) {
+	return openVault(ctx, env, dataDir, cfg, log, redactor, StoreOptions{})
+}
+
+// openVault is OpenVault with store options (serve migrates when told).
+func openVault(ctx context.Context, env Env, dataDir string, cfg *config.Config, log *slog.Logger, redactor *logging.Redactor,
+	so StoreOptions) (Stores, *vault.Vault, error) {
+	if err := CheckDataDirFor(dataDir, cfg); err != nil {
 		return nil, nil, err
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(dataDir, DBFile))
+	db, err := OpenStores(ctx, env, cfg, dataDir, so)
 	if err != nil {
 		return nil, nil, err
 	}
-	fail := func(err error) (*sqlite.DB, *vault.Vault, error) {
+	fail := func(err error) (Stores, *vault.Vault, error) {
 		_ = db.Close()
 		return nil, nil, err
 	}
@@ -284,22 +298,27 @@ type Server struct {
 	dataDir  string
 	log      *slog.Logger
 	redactor *logging.Redactor
-	db       *sqlite.DB
-	vault    *vault.Vault
-	tokens   *token.Service
-	admin    *admin.Server
-	gateway  *gateway.Gateway
-	httpSrv  *http.Server
-	ln       []net.Listener
-	started  time.Time
-	policy   *policy.Engine
-	idem     *idem.Manager
-	audit    AuditLog
-	ledger   ledger.Store
-	intents  gateway.Intents // the audit log when it is not the ledger's
-	kill     *killswitch.Switch
-	loss     *killswitch.LossGuard // nil without loss guards
-	detect   *detect.Detector
+	db       Stores
+	// storeUp is the last readiness ping's result; replicaID names this
+	// replica; redis reports Redis's state (nil without store.redis).
+	storeUp   atomic.Bool
+	replicaID string
+	redis     func() *admin.RedisStatus
+	vault     *vault.Vault
+	tokens    *token.Service
+	admin     *admin.Server
+	gateway   *gateway.Gateway
+	httpSrv   *http.Server
+	ln        []net.Listener
+	started   time.Time
+	policy    *policy.Engine
+	idem      *idem.Manager
+	audit     AuditLog
+	ledger    ledger.Store
+	intents   gateway.Intents // the audit log when it is not the ledger's
+	kill      *killswitch.Switch
+	loss      *killswitch.LossGuard // nil without loss guards
+	detect    *detect.Detector
 	// events is where the gateway and the forward proxy send their
 	// events (audit log, text log, metrics, console, loss guard, detector).
 	events  events
@@ -357,16 +376,21 @@ type ServerOptions struct {
 	Redactor   *logging.Redactor
 	// Now is the admin second factor's clock; if nil, time.Now.
 	Now func() time.Time
+	// Migrate applies pending PostgreSQL migrations before serving
+	// (serve --migrate); store.postgres.migrate_on_start does the same.
+	Migrate bool
 }
 
 // NewServer builds every subsystem of serve without starting to serve.
 func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 	s := &Server{cfg: o.Config, dataDir: o.DataDir, log: o.Logger, redactor: o.Redactor, started: time.Now(), cfgPath: o.ConfigPath}
-	db, v, err := OpenVault(ctx, env, o.DataDir, o.Config, o.Logger, o.Redactor)
+	db, v, err := openVault(ctx, env, o.DataDir, o.Config, o.Logger, o.Redactor,
+		StoreOptions{Migrate: o.Migrate || o.Config.Store.Postgres.MigrateOnStart})
 	if err != nil {
 		return nil, err
 	}
 	s.db, s.vault = db, v
+	s.replicaID = replicaName(o.Config)
 	s.tokens, err = token.New(ctx, token.Options{Store: db.Tokens(), DefaultTTL: o.Config.Tokens.DefaultTTL,
 		MaxTTL: o.Config.Tokens.MaxTTL, Logger: o.Logger})
 	if err != nil {
@@ -427,11 +451,7 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 		Tokens: s.kill.Guard(s.tokens), Venues: venues, Events: ev, OnRetry: s.metrics.OnRetry, Scrubber: scrub,
 		MaxBodyBytes: o.Config.Gateway.MaxBodyBytes, Logger: o.Logger, Kill: s.kill, Guard: s.detect,
 		Policy: s.policy, Idem: s.idem, Ledger: s.ledger, Intents: s.intents,
-		Ready: func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			return db.SQL().PingContext(ctx)
-		},
+		Ready: s.ready, Health: s.health,
 	})
 	if err != nil {
 		s.closeStores(ctx)

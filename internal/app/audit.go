@@ -31,6 +31,10 @@ const (
 	AuditSinkSQLite = "sqlite"
 	AuditSinkJSONL  = "jsonl"
 	AuditSinkStdout = "stdout"
+	// AuditSinkPostgres is audit.sink sqlite (the default) without a
+	// path of its own when the store is PostgreSQL: the log is kept in
+	// that database, one chain for every replica.
+	AuditSinkPostgres = "postgres"
 )
 
 // Key derivation purposes of the audit log's keys.
@@ -69,6 +73,9 @@ func AuditSink(cfg *config.Config, dataDir string) (sink, path string, err error
 	sink = a.Sink
 	switch sink {
 	case "", AuditSinkSQLite:
+		if cfg.Store.Shared() && a.Path == "" {
+			return AuditSinkPostgres, "", nil
+		}
 		sink, path = AuditSinkSQLite, filepath.Join(dataDir, DBFile)
 	case AuditSinkJSONL:
 		path = filepath.Join(dataDir, AuditJSONLFile)
@@ -84,12 +91,13 @@ func AuditSink(cfg *config.Config, dataDir string) (sink, path string, err error
 }
 
 // AuditInDatabase reports whether the audit log is kept in the main
-// database (sink sqlite without a path of its own, the default): then an
-// order's intent record is written in the same transaction as its budget
-// reservation and idempotency claim.
+// database (sink sqlite without a path of its own, the default; with
+// store.postgres, that database): then an order's intent record is
+// written in the same transaction as its budget reservation and
+// idempotency claim.
 func AuditInDatabase(cfg *config.Config, dataDir string) bool {
 	sink, path, err := AuditSink(cfg, dataDir)
-	return err == nil && sink == AuditSinkSQLite && sameFile(path, filepath.Join(dataDir, DBFile))
+	return err == nil && (sink == AuditSinkPostgres || sink == AuditSinkSQLite && sameFile(path, filepath.Join(dataDir, DBFile)))
 }
 
 func sameFile(a, b string) bool {
@@ -101,8 +109,9 @@ func sameFile(a, b string) bool {
 	return errA == nil && errB == nil && os.SameFile(fa, fb)
 }
 
-// AuditLog is the server's audit log: *sqlite.AuditLog in the main
-// database, or *audit.Log on a store of its own.
+// AuditLog is the server's audit log: *sqlite.AuditLog or
+// *postgres.AuditLog in the main database, or *audit.Log on a store of
+// its own.
 type AuditLog interface {
 	audit.Sink
 	// Intent writes an intent record and returns once it is durable.
@@ -135,11 +144,11 @@ func OpenAuditLog(ctx context.Context, cfg *config.Config, dataDir string, keys 
 	if !AuditInDatabase(cfg, dataDir) {
 		return openAuditLog(ctx, cfg, dataDir, keys, stdout, log, nil)
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(dataDir, DBFile))
+	db, err := OpenStores(ctx, Env{}, cfg, dataDir, StoreOptions{Create: true})
 	if err != nil {
 		return nil, err
 	}
-	l, err := openDatabaseAudit(ctx, db, cfg, dataDir, keys, stdout, log, nil)
+	l, err := db.openAudit(ctx, auditArgs{cfg: cfg, dataDir: dataDir, keys: keys, stdout: stdout, log: log})
 	if err != nil {
 		_ = db.Close()
 		return nil, err
@@ -150,7 +159,7 @@ func OpenAuditLog(ctx context.Context, cfg *config.Config, dataDir string, keys 
 // closingAudit closes the database it opened with the log.
 type closingAudit struct {
 	AuditLog
-	db *sqlite.DB
+	db Stores
 }
 
 func (c closingAudit) Close(ctx context.Context) error {
@@ -258,6 +267,8 @@ func OpenAuditReader(ctx context.Context, cfg *config.Config, dataDir string) (A
 		return nil, err
 	}
 	switch sink {
+	case AuditSinkPostgres:
+		return openPostgresAuditReader(ctx, Env{}, cfg)
 	case AuditSinkSQLite:
 		if AuditInDatabase(cfg, dataDir) {
 			return openDatabaseAuditReader(ctx, path, filepath.Join(dataDir, AuditDBFile))
@@ -289,6 +300,15 @@ func AuditLogStored(ctx context.Context, cfg *config.Config, dataDir string) boo
 	sink, path, err := AuditSink(cfg, dataDir)
 	if err != nil || sink == AuditSinkStdout {
 		return false
+	}
+	if sink == AuditSinkPostgres {
+		r, err := OpenAuditReader(ctx, cfg, dataDir)
+		if err != nil {
+			return true // let the check report why it cannot be read
+		}
+		defer r.Close()
+		h, err := r.Head(ctx)
+		return err != nil || h.Seq > 0
 	}
 	if _, err := os.Stat(path); err != nil {
 		return false

@@ -126,6 +126,9 @@ func Backup(ctx context.Context, o BackupOptions) (BackupResult, error) {
 	if o.Archive == "" {
 		return res, errors.New("app: backup: no archive path")
 	}
+	if cfg.Store.Shared() {
+		return res, errors.New("app: backup: the store is PostgreSQL (store.postgres): back it up with pg_dump or your database's backups; keystile backup covers the embedded SQLite store")
+	}
 	if err := CheckDataDir(o.DataDir); err != nil {
 		return res, err
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/localca"
 	"github.com/keystile/keystile/internal/secret"
-	"github.com/keystile/keystile/internal/store/sqlite"
 	"github.com/keystile/keystile/internal/vault"
 )
 
@@ -273,7 +272,7 @@ func ReadCA(ctx context.Context, env Env, dataDir string, cfg *config.Config) (l
 }
 
 // initLocalCA creates the local CA of a new data dir.
-func initLocalCA(ctx context.Context, db *sqlite.DB, root secret.Value, dataDir string, cfg *config.Config) error {
+func initLocalCA(ctx context.Context, db Stores, root secret.Value, dataDir string, cfg *config.Config) error {
 	v, err := vault.Open(ctx, vault.Options{Store: db.Vault(), RootKey: root})
 	if err != nil {
 		return err

@@ -16,7 +16,6 @@ import (
 	"github.com/keystile/keystile/internal/detect"
 	"github.com/keystile/keystile/internal/gateway"
 	"github.com/keystile/keystile/internal/killswitch"
-	"github.com/keystile/keystile/internal/store/sqlite"
 	"github.com/keystile/keystile/internal/token"
 	"github.com/keystile/keystile/internal/vault"
 )
@@ -30,7 +29,7 @@ const purposeDetectSource = "detect.source.v1"
 // gateway's and the admin API's events, writing its findings and actions
 // to the audit log, its alerts to the alert dispatcher, and its kill
 // action to the kill switch (both must be open).
-func (s *Server) openDetector(ctx context.Context, v *vault.Vault, db *sqlite.DB, cfg *config.Config) error {
+func (s *Server) openDetector(ctx context.Context, v *vault.Vault, db Stores, cfg *config.Config) error {
 	set, err := detect.Compile(cfg)
 	if err != nil {
 		return err

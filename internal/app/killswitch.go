@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/keystile/keystile/internal/admin"
@@ -13,7 +12,6 @@ import (
 	"github.com/keystile/keystile/internal/gateway"
 	"github.com/keystile/keystile/internal/killswitch"
 	"github.com/keystile/keystile/internal/secret"
-	"github.com/keystile/keystile/internal/store/sqlite"
 	"github.com/keystile/keystile/internal/token"
 )
 
@@ -164,17 +162,13 @@ var _ admin.Tokens = auditedTokens{}
 // once or at its next refresh. It cancels no order (that needs the
 // server's venues) and writes no audit record (the audit log belongs to
 // the server, which records the trip when it sees it).
-func PanicOffline(ctx context.Context, dataDir, venueID, reason string) (killswitch.Engaged, error) {
-	if err := CheckDataDir(dataDir); err != nil {
+func PanicOffline(ctx context.Context, env Env, cfg *config.Config, dataDir, venueID, reason string) (killswitch.Engaged, error) {
+	if err := CheckDataDirFor(dataDir, cfg); err != nil {
 		return killswitch.Engaged{}, err
 	}
-	path := filepath.Join(dataDir, DBFile)
-	if _, err := os.Stat(path); err != nil {
-		return killswitch.Engaged{}, fmt.Errorf("app: panic: %w", err)
-	}
-	db, err := sqlite.Open(ctx, path)
+	db, err := OpenStores(ctx, env, cfg, dataDir, StoreOptions{})
 	if err != nil {
-		return killswitch.Engaged{}, err
+		return killswitch.Engaged{}, fmt.Errorf("app: panic: %w", err)
 	}
 	defer db.Close()
 	ks, err := killswitch.New(ctx, killswitch.Options{Store: db.Trips()})

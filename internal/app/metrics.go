@@ -64,8 +64,8 @@ func (s *Server) registerMetrics(m *metrics.Metrics) {
 		counter("killswitch_loss_guard_orders_total", "Accepted orders the loss guards counted.", func() float64 { return float64(lg.Stats().Counted) })
 		counter("killswitch_loss_guard_dropped_total", "Order events the loss guards dropped on a full queue (not counted).", func() float64 { return float64(lg.Stats().Dropped) })
 	}
-	if s.db != nil {
-		db := s.db
+	if sq, ok := s.db.(*sqliteStores); ok {
+		db := sq.db
 		counter("store_write_batches_total", "Group commits of the main database's writer.", func() float64 { return float64(db.WriterStats().Batches) })
 		counter("store_writes_total", "Writes (budget reservations, idempotency claims, ...) in those batches.", func() float64 { return float64(db.WriterStats().Writes) })
 		counter("store_writer_busy_seconds_total", "Time the writer spent running batches.", func() float64 { return db.WriterStats().Busy.Seconds() })

@@ -42,7 +42,7 @@ func mfaIssuer(cfg *config.Config) string {
 }
 
 // newMFA builds the admin second factor on the database and vault.
-func newMFA(cfg *config.Config, db *sqlite.DB, v *vault.Vault, sink audit.Sink, log *slog.Logger, now func() time.Time) (*mfa.Manager, error) {
+func newMFA(cfg *config.Config, db Stores, v *vault.Vault, sink audit.Sink, log *slog.Logger, now func() time.Time) (*mfa.Manager, error) {
 	m := cfg.Admin.MFA
 	return mfa.New(mfa.Options{Store: db.MFA(), Secrets: v, Audit: sink, Logger: log, Now: now,
 		SessionTTL: m.SessionTTL, MaxFailures: m.MaxFailures, Lockout: m.Lockout, MaxLockout: m.MaxLockout})

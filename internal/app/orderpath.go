@@ -9,7 +9,6 @@ import (
 	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/idem"
 	"github.com/keystile/keystile/internal/policy"
-	"github.com/keystile/keystile/internal/store/sqlite"
 	"github.com/keystile/keystile/internal/vault"
 )
 
@@ -22,7 +21,7 @@ const purposeIdem = "idem.v1"
 // idempotency claim and intent record one write of the main database
 // (with an audit log kept elsewhere, the intent is written there after
 // it).
-func (s *Server) openOrderPath(ctx context.Context, v *vault.Vault, db *sqlite.DB, cfg *config.Config, dataDir string) error {
+func (s *Server) openOrderPath(ctx context.Context, v *vault.Vault, db Stores, cfg *config.Config, dataDir string) error {
 	set, err := policy.Compile(cfg)
 	if err != nil {
 		return err
@@ -47,7 +46,7 @@ func (s *Server) openOrderPath(ctx context.Context, v *vault.Vault, db *sqlite.D
 	if AuditInDatabase(cfg, dataDir) {
 		// The intent record shares the ledger's write (one fsync per
 		// order).
-		l, err := openDatabaseAudit(ctx, db, cfg, dataDir, keys, os.Stdout, s.log, s.metrics.ObserveAuditCommit)
+		l, err := db.openAudit(ctx, auditArgs{cfg: cfg, dataDir: dataDir, keys: keys, stdout: os.Stdout, log: s.log, observe: s.metrics.ObserveAuditCommit})
 		if err != nil {
 			return err
 		}

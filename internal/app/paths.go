@@ -60,8 +60,17 @@ func ResolveDataDir(flag string, getenv func(string) string, cfg *config.Config)
 }
 
 // CheckDataDir verifies that dir exists, is a directory owned by this user,
-// is not accessible by group or others, and is readable.
-func CheckDataDir(dir string) error {
+// is not accessible by group or others, is readable and holds a keystile
+// database.
+func CheckDataDir(dir string) error { return checkDataDir(dir, true) }
+
+// CheckDataDirFor is CheckDataDir for cfg's store: with store.postgres
+// the data dir holds the key file and the admin socket, not the database.
+func CheckDataDirFor(dir string, cfg *config.Config) error {
+	return checkDataDir(dir, cfg == nil || !cfg.Store.Shared())
+}
+
+func checkDataDir(dir string, needDB bool) error {
 	st, err := os.Stat(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%w %s does not exist (run `keystile init --data-dir %s`)", ErrDataDir, dir, dir)
@@ -85,6 +94,9 @@ func CheckDataDir(dir string) error {
 	defer f.Close()
 	if _, err := f.Readdirnames(1); err != nil && !errors.Is(err, fs.ErrNotExist) && err.Error() != "EOF" {
 		return fmt.Errorf("%w %s is not readable: %v", ErrDataDir, dir, err)
+	}
+	if !needDB {
+		return nil
 	}
 	if _, err := os.Stat(filepath.Join(dir, DBFile)); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {

@@ -2,9 +2,7 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"sort"
 	"time"
@@ -105,25 +103,10 @@ func (s *Server) venueStatus(ctx context.Context) []admin.VenueStatus {
 }
 
 func (s *Server) storeStatus(ctx context.Context) *admin.StoreStatus {
-	st := &admin.StoreStatus{Path: s.db.Path()}
-	var errs []error
-	if fi, err := os.Stat(st.Path); err == nil {
-		st.SizeBytes = fi.Size()
-	} else {
-		errs = append(errs, err)
-	}
-	if fi, err := os.Stat(st.Path + "-wal"); err == nil {
-		st.WALBytes = fi.Size()
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		errs = append(errs, err)
-	}
-	v, err := s.db.SchemaVersion(ctx)
-	st.SchemaVersion = v
-	if err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
-		st.Error = err.Error()
+	st := s.db.status(ctx)
+	if st.Backend == BackendPostgres {
+		st.ReplicaID = s.replicaID
+		st.Redis = s.redisStatus()
 	}
 	return st
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/keystile/keystile/internal/secret"
 	"github.com/keystile/keystile/internal/session"
 	"github.com/keystile/keystile/internal/sign"
-	"github.com/keystile/keystile/internal/store/sqlite"
 	"github.com/keystile/keystile/internal/upstream"
 	"github.com/keystile/keystile/internal/vault"
 	"github.com/keystile/keystile/internal/venue"
@@ -115,7 +114,7 @@ func saveRefreshToken(v *vault.Vault, name string) func(ctx context.Context, tok
 
 // BuildVenues builds the gateway's venues from the configuration. The
 // returned closers log sessions out on shutdown.
-func BuildVenues(cfg *config.Config, v *vault.Vault, db *sqlite.DB, log *slog.Logger) ([]gateway.Venue, []venue.Closer, error) {
+func BuildVenues(cfg *config.Config, v *vault.Vault, db Stores, log *slog.Logger) ([]gateway.Venue, []venue.Closer, error) {
 	var out []gateway.Venue
 	var closers []venue.Closer
 	for _, id := range sortedVenueIDs(cfg) {
@@ -151,7 +150,7 @@ type builtVenue struct {
 }
 
 // buildVenue builds one venue. On error nothing it opened stays open.
-func buildVenue(id string, vc config.Venue, v *vault.Vault, db *sqlite.DB, log *slog.Logger) (b builtVenue, err error) {
+func buildVenue(id string, vc config.Venue, v *vault.Vault, db Stores, log *slog.Logger) (b builtVenue, err error) {
 	b.cfg = vc
 	fail := func(err error) (builtVenue, error) {
 		if b.closer != nil {

@@ -129,6 +129,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.AddCommand(newStatus(g), newService(g), newBackup(g), newRestore(g))
 	root.AddCommand(newPanic(g), newIncident(g))
 	root.AddCommand(newDetect(g))
+	root.AddCommand(newMigrate(g))
 	return root
 }
 

@@ -66,11 +66,14 @@ Master key sources: file (default: a 0600 key file in the data dir; the weakest)
 }
 
 func newServe(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var migrate bool
+	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the keystile server (admin API, gateway)",
 		Long: `serve opens the vault and serves the admin API on a unix socket in the data dir (and the
-gateway). It disables core dumps first and shuts down cleanly on SIGINT/SIGTERM.`,
+gateway). It disables core dumps first and shuts down cleanly on SIGINT/SIGTERM. With
+store.postgres, --migrate (or store.postgres.migrate_on_start) applies pending migrations first;
+otherwise an older schema is refused (run keystile migrate).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := app.DisableCoreDumps(); err != nil {
@@ -85,13 +88,16 @@ gateway). It disables core dumps first and shuts down cleanly on SIGINT/SIGTERM.
 			if err != nil {
 				return err
 			}
-			srv, err := app.NewServer(cmd.Context(), g.env(), app.ServerOptions{ConfigPath: g.cfgFile, DataDir: dir, Config: cfg, Logger: log, Redactor: red})
+			srv, err := app.NewServer(cmd.Context(), g.env(), app.ServerOptions{ConfigPath: g.cfgFile, DataDir: dir, Config: cfg, Logger: log, Redactor: red,
+				Migrate: migrate})
 			if err != nil {
 				return err
 			}
 			return srv.Run(cmd.Context())
 		},
 	}
+	cmd.Flags().BoolVar(&migrate, "migrate", false, "with store.postgres: apply pending migrations before serving")
+	return cmd
 }
 
 func newVault(g *globals) *cobra.Command {

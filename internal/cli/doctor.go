@@ -16,7 +16,6 @@ import (
 	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/doctor"
 	"github.com/keystile/keystile/internal/masterkey"
-	"github.com/keystile/keystile/internal/store/sqlite"
 	"github.com/keystile/keystile/internal/vault"
 )
 
@@ -92,7 +91,7 @@ func (g *globals) doctorOptions(ctx context.Context, cfg *config.Config, dir str
 		o.Server = timeoutServer{c}
 	}
 	var params masterkey.Params
-	params, o.VaultReason = recordedParams(ctx, dir)
+	params, o.VaultReason = recordedParams(ctx, g.env(), cfg, dir)
 	o.MasterKeySource = params.Source
 	if params.Source == masterkey.SourceFile {
 		// The key file actually in use, as serve resolves it.
@@ -149,11 +148,11 @@ func auditVerifier(cfg *config.Config, dir string, v doctor.Vault) (func(context
 
 // recordedParams reads the master-key parameters init recorded in the
 // vault (source, key file).
-func recordedParams(ctx context.Context, dir string) (masterkey.Params, string) {
-	if err := app.CheckDataDir(dir); err != nil {
+func recordedParams(ctx context.Context, env app.Env, cfg *config.Config, dir string) (masterkey.Params, string) {
+	if err := app.CheckDataDirFor(dir, cfg); err != nil {
 		return masterkey.Params{}, err.Error()
 	}
-	db, err := sqlite.Open(ctx, filepath.Join(dir, app.DBFile))
+	db, err := app.OpenStores(ctx, env, cfg, dir, app.StoreOptions{})
 	if err != nil {
 		return masterkey.Params{}, err.Error()
 	}

@@ -82,11 +82,11 @@ started later applies it); orders can only be cancelled by a running server.`,
 
 // panicOffline engages the switch in the database when no server runs.
 func (g *globals) panicOffline(cmd *cobra.Command, req admin.PanicRequest, jsonOut bool) error {
-	_, dir, err := g.resolve()
+	cfg, dir, err := g.resolve()
 	if err != nil {
 		return err
 	}
-	res, err := app.PanicOffline(cmd.Context(), dir, req.Venue, req.Reason)
+	res, err := app.PanicOffline(cmd.Context(), g.env(), cfg, dir, req.Venue, req.Reason)
 	if err != nil {
 		return fmt.Errorf("no server is running and the database could not be written: %w", err)
 	}
@@ -96,8 +96,12 @@ func (g *globals) panicOffline(cmd *cobra.Command, req admin.PanicRequest, jsonO
 		}
 	} else {
 		printEngaged(g.io.Stdout, res)
+		where := filepath.Join(dir, app.DBFile)
+		if cfg.Store.Shared() {
+			where = "(store.postgres)"
+		}
 		fmt.Fprintf(g.io.Stdout, "no server answered on the admin socket: engaged in the database %s; a server applies it when it starts (or within killswitch.refresh if it shares the database)\n",
-			filepath.Join(dir, app.DBFile))
+			where)
 	}
 	if req.CancelOrders {
 		return errors.New("orders were NOT cancelled (that needs the running server): start keystile serve and run keystile panic --cancel-orders again")

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/shopspring/decimal"
@@ -19,7 +18,6 @@ import (
 	"github.com/keystile/keystile/internal/app"
 	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/policy"
-	"github.com/keystile/keystile/internal/store/sqlite"
 	"github.com/keystile/keystile/internal/token"
 	"github.com/keystile/keystile/internal/venue"
 )
@@ -261,16 +259,12 @@ func explain(ctx context.Context, g *globals, tokenRef, reqFile, refPrice string
 	if !ok {
 		return nil, fmt.Errorf("venue %q is not configured", sr.Venue)
 	}
-	dbPath := filepath.Join(dir, app.DBFile)
-	if _, err := os.Stat(dbPath); err != nil {
-		return nil, fmt.Errorf("no database at %s (run keystile init): %w", dbPath, err)
-	}
-	db, err := sqlite.Open(ctx, dbPath)
+	db, err := app.OpenStores(ctx, g.env(), cfg, dir, app.StoreOptions{})
 	if err != nil {
 		return nil, err
 	}
 	defer db.Close()
-	tok, err := findToken(ctx, db, tokenRef)
+	tok, err := findToken(ctx, db.Tokens(), tokenRef)
 	if err != nil {
 		return nil, err
 	}
@@ -306,8 +300,8 @@ func explain(ctx context.Context, g *globals, tokenRef, reqFile, refPrice string
 
 // findToken finds a token record by public id, else by name (which must
 // then be unique).
-func findToken(ctx context.Context, db *sqlite.DB, ref string) (*token.Token, error) {
-	recs, err := db.Tokens().All(ctx)
+func findToken(ctx context.Context, st token.Store, ref string) (*token.Token, error) {
+	recs, err := st.All(ctx)
 	if err != nil {
 		return nil, err
 	}

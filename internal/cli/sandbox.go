@@ -164,7 +164,7 @@ func (g *globals) configureSandbox(ctx context.Context, info sandbox.Info, f san
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(dir, app.DBFile)); err != nil {
+	if err := app.CheckDataDirFor(dir, cfg); err != nil {
 		return fmt.Errorf("sandbox --configure: no keystile data dir at %s (run keystile init first)", dir)
 	}
 	venues, err := sandboxconf.Venues(info)

@@ -111,7 +111,7 @@ func (g *globals) scanVault(ctx context.Context, o *scan.Options) func() {
 		fmt.Fprintf(g.io.Stderr, "keystile: scan: vault detector off: %v\n", err)
 		return func() {}
 	}
-	if _, err := os.Stat(filepath.Join(dir, app.DBFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, app.DBFile)); err != nil && !cfg.Store.Shared() {
 		return func() {}
 	}
 	db, v, err := app.OpenVault(ctx, g.env(), dir, cfg, nil, nil)

@@ -100,7 +100,10 @@ func printStatus(w io.Writer, st admin.Status) error {
 		fmt.Fprintf(tw, "restart needed:\t%s changed in the config file; they apply after a restart\n", strings.Join(st.RestartNeeded, ", "))
 	}
 	if s := st.Store; s != nil {
-		fmt.Fprintf(tw, "store:\t%s (%s, WAL %s, schema version %d)%s\n", s.Path, bytesIEC(s.SizeBytes), bytesIEC(s.WALBytes), s.SchemaVersion, errSuffix(s.Error))
+		fmt.Fprintf(tw, "store:\t%s\n", storeLine(s))
+		if r := s.Redis; r != nil {
+			fmt.Fprintf(tw, "redis:\t%s\n", redisLine(r))
+		}
 	}
 	if a := st.Audit; a != nil {
 		fmt.Fprintf(tw, "audit:\t%s\n", auditLine(a))
@@ -300,4 +303,31 @@ func alertSinksLine(a *admin.AlertsStatus) string {
 		s += fmt.Sprintf(", %d alerts dropped", a.Dropped)
 	}
 	return s + " (keystile alert status)"
+}
+
+// storeLine describes the main database: the SQLite file, or the
+// PostgreSQL server and whether it answers.
+func storeLine(s *admin.StoreStatus) string {
+	if s.Backend != "postgres" {
+		return fmt.Sprintf("%s (%s, WAL %s, schema version %d)%s", s.Path, bytesIEC(s.SizeBytes), bytesIEC(s.WALBytes), s.SchemaVersion, errSuffix(s.Error))
+	}
+	state := "reachable"
+	if !s.Reachable {
+		state = "UNREACHABLE"
+	}
+	replica := ""
+	if s.ReplicaID != "" {
+		replica = ", replica " + s.ReplicaID
+	}
+	return fmt.Sprintf("postgres %s (%s, schema version %d%s)%s", s.Path, state, s.SchemaVersion, replica, errSuffix(s.Error))
+}
+
+// redisLine is Redis's state, the fan-out in use and the rate-limit
+// fallback.
+func redisLine(r *admin.RedisStatus) string {
+	state := r.State
+	if state != "ok" {
+		state = strings.ToUpper(state)
+	}
+	return fmt.Sprintf("%s %s (fan-out: %s; rate limits if down: %s)%s", r.Addr, state, r.FanOut, r.RateLimitFallback, errSuffix(r.Error))
 }

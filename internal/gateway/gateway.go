@@ -91,6 +91,11 @@ type Options struct {
 	MaxResponseBytes int64
 	// Ready reports readiness for /-/readyz. If nil, always ready.
 	Ready func() error
+	// Health, if set, is added to /-/readyz's answers as "store": the
+	// state of the stores behind the gateway (backend, PostgreSQL
+	// reachable, Redis ok or down and the fallback in use). Metadata
+	// only: states, never addresses or errors (they go to the log).
+	Health func() any
 	// Logger receives error details. If nil, discard.
 	Logger *slog.Logger
 	// Now is the clock. If nil, time.Now.

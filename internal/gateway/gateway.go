@@ -91,10 +91,11 @@ type Options struct {
 	MaxResponseBytes int64
 	// Ready reports readiness for /-/readyz. If nil, always ready.
 	Ready func() error
-	// Health, if set, is added to /-/readyz's answers as "store": the
-	// state of the stores behind the gateway (backend, PostgreSQL
-	// reachable, Redis ok or down and the fallback in use). Metadata
-	// only: states, never addresses or errors (they go to the log).
+	// Health, if set, is added to /-/readyz's ready answer as "store":
+	// the state of the stores behind the gateway (backend, PostgreSQL
+	// reachable, Redis ok or down and the fallback in use), called after
+	// Ready. Metadata only: states, never addresses or errors (they go
+	// to the log). A not-ready answer is the usual error body.
 	Health func() any
 	// Logger receives error details. If nil, discard.
 	Logger *slog.Logger

@@ -708,22 +708,32 @@ func TestCredentialFailureNotLogged(t *testing.T) {
 
 func TestHealth(t *testing.T) {
 	notReady := fmt.Errorf("store: ping %s: connection refused", canaryFailure)
+	// health is called after ready: it may report what ready found.
+	var pinged atomic.Bool
+	ping := func(err error) func() error { return func() error { pinged.Store(err == nil); return err } }
+	health := func() any {
+		return map[string]string{"backend": "postgres", "postgres": map[bool]string{true: "reachable", false: "unreachable"}[pinged.Load()]}
+	}
 	tests := []struct {
 		name   string
 		ready  func() error
+		health func() any
 		path   string
 		status int
 		body   string
 	}{
-		{"healthz", nil, "/-/healthz", 200, `{"status":"ok"}` + "\n"},
-		{"healthz while not ready", func() error { return notReady }, "/-/healthz", 200, `{"status":"ok"}` + "\n"},
-		{"readyz default", nil, "/-/readyz", 200, `{"status":"ready"}` + "\n"},
-		{"readyz ready", func() error { return nil }, "/-/readyz", 200, `{"status":"ready"}` + "\n"},
-		{"readyz not ready", func() error { return notReady }, "/-/readyz", 503, ""},
+		{"healthz", nil, nil, "/-/healthz", 200, `{"status":"ok"}` + "\n"},
+		{"healthz while not ready", func() error { return notReady }, nil, "/-/healthz", 200, `{"status":"ok"}` + "\n"},
+		{"readyz default", nil, nil, "/-/readyz", 200, `{"status":"ready"}` + "\n"},
+		{"readyz ready", func() error { return nil }, nil, "/-/readyz", 200, `{"status":"ready"}` + "\n"},
+		{"readyz not ready", func() error { return notReady }, nil, "/-/readyz", 503, ""},
+		{"readyz ready with store health", ping(nil), health, "/-/readyz", 200,
+			`{"status":"ready","store":{"backend":"postgres","postgres":"reachable"}}` + "\n"},
+		{"readyz not ready with store health", ping(notReady), health, "/-/readyz", 503, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, config{ready: tc.ready})
+			h := newHarness(t, config{ready: tc.ready, health: tc.health})
 			r := h.do(t, http.MethodGet, tc.path, "", nil, nil)
 			if r.Status != tc.status {
 				t.Fatalf("status %d, want %d", r.Status, tc.status)

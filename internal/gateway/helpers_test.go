@@ -219,6 +219,7 @@ type config struct {
 	total     time.Duration // upstream total timeout
 	attempts  int           // retry attempts (0: upstream default)
 	ready     func() error
+	health    func() any
 	noScrub   bool // no Scrubber: only sent credential headers are scrubbed
 	venueFail error
 	extra     []secret.Value // more values registered with the Redactor
@@ -290,6 +291,7 @@ func newHarness(t testing.TB, c config) *harness {
 		MaxBodyBytes:     c.maxBody,
 		MaxResponseBytes: c.maxResp,
 		Ready:            c.ready,
+		Health:           c.health,
 		Now:              clk.now,
 		Guard:            c.guard,
 	}

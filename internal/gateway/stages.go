@@ -137,30 +137,16 @@ func (g *Gateway) probe(c *call) bool {
 		_, _ = io.WriteString(c.w, `{"status":"ok"}`+"\n")
 		return true
 	case "/-/readyz":
-		var notReady error
 		if g.o.Ready != nil {
-			notReady = g.o.Ready()
+			if err := g.o.Ready(); err != nil {
+				g.log.Warn("gateway: not ready", "err", err)
+				writeError(c.w, publicError{http.StatusServiceUnavailable, "not_ready", "not ready"}, "", c.st.id)
+				return true
+			}
 		}
 		var health any
 		if g.o.Health != nil {
 			health = g.o.Health()
-		}
-		if err := notReady; err != nil {
-			g.log.Warn("gateway: not ready", "err", err)
-			if health == nil {
-				writeError(c.w, publicError{http.StatusServiceUnavailable, "not_ready", "not ready"}, "", c.st.id)
-				return true
-			}
-			h := c.w.Header()
-			h.Set("Content-Type", "application/json")
-			h.Set("Cache-Control", "no-store")
-			h.Set(HeaderError, "not_ready")
-			c.w.WriteHeader(http.StatusServiceUnavailable)
-			_ = json.NewEncoder(c.w).Encode(struct {
-				Error errorDetail `json:"error"`
-				Store any         `json:"store"`
-			}{errorDetail{Code: "not_ready", Message: "not ready", RequestID: c.st.id}, health})
-			return true
 		}
 		c.w.Header().Set("Content-Type", "application/json")
 		if health == nil {

@@ -304,6 +304,7 @@ type Server struct {
 	storeUp   atomic.Bool
 	replicaID string
 	redis     func() *admin.RedisStatus
+	scale     scaleOut
 	vault     *vault.Vault
 	tokens    *token.Service
 	admin     *admin.Server
@@ -391,6 +392,10 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 	}
 	s.db, s.vault = db, v
 	s.replicaID = replicaName(o.Config)
+	if err := s.openFanout(ctx, env, o.Config); err != nil {
+		s.closeStores(ctx)
+		return nil, err
+	}
 	s.tokens, err = token.New(ctx, token.Options{Store: db.Tokens(), DefaultTTL: o.Config.Tokens.DefaultTTL,
 		MaxTTL: o.Config.Tokens.MaxTTL, Logger: o.Logger})
 	if err != nil {
@@ -614,6 +619,7 @@ func (s *Server) Run(ctx context.Context) error {
 	kctx, stopKill := context.WithCancel(ctx)
 	defer stopKill()
 	go s.kill.Run(kctx)
+	watching := s.watchChanges(kctx)
 	if s.loss != nil {
 		go s.loss.Run(kctx)
 	}
@@ -676,6 +682,10 @@ loop:
 		s.stats.Close()
 	}
 
+	stopKill()
+	for _, w := range watching {
+		<-w
+	}
 	s.closeStores(sctx)
 	s.log.Info("keystile: stopped")
 	return runErr
@@ -726,6 +736,7 @@ func (s *Server) closeStores(ctx context.Context) {
 			s.log.Warn("keystile: close vault", "err", err)
 		}
 	}
+	s.closeScale()
 	if s.db != nil {
 		if err := s.db.Close(); err != nil {
 			s.log.Warn("keystile: close database", "err", err)

@@ -26,7 +26,7 @@ func (s *Server) openOrderPath(ctx context.Context, v *vault.Vault, db Stores, c
 	if err != nil {
 		return err
 	}
-	s.policy = policy.New(policy.Options{Budgets: db.Budgets(), Logger: s.log})
+	s.policy = policy.New(s.policyOptions(db.Budgets()))
 	s.policy.Load(set)
 
 	seed, err := v.DeriveKey(purposeIdem)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/config"
+	"github.com/keystile/keystile/internal/policy"
 	"github.com/keystile/keystile/internal/store/postgres"
 )
 
@@ -35,3 +36,16 @@ func (noAuditReader) Scan(context.Context, uint64, func(audit.Record) error) err
 func (noAuditReader) Checkpoints(context.Context, func(audit.Checkpoint) error) error {
 	return errors.New("store.postgres: this build has no PostgreSQL audit reader yet")
 }
+
+// scaleOut: see openPostgresStores.
+type scaleOut struct{}
+
+func (s *Server) policyOptions(budgets policy.BudgetStore) policy.Options {
+	return policy.Options{Budgets: budgets, Logger: s.log}
+}
+
+func (s *Server) closeScale() {}
+
+func (s *Server) openFanout(context.Context, Env, *config.Config) error { return nil }
+
+func (s *Server) watchChanges(context.Context) []<-chan struct{} { return nil }

@@ -14,11 +14,15 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/config"
+	"github.com/keystile/keystile/internal/killswitch"
 	"github.com/keystile/keystile/internal/logging"
 	"github.com/keystile/keystile/internal/secret"
 	"github.com/keystile/keystile/internal/store/postgres"
+	redisstore "github.com/keystile/keystile/internal/store/redis"
 	"github.com/keystile/keystile/internal/token"
 	"github.com/keystile/keystile/internal/vault"
 )
@@ -214,4 +218,131 @@ func TestMigrateFromSQLite(t *testing.T) {
 	if _, err := CopySQLiteToPostgres(ctx, Env{}, CopyOptions{From: dir, To: "env:KST_TEST_PG_DSN", Config: sqcfg}); !errors.Is(err, ErrTargetNotEmpty) {
 		t.Fatalf("second copy: %v", err)
 	}
+}
+
+// redisTestAddr is KEYSTILE_TEST_REDIS's host:port, or a skip.
+func redisTestAddr(t *testing.T) string {
+	t.Helper()
+	u := os.Getenv("KEYSTILE_TEST_REDIS")
+	if u == "" {
+		t.Skip("KEYSTILE_TEST_REDIS is not set (e.g. redis://127.0.0.1:6379/0)")
+	}
+	ro, err := redisstore.ParseURL(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ro.Addr
+}
+
+// replicaDirs makes n data dirs sharing one master key (the first is
+// initialised on cfg's store; the others get its key file), as an
+// operator sets up replicas.
+func replicaDirs(t *testing.T, cfg *config.Config, n int) []string {
+	t.Helper()
+	base := shortTempDir(t)
+	dirs := make([]string, n)
+	for i := range dirs {
+		dirs[i] = filepath.Join(base, string(rune('a'+i)))
+	}
+	if _, err := Init(context.Background(), Env{}, InitOptions{DataDir: dirs[0], Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs[1:] {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{KeyFile, LocalCAFile} {
+			b, err := os.ReadFile(filepath.Join(dirs[0], f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(d, f), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return dirs
+}
+
+// TestReplicasShareRevocationAndKillSwitch: two servers on one database;
+// a token revoked or a kill switch engaged on one is enforced by the
+// other, through Redis at once, and by polling without it.
+func TestReplicasShareRevocationAndKillSwitch(t *testing.T) {
+	for _, withRedis := range []bool{true, false} {
+		t.Run(map[bool]string{true: "redis", false: "polling"}[withRedis], func(t *testing.T) {
+			cfg, _ := pgTestConfig(t)
+			cfg.Store.PollInterval = 200 * time.Millisecond
+			if withRedis {
+				cfg.Store.Redis.Addr = redisTestAddr(t)
+				cfg.Store.PollInterval = time.Minute // only Redis can be this fast
+			}
+			dirs := replicaDirs(t, cfg, 2)
+			ca, cb := *cfg, *cfg
+			ca.Store.ReplicaID, cb.Store.ReplicaID = "a", "b"
+			a, _ := runServer(t, Env{}, dirs[0], &ca, ServerOptions{})
+			b, _ := runServer(t, Env{}, dirs[1], &cb, ServerOptions{})
+			if withRedis {
+				cleanRedis(t, a)
+				if code, h := readyz(t, b.GatewayAddr()); code != http.StatusOK || h.Redis != "ok" || h.FanOut != "redis" || h.RateLimitFallback != "fail_closed" {
+					t.Fatalf("readyz = %d %+v", code, h)
+				}
+			}
+			ctx := context.Background()
+			req := token.VerifyRequest{Venue: "binance", Source: netip.MustParseAddr("127.0.0.1")}
+			raw, tok, err := a.tokens.Create(ctx, token.CreateRequest{Name: "bot", Venues: []string{"binance"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Created on A: known on B.
+			waitFor(t, "B to learn the token", func() bool { _, err := b.tokens.Verify(ctx, string(raw.Reveal()), req); return err == nil })
+			start := time.Now()
+			if err := a.tokens.Revoke(ctx, tok.ID); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "B to refuse the revoked token", func() bool {
+				_, err := b.tokens.Verify(ctx, string(raw.Reveal()), req)
+				return errors.Is(err, token.ErrRevoked)
+			})
+			t.Logf("revocation on A refused on B after %s", time.Since(start))
+
+			if _, err := a.kill.Engage(ctx, killswitch.Engagement{Scope: killswitch.ScopeVenue, Target: "binance", Rule: killswitch.RulePanic, Actor: "test", Reason: "test"}); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "B to apply the kill switch", func() bool { return b.kill.Covers("tok_x", "binance") })
+		})
+	}
+}
+
+// waitFor polls cond for up to 5 s (a bound on correctness, not a
+// performance figure).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// cleanRedis removes the installation's keys from the test server when
+// the test ends.
+func cleanRedis(t *testing.T, s *Server) {
+	t.Helper()
+	prefix, err := RedisKeyPrefix(s.vault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		o, err := goredis.ParseURL(os.Getenv("KEYSTILE_TEST_REDIS"))
+		if err != nil {
+			return
+		}
+		c := goredis.NewClient(o)
+		defer c.Close()
+		ctx := context.Background()
+		iter := c.Scan(ctx, 0, prefix+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			c.Del(ctx, iter.Val())
+		}
+	})
 }

@@ -257,18 +257,33 @@ type AuditReader interface {
 	Close() error
 }
 
+// auditReader reads the server's audit log: on the server's own pool
+// when it is kept in PostgreSQL.
+func (s *Server) auditReader(ctx context.Context) (AuditReader, error) {
+	if sink, _, err := AuditSink(s.cfg, s.dataDir); err == nil && sink == AuditSinkPostgres && s.db != nil {
+		return s.db.auditReader(ctx)
+	}
+	return OpenAuditReader(ctx, s.cfg, s.dataDir)
+}
+
 // OpenAuditReader opens the configured audit log read-only; it is safe
 // while the server writes to it. For the log in the main database, a data
 // dir upgraded from a version that kept it in audit.db, whose server has
 // not started since (it imports the file), is read from that file.
 func OpenAuditReader(ctx context.Context, cfg *config.Config, dataDir string) (AuditReader, error) {
+	return OpenAuditReaderEnv(ctx, Env{}, cfg, dataDir)
+}
+
+// OpenAuditReaderEnv is OpenAuditReader reading store.postgres.dsn's
+// reference through env.
+func OpenAuditReaderEnv(ctx context.Context, env Env, cfg *config.Config, dataDir string) (AuditReader, error) {
 	sink, path, err := AuditSink(cfg, dataDir)
 	if err != nil {
 		return nil, err
 	}
 	switch sink {
 	case AuditSinkPostgres:
-		return openPostgresAuditReader(ctx, Env{}, cfg)
+		return openPostgresAuditReader(ctx, env, cfg)
 	case AuditSinkSQLite:
 		if AuditInDatabase(cfg, dataDir) {
 			return openDatabaseAuditReader(ctx, path, filepath.Join(dataDir, AuditDBFile))

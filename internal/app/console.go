@@ -185,7 +185,7 @@ const (
 var errStopScan = errors.New("stop scan")
 
 func (a consoleAudit) reader(ctx context.Context) (AuditReader, error) {
-	return OpenAuditReader(ctx, a.s.cfg, a.s.dataDir)
+	return a.s.auditReader(ctx)
 }
 
 // Search scans the log backwards in chunks from its end, so that the

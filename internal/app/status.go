@@ -128,7 +128,7 @@ func (s *Server) auditStatus(ctx context.Context) *admin.AuditStatus {
 		st.Note = "audit.sink is stdout: records are written out, nothing is stored here to read back"
 		return st
 	}
-	r, err := OpenAuditReader(ctx, s.cfg, s.dataDir)
+	r, err := s.auditReader(ctx)
 	if err != nil {
 		st.Error = err.Error()
 		return st

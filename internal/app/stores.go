@@ -62,6 +62,9 @@ type Stores interface {
 	// openAudit starts the audit log kept in this database (the one the
 	// ledger writes an order's intent record into, in its transaction).
 	openAudit(ctx context.Context, a auditArgs) (AuditLog, error)
+	// auditReader reads the audit log kept in this database (PostgreSQL
+	// only: SQLite's is read on a connection of its own).
+	auditReader(ctx context.Context) (AuditReader, error)
 }
 
 // DetectStore keeps the detector's profiles and holds.
@@ -180,6 +183,10 @@ func (s *sqliteStores) status(ctx context.Context) *admin.StoreStatus {
 
 func (s *sqliteStores) openAudit(ctx context.Context, a auditArgs) (AuditLog, error) {
 	return openDatabaseAudit(ctx, s.db, a.cfg, a.dataDir, a.keys, a.stdout, a.log, a.observe)
+}
+
+func (s *sqliteStores) auditReader(ctx context.Context) (AuditReader, error) {
+	return audit.OpenSQLiteReader(ctx, s.db.Path())
 }
 
 var _ Stores = (*sqliteStores)(nil)

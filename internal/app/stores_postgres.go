@@ -150,7 +150,16 @@ func (r pgAuditReader) Head(ctx context.Context) (audit.Head, error) {
 	return head, err
 }
 
-func (r pgAuditReader) Close() error { return r.db.Close() }
+func (r pgAuditReader) Close() error {
+	if r.db == nil {
+		return nil // the server's pool
+	}
+	return r.db.Close()
+}
+
+func (s *pgStores) auditReader(context.Context) (AuditReader, error) {
+	return pgAuditReader{Reader: s.db.AuditReader()}, nil
+}
 
 var (
 	_ Stores   = (*pgStores)(nil)

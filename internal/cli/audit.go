@@ -47,7 +47,7 @@ func (g *globals) auditReader(ctx context.Context) (app.AuditReader, *config.Con
 	if err != nil {
 		return nil, nil, "", err
 	}
-	r, err := app.OpenAuditReader(ctx, cfg, dir)
+	r, err := app.OpenAuditReaderEnv(ctx, g.env(), cfg, dir)
 	if err != nil {
 		return nil, nil, "", err
 	}

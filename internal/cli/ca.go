@@ -47,7 +47,7 @@ func (g *globals) withCA(ctx context.Context, online func(*admin.Client) (localc
 	if err != nil {
 		return localca.Info{}, err
 	}
-	if err := app.CheckDataDir(dir); err != nil {
+	if err := app.CheckDataDirFor(dir, cfg); err != nil {
 		return localca.Info{}, err
 	}
 	return offline(g.env(), dir, cfg)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keystile/keystile/internal/admin"
 )
 
 // TestStatus runs a real server (serve, in this process) and asks it.
@@ -247,4 +249,36 @@ func waitSocket(t *testing.T, path string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("socket %s never accepted", path)
+}
+
+// TestStatusStoreLines: the store line names the backend's state; with
+// PostgreSQL and Redis, whether each answers and the fallbacks in use.
+func TestStatusStoreLines(t *testing.T) {
+	tests := []struct {
+		name string
+		st   admin.StoreStatus
+		want []string
+	}{
+		{"sqlite", admin.StoreStatus{Backend: "sqlite", Path: "/d/keystile.db", SizeBytes: 4096, SchemaVersion: 12},
+			[]string{"store:", "/d/keystile.db", "schema version 12"}},
+		{"postgres up, redis up", admin.StoreStatus{Backend: "postgres", Path: "db:5432/keystile", Reachable: true, SchemaVersion: 3, ReplicaID: "gw-a",
+			Redis: &admin.RedisStatus{Addr: "r:6379", State: "ok", FanOut: "redis", RateLimitFallback: "fail_closed"}},
+			[]string{"store:", "postgres db:5432/keystile (reachable, schema version 3, replica gw-a)", "redis:", "r:6379 ok (fan-out: redis; rate limits if down: fail_closed)"}},
+		{"postgres down, redis down", admin.StoreStatus{Backend: "postgres", Path: "db:5432/keystile", Error: "postgres: db:5432/keystile: refused",
+			Redis: &admin.RedisStatus{Addr: "r:6379", State: "down", FanOut: "polling", RateLimitFallback: "local_share", Error: "redis: down since 2026-12-07T18:00:00Z"}},
+			[]string{"UNREACHABLE", "refused", "r:6379 DOWN (fan-out: polling; rate limits if down: local_share)", "down since"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b strings.Builder
+			if err := printStatus(&b, admin.Status{Store: &tt.st}); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(b.String(), w) {
+					t.Errorf("status output lacks %q:\n%s", w, b.String())
+				}
+			}
+		})
+	}
 }

@@ -39,6 +39,7 @@ import (
 	"github.com/keystile/keystile/internal/mfa"
 	"github.com/keystile/keystile/internal/policy"
 	"github.com/keystile/keystile/internal/secret"
+	"github.com/keystile/keystile/internal/store"
 	"github.com/keystile/keystile/internal/token"
 	"github.com/keystile/keystile/internal/vault"
 	"os/signal"
@@ -183,6 +184,9 @@ func Init(ctx context.Context, env Env, o InitOptions) (InitResult, error) {
 	if err := vault.Initialize(ctx, db.Vault(), root, map[string][]byte{metaMasterKey: pj}, time.Now()); err != nil {
 		_ = db.Close()
 		cleanup()
+		if shared && errors.Is(err, store.ErrExists) {
+			return res, fmt.Errorf("%w: the PostgreSQL database already holds a vault; for another replica, copy the first one's data dir files (master key, local-ca.pem) instead of running init", ErrAlreadyInitialized)
+		}
 		return res, err
 	}
 	// The local CA (forward proxy, gateway TLS): its key sealed in the

@@ -346,3 +346,21 @@ func cleanRedis(t *testing.T, s *Server) {
 		}
 	})
 }
+
+// TestInitSecondReplicaRefused: init on a database that already holds a
+// vault refuses, saying what to do, and leaves no key file behind.
+func TestInitSecondReplicaRefused(t *testing.T) {
+	cfg, _ := pgTestConfig(t)
+	base := shortTempDir(t)
+	if _, err := Init(context.Background(), Env{}, InitOptions{DataDir: filepath.Join(base, "a"), Config: cfg}); err != nil {
+		t.Fatal(err)
+	}
+	b := filepath.Join(base, "b")
+	_, err := Init(context.Background(), Env{}, InitOptions{DataDir: b, Config: cfg})
+	if !errors.Is(err, ErrAlreadyInitialized) || !strings.Contains(err.Error(), "copy the first one's") {
+		t.Fatalf("second init: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(b, KeyFile)); err == nil {
+		t.Fatal("the refused init left a key file")
+	}
+}

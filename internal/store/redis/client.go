@@ -191,17 +191,17 @@ func New(o Options) (*Client, error) {
 		CredentialsProvider: func() (string, string) {
 			return user, string(pass.Reveal())
 		},
-		TLSConfig:       tlsConf,
-		PoolSize:        o.PoolSize,
-		DialTimeout:     dial,
-		ReadTimeout:     read,
-		WriteTimeout:    read,
-		MaxRetries:      1,
+		TLSConfig:    tlsConf,
+		PoolSize:     o.PoolSize,
+		DialTimeout:  dial,
+		ReadTimeout:  read,
+		WriteTimeout: read,
+		MaxRetries:   1,
 		// One dial per attempt: a down Redis must fail fast, the
 		// policy engine's fallback then applies.
 		DialerRetries:      1,
 		DialerRetryTimeout: 10 * time.Millisecond,
-		DisableIdentity: true,
+		DisableIdentity:    true,
 		// Plain RESP2 and no maintenance notifications: nothing here
 		// needs push messages, and they would add background work.
 		Protocol:                 2,

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -529,4 +530,37 @@ func TestStatusUp(t *testing.T) {
 	if st := d.Status(context.Background(), redisstore.StatusOptions{}); st.Revocation != "revocation: not propagated until Redis is back" {
 		t.Fatalf("status %q", st)
 	}
+}
+
+// TestDriverLogger: go-redis's own lines reach the slog logger.
+func TestDriverLogger(t *testing.T) {
+	var buf syncBuffer
+	redisstore.SetDriverLogger(slog.New(slog.NewTextHandler(&buf, nil)))
+	t.Cleanup(func() { redisstore.SetDriverLogger(slog.New(slog.DiscardHandler)) })
+	c := broken(t, redisstore.Options{Password: secret.FromString(canary)})
+	_ = c.Ready(context.Background())
+	out := buf.String()
+	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "redis driver: ") || !strings.Contains(out, "connection refused") {
+		t.Fatalf("driver log: %q", out)
+	}
+	if strings.Contains(out, canary) {
+		t.Fatalf("the password shows in the driver log: %q", out)
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -53,6 +53,7 @@ type Engine struct {
 	rates     *limiters
 	shared    SharedRates
 	fallback  RatesFallback
+	ratesDown atomic.Bool // the last call to shared failed
 	lastPrune atomic.Int64
 }
 

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -83,12 +84,18 @@ func (ev *evaluation) sharedRate(ctx context.Context) *Decision {
 		wait, err = ev.e.shared.Take(ctx, keys)
 	}
 	if err != nil {
-		ev.e.log.Warn("policy: shared rate store failed", "fallback", string(ev.e.fallback.Mode), "err", err)
+		if !ev.e.ratesDown.Swap(true) {
+			ev.e.log.Warn("policy: shared rate store failed; applying the fallback until it answers",
+				"fallback", string(cmp.Or(ev.e.fallback.Mode, FallbackFailClosed)), "err", err)
+		}
 		if ev.e.fallback.Mode != FallbackLocalShare {
 			return &Decision{Rule: RuleRateUnavailable, Status: http.StatusServiceUnavailable, RetryAfter: time.Second,
 				Reason: "the shared rate-limit store is unavailable and the policy's rate rules fail closed", Notional: ev.notionalText()}
 		}
 		return ev.localRate(max(ev.e.fallback.Replicas, 1))
+	}
+	if ev.e.ratesDown.Swap(false) {
+		ev.e.log.Info("policy: shared rate store answers again")
 	}
 	if wait <= 0 {
 		return nil

@@ -1,10 +1,13 @@
 package policy_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -140,5 +143,27 @@ func TestParseRateFallback(t *testing.T) {
 	}
 	if _, err := policy.ParseRateFallback("fail_open"); err == nil {
 		t.Error("fail_open accepted")
+	}
+}
+
+// TestSharedRatesLogsTransitions: an outage logs one warning, not one per
+// request, and the recovery one line.
+func TestSharedRatesLogsTransitions(t *testing.T) {
+	var buf bytes.Buffer
+	rr := &recordingRates{err: errors.New("connection refused")}
+	e := policy.New(policy.Options{Rates: rr, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	e.Load(compile(t, sharedPolicy))
+	for range 5 {
+		sharedReq(e, "tok_a", false)
+	}
+	rr.err = nil
+	for range 3 {
+		if d := sharedReq(e, "tok_a", false); !d.Allow {
+			t.Fatalf("after recovery: %+v", d)
+		}
+	}
+	out := buf.String()
+	if strings.Count(out, "level=WARN") != 1 || strings.Count(out, "level=INFO") != 1 || !strings.Contains(out, "fallback=fail_closed") {
+		t.Fatalf("log:\n%s", out)
 	}
 }

@@ -121,7 +121,8 @@ func (b *Bus) Publish(ctx context.Context, topic string) error {
 // Watch reads the source's current version before it returns, as the
 // baseline: state loaded after Watch returns is never older than what fn
 // would announce. If that read fails, the first successful poll calls fn.
-// The returned channel is closed when Watch's goroutines have stopped.
+// The subscription is made in the background: an announcement before it is
+// in place is seen by the next poll. The returned channel is closed when Watch's goroutines have stopped.
 func (b *Bus) Watch(ctx context.Context, topic string, fn func(version int64)) <-chan struct{} {
 	w := &watch{b: b, topic: topic, fn: fn, kick: make(chan int64, 1)}
 	if b.src != nil {

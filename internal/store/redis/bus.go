@@ -50,7 +50,8 @@ return v
 // Subscribe calls fn with every version published on topic until ctx is
 // done, then returns ctx.Err(). After a failure it resubscribes, waiting
 // 100 ms doubling to 5 s between attempts; versions published meanwhile
-// are lost (fanout.Watcher's polling covers them).
+// are lost to this subscriber (fanout.Bus.Watch's polling of PostgreSQL
+// covers them).
 func (b *Bus) Subscribe(ctx context.Context, topic string, fn func(version int64)) error {
 	ch := b.c.key("fanout", topic)
 	backoff := minBackoff

@@ -558,7 +558,7 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 	s.admin = as
 	s.mfa = mfaMgr
 	if o.Config.Console.Listen != "" {
-		if s.console, err = s.newConsole(o.Config); err != nil {
+		if s.console, err = s.newConsole(ctx, o.Config); err != nil {
 			_ = as.Shutdown(ctx)
 			s.closeListeners()
 			s.closeStores(ctx)

@@ -33,7 +33,7 @@ func localCAOptions(v *vault.Vault, dataDir string, cfg *config.Config, log *slo
 
 // needsLocalCA reports whether the configuration uses the local CA.
 func needsLocalCA(cfg *config.Config) bool {
-	return cfg.Proxy.Listen != "" || cfg.Gateway.TLS.LocalCA
+	return cfg.Proxy.Listen != "" || cfg.Gateway.TLS.LocalCA || cfg.Console.TLSLocalCA
 }
 
 // CAOptions configure CreateCA.
@@ -81,6 +81,11 @@ func caNames(cfg *config.Config) []string {
 			add(n)
 		}
 	}
+	if cfg.Console.TLSLocalCA {
+		for _, n := range listenNames(cfg.Console.TLSNames, cfg.Console.Listen) {
+			add(n)
+		}
+	}
 	slices.Sort(out)
 	return out
 }
@@ -89,11 +94,18 @@ func caNames(cfg *config.Config) []string {
 // gateway.tls.names, or localhost and the loopback addresses plus the
 // listen host when it is a specific one.
 func gatewayNames(g config.Gateway) []string {
-	if len(g.TLS.Names) > 0 {
-		return g.TLS.Names
+	return listenNames(g.TLS.Names, g.Listen)
+}
+
+// listenNames are the names of a listener's local-CA certificate: the
+// configured ones, or localhost and the loopback addresses plus the
+// listen host when it is a specific one.
+func listenNames(configured []string, listen string) []string {
+	if len(configured) > 0 {
+		return configured
 	}
 	names := []string{"localhost", "127.0.0.1", "::1"}
-	if host, _, err := net.SplitHostPort(g.Listen); err == nil && host != "" {
+	if host, _, err := net.SplitHostPort(listen); err == nil && host != "" {
 		if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
 			if n, err := localca.NormalizeName(host); err == nil && !slices.Contains(names, n) {
 				names = append(names, n)

@@ -36,7 +36,7 @@ func VenueAccount(v gateway.Venue) string {
 // newConsole builds the web console (console.listen) over the running
 // server: the admin API in process, the stats sink the gateway feeds, and
 // the adapters below. It listens but does not serve yet.
-func (s *Server) newConsole(cfg *config.Config) (*console.Console, error) {
+func (s *Server) newConsole(ctx context.Context, cfg *config.Config) (*console.Console, error) {
 	c := cfg.Console
 	o := console.Options{
 		Addr: c.Listen, Admin: s.admin.InProcess(), MFA: s.mfa, Stats: s.stats,
@@ -55,12 +55,24 @@ func (s *Server) newConsole(cfg *config.Config) (*console.Console, error) {
 		return nil, fmt.Errorf("console.allow_cidrs: %w", err)
 	}
 	o.Allow = allow
-	if c.TLSCert != "" {
+	switch {
+	case c.TLSCert != "":
 		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
 		if err != nil {
 			return nil, fmt.Errorf("console.tls_cert/tls_key: %w", err)
 		}
 		o.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	case c.TLSLocalCA:
+		ca := s.localCA()
+		if ca == nil {
+			return nil, errors.New("console.tls_local_ca: no local CA")
+		}
+		names := listenNames(c.TLSNames, c.Listen)
+		if _, err := ca.Leaf(ctx, names...); err != nil {
+			return nil, fmt.Errorf("console.tls_local_ca: %w", err)
+		}
+		o.TLS = &tls.Config{MinVersion: tls.VersionTLS12,
+			GetCertificate: func(hi *tls.ClientHelloInfo) (*tls.Certificate, error) { return ca.Leaf(hi.Context(), names...) }}
 	}
 	con, err := console.New(o)
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 type Console struct {
 	// Listen (console.listen) is the TCP host:port of the web console; ""
 	// (the default) serves none. A non-loopback address requires
-	// tls_cert and tls_key: the console is never served in clear off
+	// TLS (tls_cert and tls_key, or tls_local_ca): the console is never served in clear off
 	// loopback. Logging in takes an admin bearer token (admin.tokens) and,
 	// once enrolled, a TOTP code.
 	Listen string `yaml:"listen"`
@@ -18,6 +18,15 @@ type Console struct {
 	// of the console's certificate and key; both or neither.
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
+	// TLSLocalCA (console.tls_local_ca) serves a certificate issued by
+	// keystile's local CA (trust it with `keystile ca export`) instead of
+	// tls_cert/tls_key. Default false.
+	TLSLocalCA bool `yaml:"tls_local_ca"`
+	// TLSNames (console.tls_names) are the DNS names and IP addresses of
+	// the local CA's certificate. Default: localhost, 127.0.0.1 and ::1
+	// plus the listen host when it is a specific one. Only with
+	// tls_local_ca.
+	TLSNames []string `yaml:"tls_names"`
 	// AllowCIDRs (console.allow_cidrs) are the client addresses (CIDR
 	// prefixes or bare addresses) the console accepts a connection from;
 	// any other connection is closed before TLS or HTTP. Default (empty):
@@ -45,18 +54,24 @@ func (ck *checker) console(c Console, adminTokens int) {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		ck.add("console.tls_key", "console.tls_cert and console.tls_key go together: set both or neither")
 	}
+	if c.TLSLocalCA && c.TLSCert != "" {
+		ck.add("console.tls_local_ca", "either the local CA's certificate (console.tls_local_ca) or your own (console.tls_cert), not both")
+	}
+	if len(c.TLSNames) > 0 && !c.TLSLocalCA {
+		ck.add("console.tls_names", "only used with console.tls_local_ca")
+	}
 	if c.Listen == "" {
 		for _, k := range []struct {
 			key string
 			set bool
-		}{{"console.tls_cert", c.TLSCert != ""}, {"console.allow_cidrs", len(c.AllowCIDRs) > 0}} {
+		}{{"console.tls_cert", c.TLSCert != ""}, {"console.tls_local_ca", c.TLSLocalCA}, {"console.allow_cidrs", len(c.AllowCIDRs) > 0}} {
 			if k.set {
 				ck.add(k.key, "only used with console.listen (the web console), which is not set")
 			}
 		}
 	} else {
-		if !IsLoopbackListen(c.Listen) && c.TLSCert == "" {
-			ck.add("console.listen", "%q is not a loopback address: the web console is served off this host only over TLS (set console.tls_cert and console.tls_key)", c.Listen)
+		if !IsLoopbackListen(c.Listen) && c.TLSCert == "" && !c.TLSLocalCA {
+			ck.add("console.listen", "%q is not a loopback address: the web console is served off this host only over TLS (set console.tls_local_ca, or console.tls_cert and console.tls_key)", c.Listen)
 		}
 		if adminTokens == 0 {
 			ck.add("console.listen", "logging in to the console takes an admin token: add one to admin.tokens (keystile admin token new --name NAME)")

@@ -43,6 +43,9 @@ func TestConsoleErrors(t *testing.T) {
 		{"no admin token", "console:\n  listen: 127.0.0.1:7880\n", "console.listen", "admin.tokens"},
 		{"cert without key", tok + "console:\n  listen: 127.0.0.1:7880\n  tls_cert: /x\n", "console.tls_key", "both or neither"},
 		{"cert without listen", "console:\n  tls_cert: /x\n  tls_key: /y\n", "console.tls_cert", "only used with console.listen"},
+		{"local CA and own cert", tok + "console:\n  listen: 127.0.0.1:7880\n  tls_local_ca: true\n  tls_cert: /c\n  tls_key: /k\n", "console.tls_local_ca", "not both"},
+		{"names without local CA", tok + "console:\n  listen: 127.0.0.1:7880\n  tls_names: [console.example]\n", "console.tls_names", "only used with console.tls_local_ca"},
+		{"local CA without listen", "console:\n  tls_local_ca: true\n", "console.tls_local_ca", "only used with console.listen"},
 		{"cidrs without listen", "console:\n  allow_cidrs: [10.0.0.0/8]\n", "console.allow_cidrs", "only used with console.listen"},
 		{"bad cidr", tok + "console:\n  listen: 127.0.0.1:7880\n  allow_cidrs: [10.0.0.0/33]\n", "console.allow_cidrs[0]", "CIDR"},
 		{"bad port", tok + "console:\n  listen: 127.0.0.1:99999\n", "console.listen", "invalid port"},
@@ -67,6 +70,7 @@ func TestConsoleErrors(t *testing.T) {
 		tok + "console:\n  listen: localhost:7880\n",
 		tok + "console:\n  listen: \"[::1]:7880\"\n",
 		tok + "console:\n  listen: 0.0.0.0:7880\n  tls_cert: /c\n  tls_key: /k\n  allow_cidrs: [10.0.0.0/8]\n",
+		tok + "console:\n  listen: 0.0.0.0:7880\n  tls_local_ca: true\n  tls_names: [console.example, 10.0.0.5]\n  allow_cidrs: [10.0.0.0/8]\n",
 		// admin.tokens serve the console without the TCP admin listener.
 		tok + "console:\n  listen: 127.0.0.1:7880\n",
 	} {

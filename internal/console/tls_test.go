@@ -86,3 +86,37 @@ func TestConsoleTLS(t *testing.T) {
 		t.Fatal("TLS 1.1 accepted")
 	}
 }
+
+// TestConsoleTLSFromLocalCA: console.tls_local_ca serves a certificate of
+// keystile's local CA, which a browser trusting local-ca.pem accepts, for
+// the loopback names by default.
+func TestConsoleTLSFromLocalCA(t *testing.T) {
+	r := startRig(t, rigOptions{noMFA: true, extra: "  tls_local_ca: true\n"})
+	if !strings.HasPrefix(r.url, "https://127.0.0.1:") {
+		t.Fatalf("url %s", r.url)
+	}
+	pem, err := os.ReadFile(filepath.Join(r.dataDir, "local-ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatal("local-ca.pem holds no certificate")
+	}
+	c := r.client()
+	c.hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	lp := c.do("GET", "/login", nil, nil)
+	if lp.status != http.StatusOK || lp.header.Get("Strict-Transport-Security") == "" {
+		t.Fatalf("login page over the local CA's TLS: %d, HSTS %q", lp.status, lp.header.Get("Strict-Transport-Security"))
+	}
+	a := c.do("POST", "/login", url.Values{"csrf": {csrfOf(lp.body)}, "token": {r.adminTok}}, nil)
+	if a.status != http.StatusSeeOther {
+		t.Fatalf("log-in: %d %s", a.status, a.body)
+	}
+	// A client that does not trust the local CA is refused.
+	plain := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12}}}
+	if resp, err := plain.Get(r.url + "/login"); err == nil {
+		resp.Body.Close()
+		t.Fatal("a client without the local CA trusted the console's certificate")
+	}
+}

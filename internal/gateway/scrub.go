@@ -265,7 +265,8 @@ func (s *scrubber) json(data []byte, rawHit bool) []byte {
 				i = end
 				continue
 			}
-			content := data[i+1 : end-1]
+			raw := data[i+1 : end-1]
+			content := raw
 			if escaped {
 				var str string
 				if json.Unmarshal(data[i:end], &str) != nil {
@@ -276,8 +277,19 @@ func (s *scrubber) json(data []byte, rawHit bool) []byte {
 				}
 				content = []byte(str)
 			}
-			if sc := s.plain(content); !same(sc, content) {
-				emit(i, end, appendJSONString(nil, sc))
+			sc := s.plain(content)
+			// An escape's hex digits next to the text can spell a
+			// fragment the decoded string does not hold (`\u7d9f` +
+			// "1a3c…"): the string is then re-encoded without them.
+			rawOnly := escaped && rawHit && !same(s.plain(raw), raw)
+			if !same(sc, content) || rawOnly {
+				enc := appendJSONString(nil, sc)
+				if e := s.plain(enc); !same(e, enc) {
+					// The re-encoding's own escapes spell one: fail
+					// closed.
+					enc = []byte(`"` + placeholder + `"`)
+				}
+				emit(i, end, enc)
 			}
 			i = end
 		case strings.IndexByte("{}[],: \t\r\n", c) >= 0:

@@ -79,6 +79,11 @@ func TestScrubberJSON(t *testing.T) {
 		{"number inside", `[1` + fuzzPassphrase + `9]`, `["REDACTED"]`},
 		{"key", `{"` + fuzzRegistered + `":true}`, `{"REDACTED":true}`},
 		{"top-level string", ` "` + fuzzRegistered + `" `, ` "REDACTED" `},
+		// An escape's hex digits and the text after it spell a fragment
+		// only in the raw bytes: re-encoded without the escape, or
+		// replaced when the re-encoding needs one.
+		{"escape spells a fragment", `{"0":"\u7d9f1A3C5e7B9d0f"}`, "{\"0\":\"\u7d9f1A3C5e7B9d0f\"}"},
+		{"re-encoding spells one", `{"k":"\u000a1c3e5b7d9f1a3c"}`, `{"k":"REDACTED"}`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got := s.body([]byte(tt.in), "application/json")

@@ -89,6 +89,8 @@ type rateRule struct {
 	spec  string // as written, part of the bucket key
 	limit rate.Limit
 	burst int
+	n     int           // limit as written: n per per
+	per   time.Duration // (for SharedRates)
 }
 
 func builtinDefault() *compiled {
@@ -327,7 +329,7 @@ func (c *compiler) policy(name string, p config.Policy) *compiled {
 		if err != nil {
 			c.errorf(key+".limit", "%v", err)
 		}
-		r.limit, r.burst = spec.perSec, spec.n
+		r.limit, r.burst, r.n, r.per = spec.perSec, spec.n, spec.n, spec.per
 		switch {
 		case rt.Burst < 0 || rt.Burst > 1_000_000:
 			c.errorf(key+".burst", "must be from 1 to 1000000, got %d", rt.Burst)

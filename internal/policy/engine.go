@@ -35,6 +35,12 @@ type Options struct {
 	// Logger receives reload and budget-store messages. If nil, nothing
 	// is logged.
 	Logger *slog.Logger
+	// Rates, if non-nil, holds the rate buckets outside this process,
+	// shared by every replica. If nil, each process has its own.
+	Rates SharedRates
+	// RatesFallback applies while Rates fails; the zero value fails
+	// closed.
+	RatesFallback RatesFallback
 }
 
 // Engine evaluates requests against the loaded Set. It is safe for
@@ -45,12 +51,16 @@ type Engine struct {
 	now       func() time.Time
 	log       *slog.Logger
 	rates     *limiters
+	shared    SharedRates
+	fallback  RatesFallback
+	ratesDown atomic.Bool // the last call to shared failed
 	lastPrune atomic.Int64
 }
 
 // New returns an Engine with no Set loaded (the built-in default applies).
 func New(o Options) *Engine {
-	e := &Engine{budgets: o.Budgets, now: o.Now, log: o.Logger, rates: newLimiters()}
+	e := &Engine{budgets: o.Budgets, now: o.Now, log: o.Logger, rates: newLimiters(),
+		shared: o.Rates, fallback: o.RatesFallback}
 	if e.now == nil {
 		e.now = time.Now
 	}
@@ -246,7 +256,7 @@ func (ev *evaluation) run(ctx context.Context) *Decision {
 		}
 	}
 	if len(p.rates) > 0 {
-		if d := ev.rate(); d != nil {
+		if d := ev.rate(ctx); d != nil {
 			return d
 		}
 	}

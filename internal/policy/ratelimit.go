@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"math"
 	"net/http"
 	"sync"
@@ -48,17 +49,35 @@ func (l *limiters) sweep(now time.Time) {
 }
 
 // rate takes one token from each of the policy's buckets, all or none. A
-// dry run only looks.
-func (ev *evaluation) rate() *Decision {
+// dry run only looks. With Options.Rates the buckets are shared.
+func (ev *evaluation) rate(ctx context.Context) *Decision {
+	if ev.e.shared != nil {
+		return ev.sharedRate(ctx)
+	}
+	return ev.localRate(1)
+}
+
+// rateKey is r's bucket key: policy, subject and rule.
+func (ev *evaluation) rateKey(r rateRule) string {
+	return ev.p.name + "|" + ev.scopeID(r.scope) + "|" + r.spec
+}
+
+// localRate is rate with this process's buckets, each limit divided among
+// replicas (1: the whole limit).
+func (ev *evaluation) localRate(replicas int) *Decision {
 	now := ev.in.Time
 	var taken []*rate.Reservation
 	var wait time.Duration
 	for _, r := range ev.p.rates {
-		key := ev.p.name + "|" + ev.scopeID(r.scope) + "|" + r.spec
-		lim := ev.e.rates.get(key, r.limit, r.burst, now)
+		key := ev.rateKey(r)
+		limit, burst := r.shareOf(replicas)
+		if replicas > 1 {
+			key = "share|" + key
+		}
+		lim := ev.e.rates.get(key, limit, burst, now)
 		if ev.in.DryRun {
 			if tok := lim.TokensAt(now); tok < 1 {
-				wait = max(wait, time.Duration(math.Ceil((1-tok)/float64(r.limit)*float64(time.Second))))
+				wait = max(wait, time.Duration(math.Ceil((1-tok)/float64(limit)*float64(time.Second))))
 			}
 			continue
 		}
@@ -80,6 +99,10 @@ func (ev *evaluation) rate() *Decision {
 	for _, res := range taken {
 		res.CancelAt(now)
 	}
+	return ev.rateDenial(wait)
+}
+
+func (ev *evaluation) rateDenial(wait time.Duration) *Decision {
 	d := ev.deny("rate", "request rate above the policy's limit; retry in %s", wait.Round(time.Millisecond))
 	d.Status, d.RetryAfter = http.StatusTooManyRequests, wait
 	return d

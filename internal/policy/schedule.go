@@ -13,6 +13,7 @@ import (
 type rateSpec struct {
 	perSec rate.Limit
 	n      int // events per unit: the default burst
+	per    time.Duration
 }
 
 // parseRate parses "N/s", "N/m" or "N/h" with N a positive integer.
@@ -36,7 +37,7 @@ func parseRate(s string) (rateSpec, error) {
 	default:
 		return rateSpec{}, fmt.Errorf("%q: unit must be s, m or h", s)
 	}
-	return rateSpec{perSec: rate.Limit(float64(n) / per.Seconds()), n: n}, nil
+	return rateSpec{perSec: rate.Limit(float64(n) / per.Seconds()), n: n, per: per}, nil
 }
 
 // window is one allowed weekly window: on the days in days (bit 0 =

@@ -811,6 +811,31 @@ func (v *Vault) evict(name string) {
 	}
 }
 
+// Refresh reloads the keyring from the store and drops every cached
+// credential, so that what another process sharing the store changed
+// (a new version, a revocation, a rekey's new KEK) is read on next use.
+// Replicas call it when the vault's change version moves. Callbacks still
+// running keep the credential they hold until they return.
+func (v *Vault) Refresh(ctx context.Context) error {
+	if err := v.checkOpen(); err != nil {
+		return err
+	}
+	if err := v.loadKeyring(ctx); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	old := v.cache
+	v.cache = map[string]*cacheEntry{}
+	for name := range old {
+		v.gen[name]++
+	}
+	v.mu.Unlock()
+	for _, e := range old {
+		go e.wipe() // waits for callbacks still using it
+	}
+	return nil
+}
+
 // FlushUsage writes last-use times recorded in memory to the store.
 func (v *Vault) FlushUsage(ctx context.Context) error {
 	v.usedMu.Lock()

@@ -673,3 +673,63 @@ func TestCredentialDerived(t *testing.T) {
 		t.Fatal("the derived value survived the credential")
 	}
 }
+
+// TestRefreshSeesAnotherProcess: two vaults on one store stand for two
+// replicas. The second serves its cached credential until Refresh, which
+// makes it read the first's new version, see a revocation, and open data
+// keys wrapped under a KEK the first made by rekeying.
+func TestRefreshSeesAnotherProcess(t *testing.T) {
+	e := newEnv(t, vault.Options{})
+	ctx := context.Background()
+	b, err := vault.Open(ctx, vault.Options{Store: e.db.Vault(), RootKey: e.root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close(ctx) })
+	if _, err := e.v.Set(ctx, "kraken-main", fields("secret", "v1-"+canary), vault.SetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := field(t, b, "kraken-main", "secret"); err != nil || got != "v1-"+canary {
+		t.Fatalf("replica b: %q, %v", got, err)
+	}
+	if _, err := e.v.Set(ctx, "kraken-main", fields("secret", "v2-"+canary), vault.SetOptions{MustExist: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := field(t, b, "kraken-main", "secret"); got != "v1-"+canary {
+		t.Fatalf("replica b before Refresh: %q (want its cached v1: the test would not show Refresh's effect)", got)
+	}
+	if err := b.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := field(t, b, "kraken-main", "secret"); err != nil || got != "v2-"+canary {
+		t.Fatalf("replica b after Refresh: %q, %v", got, err)
+	}
+	// A rekey on a: b's keyring lacks the new KEK until Refresh.
+	if _, err := e.v.Rekey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.v.Set(ctx, "kraken-main", fields("secret", "v3-"+canary), vault.SetOptions{MustExist: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := field(t, b, "kraken-main", "secret"); err != nil || got != "v3-"+canary {
+		t.Fatalf("replica b after a rekey and Refresh: %q, %v", got, err)
+	}
+	if err := e.v.Revoke(ctx, "kraken-main", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := field(t, b, "kraken-main", "secret"); err == nil {
+		t.Fatal("replica b used a credential revoked on a after Refresh")
+	}
+	if err := b.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Refresh(ctx); err == nil {
+		t.Fatal("Refresh of a closed vault succeeded")
+	}
+}

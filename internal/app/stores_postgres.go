@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/keystile/keystile/internal/admin"
@@ -28,31 +29,22 @@ import (
 	"github.com/keystile/keystile/internal/venue/kraken"
 )
 
-// pgStores is the shared PostgreSQL database. With a fan-out bus, the
-// token and kill-switch stores announce each committed write on it, so
-// other replicas refresh at once rather than at their next poll.
+// pgStores is the shared PostgreSQL database. Once serve has set its
+// fan-out bus, the vault, token and kill-switch stores announce each
+// committed write on it, so that other replicas refresh at once rather
+// than at their next poll.
 type pgStores struct {
 	db  *postgres.DB
-	bus *fanout.Bus
+	bus atomic.Pointer[fanout.Bus]
 	log *slog.Logger
 }
 
-func (s *pgStores) Vault() vault.Store { return s.db.Vault() }
-func (s *pgStores) Tokens() token.Store {
-	if s.bus == nil {
-		return s.db.Tokens()
-	}
-	return publishingTokens{Store: s.db.Tokens(), p: s}
-}
-func (s *pgStores) Nonces() kraken.NonceStore { return s.db.Nonces() }
-func (s *pgStores) MFA() mfa.Store            { return s.db.MFA() }
-func (s *pgStores) Alerts() alert.DigestStore { return s.db.Alerts() }
-func (s *pgStores) Trips() killswitch.Store {
-	if s.bus == nil {
-		return s.db.Trips()
-	}
-	return publishingTrips{Store: s.db.Trips(), p: s}
-}
+func (s *pgStores) Vault() vault.Store            { return publishingVault{Store: s.db.Vault(), p: s} }
+func (s *pgStores) Tokens() token.Store           { return publishingTokens{Store: s.db.Tokens(), p: s} }
+func (s *pgStores) Trips() killswitch.Store       { return publishingTrips{Store: s.db.Trips(), p: s} }
+func (s *pgStores) Nonces() kraken.NonceStore     { return s.db.Nonces() }
+func (s *pgStores) MFA() mfa.Store                { return s.db.MFA() }
+func (s *pgStores) Alerts() alert.DigestStore     { return s.db.Alerts() }
 func (s *pgStores) LossLedger() killswitch.Ledger { return s.db.LossLedger() }
 func (s *pgStores) Detect() DetectStore           { return s.db.Detect() }
 func (s *pgStores) Budgets() policy.BudgetStore   { return s.db.Budgets() }
@@ -170,9 +162,13 @@ var (
 // write's transaction). A failure costs latency only: the other replicas
 // poll.
 func (s *pgStores) publish(ctx context.Context, topic string) {
+	bus := s.bus.Load()
+	if bus == nil {
+		return // init and offline commands: serve's replicas poll
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
-	if err := s.bus.Publish(ctx, topic); err != nil && s.log != nil {
+	if err := bus.Publish(ctx, topic); err != nil && s.log != nil {
 		s.log.Warn("keystile: announce a change to the other replicas (they will see it at their next poll)", "topic", topic, "err", err)
 	}
 }
@@ -198,6 +194,36 @@ func (t publishingTokens) Update(ctx context.Context, r token.Record) error {
 		t.p.publish(ctx, postgres.TopicTokens)
 	}
 	return err
+}
+
+// publishingVault announces vault writes (a credential set, rotated,
+// revoked or deleted, a rekey) once committed.
+type publishingVault struct {
+	vault.Store
+	p *pgStores
+}
+
+func (v publishingVault) done(ctx context.Context, err error) error {
+	if err == nil {
+		v.p.publish(ctx, postgres.TopicVault)
+	}
+	return err
+}
+
+func (v publishingVault) PutVersion(ctx context.Context, c vault.CredentialRecord, ver vault.VersionRecord, keep int) error {
+	return v.done(ctx, v.Store.PutVersion(ctx, c, ver, keep))
+}
+
+func (v publishingVault) Revoke(ctx context.Context, c vault.CredentialRecord, compromised []vault.Fingerprint) error {
+	return v.done(ctx, v.Store.Revoke(ctx, c, compromised))
+}
+
+func (v publishingVault) Delete(ctx context.Context, name string) error {
+	return v.done(ctx, v.Store.Delete(ctx, name))
+}
+
+func (v publishingVault) Rekey(ctx context.Context, kek vault.KEKRecord, deks []vault.Rewrapped, sys []vault.SystemKeyRecord) error {
+	return v.done(ctx, v.Store.Rekey(ctx, kek, deks, sys))
 }
 
 // publishingTrips announces kill-switch trips and clearings once
@@ -314,7 +340,8 @@ func (s *Server) openFanout(ctx context.Context, env Env, cfg *config.Config) er
 	if err != nil {
 		return err
 	}
-	pg.bus, pg.log, s.scale.bus = bus, s.log, bus
+	pg.log, s.scale.bus = s.log, bus
+	pg.bus.Store(bus)
 	if s.scale.redis != nil {
 		c, poll, rf := s.scale.redis, bus.PollInterval(), s.scale.fallback
 		s.redis = func() *admin.RedisStatus {
@@ -332,7 +359,8 @@ func (s *Server) openFanout(ctx context.Context, env Env, cfg *config.Config) er
 }
 
 // watchChanges refreshes this replica when another one changed shared
-// state: tokens (revoked, frozen, rotated, created) and the kill switch.
+// state: tokens (revoked, frozen, rotated, created), the kill switch and
+// the vault (credentials set, rotated, revoked; a rekey).
 // It returns once the baselines are read, after which nothing older than
 // what is in memory is announced.
 func (s *Server) watchChanges(ctx context.Context) []<-chan struct{} {
@@ -351,9 +379,11 @@ func (s *Server) watchChanges(ctx context.Context) []<-chan struct{} {
 	done := []<-chan struct{}{
 		s.scale.bus.Watch(ctx, postgres.TopicTokens, refresh("tokens", s.tokens.Reload)),
 		s.scale.bus.Watch(ctx, postgres.TopicKillSwitch, refresh("kill switch", s.kill.Refresh)),
+		s.scale.bus.Watch(ctx, postgres.TopicVault, refresh("vault", s.vault.Refresh)),
 	}
 	// A change between loading and the watches' baselines is not missed.
 	refresh("tokens", s.tokens.Reload)(0)
 	refresh("kill switch", s.kill.Refresh)(0)
+	refresh("vault", s.vault.Refresh)(0)
 	return done
 }

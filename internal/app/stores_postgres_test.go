@@ -265,8 +265,8 @@ func replicaDirs(t *testing.T, cfg *config.Config, n int) []string {
 }
 
 // TestReplicasShareRevocationAndKillSwitch: two servers on one database;
-// a token revoked or a kill switch engaged on one is enforced by the
-// other, through Redis at once, and by polling without it.
+// a token revoked, a credential rotated or a kill switch engaged on one is
+// applied by the other, through Redis at once, and by polling without it.
 func TestReplicasShareRevocationAndKillSwitch(t *testing.T) {
 	for _, withRedis := range []bool{true, false} {
 		t.Run(map[bool]string{true: "redis", false: "polling"}[withRedis], func(t *testing.T) {
@@ -304,6 +304,29 @@ func TestReplicasShareRevocationAndKillSwitch(t *testing.T) {
 				return errors.Is(err, token.ErrRevoked)
 			})
 			t.Logf("revocation on A refused on B after %s", time.Since(start))
+
+			// A credential changed on A is read anew on B (which had it
+			// cached).
+			set := func(val string) {
+				if _, err := a.vault.Set(ctx, "shared-cred", map[string]secret.Value{"k": secret.FromString(val)}, vault.SetOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			readB := func() string {
+				var got string
+				_ = b.vault.WithCredential(ctx, "shared-cred", func(c *vault.Credential) error {
+					f, err := c.Field("k")
+					if err == nil {
+						got = string(f.Reveal())
+					}
+					return err
+				})
+				return got
+			}
+			set("v1")
+			waitFor(t, "B to read the credential", func() bool { return readB() == "v1" })
+			set("v2")
+			waitFor(t, "B to read the credential's new version", func() bool { return readB() == "v2" })
 
 			if _, err := a.kill.Engage(ctx, killswitch.Engagement{Scope: killswitch.ScopeVenue, Target: "binance", Rule: killswitch.RulePanic, Actor: "test", Reason: "test"}); err != nil {
 				t.Fatal(err)

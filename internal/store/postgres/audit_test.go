@@ -405,23 +405,29 @@ func TestAuditKilledWriterLeavesVerifiableChain(t *testing.T) {
 	t.Run("pool closed mid-write", func(t *testing.T) {
 		var wg sync.WaitGroup
 		var wrote atomic.Int64
+		started := make(chan struct{})
+		var once sync.Once
 		for w := range 4 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer once.Do(func() { close(started) }) // a writer that stops early
 				for i := range 200 {
 					if lc.Intent(ctx, auditEvent(fmt.Sprintf("c-%d-%d", w, i))) != nil {
 						return
 					}
-					wrote.Add(1)
+					if wrote.Add(1) == 20 {
+						once.Do(func() { close(started) })
+					}
 				}
 			}()
 		}
-		for wrote.Load() < 20 {
-			runtime.Gosched()
-		}
+		<-started
 		_ = c.Close()
 		wg.Wait()
+		if wrote.Load() < 20 {
+			t.Fatalf("replica c wrote %d intents before its pool closed, want >= 20", wrote.Load())
+		}
 		if err := lc.Intent(ctx, auditEvent("c-after")); err == nil {
 			t.Fatal("intent on a closed pool succeeded")
 		}

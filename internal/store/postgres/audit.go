@@ -88,9 +88,10 @@ type AuditLog struct {
 }
 
 type auditPending struct {
-	rec  audit.Record
-	ctx  context.Context // waited records only
-	done chan error      // waited records only
+	rec    audit.Record
+	ctx    context.Context // waited records only
+	done   chan error      // waited records only
+	gaveUp bool            // its caller had given up: left out of the batch
 }
 
 // auditBatchTimeout bounds one transaction of the writer (the head's lock
@@ -260,6 +261,11 @@ func (l *AuditLog) appendTx(ctx context.Context, tx pgx.Tx, recs []audit.Record)
 	if err != nil {
 		return nil, err
 	}
+	return l.store(ctx, tx, h, recs)
+}
+
+// store is appendTx once tx holds the head h.
+func (l *AuditLog) store(ctx context.Context, tx pgx.Tx, h audit.Head, recs []audit.Record) ([]audit.Checkpoint, error) {
 	chain, err := audit.NewChain(l.o.Keys, l.o.CheckpointEvery, h)
 	if err != nil {
 		return nil, err
@@ -416,24 +422,11 @@ func (l *AuditLog) run() {
 			break
 		}
 		batch = append(batch[:0], p)
-		open := true
-	drain:
-		for len(batch) < l.o.MaxBatch {
-			select {
-			case p, ok := <-l.queue:
-				if !ok {
-					open = false
-					break drain
-				}
-				batch = append(batch, p)
-			default:
-				break drain
-			}
-		}
+		open := l.drain(&batch)
 		if open && l.o.Linger > 0 && len(batch) < l.o.MaxBatch && !anyWaited(batch) {
 			open = l.linger(&batch)
 		}
-		l.commit(batch)
+		open = l.commit(&batch, open)
 		clear(batch)
 		if !open {
 			break
@@ -475,54 +468,76 @@ func (l *AuditLog) linger(batch *[]*auditPending) bool {
 	return true
 }
 
-// commit writes batch in one transaction and tells the waiters.
-func (l *AuditLog) commit(batch []*auditPending) {
-	live := batch[:0]
-	for _, p := range batch {
-		if p.ctx != nil && p.ctx.Err() != nil {
-			p.done <- p.ctx.Err() // the caller has given up and refused
-			continue
-		}
-		live = append(live, p)
-	}
-	if len(live) == 0 {
-		return
-	}
-	recs := make([]audit.Record, len(live))
-	for i, p := range live {
-		recs[i] = p.rec
-	}
+// commit writes batch in one transaction and tells the waiters. Once
+// the transaction holds the head it takes along what was queued while it
+// waited for it (other replicas' commits): under contention batches grow
+// instead of queueing. It reports whether the queue is still open.
+func (l *AuditLog) commit(batch *[]*auditPending, open bool) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), auditBatchTimeout)
 	defer cancel()
 	began := time.Now()
+	var recs []audit.Record
 	var cps []audit.Checkpoint
 	err := l.d.inTx(ctx, func(tx pgx.Tx) error {
-		var err error
-		cps, err = l.appendTx(ctx, tx, recs)
+		h, err := lockHead(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if open {
+			open = l.drain(batch)
+		}
+		recs = recs[:0]
+		for _, p := range *batch {
+			p.gaveUp = p.ctx != nil && p.ctx.Err() != nil // the caller has refused
+			if !p.gaveUp {
+				recs = append(recs, p.rec)
+			}
+		}
+		if len(recs) == 0 {
+			return nil
+		}
+		cps, err = l.store(ctx, tx, h, recs)
 		return err
 	})
 	if err != nil {
 		err = fmt.Errorf("audit: write: %s: %w", l.d.where, err)
 		l.setFailure(err)
-		outcomes := 0
-		for _, p := range live {
-			if p.done != nil {
-				p.done <- err
-			} else {
-				outcomes++
+	}
+	outcomes := 0
+	for _, p := range *batch {
+		switch {
+		case p.gaveUp:
+			p.done <- p.ctx.Err()
+		case p.done != nil:
+			p.done <- err
+		case err != nil:
+			outcomes++
+		}
+	}
+	if outcomes > 0 {
+		l.drop(context.Background(), outcomes, "write failed", "")
+	}
+	if err == nil && len(recs) > 0 {
+		l.committed(recs, cps, time.Since(began))
+	}
+	return open
+}
+
+// drain adds what is queued to batch, up to MaxBatch, without waiting. It
+// reports whether the queue is still open.
+func (l *AuditLog) drain(batch *[]*auditPending) bool {
+	for len(*batch) < l.o.MaxBatch {
+		select {
+		case p, ok := <-l.queue:
+			if !ok {
+				return false
 			}
-		}
-		if outcomes > 0 {
-			l.drop(context.Background(), outcomes, "write failed", "")
-		}
-		return
-	}
-	for _, p := range live {
-		if p.done != nil {
-			p.done <- nil
+			*batch = append(*batch, p)
+		default:
+			return true
 		}
 	}
-	l.committed(recs, cps, time.Since(began))
+	return true
 }
 
 // committed counts a commit that stored recs and cps and mirrors them.

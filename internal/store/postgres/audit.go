@@ -659,6 +659,87 @@ func (l *AuditLog) Close(ctx context.Context) error {
 	}
 }
 
+// ImportAudit copies a log kept elsewhere (the SQLite database's audit
+// tables, or the audit.db file of earlier versions: `keystile migrate
+// --from`) into the database's audit tables, byte for byte, and moves the
+// head after its last record, when the database holds no record yet. It
+// returns the number of records copied (0 when the database already has
+// a log). The copy is one transaction, holding the head: all of it or
+// nothing, and no replica appends meanwhile. Verify src first (`keystile
+// audit verify`); OpenAuditLog refuses a log whose last record is
+// altered.
+func (d *DB) ImportAudit(ctx context.Context, src audit.Reader) (int, error) {
+	n := 0
+	err := d.inTx(ctx, func(tx pgx.Tx) error {
+		h, err := lockHead(ctx, tx)
+		if err != nil {
+			return err
+		}
+		var have bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM audit_records)`).Scan(&have); err != nil {
+			return err
+		}
+		if have || h.Seq != 0 {
+			return nil
+		}
+		var last audit.Record
+		rows := make([][]any, 0, auditScanPage)
+		flush := func(table string) error {
+			if len(rows) == 0 {
+				return nil
+			}
+			_, err := tx.CopyFrom(ctx, pgx.Identifier{table}, []string{"seq", "data"}, pgx.CopyFromRows(rows))
+			rows = rows[:0]
+			return err
+		}
+		err = src.Scan(ctx, 1, func(r audit.Record) error {
+			if r.Hash == "" || r.Seq == 0 {
+				return fmt.Errorf("record after %d is malformed", last.Seq)
+			}
+			rows = append(rows, []any{int64(r.Seq), r.Raw}) // #nosec G115 -- seq < 2^63
+			last = r
+			n++
+			if len(rows) == cap(rows) {
+				return flush("audit_records")
+			}
+			return nil
+		})
+		if err == nil {
+			err = flush("audit_records")
+		}
+		if err != nil {
+			return fmt.Errorf("records: %w", err)
+		}
+		var lastCP uint64
+		err = src.Checkpoints(ctx, func(c audit.Checkpoint) error {
+			rows = append(rows, []any{int64(c.Seq), c.Raw}) // #nosec G115 -- seq < 2^63
+			lastCP = c.Seq
+			if len(rows) == cap(rows) {
+				return flush("audit_checkpoints")
+			}
+			return nil
+		})
+		if err == nil {
+			err = flush("audit_checkpoints")
+		}
+		if err != nil {
+			return fmt.Errorf("checkpoints: %w", err)
+		}
+		if n == 0 {
+			return nil
+		}
+		if lastCP != last.Seq {
+			lastCP = 0
+		}
+		_, err = tx.Exec(ctx, qAuditSetHead, int64(last.Seq), last.Hash, int64(lastCP)) // #nosec G115 -- seq < 2^63
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("postgres: import audit log into %s: %w", d.where, err)
+	}
+	return n, nil
+}
+
 // auditScanPage is how many records one query of Scan reads.
 const auditScanPage = 4096
 

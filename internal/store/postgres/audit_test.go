@@ -538,31 +538,61 @@ func TestAuditCopiedFromSQLite(t *testing.T) {
 	}
 	defer src.Close()
 
-	// A plain table copy: same tables, same columns, same bytes.
-	d := auditReplica(t, auditDSN(t))
-	if err := src.Scan(ctx, 1, func(r audit.Record) error {
-		_, err := d.pool.Exec(ctx, `INSERT INTO audit_records (seq, data) VALUES ($1, $2)`, int64(r.Seq), r.Raw)
-		return err
-	}); err != nil {
-		t.Fatal(err)
+	continued := func(t *testing.T, d *DB) {
+		t.Helper()
+		l := openAudit(t, d, 5)
+		if err := ledgerIntent(ctx, d, auditEvent("postgres-1"), nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := verifyAudit(t, d)
+		if err != nil || rep.Records != 13 || rep.Unsigned != 0 {
+			t.Fatalf("copied log continued: %+v %v", rep, err)
+		}
+		checkGapless(t, scanAudit(t, d))
 	}
-	if err := src.Checkpoints(ctx, func(c audit.Checkpoint) error {
-		_, err := d.pool.Exec(ctx, `INSERT INTO audit_checkpoints (seq, data) VALUES ($1, $2)`, int64(c.Seq), c.Raw)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	l := openAudit(t, d, 5)
-	if err := ledgerIntent(ctx, d, auditEvent("postgres-1"), nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	rep, err := verifyAudit(t, d)
-	if err != nil || rep.Records != 13 || rep.Unsigned != 0 {
-		t.Fatalf("copied log continued: %+v %v", rep, err)
-	}
+	t.Run("table copy", func(t *testing.T) {
+		// Same tables, same columns, same bytes; no head row.
+		d := auditReplica(t, auditDSN(t))
+		if err := src.Scan(ctx, 1, func(r audit.Record) error {
+			_, err := d.pool.Exec(ctx, `INSERT INTO audit_records (seq, data) VALUES ($1, $2)`, int64(r.Seq), r.Raw)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := src.Checkpoints(ctx, func(c audit.Checkpoint) error {
+			_, err := d.pool.Exec(ctx, `INSERT INTO audit_checkpoints (seq, data) VALUES ($1, $2)`, int64(c.Seq), c.Raw)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		continued(t, d)
+	})
+	t.Run("ImportAudit", func(t *testing.T) {
+		d := auditReplica(t, auditDSN(t))
+		n, err := d.ImportAudit(ctx, src)
+		if err != nil || n != 12 {
+			t.Fatalf("import: %d, %v (want 12 records)", n, err)
+		}
+		if n, err := d.ImportAudit(ctx, src); err != nil || n != 0 {
+			t.Fatalf("second import: %d, %v (want nothing copied)", n, err)
+		}
+		continued(t, d)
+	})
+	t.Run("altered last record", func(t *testing.T) {
+		d := auditReplica(t, auditDSN(t))
+		if _, err := d.ImportAudit(ctx, src); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.pool.Exec(ctx, `UPDATE audit_records SET data = convert_to(replace(convert_from(data, 'UTF8'), '50000', '50001'), 'UTF8') WHERE seq = 12`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.OpenAuditLog(ctx, AuditOptions{Keys: auditKeys()}); err == nil || !strings.Contains(err.Error(), "altered") {
+			t.Fatalf("open over an altered last record: %v", err)
+		}
+	})
 }
 
 func TestAuditCanaryTokenIDNeverStored(t *testing.T) {
@@ -678,4 +708,83 @@ func BenchmarkAuditLedgerIntent(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(n.Load())/time.Since(start).Seconds(), "records/s")
+}
+
+func TestAuditStatsMirrorsHealth(t *testing.T) {
+	dsn := auditDSN(t)
+	ctx := context.Background()
+	d := auditReplica(t, dsn)
+	var mirrored bytes.Buffer
+	var observed atomic.Int64
+	l, err := d.OpenAuditLog(ctx, AuditOptions{
+		Keys: auditKeys(), CheckpointEvery: 4, Mirrors: []audit.Mirror{audit.NewWriterMirror(&mirrored)},
+		ObserveCommit: func(_ time.Duration, n int) { observed.Add(int64(n)) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Intent(ctx, auditEvent("i")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		l.Record(ctx, auditEvent(fmt.Sprintf("o-%d", i)))
+	}
+	e := auditEvent("d")
+	e.Evidence = `{"why":"burst"}`
+	l.Detect(ctx, e)
+	if err := l.Action(ctx, auditEvent("a")); err != nil { // takes the queued records along
+		t.Fatal(err)
+	}
+	if err := ledgerIntent(ctx, d, auditEvent("ledger"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := l.Stats()
+	if st.Records != 7 || st.Checkpoints != 2 || observed.Load() != 7 || st.Dropped != 0 || l.Healthy() != nil {
+		t.Errorf("stats %+v, observed %d, healthy %v: want 7 records, 2 checkpoints (4 and the final 7)", st, observed.Load(), l.Healthy())
+	}
+	lines := strings.Split(strings.TrimSpace(mirrored.String()), "\n")
+	if len(lines) != 9 || !strings.HasPrefix(lines[len(lines)-1], `{"checkpoint":7,`) {
+		t.Errorf("mirrored %d lines (want 7 records and 2 checkpoints), last %q", len(lines), lines[len(lines)-1])
+	}
+	kinds := map[string]int{}
+	for _, r := range scanAudit(t, d) {
+		kinds[r.Kind]++
+		if r.Kind == audit.KindDetect && r.Evidence != `{"why":"burst"}` {
+			t.Errorf("detect evidence %q", r.Evidence)
+		}
+	}
+	if kinds[audit.KindIntent] != 2 || kinds[audit.KindOutcome] != 3 || kinds[audit.KindDetect] != 1 || kinds[audit.KindAction] != 1 {
+		t.Errorf("kinds %v", kinds)
+	}
+
+	// After Close: nothing more is taken.
+	l.Record(ctx, auditEvent("late"))
+	if l.Stats().Dropped != 1 {
+		t.Errorf("record after close: %d dropped, want 1", l.Stats().Dropped)
+	}
+	if err := l.Intent(ctx, auditEvent("late")); !errors.Is(err, audit.ErrClosed) {
+		t.Errorf("intent after close: %v", err)
+	}
+	if _, err := l.appendIntent(ctx, nil, auditEvent("late")); !errors.Is(err, audit.ErrClosed) {
+		t.Errorf("appendIntent after close: %v", err)
+	}
+
+	// A replica whose database went away reports it.
+	d2 := auditReplica(t, dsn)
+	l2 := openAudit(t, d2, 4)
+	_ = d2.Close()
+	if err := l2.Intent(ctx, auditEvent("lost")); err == nil {
+		t.Fatal("intent without a database succeeded")
+	}
+	l2.Record(ctx, auditEvent("lost-outcome"))
+	_ = l2.Close(ctx) // drains the queue (and fails to sign)
+	if st := l2.Stats(); l2.Healthy() == nil || st.Failures == 0 || st.Dropped != 1 || st.Records != 0 {
+		t.Errorf("after losing the database: healthy %v, stats %+v", l2.Healthy(), st)
+	}
+	if rep, err := verifyAudit(t, d); err != nil || rep.Records != 7 {
+		t.Errorf("verify: %+v %v", rep, err)
+	}
 }

@@ -151,8 +151,8 @@ func (d *DB) OpenAuditLog(ctx context.Context, o AuditOptions) (*AuditLog, error
 
 // The audit log's statements.
 const (
-	qAuditLockHead   = `SELECT seq, hash, checkpoint_seq FROM audit_head WHERE id = 1 FOR UPDATE`
-	qAuditSetHead    = `UPDATE audit_head SET seq = $1, hash = $2, checkpoint_seq = $3 WHERE id = 1`
+	qAuditLockHead   = `SELECT seq, hash, checkpoint_seq, time_ns FROM audit_head WHERE id = 1 FOR UPDATE`
+	qAuditSetHead    = `UPDATE audit_head SET seq = $1, hash = $2, checkpoint_seq = $3, time_ns = $4 WHERE id = 1`
 	qAuditInsert     = `INSERT INTO audit_records (seq, data) VALUES ($1, $2)`
 	qAuditInsertMany = `INSERT INTO audit_records (seq, data) SELECT * FROM unnest($1::bigint[], $2::bytea[])`
 	qAuditCheckpoint = `INSERT INTO audit_checkpoints (seq, data) VALUES ($1, $2)`
@@ -160,21 +160,33 @@ const (
 	qAuditLastCP     = `SELECT seq FROM audit_checkpoints ORDER BY id DESC LIMIT 1`
 )
 
+// chainHead is the head row: where the chain ends, and the time of its
+// last record.
+type chainHead struct {
+	audit.Head
+	Time time.Time
+}
+
 // lockHead locks the chain's head row for the rest of tx and returns it.
-func lockHead(ctx context.Context, tx pgx.Tx) (audit.Head, error) {
-	var seq, cp int64
+func lockHead(ctx context.Context, tx pgx.Tx) (chainHead, error) {
+	var seq, cp, ns int64
 	var hash string
-	err := tx.QueryRow(ctx, qAuditLockHead).Scan(&seq, &hash, &cp)
+	err := tx.QueryRow(ctx, qAuditLockHead).Scan(&seq, &hash, &cp, &ns)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return audit.Head{}, errors.New("audit head row missing (migration 0003_audit)")
+		return chainHead{}, errors.New("audit head row missing (migration 0003_audit)")
 	}
 	if err != nil {
-		return audit.Head{}, fmt.Errorf("lock audit head: %w", err)
+		return chainHead{}, fmt.Errorf("lock audit head: %w", err)
 	}
 	if seq < 0 || cp < 0 {
-		return audit.Head{}, errors.New("audit head row holds a negative seq")
+		return chainHead{}, errors.New("audit head row holds a negative seq")
 	}
-	return audit.Head{Seq: uint64(seq), Hash: hash, CheckpointSeq: uint64(cp)}, nil
+	return chainHead{Head: audit.Head{Seq: uint64(seq), Hash: hash, CheckpointSeq: uint64(cp)}, Time: time.Unix(0, ns)}, nil
+}
+
+// setHead queues the update that moves the head row to h.
+func setHead(b *pgx.Batch, h audit.Head, t time.Time) {
+	b.Queue(qAuditSetHead, int64(h.Seq), h.Hash, int64(h.CheckpointSeq), t.UnixNano()) // #nosec G115 -- seq < 2^63
 }
 
 // reconcileHead checks, under the head's lock, that the head row names
@@ -222,7 +234,7 @@ func reconcileHead(ctx context.Context, tx pgx.Tx, keys audit.Keys) error {
 	if cp != seq {
 		cp = 0
 	}
-	if _, err := tx.Exec(ctx, qAuditSetHead, seq, r.Hash, cp); err != nil {
+	if _, err := tx.Exec(ctx, qAuditSetHead, seq, r.Hash, cp, r.Time.UnixNano()); err != nil {
 		return fmt.Errorf("set audit head: %w", err)
 	}
 	return nil
@@ -264,13 +276,18 @@ func (l *AuditLog) appendTx(ctx context.Context, tx pgx.Tx, recs []audit.Record)
 	return l.store(ctx, tx, h, recs)
 }
 
-// store is appendTx once tx holds the head h.
-func (l *AuditLog) store(ctx context.Context, tx pgx.Tx, h audit.Head, recs []audit.Record) ([]audit.Checkpoint, error) {
-	chain, err := audit.NewChain(l.o.Keys, l.o.CheckpointEvery, h)
+// store is appendTx once tx holds the head h. Records are timed by this
+// replica's clock, but never before the record they follow: times do not
+// go backwards along the chain when replicas' clocks differ.
+func (l *AuditLog) store(ctx context.Context, tx pgx.Tx, h chainHead, recs []audit.Record) ([]audit.Checkpoint, error) {
+	chain, err := audit.NewChain(l.o.Keys, l.o.CheckpointEvery, h.Head)
 	if err != nil {
 		return nil, err
 	}
 	now := l.o.Now()
+	if now.Before(h.Time) {
+		now = h.Time
+	}
 	var cps []audit.Checkpoint
 	for i := range recs {
 		if cp, ok := chain.Seal(&recs[i], now); ok {
@@ -291,7 +308,7 @@ func (l *AuditLog) store(ctx context.Context, tx pgx.Tx, h audit.Head, recs []au
 		b.Queue(qAuditCheckpoint, int64(cps[i].Seq), cps[i].Raw) // #nosec G115 -- seq < 2^63
 	}
 	nh := chain.Head()
-	b.Queue(qAuditSetHead, int64(nh.Seq), nh.Hash, int64(nh.CheckpointSeq)) // #nosec G115 -- seq < 2^63
+	setHead(b, nh, now)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("append records %d..%d: %w", h.Seq+1, nh.Seq, err)
 	}
@@ -579,17 +596,21 @@ func (l *AuditLog) finish() error {
 		if err != nil {
 			return err
 		}
-		chain, err := audit.NewChain(l.o.Keys, l.o.CheckpointEvery, h)
+		chain, err := audit.NewChain(l.o.Keys, l.o.CheckpointEvery, h.Head)
 		if err != nil {
 			return err
 		}
-		cp, ok := chain.Pending(l.o.Now())
+		now := l.o.Now()
+		if now.Before(h.Time) {
+			now = h.Time
+		}
+		cp, ok := chain.Pending(now)
 		if !ok {
 			return nil
 		}
 		b := &pgx.Batch{}
-		b.Queue(qAuditCheckpoint, int64(cp.Seq), cp.Raw)            // #nosec G115 -- seq < 2^63
-		b.Queue(qAuditSetHead, int64(h.Seq), h.Hash, int64(cp.Seq)) // #nosec G115 -- seq < 2^63
+		b.Queue(qAuditCheckpoint, int64(cp.Seq), cp.Raw) // #nosec G115 -- seq < 2^63
+		setHead(b, chain.Head(), h.Time)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return fmt.Errorf("store checkpoint %d: %w", cp.Seq, err)
 		}
@@ -731,7 +752,7 @@ func (d *DB) ImportAudit(ctx context.Context, src audit.Reader) (int, error) {
 		if lastCP != last.Seq {
 			lastCP = 0
 		}
-		_, err = tx.Exec(ctx, qAuditSetHead, int64(last.Seq), last.Hash, int64(lastCP)) // #nosec G115 -- seq < 2^63
+		_, err = tx.Exec(ctx, qAuditSetHead, int64(last.Seq), last.Hash, int64(lastCP), last.Time.UnixNano()) // #nosec G115 -- seq < 2^63
 		return err
 	})
 	if err != nil {

@@ -788,3 +788,50 @@ func TestAuditStatsMirrorsHealth(t *testing.T) {
 		t.Errorf("verify: %+v %v", rep, err)
 	}
 }
+
+func TestAuditTimesNeverGoBackAcrossReplicas(t *testing.T) {
+	dsn := auditDSN(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	open := func(skew time.Duration) *AuditLog {
+		l, err := auditReplica(t, dsn).OpenAuditLog(ctx, AuditOptions{Keys: auditKeys(), CheckpointEvery: 2,
+			Now: func() time.Time { return t0.Add(skew) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = l.Close(ctx) })
+		return l
+	}
+	ahead, behind := open(time.Minute), open(0)
+	for i, l := range []*AuditLog{behind, ahead, behind, behind} {
+		if err := l.Intent(ctx, auditEvent(fmt.Sprint("r", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := behind.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []time.Time{t0, t0.Add(time.Minute), t0.Add(time.Minute), t0.Add(time.Minute)}
+	recs := scanAudit(t, behind.d)
+	if len(recs) != len(want) {
+		t.Fatalf("%d records", len(recs))
+	}
+	for i, r := range recs {
+		if !r.Time.Equal(want[i]) {
+			t.Errorf("record %d timed %v, want %v", r.Seq, r.Time, want[i])
+		}
+	}
+	var cpTimes []time.Time
+	if err := behind.d.AuditReader().Checkpoints(ctx, func(c audit.Checkpoint) error {
+		cpTimes = append(cpTimes, c.Time)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(cpTimes) != 2 || !cpTimes[1].Equal(t0.Add(time.Minute)) {
+		t.Errorf("checkpoint times %v", cpTimes)
+	}
+	if _, err := verifyAudit(t, behind.d); err != nil {
+		t.Fatal(err)
+	}
+}

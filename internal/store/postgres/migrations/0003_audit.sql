@@ -20,14 +20,17 @@ CREATE TABLE audit_checkpoints (
 -- FOR UPDATE) by every transaction that appends, which continues the
 -- chain from it and moves it forward before committing, so writers on
 -- any replica append one after another and no replica keeps a head of
--- its own that another could make stale. checkpoint_seq is the seq of
--- the last signed checkpoint (0 if none). A log copied in without its
--- head is picked up from its last record when the audit log opens.
+-- its own that another could make stale. seq and hash are the last
+-- record's; checkpoint_seq is the seq of the last signed checkpoint (0 if
+-- none); time_ns is the last record's time (Unix nanoseconds), before
+-- which no replica times the next one. A log copied in without its head
+-- is picked up from its last record when the audit log opens.
 CREATE TABLE audit_head (
 	id             SMALLINT PRIMARY KEY CHECK (id = 1),
 	seq            BIGINT NOT NULL CHECK (seq >= 0),
 	hash           TEXT NOT NULL,
-	checkpoint_seq BIGINT NOT NULL CHECK (checkpoint_seq >= 0)
+	checkpoint_seq BIGINT NOT NULL CHECK (checkpoint_seq >= 0),
+	time_ns        BIGINT NOT NULL
 );
-INSERT INTO audit_head (id, seq, hash, checkpoint_seq)
-VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000', 0);
+INSERT INTO audit_head (id, seq, hash, checkpoint_seq, time_ns)
+VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000', 0, 0);

@@ -152,6 +152,7 @@ func (d *DB) OpenAuditLog(ctx context.Context, o AuditOptions) (*AuditLog, error
 // The audit log's statements.
 const (
 	qAuditLockHead   = `SELECT seq, hash, checkpoint_seq, time_ns FROM audit_head WHERE id = 1 FOR UPDATE`
+	qAuditReadHead   = `SELECT seq, hash, checkpoint_seq, time_ns FROM audit_head WHERE id = 1`
 	qAuditSetHead    = `UPDATE audit_head SET seq = $1, hash = $2, checkpoint_seq = $3, time_ns = $4 WHERE id = 1`
 	qAuditInsert     = `INSERT INTO audit_records (seq, data) VALUES ($1, $2)`
 	qAuditInsertMany = `INSERT INTO audit_records (seq, data) SELECT * FROM unnest($1::bigint[], $2::bytea[])`
@@ -169,9 +170,13 @@ type chainHead struct {
 
 // lockHead locks the chain's head row for the rest of tx and returns it.
 func lockHead(ctx context.Context, tx pgx.Tx) (chainHead, error) {
+	return scanHead(tx.QueryRow(ctx, qAuditLockHead))
+}
+
+func scanHead(row pgx.Row) (chainHead, error) {
 	var seq, cp, ns int64
 	var hash string
-	err := tx.QueryRow(ctx, qAuditLockHead).Scan(&seq, &hash, &cp, &ns)
+	err := row.Scan(&seq, &hash, &cp, &ns)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return chainHead{}, errors.New("audit head row missing (migration 0003_audit)")
 	}
@@ -771,6 +776,18 @@ type AuditReader struct{ d *DB }
 
 // AuditReader returns a reader of the audit log kept in the database.
 func (d *DB) AuditReader() *AuditReader { return &AuditReader{d: d} }
+
+// Head returns the head row: the seq and hash of the last record
+// committed. Verify cannot tell that unsigned records were cut from the
+// end of a log (a Report whose LastSeq is below the head's Seq shows it);
+// the head row can, unless it was altered with them.
+func (r *AuditReader) Head(ctx context.Context) (audit.Head, error) {
+	h, err := scanHead(r.d.pool.QueryRow(ctx, qAuditReadHead))
+	if err != nil {
+		return audit.Head{}, fmt.Errorf("postgres: audit head: %w", err)
+	}
+	return h.Head, nil
+}
 
 // Scan implements audit.Reader, a page at a time.
 func (r *AuditReader) Scan(ctx context.Context, from uint64, fn func(audit.Record) error) error {

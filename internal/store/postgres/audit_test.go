@@ -252,6 +252,7 @@ func TestAuditTamperFailsVerify(t *testing.T) {
 			t.Fatalf("verify: %v, want a VerifyError at record %d", err, seq)
 		}
 	}
+	exec(`CREATE TABLE audit_records_saved AS SELECT * FROM audit_records`)
 	var orig []byte
 	if err := d.pool.QueryRow(ctx, `SELECT data FROM audit_records WHERE seq = 7`).Scan(&orig); err != nil {
 		t.Fatal(err)
@@ -273,18 +274,47 @@ func TestAuditTamperFailsVerify(t *testing.T) {
 	t.Run("row deleted", func(t *testing.T) {
 		exec(`DELETE FROM audit_records WHERE seq = 5`)
 		wantBad(5)
+		exec(`INSERT INTO audit_records (seq, data) SELECT seq, data FROM audit_records_saved WHERE seq = 5`)
+		if _, err := verifyAudit(t, d); err != nil {
+			t.Fatalf("restored: %v", err)
+		}
+	})
+	t.Run("checkpoint altered", func(t *testing.T) {
+		var cp []byte
+		if err := d.pool.QueryRow(ctx, `SELECT data FROM audit_checkpoints WHERE seq = 10`).Scan(&cp); err != nil {
+			t.Fatal(err)
+		}
+		bad := bytes.Replace(cp, []byte(`"checkpoint":10,`), []byte(`"checkpoint":10 ,`), 1)
+		if bytes.Equal(bad, cp) {
+			t.Fatalf("checkpoint 10: %s", cp)
+		}
+		exec(`UPDATE audit_checkpoints SET data = $1 WHERE seq = 10`, bad)
+		wantBad(10)
+		exec(`UPDATE audit_checkpoints SET data = $1 WHERE seq = 10`, cp)
 	})
 	t.Run("tail deleted", func(t *testing.T) {
+		// The final checkpoint names record 25.
 		exec(`DELETE FROM audit_records WHERE seq >= 23`)
-		_, err := verifyAudit(t, d)
-		var ve *audit.VerifyError
-		if !errors.As(err, &ve) {
-			t.Fatalf("verify after cutting the tail: %v", err)
-		}
+		wantBad(23)
 		// The head row still names record 25: the log refuses to continue.
 		d.setIntentLog(nil)
 		if _, err := d.OpenAuditLog(ctx, AuditOptions{Keys: auditKeys()}); err == nil || !strings.Contains(err.Error(), "truncated") {
 			t.Fatalf("open over a cut log: %v, want truncated", err)
+		}
+	})
+	t.Run("unsigned tail deleted", func(t *testing.T) {
+		// Records 21..25 follow the checkpoint at 20: cut with the final
+		// checkpoint, Verify sees a shorter, intact log; the head row
+		// still names record 25.
+		exec(`DELETE FROM audit_records WHERE seq > 20`)
+		exec(`DELETE FROM audit_checkpoints WHERE seq > 20`)
+		rep, err := verifyAudit(t, d)
+		if err != nil || rep.LastSeq != 20 {
+			t.Fatalf("verify: %+v %v (want an intact log of 20)", rep, err)
+		}
+		h, err := d.AuditReader().Head(ctx)
+		if err != nil || h.Seq != 25 {
+			t.Fatalf("head %+v %v, want record 25", h, err)
 		}
 	})
 }

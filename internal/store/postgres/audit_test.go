@@ -23,6 +23,21 @@ import (
 // The audit tests are in the package so that they can drive appendIntent,
 // the seam the ledger writes an order's intent through.
 
+// appAuditLog is app.AuditLog (internal/app/audit.go), which the server
+// holds its audit log as; copied, since app may import this package.
+type appAuditLog interface {
+	audit.Sink
+	Intent(ctx context.Context, e audit.Event) error
+	Stats() audit.Stats
+	Healthy() error
+	Close(ctx context.Context) error
+	TokenHash(id string) string
+	Action(ctx context.Context, e audit.Event) error
+	Detect(ctx context.Context, e audit.Event)
+}
+
+var _ appAuditLog = (*AuditLog)(nil)
+
 // auditDSN is a DSN for a fresh schema of the server named by
 // KEYSTILE_TEST_POSTGRES, dropped when the test ends.
 func auditDSN(t testing.TB) string {

@@ -3,9 +3,11 @@ package postgres_test
 import (
 	"testing"
 
+	"github.com/keystile/keystile/internal/killswitch"
 	"github.com/keystile/keystile/internal/store/storetest"
 	"github.com/keystile/keystile/internal/token"
 	"github.com/keystile/keystile/internal/vault"
+	"github.com/keystile/keystile/internal/venue/kraken"
 )
 
 func TestContractVault(t *testing.T) {
@@ -14,4 +16,16 @@ func TestContractVault(t *testing.T) {
 
 func TestContractTokens(t *testing.T) {
 	storetest.Tokens(t, func(t *testing.T) token.Store { return openTest(t).Tokens() })
+}
+
+func TestContractNonces(t *testing.T) {
+	storetest.Nonces(t, func(t *testing.T) kraken.NonceStore { return openTest(t).Nonces() })
+}
+
+func TestContractTrips(t *testing.T) {
+	storetest.Trips(t, func(t *testing.T) killswitch.Store { return openTest(t).Trips() })
+}
+
+func TestContractLossLedger(t *testing.T) {
+	storetest.LossLedger(t, func(t *testing.T) killswitch.Ledger { return openTest(t).LossLedger() })
 }

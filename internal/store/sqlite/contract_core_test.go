@@ -5,10 +5,12 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/keystile/keystile/internal/killswitch"
 	"github.com/keystile/keystile/internal/store/sqlite"
 	"github.com/keystile/keystile/internal/store/storetest"
 	"github.com/keystile/keystile/internal/token"
 	"github.com/keystile/keystile/internal/vault"
+	"github.com/keystile/keystile/internal/venue/kraken"
 )
 
 // openContract opens a fresh database file for one contract test.
@@ -28,4 +30,16 @@ func TestContractVault(t *testing.T) {
 
 func TestContractTokens(t *testing.T) {
 	storetest.Tokens(t, func(t *testing.T) token.Store { return openContract(t).Tokens() })
+}
+
+func TestContractNonces(t *testing.T) {
+	storetest.Nonces(t, func(t *testing.T) kraken.NonceStore { return openContract(t).Nonces() })
+}
+
+func TestContractTrips(t *testing.T) {
+	storetest.Trips(t, func(t *testing.T) killswitch.Store { return openContract(t).Trips() })
+}
+
+func TestContractLossLedger(t *testing.T) {
+	storetest.LossLedger(t, func(t *testing.T) killswitch.Ledger { return openContract(t).LossLedger() })
 }

@@ -3,7 +3,10 @@ package postgres_test
 import (
 	"testing"
 
+	"github.com/keystile/keystile/internal/alert"
 	"github.com/keystile/keystile/internal/killswitch"
+	"github.com/keystile/keystile/internal/mfa"
+	"github.com/keystile/keystile/internal/store/postgres"
 	"github.com/keystile/keystile/internal/store/storetest"
 	"github.com/keystile/keystile/internal/token"
 	"github.com/keystile/keystile/internal/vault"
@@ -28,4 +31,16 @@ func TestContractTrips(t *testing.T) {
 
 func TestContractLossLedger(t *testing.T) {
 	storetest.LossLedger(t, func(t *testing.T) killswitch.Ledger { return openTest(t).LossLedger() })
+}
+
+func TestContractMFA(t *testing.T) {
+	storetest.MFA(t, func(t *testing.T) mfa.Store { return openTest(t).MFA() })
+}
+
+func TestContractAlertDigests(t *testing.T) {
+	storetest.AlertDigests(t, func(t *testing.T) alert.DigestStore { return openTest(t).Alerts() })
+}
+
+func TestContractDetect(t *testing.T) {
+	storetest.Detect(t, func(t *testing.T) *postgres.DetectStore { return openTest(t).Detect() })
 }

@@ -5,7 +5,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/keystile/keystile/internal/alert"
 	"github.com/keystile/keystile/internal/killswitch"
+	"github.com/keystile/keystile/internal/mfa"
 	"github.com/keystile/keystile/internal/store/sqlite"
 	"github.com/keystile/keystile/internal/store/storetest"
 	"github.com/keystile/keystile/internal/token"
@@ -42,4 +44,16 @@ func TestContractTrips(t *testing.T) {
 
 func TestContractLossLedger(t *testing.T) {
 	storetest.LossLedger(t, func(t *testing.T) killswitch.Ledger { return openContract(t).LossLedger() })
+}
+
+func TestContractMFA(t *testing.T) {
+	storetest.MFA(t, func(t *testing.T) mfa.Store { return openContract(t).MFA() })
+}
+
+func TestContractAlertDigests(t *testing.T) {
+	storetest.AlertDigests(t, func(t *testing.T) alert.DigestStore { return openContract(t).Alerts() })
+}
+
+func TestContractDetect(t *testing.T) {
+	storetest.Detect(t, func(t *testing.T) *sqlite.DetectStore { return openContract(t).Detect() })
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -33,9 +34,9 @@ func Vault(t *testing.T, open func(t *testing.T) vault.Store) {
 	cred := func(name string, v int) (vault.CredentialRecord, vault.VersionRecord) {
 		c := vault.CredentialRecord{Name: name, CurrentVersion: v, State: "active", RotationDays: 30,
 			CreatedAt: t0, RotatedAt: t0.Add(time.Duration(v) * time.Hour), MAC: []byte("mac-" + name)}
-		ver := vault.VersionRecord{Name: name, Version: v, KEKVersion: 1, WrappedDEK: []byte{byte(v), 'd', 'e', 'k'},
+		ver := vault.VersionRecord{Name: name, Version: v, KEKVersion: 1, WrappedDEK: []byte(strconv.Itoa(v) + "-dek"),
 			CreatedAt: t0.Add(time.Duration(v) * time.Hour),
-			Fields:    map[string][]byte{"secret": {byte(v), 's'}, "key": {byte(v), 'k'}}}
+			Fields:    map[string][]byte{"secret": []byte(strconv.Itoa(v) + "-s"), "key": []byte(strconv.Itoa(v) + "-k")}}
 		return c, ver
 	}
 
@@ -199,7 +200,7 @@ func Vault(t *testing.T, open func(t *testing.T) vault.Store) {
 		if err != nil || !reflect.DeepEqual(keks, []vault.KEKRecord{kek1}) || !reflect.DeepEqual(sys, sys1) {
 			t.Fatalf("a failed Rekey changed the keyring: %+v %+v %v", keks, sys, err)
 		}
-		if v, _ := s.Version(ctx, "a", 1); v.KEKVersion != 1 || !bytes.Equal(v.WrappedDEK, []byte{1, 'd', 'e', 'k'}) {
+		if v, _ := s.Version(ctx, "a", 1); v.KEKVersion != 1 || string(v.WrappedDEK) != "1-dek" {
 			t.Fatalf("a failed Rekey changed a data key: %+v", v)
 		}
 		// A data key missing (deleted since read) is a conflict too.

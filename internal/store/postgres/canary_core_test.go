@@ -47,9 +47,12 @@ func TestStoreErrorsKeepThePasswordOut(t *testing.T) {
 		"nonce":         func() error { _, _, err := db.Nonces().Reserve(ctx, "k", 1, 1); return err },
 		"mfa":           func() error { _, err := db.MFA().Update(ctx, func(*mfa.State) error { return nil }); return err },
 		"alerts":        func() error { return db.Alerts().AddDigest(ctx, "s", alert.Alert{}) },
-		"trips":         func() error { _, _, err := db.Trips().Engage(ctx, killswitch.Trip{Scope: killswitch.ScopeAll}); return err },
-		"ledger":        func() error { _, err := db.LossLedger().Sum(ctx, "k", now); return err },
-		"detect":        func() error { return db.Detect().PutHold(ctx, detect.Hold{Kind: detect.HoldThrottle, Subject: "s"}) },
+		"trips": func() error {
+			_, _, err := db.Trips().Engage(ctx, killswitch.Trip{Scope: killswitch.ScopeAll})
+			return err
+		},
+		"ledger": func() error { _, err := db.LossLedger().Sum(ctx, "k", now); return err },
+		"detect": func() error { return db.Detect().PutHold(ctx, detect.Hold{Kind: detect.HoldThrottle, Subject: "s"}) },
 	}
 	for name, call := range calls {
 		err := call()

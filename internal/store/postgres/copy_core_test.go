@@ -15,14 +15,14 @@ import (
 	"github.com/keystile/keystile/internal/detect"
 	"github.com/keystile/keystile/internal/killswitch"
 	"github.com/keystile/keystile/internal/mfa"
+	"github.com/keystile/keystile/internal/store/postgres"
 	"github.com/keystile/keystile/internal/store/sqlite"
 	"github.com/keystile/keystile/internal/store/storetest"
 	"github.com/keystile/keystile/internal/vault"
 )
 
 // TestCoreCopyFromSQLite: the core tables of a SQLite database in use,
-// copied row for row with no conversion (then each identity sequence set
-// past the highest id copied), read back through the PostgreSQL stores
+// copied row for row with no conversion (then ResetIdentities), read back through the PostgreSQL stores
 // exactly as through the SQLite ones, and the stores go on from there.
 func TestCoreCopyFromSQLite(t *testing.T) {
 	ctx := context.Background()
@@ -74,7 +74,7 @@ func TestCoreCopyFromSQLite(t *testing.T) {
 	// The copy: every column as SQLite returns it, in table order (parents
 	// first), then the identity sequences.
 	pg := openTest(t)
-	for _, table := range coreTables {
+	for _, table := range postgres.CoreTables() {
 		rows, err := lite.SQL().QueryContext(ctx, `SELECT * FROM `+table)
 		if err != nil {
 			t.Fatal(err)
@@ -102,12 +102,7 @@ func TestCoreCopyFromSQLite(t *testing.T) {
 			t.Fatalf("copy %s (%s): %v", table, strings.Join(cols, ", "), err)
 		}
 	}
-	for _, id := range [][2]string{{"alert_digest", "seq"}, {"killswitch_trips", "id"}} {
-		if _, err := pg.Pool().Exec(ctx, `SELECT setval(pg_get_serial_sequence($1, $2), (SELECT COALESCE(MAX(`+id[1]+`), 0) + 1 FROM `+id[0]+`), false)`,
-			id[0], id[1]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	mustCore(t, pg.ResetIdentities(ctx))
 
 	// Read through both, compare.
 	same := func(what string, l, p any, lerr, perr error) {

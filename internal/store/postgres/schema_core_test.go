@@ -7,16 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keystile/keystile/internal/store/postgres"
 	"github.com/keystile/keystile/internal/store/sqlite"
 )
-
-// coreTables are the tables of 0001_core.sql that SQLite has too: a copy
-// from SQLite (keystile migrate --from sqlite:DIR) moves them column for
-// column.
-var coreTables = []string{
-	"vault_meta", "vault_keks", "vault_system_keys", "vault_credentials", "vault_versions", "vault_fields", "vault_compromised",
-	"tokens", "nonces", "mfa_enrollment", "mfa_recovery_codes", "alert_digest", "killswitch_trips", "detect_profiles", "detect_holds",
-}
 
 // TestCoreSchemaMatchesSQLite: each core table has the same columns, in
 // the same order, as SQLite's table of the same name at its latest
@@ -29,7 +22,7 @@ func TestCoreSchemaMatchesSQLite(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lite.Close()
-	for _, table := range coreTables {
+	for _, table := range postgres.CoreTables() {
 		rows, err := lite.SQL().QueryContext(ctx, `SELECT name, upper(type) FROM pragma_table_info(?) ORDER BY cid`, table)
 		if err != nil {
 			t.Fatal(err)

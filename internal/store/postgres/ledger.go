@@ -1,0 +1,161 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/keystile/keystile/internal/ledger"
+)
+
+// Ledger implements ledger.Store on the database: a write request's budget
+// reservation, idempotency claim and intent record (in the audit log kept
+// in the database) are one transaction. The budget keys are locked first
+// (budget.go), so the check sees every reservation committed before and a
+// limit holds across replicas; the claim is the idempotency store's
+// INSERT ... ON CONFLICT, so a key has one claim. A transaction whose
+// COMMIT got no answer is looked up by its transaction id before Open
+// returns: Open never reports a failure for a write that is stored, nor
+// success for one that is not.
+type Ledger struct{ d *DB }
+
+// Ledger returns the database's ledger. Writes with an intent record need
+// the audit log to be open in the database.
+func (d *DB) Ledger() *Ledger { return &Ledger{d: d} }
+
+// Open implements ledger.Store.
+func (l *Ledger) Open(ctx context.Context, w *ledger.Write) error {
+	var log intentLog
+	if w.Intent != nil {
+		if log = l.d.intentLog(); log == nil {
+			return ledger.ErrNoAuditLog
+		}
+	}
+	if w.Budget != nil {
+		if err := checkAmount(w.Budget.Amount, w.Budget.Claims); err != nil {
+			return err
+		}
+		w.Budget.IDs = nil
+	}
+	var (
+		ids   []int64
+		after func(committed bool)
+	)
+	err := l.d.inTxChecked(ctx, func(tx pgx.Tx) error {
+		if w.Budget != nil {
+			if err := lockAndCheck(ctx, tx, w.Budget.Amount, w.Budget.Claims); err != nil {
+				return err
+			}
+		}
+		if w.Key != nil {
+			stored, claimed, err := claimKey(ctx, tx, w.Key.Record, w.Key.NotBefore)
+			if err != nil {
+				return fmt.Errorf("claim idempotency key: %w", err)
+			}
+			if !claimed {
+				w.Key.Stored = stored
+				return ledger.ErrKeyTaken
+			}
+		}
+		if w.Budget != nil {
+			var err error
+			if ids, err = insertEntries(ctx, tx, clampNano(w.Budget.At), w.Budget.Amount, w.Budget.Claims); err != nil {
+				return err
+			}
+		}
+		if log != nil {
+			var err error
+			after, err = log.appendIntent(ctx, tx, *w.Intent)
+			if err != nil {
+				return fmt.Errorf("intent record: %w", err)
+			}
+		}
+		return nil
+	})
+	if after != nil {
+		after(err == nil)
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: ledger: %w", err)
+	}
+	if w.Budget != nil {
+		w.Budget.IDs = ids
+	}
+	return nil
+}
+
+// outcomeTimeout bounds the look-up of a transaction whose COMMIT got no
+// answer.
+const outcomeTimeout = 30 * time.Second
+
+// inTxChecked runs fn in one transaction and commits it if fn returns
+// nil. If the COMMIT's answer is lost (the connection broke, ctx ended
+// while it was in flight), it asks the server, on another connection,
+// whether the transaction committed, and answers accordingly.
+func (d *DB) inTxChecked(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	tx, err := d.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	// The transaction id, in the same round trip as fn's first
+	// statement would be were it batched; it is cheap.
+	var xid int64
+	if err := tx.QueryRow(ctx, `SELECT txid_current()`).Scan(&xid); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	cerr := tx.Commit(ctx)
+	if cerr == nil {
+		return nil
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(cerr, &pgErr) {
+		// The server answered: it refused the commit.
+		return cerr
+	}
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outcomeTimeout)
+	defer cancel()
+	committed, err := d.txCommitted(lctx, xid)
+	if err != nil {
+		return fmt.Errorf("commit: %w; its outcome is unknown: %w", cerr, err)
+	}
+	if committed {
+		return nil
+	}
+	return fmt.Errorf("commit: %w", cerr)
+}
+
+// txCommitted waits for transaction xid to end and reports whether it
+// committed.
+func (d *DB) txCommitted(ctx context.Context, xid int64) (bool, error) {
+	for {
+		var st *string
+		if err := d.pool.QueryRow(ctx, `SELECT txid_status($1)`, xid).Scan(&st); err != nil {
+			return false, err
+		}
+		switch {
+		case st == nil:
+			return false, errors.New("the transaction is too old to look up")
+		case *st == "committed":
+			return true, nil
+		case *st == "aborted":
+			return false, nil
+		}
+		// In progress: the server has not seen the connection go yet.
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+var _ ledger.Store = (*Ledger)(nil)

@@ -159,28 +159,6 @@ func (s *IdemStore) Claim(ctx context.Context, rec idem.Record, notBefore time.T
 	return idem.Record{}, false, fmt.Errorf("postgres: claim idempotency key: %w", store.ErrConflict)
 }
 
-// claimKey is Claim inside tx (the ledger's): the record lost to stays
-// locked, so it is read as it was when the claim failed.
-func claimKey(ctx context.Context, tx pgx.Tx, rec idem.Record, notBefore time.Time) (idem.Record, bool, error) {
-	args, err := idemRow(rec)
-	if err != nil {
-		return idem.Record{}, false, err
-	}
-	var claimed bool
-	err = tx.QueryRow(ctx, qIdemClaim, append(args, idemNano(notBefore))...).Scan(&claimed)
-	if err == nil {
-		return rec, true, nil
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return idem.Record{}, false, err
-	}
-	stored, err := scanIdem(tx.QueryRow(ctx, qIdemGet, rec.Scope, rec.Key))
-	if err != nil {
-		return idem.Record{}, false, fmt.Errorf("read the stored key: %w", err)
-	}
-	return stored, false, nil
-}
-
 // Swap implements idem.Store.
 func (s *IdemStore) Swap(ctx context.Context, rec idem.Record, owner string) error {
 	args, err := idemRow(rec)

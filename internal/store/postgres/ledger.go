@@ -45,27 +45,49 @@ func (l *Ledger) Open(ctx context.Context, w *ledger.Write) error {
 		ids   []int64
 		after func(committed bool)
 	)
-	err := l.d.inTxChecked(ctx, func(tx pgx.Tx) error {
+	err := l.d.inTxChecked(ctx, func(tx pgx.Tx, xid *int64) error {
+		// One round trip: the transaction id, the reservation (locks,
+		// sums, entries) and the claim; the refusals are decided after,
+		// in order (budget, then key), and roll back what was written.
+		b := &pgx.Batch{}
+		b.Queue(qTxID)
+		var r *reservation
 		if w.Budget != nil {
-			if err := lockAndCheck(ctx, tx, w.Budget.Amount, w.Budget.Claims); err != nil {
-				return err
-			}
+			r = &reservation{atN: clampNano(w.Budget.At), amount: w.Budget.Amount, claims: w.Budget.Claims}
+			r.queue(b)
 		}
 		if w.Key != nil {
-			stored, claimed, err := claimKey(ctx, tx, w.Key.Record, w.Key.NotBefore)
+			args, err := idemRow(w.Key.Record)
 			if err != nil {
 				return fmt.Errorf("claim idempotency key: %w", err)
 			}
-			if !claimed {
-				w.Key.Stored = stored
-				return ledger.ErrKeyTaken
-			}
+			b.Queue(qIdemClaim, append(args, idemNano(w.Key.NotBefore))...)
 		}
-		if w.Budget != nil {
-			var err error
-			if ids, err = insertEntries(ctx, tx, clampNano(w.Budget.At), w.Budget.Amount, w.Budget.Claims); err != nil {
+		br := tx.SendBatch(ctx, b)
+		claimed, err := readLedgerBatch(br, xid, r, w.Key != nil)
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		if r != nil {
+			if err := r.check(); err != nil {
 				return err
 			}
+		}
+		if w.Key != nil && !claimed {
+			// The record the claim lost to is locked by the claim's
+			// statement: it is read as it stood.
+			stored, err := scanIdem(tx.QueryRow(ctx, qIdemGet, w.Key.Record.Scope, w.Key.Record.Key))
+			if err != nil {
+				return fmt.Errorf("read the stored idempotency key: %w", err)
+			}
+			w.Key.Stored = stored
+			return ledger.ErrKeyTaken
+		}
+		if r != nil {
+			ids = r.ids
 		}
 		if log != nil {
 			var err error
@@ -88,29 +110,57 @@ func (l *Ledger) Open(ctx context.Context, w *ledger.Write) error {
 	return nil
 }
 
+// readLedgerBatch reads the results of Open's batch: the transaction id
+// into xid, the reservation's into r, and whether the key was claimed.
+func readLedgerBatch(br pgx.BatchResults, xid *int64, r *reservation, key bool) (claimed bool, err error) {
+	if err := br.QueryRow().Scan(xid); err != nil {
+		return false, err
+	}
+	if r != nil {
+		if err := r.read(br); err != nil {
+			return false, err
+		}
+	}
+	if !key {
+		return false, nil
+	}
+	err = br.QueryRow().Scan(&claimed)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("claim idempotency key: %w", err)
+	}
+	return claimed, nil
+}
+
+const qTxID = `SELECT txid_current()`
+
 // outcomeTimeout bounds the look-up of a transaction whose COMMIT got no
 // answer.
 const outcomeTimeout = 30 * time.Second
 
 // inTxChecked runs fn in one transaction and commits it if fn returns
-// nil. If the COMMIT's answer is lost (the connection broke, ctx ended
-// while it was in flight), it asks the server, on another connection,
+// nil. fn sets *xid to the transaction id (qTxID) if it can read it in a
+// round trip of its own; otherwise it is read before the commit. If the
+// COMMIT's answer is lost (the connection broke, ctx ended while it was
+// in flight), inTxChecked asks the server, on another connection,
 // whether the transaction committed, and answers accordingly.
-func (d *DB) inTxChecked(ctx context.Context, fn func(tx pgx.Tx) error) error {
+func (d *DB) inTxChecked(ctx context.Context, fn func(tx pgx.Tx, xid *int64) error) error {
 	tx, err := d.pool.Begin(ctx)
 	if err != nil {
 		return err
 	}
-	// The transaction id, in the same round trip as fn's first
-	// statement would be were it batched; it is cheap.
 	var xid int64
-	if err := tx.QueryRow(ctx, `SELECT txid_current()`).Scan(&xid); err != nil {
+	if err := fn(tx, &xid); err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return err
 	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return err
+	if xid == 0 {
+		if err := tx.QueryRow(ctx, qTxID).Scan(&xid); err != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			return err
+		}
 	}
 	cerr := tx.Commit(ctx)
 	if cerr == nil {

@@ -184,14 +184,16 @@ func (d *DB) inTxChecked(ctx context.Context, fn func(tx pgx.Tx, xid *int64) err
 }
 
 // txCommitted waits for transaction xid to end and reports whether it
-// committed.
+// committed. It asks again after a failed look-up: the break that lost
+// the COMMIT's answer may have taken the pool's idle connections too.
 func (d *DB) txCommitted(ctx context.Context, xid int64) (bool, error) {
+	var lastErr error
 	for {
 		var st *string
-		if err := d.pool.QueryRow(ctx, `SELECT txid_status($1)`, xid).Scan(&st); err != nil {
-			return false, err
-		}
+		err := d.pool.QueryRow(ctx, `SELECT txid_status($1)`, xid).Scan(&st)
 		switch {
+		case err != nil:
+			lastErr = err
 		case st == nil:
 			return false, errors.New("the transaction is too old to look up")
 		case *st == "committed":
@@ -199,9 +201,13 @@ func (d *DB) txCommitted(ctx context.Context, xid int64) (bool, error) {
 		case *st == "aborted":
 			return false, nil
 		}
-		// In progress: the server has not seen the connection go yet.
+		// In progress (the server has not finished the COMMIT, or not
+		// seen the connection go), or the look-up failed.
 		select {
 		case <-ctx.Done():
+			if lastErr != nil {
+				return false, fmt.Errorf("%w (last look-up: %w)", ctx.Err(), lastErr)
+			}
 			return false, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}

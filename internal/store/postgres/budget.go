@@ -378,23 +378,34 @@ func lockKeys(ctx context.Context, tx pgx.Tx, keys []string) error {
 	return nil
 }
 
-// Release implements policy.BudgetStore.
+// Release implements policy.BudgetStore. The entries' keys are locked
+// before the entries are deleted, in the order every writer of the
+// budget tables locks (keys, then rows), so that a release never waits
+// for a prune that waits for it.
 func (s *BudgetStore) Release(ctx context.Context, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
 	err := s.d.inTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `DELETE FROM budget_entries WHERE id = ANY($1) RETURNING key, at, amount`, ids)
+		// An entry's key never changes: the keys read here are those of
+		// the entries the DELETE finds (or fewer, if some are gone).
+		rows, err := tx.Query(ctx, `SELECT DISTINCT key FROM budget_entries WHERE id = ANY($1)`, ids)
 		if err != nil {
 			return err
 		}
-		deltas, keys, err := groupEntries(rows, [3]int64{minInt64, minInt64, minInt64})
+		keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		if err != nil || len(keys) == 0 {
 			return err
 		}
-		// The entries' rows are locked by the DELETE; the keys' totals
-		// are locked as for a reservation.
 		if err := lockKeys(ctx, tx, keys); err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, `DELETE FROM budget_entries WHERE id = ANY($1) RETURNING key, at, amount`, ids)
+		if err != nil {
+			return err
+		}
+		deltas, err := groupEntries(rows, [3]int64{minInt64, minInt64, minInt64})
+		if err != nil {
 			return err
 		}
 		return subtractTotals(ctx, tx, deltas)
@@ -409,27 +420,21 @@ const minInt64 = -1 << 63
 
 // groupEntries sums deleted entries (key, at, amount) per key and
 // buckets, at the levels whose bucket is at or after floor; it closes
-// rows and returns the keys met.
-func groupEntries(rows pgx.Rows, floor [3]int64) (map[bucketsKey][3]decimal.Decimal, []string, error) {
+// rows.
+func groupEntries(rows pgx.Rows, floor [3]int64) (map[bucketsKey][3]decimal.Decimal, error) {
 	defer rows.Close()
 	deltas := map[bucketsKey][3]decimal.Decimal{}
-	var keys []string
-	seen := map[string]bool{}
 	for rows.Next() {
 		var (
 			key, a string
 			at     int64
 		)
 		if err := rows.Scan(&key, &at, &a); err != nil {
-			return nil, nil, fmt.Errorf("read budget entry: %w", err)
+			return nil, fmt.Errorf("read budget entry: %w", err)
 		}
 		v, err := decimal.NewFromString(a)
 		if err != nil {
-			return nil, nil, fmt.Errorf("budget entry amount %q: %w", a, err)
-		}
-		if !seen[key] {
-			seen[key] = true
-			keys = append(keys, key)
+			return nil, fmt.Errorf("budget entry amount %q: %w", a, err)
 		}
 		k := bucketsKey{key, [3]int64{bucketOf(0, at), bucketOf(1, at), bucketOf(2, at)}}
 		d := deltas[k]
@@ -441,9 +446,9 @@ func groupEntries(rows pgx.Rows, floor [3]int64) (map[bucketsKey][3]decimal.Deci
 		deltas[k] = d
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, fmt.Errorf("read budget entries: %w", err)
+		return nil, fmt.Errorf("read budget entries: %w", err)
 	}
-	return deltas, keys, nil
+	return deltas, nil
 }
 
 // Prune implements policy.BudgetStore, one transaction per budget key.
@@ -474,7 +479,7 @@ func (s *BudgetStore) Prune(ctx context.Context, before time.Time) error {
 			if err != nil {
 				return err
 			}
-			deltas, _, err := groupEntries(rows, keep)
+			deltas, err := groupEntries(rows, keep)
 			if err != nil {
 				return err
 			}

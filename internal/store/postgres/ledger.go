@@ -21,6 +21,14 @@ import (
 // COMMIT got no answer is looked up by its transaction id before Open
 // returns: Open never reports a failure for a write that is stored, nor
 // success for one that is not.
+//
+// Locks are taken in one order by every writer: budget keys (advisory,
+// ascending), then the key's row, then whatever the audit log locks to
+// append; releases and prunes lock budget keys before rows too. Writes
+// against one budget run one after another, each holding the budget's
+// lock through its COMMIT, so a busy budget admits about one order per
+// WAL flush across all replicas; writes against different budgets
+// overlap and share flushes.
 type Ledger struct{ d *DB }
 
 // Ledger returns the database's ledger. Writes with an intent record need

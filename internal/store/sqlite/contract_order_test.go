@@ -12,7 +12,7 @@ import (
 )
 
 // openContract opens a fresh database, closed when the test ends.
-func openContract(t *testing.T) (*sqlite.DB, string) {
+func openOrderContract(t *testing.T) (*sqlite.DB, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "k.db")
 	db, err := sqlite.Open(context.Background(), path)
@@ -25,7 +25,7 @@ func openContract(t *testing.T) (*sqlite.DB, string) {
 
 func TestBudgetContract(t *testing.T) {
 	storetest.Budgets(t, func(t *testing.T) policy.BudgetStore {
-		db, _ := openContract(t)
+		db, _ := openOrderContract(t)
 		t.Cleanup(func() { checkTotals(t, db) })
 		return db.Budgets()
 	})
@@ -33,7 +33,7 @@ func TestBudgetContract(t *testing.T) {
 
 func TestIdempotencyContract(t *testing.T) {
 	storetest.Idempotency(t, func(t *testing.T) idem.Store {
-		db, _ := openContract(t)
+		db, _ := openOrderContract(t)
 		return db.Idempotency()
 	})
 }
@@ -41,7 +41,7 @@ func TestIdempotencyContract(t *testing.T) {
 func TestLedgerContract(t *testing.T) {
 	storetest.Ledger(t, func(t *testing.T) storetest.LedgerStores {
 		ctx := context.Background()
-		noLog, path := openContract(t)
+		noLog, path := openOrderContract(t)
 		db, log := openLedger(t, path)
 		t.Cleanup(func() {
 			if err := log.Close(ctx); err != nil {

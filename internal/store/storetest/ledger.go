@@ -37,7 +37,7 @@ func LedgerWrite(i int, limit string) *ledger.Write {
 	at := time.Date(2025, 1, 6, 12, 0, 0, i, time.UTC)
 	ev := audit.Event{RequestID: fmt.Sprint("r", i), TokenID: "tok_1", Venue: "binance", Method: "POST", Path: "/api/v3/order",
 		Operation: "order.place", Instrument: "BTCUSDT", Quantity: "0.001", Price: "60000", ClientOrderID: fmt.Sprint("c", i)}
-	rec := idem.Record{Scope: "tok_1/binance", Key: fmt.Sprint("k", i), Fingerprint: []byte{byte(i)}, ClientOrderID: fmt.Sprint("c", i),
+	rec := idem.Record{Scope: "tok_1/binance", Key: fmt.Sprint("k", i), Fingerprint: []byte(fmt.Sprint("f", i)), ClientOrderID: fmt.Sprint("c", i),
 		State: idem.StatePending, Owner: fmt.Sprint("o", i), Created: at, Updated: at}
 	return &ledger.Write{Intent: &ev,
 		Budget: &ledger.Budget{At: at, Amount: dec("60"), Claims: []policy.Claim{

@@ -30,7 +30,7 @@ func (d *DB) Nonces() *NonceStore { return &NonceStore{d: d} }
 // stored high-water mark of key to max(stored+1, atLeast)+size-1 and
 // returns the reserved range.
 func (s *NonceStore) Reserve(ctx context.Context, key string, atLeast, size uint64) (lo, hi uint64, err error) {
-	if size == 0 || atLeast > math.MaxInt64-size {
+	if size == 0 || atLeast > math.MaxInt64-(size-1) {
 		return 0, 0, ErrNonceRange
 	}
 	a, n := int64(atLeast), int64(size) // #nosec G115 -- bounded above

@@ -53,6 +53,17 @@ func Nonces(t *testing.T, open func(t *testing.T) kraken.NonceStore) {
 		if lo, hi, err := s.Reserve(ctx, "a", 0, 2); err == nil {
 			t.Fatalf("Reserve past the top = [%d, %d]", lo, hi)
 		}
+		// The very last value can be reserved (no overflow on the way
+		// to it), and nothing after it.
+		if lo, hi, err := s.Reserve(ctx, "a", 0, 1); err != nil || lo != top || hi != top {
+			t.Fatalf("Reserve of the last value = [%d, %d], %v", lo, hi, err)
+		}
+		if lo, hi, err := s.Reserve(ctx, "a", 0, 1); err == nil {
+			t.Fatalf("Reserve past the last value = [%d, %d]", lo, hi)
+		}
+		if lo, hi, err := s.Reserve(ctx, "c", top-1, 2); err != nil || lo != top-1 || hi != top {
+			t.Fatalf("first reservation ending at the top = [%d, %d], %v", lo, hi, err)
+		}
 		// The refused call left the mark where it was.
 		if lo, _, err := s.Reserve(ctx, "b", 0, 1); err != nil || lo != 0 {
 			t.Fatalf("other key after a refusal: %d %v", lo, err)

@@ -25,13 +25,13 @@ func (d *DB) Nonces() *NonceStore { return &NonceStore{d: d} }
 // stored high-water mark of key to max(stored+1, atLeast)+size-1 and
 // returns the reserved range.
 func (s *NonceStore) Reserve(ctx context.Context, key string, atLeast, size uint64) (lo, hi uint64, err error) {
-	if size == 0 || atLeast > math.MaxInt64-size {
+	if size == 0 || atLeast > math.MaxInt64-(size-1) {
 		return 0, 0, ErrNonceRange
 	}
 	a, n := int64(atLeast), int64(size) // #nosec G115 -- bounded above
 	var h int64
-	err = s.d.db.QueryRowContext(ctx, `INSERT INTO nonces(key, hwm, updated_at) VALUES (?1, ?2 + ?3 - 1, ?4)
-		ON CONFLICT(key) DO UPDATE SET hwm = max(hwm + 1, ?2) + ?3 - 1, updated_at = ?4
+	err = s.d.db.QueryRowContext(ctx, `INSERT INTO nonces(key, hwm, updated_at) VALUES (?1, ?2 + (?3 - 1), ?4)
+		ON CONFLICT(key) DO UPDATE SET hwm = max(hwm + 1, ?2) + (?3 - 1), updated_at = ?4
 		WHERE hwm <= ?5 - ?3
 		RETURNING hwm`, key, a, n, time.Now().UnixNano(), int64(math.MaxInt64)).Scan(&h)
 	if err != nil {

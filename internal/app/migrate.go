@@ -201,6 +201,30 @@ func CopySQLiteToPostgres(ctx context.Context, env Env, o CopyOptions) (CopyResu
 	return res, nil
 }
 
+// sourceQuery is how a target table's rows are read from SQLite where
+// the two schemas differ; every other table is read whole (SELECT *).
+var sourceQuery = map[string]string{
+	// SQLite keeps a key's answer in idempotency_answers (matched by the
+	// key's rowid and owner); PostgreSQL in the key's row. The columns
+	// are folded as the SQLite store reads them.
+	"idempotency": `SELECT i.scope, i.key, i.fingerprint, i.client_order_id,
+		CASE WHEN a.claim IS NULL THEN i.state ELSE 'done' END AS state, i.owner, i.created_at,
+		coalesce(a.updated_at, i.updated_at) AS updated_at, coalesce(a.status, i.status) AS status,
+		coalesce(a.header, i.header) AS header, CASE WHEN a.claim IS NULL THEN i.body ELSE a.body END AS body,
+		coalesce(a.body_dropped, i.body_dropped) AS body_dropped, coalesce(a.venue_order_id, i.venue_order_id) AS venue_order_id
+		FROM idempotency i LEFT JOIN idempotency_answers a ON a.claim = i.rowid AND a.owner = i.owner`,
+	// SQLite keeps the loss guard's amounts among the budget entries
+	// (keys "lossguard/..."), with running totals; PostgreSQL in
+	// lossguard_entries, without.
+	"budget_entries":    `SELECT * FROM budget_entries WHERE key NOT LIKE 'lossguard/%'`,
+	"budget_totals":     `SELECT * FROM budget_totals WHERE key NOT LIKE 'lossguard/%'`,
+	"lossguard_entries": `SELECT id, key, at, amount FROM budget_entries WHERE key LIKE 'lossguard/%'`,
+}
+
+// folded are SQLite tables whose rows go into another table's (see
+// sourceQuery).
+var folded = map[string]bool{"idempotency_answers": true}
+
 // copyTables copies every table of src (but schema_migrations) into the
 // table of the same name in tx, parents before children, and checks the
 // counts. A table with rows that the target lacks, or a column it lacks,
@@ -226,14 +250,29 @@ func copyTables(ctx context.Context, src *sql.DB, tx pgx.Tx) ([]TableCopy, error
 			return nil, fmt.Errorf("%w (table %s has rows)", ErrTargetNotEmpty, t)
 		}
 	}
-	order, err := pgTableOrder(ctx, tx, tables)
+	var names []string
+	for _, t := range tables {
+		if !folded[t] {
+			names = append(names, t)
+		}
+	}
+	for t := range sourceQuery {
+		if _, ok := targets[t]; ok && !slices.Contains(names, t) {
+			names = append(names, t)
+		}
+	}
+	order, err := pgTableOrder(ctx, tx, names)
 	if err != nil {
 		return nil, err
 	}
 	var out []TableCopy
 	for _, t := range order {
+		q, ok := sourceQuery[t]
+		if !ok {
+			q = `SELECT * FROM "` + strings.ReplaceAll(t, `"`, `""`) + `"`
+		}
 		cols, ok := targets[t]
-		n, err := copyTable(ctx, src, tx, t, cols, ok)
+		n, err := copyTable(ctx, src, tx, t, q, cols, ok)
 		if err != nil {
 			return nil, fmt.Errorf("table %s: %w", t, err)
 		}
@@ -342,12 +381,12 @@ func pgTableOrder(ctx context.Context, tx pgx.Tx, tables []string) ([]string, er
 // copyBatch is the number of rows sent per round trip.
 const copyBatch = 500
 
-// copyTable copies one table's rows as stored and returns their number;
-// exists says the target has the table (a table it lacks must be empty).
-func copyTable(ctx context.Context, src *sql.DB, tx pgx.Tx, table string, target map[string]string, exists bool) (int64, error) {
-	q := `"` + strings.ReplaceAll(table, `"`, `""`) + `"`
+// copyTable copies the rows query reads from src into table, as stored,
+// and returns their number; exists says the target has the table (a
+// table it lacks must have no rows to copy).
+func copyTable(ctx context.Context, src *sql.DB, tx pgx.Tx, table, query string, target map[string]string, exists bool) (int64, error) {
 	var want int64
-	if err := src.QueryRowContext(ctx, `SELECT count(*) FROM `+q).Scan(&want); err != nil {
+	if err := src.QueryRowContext(ctx, `SELECT count(*) FROM (`+query+`)`).Scan(&want); err != nil {
 		return 0, err
 	}
 	if !exists {
@@ -356,7 +395,7 @@ func copyTable(ctx context.Context, src *sql.DB, tx pgx.Tx, table string, target
 		}
 		return 0, nil
 	}
-	rows, err := src.QueryContext(ctx, `SELECT * FROM `+q)
+	rows, err := src.QueryContext(ctx, query)
 	if err != nil {
 		return 0, err
 	}

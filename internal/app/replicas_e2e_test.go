@@ -1,5 +1,3 @@
-//go:build keystile_pg
-
 package app_test
 
 import (

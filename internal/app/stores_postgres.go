@@ -1,5 +1,3 @@
-//go:build keystile_pg
-
 package app
 
 import (
@@ -107,39 +105,17 @@ func openPostgresAuditReader(ctx context.Context, env Env, cfg *config.Config) (
 	if err != nil {
 		return nil, err
 	}
-	return pgAuditReader{Reader: db.AuditReader(), db: db}, nil
+	return pgAuditReader{AuditReader: db.AuditReader(), db: db}, nil
 }
 
 // pgAuditReaderOn reads the audit log kept in db.
 func pgAuditReaderOn(db *postgres.DB) audit.Reader { return db.AuditReader() }
 
-// pgAuditReader is the database's audit reader with the pool it closes.
+// pgAuditReader is the database's audit reader with the pool it closes
+// (nil: the server's own).
 type pgAuditReader struct {
-	audit.Reader
+	*postgres.AuditReader
 	db *postgres.DB
-}
-
-// Head returns the last record's seq and hash (and the last checkpoint's
-// seq).
-func (r pgAuditReader) Head(ctx context.Context) (audit.Head, error) {
-	if h, ok := r.Reader.(interface {
-		Head(context.Context) (audit.Head, error)
-	}); ok {
-		return h.Head(ctx)
-	}
-	var head audit.Head
-	err := r.Scan(ctx, 1, func(rec audit.Record) error {
-		head.Seq, head.Hash = rec.Seq, rec.Hash
-		return nil
-	})
-	if err != nil {
-		return audit.Head{}, fmt.Errorf("app: audit head: %w", err)
-	}
-	err = r.Checkpoints(ctx, func(c audit.Checkpoint) error {
-		head.CheckpointSeq = c.Seq
-		return nil
-	})
-	return head, err
 }
 
 func (r pgAuditReader) Close() error {
@@ -150,7 +126,7 @@ func (r pgAuditReader) Close() error {
 }
 
 func (s *pgStores) auditReader(context.Context) (AuditReader, error) {
-	return pgAuditReader{Reader: s.db.AuditReader()}, nil
+	return pgAuditReader{AuditReader: s.db.AuditReader()}, nil
 }
 
 var (

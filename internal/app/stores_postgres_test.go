@@ -1,5 +1,3 @@
-//go:build keystile_pg
-
 package app
 
 import (
@@ -15,11 +13,14 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+	"github.com/shopspring/decimal"
 
 	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/config"
+	"github.com/keystile/keystile/internal/idem"
 	"github.com/keystile/keystile/internal/killswitch"
 	"github.com/keystile/keystile/internal/logging"
+	"github.com/keystile/keystile/internal/policy"
 	"github.com/keystile/keystile/internal/secret"
 	"github.com/keystile/keystile/internal/store/postgres"
 	redisstore "github.com/keystile/keystile/internal/store/redis"
@@ -139,6 +140,30 @@ func TestMigrateFromSQLite(t *testing.T) {
 	if err := al.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// A budget reservation, a loss-guard amount (SQLite keeps both in
+	// budget_entries) and an answered idempotency key (its answer in
+	// SQLite's idempotency_answers).
+	now := time.Now()
+	budgetKey := "token:" + string(tok.ID) + "/daily/USDT/day:" + now.UTC().Format("2006-01-02")
+	claim := policy.Claim{Key: budgetKey, Since: now.Add(-time.Hour), Limit: decimal.RequireFromString("1000")}
+	if _, err := db.Budgets().Reserve(ctx, now, decimal.RequireFromString("60"), []policy.Claim{claim}); err != nil {
+		t.Fatal(err)
+	}
+	const lossKey = "lossguard/g/account:main/buy"
+	if err := db.LossLedger().Add(ctx, lossKey, now, decimal.RequireFromString("12.5")); err != nil {
+		t.Fatal(err)
+	}
+	pending := idem.Record{Scope: string(tok.ID), Key: "k1", Fingerprint: []byte{1, 2, 3}, ClientOrderID: "coid-1", State: idem.StatePending,
+		Owner: "o1", Created: now, Updated: now}
+	if _, ok, err := db.Idempotency().Claim(ctx, pending, now.Add(-time.Hour)); err != nil || !ok {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	answered := pending
+	answered.State, answered.Updated = idem.StateDone, now.Add(time.Millisecond)
+	answered.Replay = idem.Replay{Status: 200, Body: []byte(`{"orderId":9}`), ClientOrderID: "coid-1", VenueOrderID: "v-9"}
+	if err := db.Idempotency().Swap(ctx, answered, "o1"); err != nil {
+		t.Fatal(err)
+	}
 	_ = v.Close(ctx)
 	_ = db.Close()
 
@@ -149,6 +174,9 @@ func TestMigrateFromSQLite(t *testing.T) {
 	counts := map[string]int64{}
 	for _, tc := range res.Tables {
 		counts[tc.Table] = tc.Rows
+	}
+	if counts["budget_entries"] != 1 || counts["lossguard_entries"] != 1 || counts["idempotency"] != 1 {
+		t.Fatalf("order-path tables copied %+v", res.Tables)
 	}
 	if counts["tokens"] != 1 || counts["vault_credentials"] < 2 || counts["vault_fields"] < 2 || counts["vault_keks"] != 1 || counts["audit_records"] != records {
 		t.Fatalf("copied %+v", res.Tables)
@@ -192,6 +220,21 @@ func TestMigrateFromSQLite(t *testing.T) {
 	if err != nil || got.ID != tok.ID {
 		t.Fatalf("token on PostgreSQL: %v %v", got, err)
 	}
+	// The budget, the loss guard and the answered key read back.
+	if err := pdb.Budgets().Check(ctx, now, decimal.RequireFromString("941"), []policy.Claim{claim}); err == nil {
+		t.Fatal("the copied reservation does not count against the budget")
+	}
+	if err := pdb.Budgets().Check(ctx, now, decimal.RequireFromString("940"), []policy.Claim{claim}); err != nil {
+		t.Fatalf("budget after the copy: %v", err)
+	}
+	if sum, err := pdb.LossLedger().Sum(ctx, lossKey, now.Add(-time.Hour)); err != nil || !sum.Equal(decimal.RequireFromString("12.5")) {
+		t.Fatalf("loss guard after the copy: %s %v", sum, err)
+	}
+	rec, err := pdb.Idempotency().Get(ctx, string(tok.ID), "k1")
+	if err != nil || rec.State != idem.StateDone || rec.Replay.Status != 200 || string(rec.Replay.Body) != `{"orderId":9}` || rec.Replay.VenueOrderID != "v-9" {
+		t.Fatalf("idempotency key after the copy: %+v %v", rec, err)
+	}
+
 	// The copied log goes on: the server appends to the same chain.
 	pal, err := pdb.openAudit(ctx, auditArgs{cfg: pgcfg, dataDir: dir, keys: keys, stdout: io.Discard})
 	if err != nil {

@@ -106,3 +106,37 @@ func shortTempDir(t *testing.T) string {
 	t.Cleanup(func() { _ = os.RemoveAll(d) })
 	return strings.TrimSuffix(d, "/")
 }
+
+// TestBackupRefusesPostgres: keystile backup covers the embedded store;
+// with PostgreSQL it says to use the database's own tools.
+func TestBackupRefusesPostgres(t *testing.T) {
+	cfg := config.Default()
+	cfg.Store.Postgres.DSN = "env:KST_NOT_USED"
+	_, err := Backup(context.Background(), BackupOptions{DataDir: t.TempDir(), Config: cfg, Archive: filepath.Join(t.TempDir(), "b.tgz")})
+	if err == nil || !strings.Contains(err.Error(), "pg_dump") {
+		t.Fatalf("backup with store.postgres: %v", err)
+	}
+}
+
+// TestOpenStoresDSNNeverInErrors: a DSN that cannot be used is reported
+// by its reference, never by its value.
+func TestOpenStoresDSNNeverInErrors(t *testing.T) {
+	const canary = "pw-CANARY-8842"
+	cfg := config.Default()
+	cfg.Store.Postgres.DSN = "env:KST_TEST_BAD_DSN"
+	for _, dsn := range []string{"", "postgres://app:" + canary + "@127.0.0.1:1/k?sslmode=disable&connect_timeout=1", "host=127.0.0.1 port=1 password=" + canary + " sslmode=disable connect_timeout=1", "::not a dsn " + canary} {
+		env := Env{Getenv: func(k string) string {
+			if k == "KST_TEST_BAD_DSN" {
+				return dsn
+			}
+			return ""
+		}}
+		_, err := OpenStores(context.Background(), env, cfg, t.TempDir(), StoreOptions{})
+		if err == nil || strings.Contains(err.Error(), canary) {
+			t.Fatalf("DSN %q: error %v", dsn, err)
+		}
+		if dsn == "" && !strings.Contains(err.Error(), "env:KST_TEST_BAD_DSN") {
+			t.Fatalf("an unset reference is not named: %v", err)
+		}
+	}
+}

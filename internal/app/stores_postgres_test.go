@@ -82,7 +82,7 @@ func TestServeOnPostgres(t *testing.T) {
 }
 
 // TestServeOnPostgresRefusesOldSchema: without --migrate, serve refuses
-// a database whose schema is behind; with it, serve migrates.
+// a database whose schema is behind; with it, serve migrates first.
 func TestServeOnPostgresRefusesOldSchema(t *testing.T) {
 	cfg, _ := pgTestConfig(t)
 	dir := filepath.Join(shortTempDir(t), "d")
@@ -92,6 +92,16 @@ func TestServeOnPostgresRefusesOldSchema(t *testing.T) {
 	_, err := NewServer(context.Background(), Env{}, ServerOptions{DataDir: dir, Config: cfg, Logger: logging.New(io.Discard, logging.Options{})})
 	if err == nil || !strings.Contains(err.Error(), "keystile migrate") {
 		t.Fatalf("serve on an empty database: %v", err)
+	}
+	// serve --migrate brings the schema up to date (then finds no vault:
+	// init was not run).
+	_, err = NewServer(context.Background(), Env{}, ServerOptions{DataDir: dir, Config: cfg, Migrate: true, Logger: logging.New(io.Discard, logging.Options{})})
+	if !errors.Is(err, vault.ErrNotInitialized) {
+		t.Fatalf("serve --migrate on an empty database: %v", err)
+	}
+	res, err := MigratePostgres(context.Background(), Env{}, cfg)
+	if err != nil || len(res.Applied) != 0 || res.Version != postgres.Latest() {
+		t.Fatalf("after serve --migrate: %+v %v", res, err)
 	}
 }
 

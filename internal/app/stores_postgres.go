@@ -263,6 +263,11 @@ func (s *Server) closeScale() {
 	}
 }
 
+// RouteRedisDriverLogs sends the Redis driver's own log lines (dial
+// failures, reconnects) to log. The driver's logger is process-wide:
+// serve calls this once, before NewServer.
+func RouteRedisDriverLogs(log *slog.Logger) { redisstore.SetDriverLogger(log) }
+
 // openFanout connects Redis (store.redis: the fast transport and the
 // shared rate limits) and the fan-out bus that polls PostgreSQL's change
 // versions every store.poll_interval. It runs before the token service

@@ -440,3 +440,25 @@ func TestInitSecondReplicaRefused(t *testing.T) {
 		t.Fatal("the refused init left a key file")
 	}
 }
+
+// TestServeWithRedisDown: a Redis that does not answer does not stop
+// serve or make it unready; readyz and status say it is down and that
+// revocations go by polling, rate limits by their fallback.
+func TestServeWithRedisDown(t *testing.T) {
+	cfg, _ := pgTestConfig(t)
+	cfg.Store.Redis.Addr = "127.0.0.1:1" // nothing listens there
+	cfg.Store.Redis.RateLimitFallback, cfg.Store.Redis.Replicas = config.RateLimitLocalShare, 3
+	dir := replicaDirs(t, cfg, 1)[0]
+	srv, c := runServer(t, Env{}, dir, cfg, ServerOptions{})
+	code, h := readyz(t, srv.GatewayAddr())
+	if code != http.StatusOK || h.Redis != "down" || h.FanOut != "polling" || h.RateLimitFallback != config.RateLimitLocalShare || h.Postgres != "reachable" {
+		t.Fatalf("readyz with Redis down = %d %+v", code, h)
+	}
+	st, err := c.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := st.Store.Redis; r == nil || r.State != "down" || r.Addr != "127.0.0.1:1" || r.Error == "" {
+		t.Fatalf("status redis = %+v", st.Store.Redis)
+	}
+}

@@ -88,6 +88,9 @@ otherwise an older schema is refused (run keystile migrate).`,
 			if err != nil {
 				return err
 			}
+			if cfg.Store.Redis.Addr != "" {
+				app.RouteRedisDriverLogs(log)
+			}
 			srv, err := app.NewServer(cmd.Context(), g.env(), app.ServerOptions{ConfigPath: g.cfgFile, DataDir: dir, Config: cfg, Logger: log, Redactor: red,
 				Migrate: migrate})
 			if err != nil {

@@ -30,7 +30,8 @@ func newStatus(g *globals) *cobra.Command {
 		Short: "Show whether the server runs, and what it serves (metadata only)",
 		Long: `status asks the running server (over the admin socket) for its pid, version and uptime, the
 gateway's address, the configured venues (type, sandbox or live, whether their credential is in
-the vault), the database (path, size, schema version), the audit log's head (records, last hash
+the vault), the database (path, size, schema version; with store.postgres the server, whether it
+answers, the replica, and Redis ok or down with the fallbacks in use), the audit log's head (records, last hash
 prefix, last checkpoint) and token counts by state. No secret value or token is shown.
 Exit 1 when the server is not running or cannot be asked.`,
 		Args: noArgs,

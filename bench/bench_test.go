@@ -11,9 +11,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/policy"
@@ -140,6 +143,21 @@ func checkReplicaNotes(t *testing.T, notes []string) {
 		if !strings.Contains(all, want) {
 			t.Errorf("%s: notes lack %q:\n%s", sysKSReplicas, want, all)
 		}
+	}
+	// The row's schema is gone after the run.
+	m := regexp.MustCompile(`schema (kst_bench_[0-9a-f]{12}) `).FindStringSubmatch(all)
+	if m == nil {
+		t.Fatalf("%s: notes name no schema:\n%s", sysKSReplicas, all)
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, envOr(pgEnvVar, pgDefault))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_namespace WHERE nspname = $1", m[1]).Scan(&n); err != nil || n != 0 {
+		t.Errorf("%s: schema %s still there after the run (%d, %v)", sysKSReplicas, m[1], n, err)
 	}
 }
 

@@ -209,7 +209,7 @@ func startReplicas(ctx context.Context, env *runEnv, sys, workload string, f ksF
 		if err != nil {
 			return fail(fmt.Errorf("replica a: %w", err))
 		}
-		if err := os.WriteFile(filepath.Join(bData, name), data, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(bData, name), data, 0o600); err != nil { // #nosec G703 -- our temp dir, fixed names
 			return fail(err)
 		}
 	}

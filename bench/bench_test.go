@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/policy"
@@ -139,7 +140,8 @@ func checkReplicaNotes(t *testing.T, notes []string) {
 		t.Errorf("%s: %s", sysKSReplicas, all)
 	}
 	for _, want := range []string{"verified: policy active", "verified: the budget spans both replicas",
-		"verified: idempotency shared", "verified: the detectors of both replicas", "verified: `keystile audit verify` of the chain both replicas wrote"} {
+		"verified: idempotency shared", "verified: the detectors of both replicas", "verified: `keystile audit verify` of the chain both replicas wrote",
+		"Redis: the installation's"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("%s: notes lack %q:\n%s", sysKSReplicas, want, all)
 		}
@@ -158,6 +160,20 @@ func checkReplicaNotes(t *testing.T, notes []string) {
 	var n int
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_namespace WHERE nspname = $1", m[1]).Scan(&n); err != nil || n != 0 {
 		t.Errorf("%s: schema %s still there after the run (%d, %v)", sysKSReplicas, m[1], n, err)
+	}
+	// And so are its Redis keys.
+	p := regexp.MustCompile(`\(prefix (keystile:[0-9a-f]{12}:)\) deleted`).FindStringSubmatch(all)
+	if p == nil {
+		t.Fatalf("%s: notes name no deleted Redis prefix:\n%s", sysKSReplicas, all)
+	}
+	o, err := goredis.ParseURL(envOr(redisEnvVar, redisDflt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := goredis.NewClient(o)
+	defer rc.Close()
+	if keys, err := rc.Keys(ctx, p[1]+"*").Result(); err != nil || len(keys) != 0 {
+		t.Errorf("%s: Redis keys left under %s: %v (%v)", sysKSReplicas, p[1], keys, err)
 	}
 }
 

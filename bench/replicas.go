@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -128,18 +130,18 @@ func benchSchema(ctx context.Context, base string) (dsn, name string, drop func(
 
 // benchRedis checks that Redis answers and returns its store: settings
 // and the child environment (the password).
-func benchRedis(ctx context.Context, raw string) (storeConf, []string, error) {
+func benchRedis(ctx context.Context, raw string) (storeConf, []string, *goredis.Client, error) {
 	o, err := goredis.ParseURL(raw)
 	if err != nil {
-		return storeConf{}, nil, &skipError{"skipped: " + redisEnvVar + " is not a redis:// URL"}
+		return storeConf{}, nil, nil, &skipError{"skipped: " + redisEnvVar + " is not a redis:// URL"}
 	}
 	u, _ := url.Parse(raw)
 	c := goredis.NewClient(o)
-	defer c.Close()
 	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if err := c.Ping(cctx).Err(); err != nil {
-		return storeConf{}, nil, &skipError{fmt.Sprintf("skipped: Redis unreachable at %s (set %s): %s", o.Addr, redisEnvVar, redact(err.Error(), u))}
+		_ = c.Close()
+		return storeConf{}, nil, nil, &skipError{fmt.Sprintf("skipped: Redis unreachable at %s (set %s): %s", o.Addr, redisEnvVar, redact(err.Error(), u))}
 	}
 	st := storeConf{redisAddr: o.Addr, redisDB: o.DB, redisTLS: o.TLSConfig != nil}
 	var extra []string
@@ -147,7 +149,84 @@ func benchRedis(ctx context.Context, raw string) (storeConf, []string, error) {
 		st.redisPw = true
 		extra = append(extra, childRedisPwEnv+"="+o.Password)
 	}
-	return st, extra, nil
+	return st, extra, c, nil
+}
+
+// prefixRE finds an installation's key prefix in a Redis key or channel.
+var prefixRE = regexp.MustCompile(`^(keystile:[0-9a-f]{12}:)`)
+
+// redisPrefixes returns the installation prefixes that have keys in Redis.
+func redisPrefixes(ctx context.Context, c *goredis.Client) (map[string]bool, error) {
+	out := map[string]bool{}
+	iter := c.Scan(ctx, 0, "keystile:*", 1000).Iterator()
+	for n := 0; iter.Next(ctx) && n < 1_000_000; n++ {
+		if m := prefixRE.FindStringSubmatch(iter.Val()); m != nil {
+			out[m[1]] = true
+		}
+	}
+	return out, iter.Err()
+}
+
+// tokenSubscribers returns how many clients listen on prefix's token
+// fan-out channel (each replica subscribes once).
+func tokenSubscribers(ctx context.Context, c *goredis.Client, prefix string) int64 {
+	ch := prefix + "fanout:tokens"
+	m, err := c.PubSubNumSub(ctx, ch).Result()
+	if err != nil {
+		return -1
+	}
+	return m[ch]
+}
+
+// redisCleaner removes the Redis keys of the row's installation. The
+// prefix is derived from the vault inside keystile and not printed, so it
+// is recognised from the outside: a prefix with no keys before the row,
+// whose token channel has exactly our two replicas subscribed while they
+// run and none once they are stopped. If that does not single out one
+// prefix (another installation starting and stopping at the same time),
+// nothing is deleted.
+type redisCleaner struct {
+	c          *goredis.Client
+	before     map[string]bool
+	candidates []string
+}
+
+// running is called with both replicas up and subscribed.
+func (r *redisCleaner) running(ctx context.Context) {
+	if r.before == nil {
+		return
+	}
+	now, err := redisPrefixes(ctx, r.c)
+	if err != nil {
+		return
+	}
+	for p := range now {
+		if !r.before[p] && tokenSubscribers(ctx, r.c, p) == 2 {
+			r.candidates = append(r.candidates, p)
+		}
+	}
+	slices.Sort(r.candidates)
+}
+
+// clean is called with both replicas stopped; it returns a note.
+func (r *redisCleaner) clean(ctx context.Context) string {
+	var ours []string
+	for _, p := range r.candidates {
+		if tokenSubscribers(ctx, r.c, p) == 0 {
+			ours = append(ours, p)
+		}
+	}
+	if len(ours) != 1 {
+		return fmt.Sprintf("note: the installation's Redis keys (fan-out version counters) were left: %d candidate prefixes", len(ours))
+	}
+	n := 0
+	iter := r.c.Scan(ctx, 0, ours[0]+"*", 1000).Iterator()
+	for iter.Next(ctx) && n < 100_000 {
+		if r.c.Del(ctx, iter.Val()).Err() == nil {
+			n++
+		}
+	}
+	return fmt.Sprintf("Redis: the installation's %d keys (prefix %s) deleted after the row", n, ours[0])
 }
 
 // replica is one running keystile serve of the row.
@@ -163,15 +242,20 @@ type replica struct {
 // secret and token created on the first) and returns them as one system
 // that the load generator reaches round-robin.
 func startReplicas(ctx context.Context, env *runEnv, sys, workload string, f ksFeatures) (*system, error) {
-	st, extra, err := benchRedis(ctx, envOr(redisEnvVar, redisDflt))
+	st, extra, rc, err := benchRedis(ctx, envOr(redisEnvVar, redisDflt))
 	if err != nil {
 		return nil, err
+	}
+	cleaner := &redisCleaner{c: rc}
+	if cleaner.before, err = redisPrefixes(ctx, rc); err != nil {
+		cleaner.before = nil // no cleanup
 	}
 	dsn, schema, drop, err := benchSchema(ctx, envOr(pgEnvVar, pgDefault))
 	if err != nil {
+		_ = rc.Close()
 		return nil, err
 	}
-	s := &system{stops: []func(){drop}}
+	s := &system{stops: []func(){func() { _ = rc.Close() }, drop}}
 	fail := func(err error) (*system, error) { s.stop(); return nil, err }
 	extra = append(extra, childDSNEnv+"="+dsn)
 
@@ -263,7 +347,8 @@ func startReplicas(ctx context.Context, env *runEnv, sys, workload string, f ksF
 			return fail(fmt.Errorf("replica b: %w", err))
 		}
 	}
-	s.notes = append(s.notes, fmt.Sprintf("setup: schema %s in PostgreSQL %s (dropped after the row), Redis %s (keys prefixed with the installation's vault-derived id; rate-limit keys expire by themselves); `keystile migrate` and `init` on replica A, its master.key and local-ca.pem copied to B; tokens created on A were accepted by B after %s",
+	cleaner.running(ctx)
+	s.notes = append(s.notes, fmt.Sprintf("setup: schema %s in PostgreSQL %s (dropped after the row), Redis %s (keys prefixed with the installation's vault-derived id); `keystile migrate` and `init` on replica A, its master.key and local-ca.pem copied to B; tokens created on A were accepted by B after %s",
 		schema, pgWhereDSN(envOr(pgEnvVar, pgDefault)), st.redisAddr, time.Since(t0).Round(time.Millisecond)))
 
 	h := http.Header{}
@@ -278,7 +363,9 @@ func startReplicas(ctx context.Context, env *runEnv, sys, workload string, f ksF
 	if workload == workOrder {
 		s.notes = append(s.notes, probeReplicas(ctx, env, t, probeTok)...)
 	}
-	s.finish = func(ctx context.Context) []string { return finishReplicas(ctx, env, extra, reps, f) }
+	s.finish = func(ctx context.Context) []string {
+		return append(finishReplicas(ctx, env, extra, reps, f), cleaner.clean(ctx))
+	}
 	return s, nil
 }
 
@@ -324,6 +411,7 @@ func waitToken(ctx context.Context, base, tok string) error {
 // once; the upstream accepts keystile's signatures.
 func probeReplicas(ctx context.Context, env *runEnv, t *target, probeTok string) []string {
 	var notes []string
+	var lastOutcome string // Keystile-Outcome of the last answer
 	send := func(u, tok, body, key string) (int, string, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(body))
 		if err != nil {
@@ -342,6 +430,7 @@ func probeReplicas(ctx context.Context, env *runEnv, t *target, probeTok string)
 		}
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		_ = resp.Body.Close()
+		lastOutcome = resp.Header.Get("Keystile-Outcome")
 		return resp.StatusCode, string(b), nil
 	}
 	a, b := t.urls[0], t.urls[1]
@@ -378,15 +467,27 @@ func probeReplicas(ctx context.Context, env *runEnv, t *target, probeTok string)
 		return append(notes, "probe: upstream stats: "+err.Error())
 	}
 	c1, _, err1 = send(a, "", orderBody, key)
-	c2, _, err2 = send(b, "", orderBody, key)
+	c2, body2, err2 = send(b, "", orderBody, key)
+	how := lastOutcome
 	st2, err := readUpstreamStats(ctx, env)
 	if err1 != nil || err2 != nil || err != nil {
 		return append(notes, fmt.Sprintf("probe: %v %v %v", err1, err2, err))
 	}
-	if n := st2.Orders - st1.Orders; c1 == http.StatusOK && c2 == http.StatusOK && n == 1 {
-		notes = append(notes, "verified: idempotency shared (an Idempotency-Key sent to A, then replayed on B, reached the upstream once)")
+	// B answers from the record A stored, or, if A's answer is not
+	// stored yet (it is written after the answer), B finds the claim
+	// pending, looks the order up at the venue by its client order id
+	// and answers with it (Keystile-Outcome: recovered). Never a resend.
+	if n, l := st2.Orders-st1.Orders, st2.Lookups-st1.Lookups; c1 == http.StatusOK && c2 == http.StatusOK && n == 1 {
+		via := "B answered from the record A stored"
+		if how == "recovered" {
+			via = fmt.Sprintf("A's answer was not stored yet: B looked the order up at the venue (%d lookup) and answered with it", l)
+		}
+		notes = append(notes, "verified: idempotency shared (an Idempotency-Key sent to A, then replayed on B, reached the upstream once as an order; "+via+")")
 	} else {
-		notes = append(notes, fmt.Sprintf("WARNING: idempotency NOT shared: the same key on A then B gave %d, %d and %d orders upstream", c1, c2, n))
+		if len(body2) > 160 {
+			body2 = body2[:160]
+		}
+		notes = append(notes, fmt.Sprintf("WARNING: idempotency NOT shared: the same key on A then B gave %d, %d (%s) and %d orders upstream", c1, c2, strings.TrimSpace(body2), n))
 	}
 	if st2.Signed > st0.Signed && st2.BadSignatures == 0 {
 		notes = append(notes, "verified: the upstream checked keystile's HMAC signatures (all valid)")

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -121,5 +122,40 @@ func TestBenchSchema(t *testing.T) {
 	var n int
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_namespace WHERE nspname = $1", name).Scan(&n); err != nil || n != 0 {
 		t.Errorf("after drop: %d schemas named %s (%v)", n, name, err)
+	}
+}
+
+// TestUpstreamLookup checks the upstream answers an order lookup by
+// client order id with the order it placed (as Binance does), and "does
+// not exist" for one it never saw or has forgotten (it keeps the last
+// recentMax).
+func TestUpstreamLookup(t *testing.T) {
+	u := &upstream{}
+	do := func(method, target, body string) (int, string) {
+		w := httptest.NewRecorder()
+		u.ServeHTTP(w, httptest.NewRequest(method, target, strings.NewReader(body)))
+		return w.Code, w.Body.String()
+	}
+	code, placed := do(http.MethodPost, "/api/v3/order", orderBody+"&newClientOrderId=ks-1")
+	if code != http.StatusOK || !strings.Contains(placed, `"clientOrderId":"ks-1"`) {
+		t.Fatalf("place: %d %s", code, placed)
+	}
+	if code, got := do(http.MethodGet, "/api/v3/order?symbol=BTCUSDT&origClientOrderId=ks-1", ""); code != http.StatusOK || got != placed {
+		t.Errorf("lookup ks-1: %d %s, want 200 %s", code, got, placed)
+	}
+	if code, got := do(http.MethodGet, "/api/v3/order?symbol=BTCUSDT&origClientOrderId=ks-2", ""); code != http.StatusBadRequest || !strings.Contains(got, "-2013") {
+		t.Errorf("lookup ks-2: %d %s, want 400 -2013", code, got)
+	}
+	for i := range recentMax {
+		u.recent.put("other-"+strconv.Itoa(i), "{}")
+	}
+	if _, ok := u.recent.get("ks-1"); ok {
+		t.Error("ks-1 still remembered after recentMax newer orders")
+	}
+	if _, ok := u.recent.get("other-" + strconv.Itoa(recentMax-1)); !ok || len(u.recent.m) != recentMax {
+		t.Errorf("remembers %d orders, want the last %d", len(u.recent.m), recentMax)
+	}
+	if u.orders.Load() != 1 || u.lookups.Load() != 2 {
+		t.Errorf("counted %d orders, %d lookups; want 1, 2", u.orders.Load(), u.lookups.Load())
 	}
 }

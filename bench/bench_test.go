@@ -11,9 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/policy"
@@ -64,9 +68,22 @@ func TestBenchTiny(t *testing.T) {
 			}
 			continue
 		}
+		if x.System == sysKSReplicas && x.Status == statusSkipped {
+			// Without PostgreSQL and Redis (or, until main carries the
+			// PostgreSQL stores, a test binary built without the
+			// keystile_pg tag), the row is skipped, saying why.
+			if r := strings.ToLower(x.Reason); !strings.Contains(r, "postgres") && !strings.Contains(r, "redis") {
+				t.Errorf("%s: skipped without naming PostgreSQL or Redis: %s", name, x.Reason)
+			}
+			t.Logf("%s: %s", name, x.Reason)
+			continue
+		}
 		if x.Status != statusOK {
 			t.Errorf("%s: status %q: %s", name, x.Status, x.Reason)
 			continue
+		}
+		if x.System == sysKSReplicas {
+			checkReplicaNotes(t, x.Notes)
 		}
 		for _, n := range x.Notes {
 			if strings.HasPrefix(n, "WARNING") {
@@ -111,6 +128,53 @@ func TestBenchTiny(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkSVG(t, svg)
+}
+
+// checkReplicaNotes checks that the replicas row proved its shared state
+// live: a budget refused across replicas, an idempotent replay on the
+// other replica, both detectors, the shared audit chain verified.
+func checkReplicaNotes(t *testing.T, notes []string) {
+	t.Helper()
+	all := strings.Join(notes, "\n")
+	if strings.Contains(all, "WARNING") {
+		t.Errorf("%s: %s", sysKSReplicas, all)
+	}
+	for _, want := range []string{"verified: policy active", "verified: the budget spans both replicas",
+		"verified: idempotency shared", "verified: the detectors of both replicas", "verified: `keystile audit verify` of the chain both replicas wrote",
+		"Redis: the installation's"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("%s: notes lack %q:\n%s", sysKSReplicas, want, all)
+		}
+	}
+	// The row's schema is gone after the run.
+	m := regexp.MustCompile(`schema (kst_bench_[0-9a-f]{12}) `).FindStringSubmatch(all)
+	if m == nil {
+		t.Fatalf("%s: notes name no schema:\n%s", sysKSReplicas, all)
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, envOr(pgEnvVar, pgDefault))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_namespace WHERE nspname = $1", m[1]).Scan(&n); err != nil || n != 0 {
+		t.Errorf("%s: schema %s still there after the run (%d, %v)", sysKSReplicas, m[1], n, err)
+	}
+	// And so are its Redis keys.
+	p := regexp.MustCompile(`\(prefix (keystile:[0-9a-f]{12}:)\) deleted`).FindStringSubmatch(all)
+	if p == nil {
+		t.Fatalf("%s: notes name no deleted Redis prefix:\n%s", sysKSReplicas, all)
+	}
+	o, err := goredis.ParseURL(envOr(redisEnvVar, redisDflt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := goredis.NewClient(o)
+	defer rc.Close()
+	if keys, err := rc.Keys(ctx, p[1]+"*").Result(); err != nil || len(keys) != 0 {
+		t.Errorf("%s: Redis keys left under %s: %v (%v)", sysKSReplicas, p[1], keys, err)
+	}
 }
 
 // checkSVG parses b as XML and checks it is an SVG with one polyline per
@@ -251,7 +315,7 @@ func FuzzParseStat(f *testing.F) {
 }
 
 func TestSelectRows(t *testing.T) {
-	rows, err := selectRows([]string{"keystile-full", "proxy/order", "direct"})
+	rows, err := selectRows([]string{"keystile-replicas/order", "keystile-full", "proxy/order", "direct"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +323,7 @@ func TestSelectRows(t *testing.T) {
 	for _, r := range rows {
 		got = append(got, r.System+"/"+r.Workload)
 	}
-	want := "direct/read proxy/order direct/order keystile-full/order"
+	want := "direct/read proxy/order direct/order keystile-full/order keystile-replicas/order"
 	if strings.Join(got, " ") != want {
 		t.Errorf("selectRows = %v, want %s", got, want)
 	}
@@ -278,7 +342,8 @@ func TestKeystileConfigCompiles(t *testing.T) {
 	env := &runEnv{upstreamURL: "https://127.0.0.1:4443", certs: certFiles{CA: "/tmp/ca.pem"}}
 	env.setConsoleToken("ksa_" + strings.Repeat("A", 43))
 	for sys, f := range ksVariants {
-		cfg, err := config.Parse(sys+".yaml", []byte(keystileConfig(env, 7878, 7879, 7880, f)))
+		st := storeConf{redisAddr: "127.0.0.1:6379", redisDB: 2, redisPw: true}
+		cfg, err := config.Parse(sys+".yaml", []byte(keystileConfig(env, 7878, 7879, 7880, f, st)))
 		if err != nil {
 			t.Errorf("%s: %v", sys, err)
 			continue
@@ -286,10 +351,14 @@ func TestKeystileConfigCompiles(t *testing.T) {
 		if _, err := policy.Compile(cfg); err != nil {
 			t.Errorf("%s: policy: %v", sys, err)
 		}
+		if f.replicas != (cfg.Store.Postgres.DSN == "env:"+childDSNEnv) ||
+			f.replicas && (cfg.Store.Redis.Addr != st.redisAddr || cfg.Store.Redis.DB != 2 || cfg.Store.Redis.PasswordRef != "env:"+childRedisPwEnv || len(cfg.Policies) != 2) {
+			t.Errorf("%s: store: %+v, %d policies", sys, cfg.Store, len(cfg.Policies))
+		}
 		if f.console && (cfg.Console.Listen != "127.0.0.1:7880" || len(cfg.Admin.Tokens) != 1) {
 			t.Errorf("%s: console not configured", sys)
 		}
-		if f.policy && len(cfg.Policies) != 1 || f.audit && cfg.Audit.Sink != "sqlite" || cfg.Idempotency.Window != 24*time.Hour ||
+		if f.policy && len(cfg.Policies) != pick(f.replicas, 2, 1) || f.audit && cfg.Audit.Sink != "sqlite" || cfg.Idempotency.Window != 24*time.Hour ||
 			f.fwd != (cfg.Proxy.Listen == "127.0.0.1:7879") {
 			t.Errorf("%s: config lacks a configured feature: %+v", sys, f)
 		}

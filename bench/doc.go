@@ -13,8 +13,8 @@
 // httputil.ReverseProxy with a tuned keep-alive pool (this binary in a
 // "proxy" role); nginx (installed by bench/setup.sh; the row says how when
 // it is missing); and the real keystile binary
-// (built with go build ./cmd/keystile, set up with its own CLI: init,
-// serve, secret set from stdin, token create) with only token checks on a
+// (built with go build -tags keystile_pg ./cmd/keystile, set up with its
+// own CLI: init, serve, secret set from stdin, token create) with only token checks on a
 // market-data read, and with everything on (policy, signing, durable audit,
 // idempotency: one durable write per order) on order placement, plus
 // ablations of the order row (-only keystile-sign, keystile-policy,
@@ -22,7 +22,13 @@
 // proxy) and as an unmodified SDK with HTTPS_PROXY would reach it (forward
 // proxy: CONNECT with the token, TLS terminated by keystile with a
 // certificate from its local CA, exported with `keystile ca export`, the
-// venue's real URL). The keystile rows check before
+// venue's real URL). The everything-on order row runs once more as two
+// keystile replicas sharing PostgreSQL and Redis (keystile-replicas,
+// replicas.go: a fresh schema per run on KEYSTILE_BENCH_POSTGRES, default
+// postgres://postgres@127.0.0.1:5432/test?sslmode=disable, Redis from
+// KEYSTILE_BENCH_REDIS, default redis://127.0.0.1:6379/0, the load spread
+// round-robin; skipped with a note when either is unreachable). The
+// keystile rows check before
 // measuring that what they configure is active (a policy denial, an
 // idempotent replay, valid signatures at the upstream) and, after, that
 // `keystile audit verify` accepts the log.

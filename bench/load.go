@@ -30,6 +30,10 @@ type target struct {
 	req    request
 	client *http.Client
 	seq    *atomic.Int64 // shared by every step of a run: idempotency keys never repeat
+	// urls, if set, replace req.url: request n goes to urls[n mod
+	// len(urls)] (round-robin across replicas, as a load balancer).
+	urls []string
+	rr   *atomic.Uint64
 }
 
 // do sends one request and reads the whole answer. A non-2xx answer is an
@@ -39,7 +43,11 @@ func (t *target) do(ctx context.Context) error {
 	if t.req.body != nil {
 		body = bytes.NewReader(t.req.body)
 	}
-	req, err := http.NewRequestWithContext(ctx, t.req.method, t.req.url, body)
+	u := t.req.url
+	if len(t.urls) > 0 {
+		u = t.urls[(t.rr.Add(1)-1)%uint64(len(t.urls))]
+	}
+	req, err := http.NewRequestWithContext(ctx, t.req.method, u, body)
 	if err != nil {
 		return err
 	}

@@ -128,6 +128,7 @@ func parseStatus(b []byte) (memStat, error) {
 // a root pid and (for nginx) its worker children.
 type procGroup struct {
 	root         int
+	more         []int // further roots (the second keystile replica)
 	withChildren bool
 }
 
@@ -135,9 +136,11 @@ func (g procGroup) pids() []int {
 	if g.root <= 0 {
 		return nil
 	}
-	p := []int{g.root}
+	p := append([]int{g.root}, g.more...)
 	if g.withChildren {
-		p = append(p, children(g.root)...)
+		for _, r := range append([]int{g.root}, g.more...) {
+			p = append(p, children(r)...)
+		}
 	}
 	return p
 }

@@ -24,6 +24,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -138,6 +139,42 @@ type upstream struct {
 	signed         atomic.Int64
 	badSig         atomic.Int64
 	requests       atomic.Int64
+	lookups        atomic.Int64
+	recent         recentOrders
+}
+
+// recentOrders remembers the answers to the last recentMax orders by
+// client order id, for lookups.
+type recentOrders struct {
+	mu   sync.Mutex
+	m    map[string]string
+	ring []string
+	next int
+}
+
+const recentMax = 1 << 14
+
+func (o *recentOrders) put(coid, answer string) {
+	if coid == "" {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil {
+		o.m, o.ring = make(map[string]string, recentMax), make([]string, recentMax)
+	}
+	if old := o.ring[o.next]; old != "" {
+		delete(o.m, old)
+	}
+	o.ring[o.next], o.next = coid, (o.next+1)%recentMax
+	o.m[coid] = answer
+}
+
+func (o *recentOrders) get(coid string) (string, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	a, ok := o.m[coid]
+	return a, ok
 }
 
 // upstreamStats is the answer of GET /-/stats.
@@ -146,6 +183,7 @@ type upstreamStats struct {
 	Orders        int64 `json:"orders"`
 	Signed        int64 `json:"signed"`
 	BadSignatures int64 `json:"bad_signatures"`
+	Lookups       int64 `json:"lookups"`
 }
 
 const tickerBody = `{"symbol":"BTCUSDT","price":"60000.00000000"}`
@@ -160,6 +198,14 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodGet && r.URL.Path == "/api/v3/time":
 		_, _ = fmt.Fprintf(w, `{"serverTime":%d}`, time.Now().UnixMilli())
 	case r.Method == http.MethodGet && r.URL.Path == "/api/v3/order":
+		// An order lookup by client order id (keystile's recovery of an
+		// order whose outcome it does not know, e.g. a replay on another
+		// replica before the first one's answer was stored).
+		u.lookups.Add(1)
+		if body, ok := u.recent.get(r.URL.Query().Get("origClientOrderId")); ok {
+			_, _ = io.WriteString(w, body)
+			return
+		}
 		w.WriteHeader(http.StatusBadRequest)
 		_, _ = io.WriteString(w, `{"code":-2013,"msg":"Order does not exist."}`)
 	case r.Method == http.MethodPost && r.URL.Path == "/api/v3/order":
@@ -179,12 +225,14 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if len(coid) > 36 {
 			coid = coid[:36]
 		}
-		// #nosec G705 -- a JSON answer (application/json, %q-quoted) of a loopback test server
-		_, _ = fmt.Fprintf(w, `{"symbol":"BTCUSDT","orderId":%d,"orderListId":-1,"clientOrderId":%q,"transactTime":%d,"status":"NEW"}`,
+		ans := fmt.Sprintf(`{"symbol":"BTCUSDT","orderId":%d,"orderListId":-1,"clientOrderId":%q,"transactTime":%d,"status":"NEW"}`,
 			id, coid, time.Now().UnixMilli())
+		u.recent.put(coid, ans)
+		// #nosec G705 -- a JSON answer (application/json, %q-quoted) of a loopback test server
+		_, _ = io.WriteString(w, ans)
 	case r.Method == http.MethodGet && r.URL.Path == "/-/stats":
 		_ = json.NewEncoder(w).Encode(upstreamStats{Requests: u.requests.Load(), Orders: u.orders.Load(),
-			Signed: u.signed.Load(), BadSignatures: u.badSig.Load()})
+			Signed: u.signed.Load(), BadSignatures: u.badSig.Load(), Lookups: u.lookups.Load()})
 	default:
 		w.WriteHeader(http.StatusNotFound)
 		_, _ = io.WriteString(w, `{"code":-1,"msg":"not found"}`)

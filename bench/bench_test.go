@@ -69,9 +69,8 @@ func TestBenchTiny(t *testing.T) {
 			continue
 		}
 		if x.System == sysKSReplicas && x.Status == statusSkipped {
-			// Without PostgreSQL and Redis (or, until main carries the
-			// PostgreSQL stores, a test binary built without the
-			// keystile_pg tag), the row is skipped, saying why.
+			// Without PostgreSQL and Redis the row is skipped, saying
+			// why.
 			if r := strings.ToLower(x.Reason); !strings.Contains(r, "postgres") && !strings.Contains(r, "redis") {
 				t.Errorf("%s: skipped without naming PostgreSQL or Redis: %s", name, x.Reason)
 			}

@@ -13,7 +13,7 @@
 // httputil.ReverseProxy with a tuned keep-alive pool (this binary in a
 // "proxy" role); nginx (installed by bench/setup.sh; the row says how when
 // it is missing); and the real keystile binary
-// (built with go build -tags keystile_pg ./cmd/keystile, set up with its
+// (built with go build ./cmd/keystile, set up with its
 // own CLI: init, serve, secret set from stdin, token create) with only token checks on a
 // market-data read, and with everything on (policy, signing, durable audit,
 // idempotency: one durable write per order) on order placement, plus

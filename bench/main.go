@@ -255,9 +255,7 @@ func locateKeystile(ctx context.Context, env *runEnv, flagVal string) error {
 			return err
 		}
 		env.keystile = filepath.Join(env.tmp, "keystile")
-		// The keystile_pg tag compiles the PostgreSQL stores in (issue
-		// #17: behind a tag until main carries them); harmless after.
-		cmd := exec.CommandContext(ctx, "go", "build", "-tags", "keystile_pg", "-o", env.keystile, "./cmd/keystile") // #nosec G204 -- fixed arguments
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", env.keystile, "./cmd/keystile") // #nosec G204 -- fixed arguments
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("go build ./cmd/keystile: %w: %s", err, strings.TrimSpace(string(out)))

@@ -300,6 +300,8 @@ func TestE2EReplicasChaos(t *testing.T) {
 		}
 		metered := mint(t, "metered-down", "metered")
 		known(t, metered)
+		killed := mint(t, "killed-down", "scalper")
+		known(t, killed)
 		rds.stop(t)
 		readyAll(t, func(c int, h chaosHealth) bool {
 			return c == http.StatusOK && h.Redis == "down" && h.FanOut == "polling" && h.RateLimitFallback == "fail_closed" && h.Postgres == "reachable"
@@ -331,6 +333,33 @@ func TestE2EReplicasChaos(t *testing.T) {
 		t.Logf("with Redis stopped (polling every 1s): revoked on A, refused on B and C after p50 %s, p99 %s, max %s (%d trials)", p50, p99, worst, trials)
 		if p99 >= 5*time.Second {
 			t.Fatalf("revocation with Redis stopped: p99 %s, the bound is 5 s", p99)
+		}
+
+		// A kill switch tripped on A (a bot killing itself) is applied
+		// by B and C too.
+		req, _ := http.NewRequest("POST", "http://"+reps[0].addr+"/-/kill", strings.NewReader(`{"scope":"token","reason":"chaos"}`))
+		req.Header.Set("Authorization", "Bearer "+killed.Token)
+		start := time.Now()
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST /-/kill on A: %d", resp.StatusCode)
+		}
+		for i, r := range reps {
+			var last int
+			waitUntil(t, "the killed bot to be refused", func() bool {
+				a := call(r.addr, killed.Token, probe, "")
+				last = a.status
+				if a.rule != "token.killed" {
+					time.Sleep(4 * time.Millisecond)
+					return false
+				}
+				return true
+			}, &last)
+			t.Logf("with Redis stopped: a bot's kill on A applied on %c after %s", 'A'+i, time.Since(start))
 		}
 
 		// The shared rate rule fails closed on every replica; nothing
@@ -421,8 +450,9 @@ func TestE2EReplicasChaos(t *testing.T) {
 		// says it is not ready.
 		for i, r := range reps {
 			a := call(r.addr, m.Token, order60, "")
-			if a.status < 500 {
-				t.Errorf("replica %c with the database down: order answered %v, want a 5xx", 'A'+i, a)
+			t.Logf("replica %c with the database down: an order answered %v", 'A'+i, a)
+			if a.status < 500 || a.header.Get(gateway.HeaderError) == "" {
+				t.Errorf("replica %c with the database down: order answered %v, want keystile's own 5xx", 'A'+i, a)
 			}
 			if code, _ := chaosReadyz(r.addr); code == http.StatusOK {
 				t.Errorf("replica %c: readyz 200 with the database down", 'A'+i)

@@ -281,6 +281,9 @@ var (
 	errIdemUnavailable  = publicError{http.StatusServiceUnavailable, "idempotency_unavailable", "order de-duplication is unavailable; the order was not sent"}
 	errOrderRewrite     = publicError{http.StatusBadRequest, "bad_request", "malformed order"}
 	errPolicyRate       = publicError{http.StatusTooManyRequests, "rate_limited", "request rate limit reached; retry later"}
+	// errRateUnavailable: a rate limit shared by replicas cannot be
+	// checked (Redis down, rate_limit_fallback fail_closed).
+	errRateUnavailable = publicError{http.StatusServiceUnavailable, "rate_limit_unavailable", "the shared rate limit cannot be checked; retry later"}
 )
 
 func isUnknown(err error) bool {

@@ -506,9 +506,15 @@ func (g *Gateway) policyDeny(c *call, d *policy.Decision) bool {
 	if d.Reason != "" {
 		c.fail(errors.New(d.Reason))
 	}
-	if d.Status == http.StatusTooManyRequests {
+	switch d.Status {
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
 		if d.RetryAfter > 0 {
 			c.w.Header().Set("Retry-After", strconv.Itoa(int(max(1, (d.RetryAfter+time.Second-1)/time.Second))))
+		}
+		if d.Status == http.StatusServiceUnavailable {
+			// Not a refusal by the policy: its shared rate store is
+			// down and it fails closed. The bot should retry.
+			return c.refuse(errRateUnavailable, audit.Deny, d.Rule)
 		}
 		return c.refuse(errPolicyRate, audit.Deny, d.Rule)
 	}

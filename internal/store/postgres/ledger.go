@@ -40,28 +40,14 @@ func (d *DB) Ledger() *Ledger { return &Ledger{d: d} }
 // together. It gives up with ctx's error only while the write waits in
 // the queue; once its batch has taken it, Open returns the outcome.
 func (l *Ledger) Open(ctx context.Context, w *ledger.Write) error {
-	if w.Intent != nil && l.d.intentLog() == nil {
-		return ledger.ErrNoAuditLog
-	}
-	if w.Budget != nil {
-		if err := checkAmount(w.Budget.Amount, w.Budget.Claims); err != nil {
-			return err
-		}
-		w.Budget.IDs = nil
-	}
-	op := &ledgerOp{w: w, done: make(chan error, 1)}
-	if w.Key != nil {
-		args, err := idemRow(w.Key.Record)
-		if err != nil {
-			return fmt.Errorf("postgres: ledger: claim idempotency key: %w", err)
-		}
-		op.claim = append(args, idemNano(w.Key.NotBefore))
+	op, err := l.newOp(w)
+	if err != nil {
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	l.d.submitLedger(op)
-	var err error
 	select {
 	case err = <-op.done:
 	case <-ctx.Done():
@@ -70,11 +56,38 @@ func (l *Ledger) Open(ctx context.Context, w *ledger.Write) error {
 		}
 		err = <-op.done
 	}
+	return op.result(err)
+}
+
+// newOp checks w and makes its queued write.
+func (l *Ledger) newOp(w *ledger.Write) (*ledgerOp, error) {
+	if w.Intent != nil && l.d.intentLog() == nil {
+		return nil, ledger.ErrNoAuditLog
+	}
+	if w.Budget != nil {
+		if err := checkAmount(w.Budget.Amount, w.Budget.Claims); err != nil {
+			return nil, err
+		}
+		w.Budget.IDs = nil
+	}
+	op := &ledgerOp{w: w, done: make(chan error, 1)}
+	if w.Key != nil {
+		args, err := idemRow(w.Key.Record)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: ledger: claim idempotency key: %w", err)
+		}
+		op.claim = append(args, idemNano(w.Key.NotBefore))
+	}
+	return op, nil
+}
+
+// result is Open's answer once op's batch answered err.
+func (op *ledgerOp) result(err error) error {
 	if err != nil {
 		return fmt.Errorf("postgres: ledger: %w", err)
 	}
-	if w.Budget != nil {
-		w.Budget.IDs = op.ids
+	if op.w.Budget != nil {
+		op.w.Budget.IDs = op.ids
 	}
 	return nil
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/keystile/keystile/internal/audit"
-	"github.com/keystile/keystile/internal/idem"
 	"github.com/keystile/keystile/internal/ledger"
 	"github.com/keystile/keystile/internal/policy"
 )
@@ -25,28 +24,40 @@ import (
 // WAL flush instead of one. There is no linger: a batch is what queued
 // while the one before ran (at most maxLedgerBatch).
 //
-// A batch's transaction:
-//  1. reads its transaction id (the lost-commit look-up, inTxChecked) and
-//     takes the advisory locks of every budget key of every write, in one
-//     statement, ascending: two batches (of this replica or another) that
-//     share keys wait for each other and never deadlock;
-//  2. runs the writes, ordered by idempotency key (so that two batches
-//     claiming the same keys lock their rows in one order), each in its own
-//     savepoint, in one round trip each: reservation, claim, the stored
-//     record. A refusal (budget exceeded, key taken) or an error rolls back
-//     the write's savepoint only (ROLLBACK TO, sent ahead of the next
-//     write's statements). A refusal that saw nothing of the batch's own
-//     writes is answered at once: it stands whatever the batch becomes;
-//  3. locks the audit chain's head once and appends the intents of the
-//     writes that stayed (intentLog.appendIntents);
-//  4. commits. The writes that stayed and the refusals that depended on
-//     them are answered once the outcome is known: if the transaction fails
-//     as a whole, each gets the error and none of it is stored.
+// A batch's transaction takes a fixed number of round trips, however many
+// writes it holds:
+//  1. it reads its transaction id (for the look-up of a lost COMMIT
+//     answer, inTxChecked), takes the advisory locks of every budget key
+//     of every write in one statement, ascending (two batches, of this
+//     replica or another, that share keys wait for each other and never
+//     deadlock), and sums each budget window the writes claim once. While
+//     the batch holds a key's lock nobody else changes its entries, so a
+//     window's sum is then its start's plus the batch's own entries in
+//     it: the budgets are decided here, in the batch's order, without a
+//     statement. A write over a limit writes nothing;
+//  2. it claims the keys of the writes that fit, in one pipeline, each in
+//     its own savepoint (SAVEPOINT, claim, read of the stored record), in
+//     ascending key order: two batches claiming the same keys lock their
+//     rows in one order. A claim that loses writes nothing; a claim that
+//     fails is undone alone (ROLLBACK TO its savepoint) and the claims
+//     after it sent again;
+//  3. it inserts the budget entries of the writes that stayed and adds
+//     them to the totals, summed per key and buckets;
+//  4. it locks the audit chain's head once and appends the intents of the
+//     writes that stayed (intentLog.appendIntents), and commits.
 //
-// A batch takes every lock it needs in the order every writer takes them:
-// budget keys, then idempotency rows (ascending), then the audit head.
+// Answers: a refusal that saw nothing of the batch's own writes (budget
+// exceeded by what was committed before, a key stored before) stands
+// whatever the batch becomes and is answered at once; every other answer
+// waits for the outcome of the commit, and if the transaction fails as a
+// whole each of those writes gets its error and none of it is stored. A
+// write refused for a budget only because a write before it counted that
+// then lost its key is not answered: it is run again in the next batch.
+//
+// Locks are taken in the order every writer takes them: budget keys, then
+// idempotency rows (ascending), then the audit head.
 
-// maxLedgerBatch bounds the writes of one batch. Each write is a
+// maxLedgerBatch bounds the writes of one batch. Each claim is a
 // subtransaction with an id of its own; PostgreSQL keeps up to 64 of a
 // transaction's in shared memory, beyond which every snapshot taken while
 // it runs gets slower (subxid overflow).
@@ -67,18 +78,28 @@ const (
 // ledgerOp is one queued Ledger.Open.
 type ledgerOp struct {
 	w     *ledger.Write
+	claim []any // the claim's arguments, if w.Key
 	state atomic.Int32
 	done  chan error // buffered: the batch never waits for the caller
 
-	// Set by the batch (read by the caller after done).
-	ids []int64
+	// Set by the batch; ids is read by the caller after done.
+	ids      []int64
+	r        *reservation // its reservation, if it fits
+	stayed   bool         // its writes are in the batch's transaction
+	answer   error        // the answer to give once the batch has ended
+	answered bool         // answered already: it stands whatever the batch becomes
+	again    bool         // to be run again in the next batch
+}
 
-	// The batch's own.
-	claim   []any       // the claim's arguments, if w.Key
-	stayed  bool        // its writes are in the batch's transaction
-	answer  error       // the answer to give once the batch has ended
-	stored  idem.Record // the record a lost claim found
-	deferOK bool        // answered already: it stands whatever the batch becomes
+// reset clears what a batch set, before op is queued again.
+func (op *ledgerOp) reset() {
+	op.ids, op.r, op.stayed, op.answer, op.answered, op.again = nil, nil, false, nil, false, false
+}
+
+// answerNow answers op before its batch ends.
+func (op *ledgerOp) answerNow(err error) {
+	op.answer, op.answered = err, true
+	op.done <- err
 }
 
 // ledgerQueue is a DB's queue of ledger writes.
@@ -88,11 +109,16 @@ type ledgerQueue struct {
 	running bool
 }
 
-// submit queues op and starts the batch goroutine if it is not running.
-func (d *DB) submitLedger(op *ledgerOp) {
+// submitLedger queues ops (at the front if again) and starts the batch
+// goroutine if it is not running.
+func (d *DB) submitLedger(again bool, ops ...*ledgerOp) {
 	q := &d.ledgerQ
 	q.mu.Lock()
-	q.ops = append(q.ops, op)
+	if again {
+		q.ops = append(ops, q.ops...)
+	} else {
+		q.ops = append(q.ops, ops...)
+	}
 	if !q.running {
 		q.running = true
 		go d.runLedger()
@@ -106,6 +132,7 @@ func (d *DB) runLedger() {
 	for {
 		q.mu.Lock()
 		if len(q.ops) == 0 {
+			q.ops = nil
 			q.running = false
 			q.mu.Unlock()
 			return
@@ -114,18 +141,16 @@ func (d *DB) runLedger() {
 		ops := slices.Clone(q.ops[:n])
 		clear(q.ops[:n])
 		q.ops = q.ops[n:]
-		if len(q.ops) == 0 {
-			q.ops = nil
-		}
 		q.mu.Unlock()
 		d.ledgerBatch(ops)
 	}
 }
 
-// qRollbackWrite undoes the current write of a batch.
+// qRollbackWrite undoes the claim whose savepoint is the innermost.
 const qRollbackWrite = `ROLLBACK TO SAVEPOINT w`
 
-// ledgerBatch runs ops in one transaction and answers each.
+// ledgerBatch runs ops in one transaction and answers each (or queues it
+// again).
 func (d *DB) ledgerBatch(all []*ledgerOp) {
 	ops := all[:0:0]
 	for _, op := range all {
@@ -158,25 +183,30 @@ func (d *DB) ledgerBatch(all []*ledgerOp) {
 	if after != nil {
 		after(err == nil)
 	}
+	var again []*ledgerOp
 	for _, op := range ops {
 		switch {
-		case op.deferOK:
-			// Answered already.
+		case op.answered:
+		case op.again:
+			// Not stored whatever the outcome: it runs afresh.
+			op.reset()
+			op.state.Store(opQueued)
+			again = append(again, op)
 		case err != nil:
 			op.ids = nil
 			op.done <- err
+		case op.stayed:
+			op.done <- nil
 		default:
-			if op.answer == nil && !op.stayed {
-				op.answer = errors.New("ledger batch: write not run") // cannot happen
+			if op.answer == nil {
+				op.answer = errors.New("ledger batch: write left unanswered") // cannot happen
 			}
-			if op.answer != nil {
-				op.ids = nil
-			}
-			if errors.Is(op.answer, ledger.ErrKeyTaken) {
-				op.w.Key.Stored = op.stored
-			}
+			op.ids = nil
 			op.done <- op.answer
 		}
+	}
+	if len(again) > 0 {
+		d.submitLedger(true, again...)
 	}
 }
 
@@ -193,11 +223,8 @@ type window struct {
 	sinceN int64
 }
 
-// budgetView is a batch's view of its budgets: each window summed once,
-// at the start, under the keys' locks, and the entries of the batch's
-// writes that stayed. Nothing else can change the keys' entries while
-// the batch holds their locks, so a window's sum is its start's plus the
-// batch's entries in it, exactly what the statement would read.
+// budgetView is a batch's view of its budgets: each window's sum when
+// the batch locked its key, and the batch's entries.
 type budgetView struct {
 	base  map[window]decimal.Decimal
 	added map[string][]entryAt // by key
@@ -208,7 +235,7 @@ type entryAt struct {
 	amount decimal.Decimal
 }
 
-// used is the window's sum now.
+// used is the window's sum with the batch's entries.
 func (v *budgetView) used(c policy.Claim) decimal.Decimal {
 	wn := window{c.Key, clampNano(c.Since)}
 	u := v.base[wn]
@@ -220,7 +247,7 @@ func (v *budgetView) used(c policy.Claim) decimal.Decimal {
 	return u
 }
 
-// mixed reports whether the batch has added entries on any of claims' keys.
+// mixed reports whether the batch has entries on any of claims' keys.
 func (v *budgetView) mixed(claims []policy.Claim) bool {
 	for _, c := range claims {
 		if len(v.added[c.Key]) > 0 {
@@ -230,16 +257,113 @@ func (v *budgetView) mixed(claims []policy.Claim) bool {
 	return false
 }
 
-// add counts the entries of a reservation that stayed (one per claim).
+// add counts r's entries (one per claim).
 func (v *budgetView) add(r *reservation) {
 	for _, c := range r.claims {
 		v.added[c.Key] = append(v.added[c.Key], entryAt{r.atN, r.amount})
 	}
 }
 
+// check decides r against the view (setting r.used).
+func (v *budgetView) check(r *reservation) error {
+	r.used = make([]decimal.Decimal, len(r.claims))
+	for i, c := range r.claims {
+		r.used[i] = v.used(c)
+	}
+	return r.check()
+}
+
 // runLedgerBatch is a batch's transaction, up to its COMMIT. It returns
 // the intent log's after function, if intents were appended.
 func runLedgerBatch(ctx context.Context, tx pgx.Tx, xid *int64, ops []*ledgerOp, log intentLog) (func(bool), error) {
+	view, err := lockAndSum(ctx, tx, xid, ops)
+	if err != nil {
+		return nil, err
+	}
+	// Budgets, in the batch's order, counting every write that fits so
+	// far; a refusal that saw none of them is answered now.
+	var fit, over []*ledgerOp
+	for _, op := range ops {
+		w := op.w
+		if w.Budget != nil {
+			r := &reservation{atN: clampNano(w.Budget.At), amount: w.Budget.Amount, claims: w.Budget.Claims}
+			if err := view.check(r); err != nil {
+				if view.mixed(r.claims) {
+					op.r = r
+					over = append(over, op)
+				} else {
+					op.answerNow(err)
+				}
+				continue
+			}
+			op.r = r
+		}
+		if err := admitIntent(log, w); err != nil {
+			op.answer = err
+			continue
+		}
+		if op.r != nil {
+			view.add(op.r)
+		}
+		fit = append(fit, op)
+	}
+	if err := claimKeys(ctx, tx, fit); err != nil {
+		return nil, err
+	}
+	// What stays: the writes that fit and claimed their keys.
+	view.added = map[string][]entryAt{}
+	claimed := map[[2]string]bool{}
+	var stay []*ledgerOp
+	for _, op := range fit {
+		if op.answer != nil {
+			continue
+		}
+		op.stayed = true
+		stay = append(stay, op)
+		if op.r != nil {
+			view.add(op.r)
+		}
+		if k := op.w.Key; k != nil {
+			claimed[[2]string{k.Record.Scope, k.Record.Key}] = true
+		}
+	}
+	for _, op := range fit {
+		if k := op.w.Key; errors.Is(op.answer, ledger.ErrKeyTaken) && !claimed[[2]string{k.Record.Scope, k.Record.Key}] {
+			op.answerNow(op.answer)
+		}
+	}
+	// The refusals that saw the batch's writes, against all of those that
+	// stay: still over, they stand (after the commit); under, they were
+	// refused for a write that lost its key, and run again.
+	for _, op := range over {
+		if err := view.check(op.r); err != nil {
+			op.answer = err
+		} else {
+			op.again = true
+		}
+	}
+	if err := reserve(ctx, tx, stay); err != nil {
+		return nil, err
+	}
+	var intents []audit.Event
+	for _, op := range stay {
+		if op.w.Intent != nil {
+			intents = append(intents, *op.w.Intent)
+		}
+	}
+	if len(intents) == 0 {
+		return nil, nil
+	}
+	after, err := log.appendIntents(ctx, tx, intents)
+	if err != nil {
+		return nil, fmt.Errorf("intent records: %w", err)
+	}
+	return after, nil
+}
+
+// lockAndSum reads the transaction id into xid, locks the budget keys of
+// ops and sums their windows.
+func lockAndSum(ctx context.Context, tx pgx.Tx, xid *int64, ops []*ledgerOp) (*budgetView, error) {
 	var (
 		keys    []string
 		windows []policy.Claim
@@ -286,82 +410,7 @@ func runLedgerBatch(ctx context.Context, tx pgx.Tx, xid *int64, ops []*ledgerOp,
 	for i, c := range windows {
 		view.base[window{c.Key, clampNano(c.Since)}] = sums.used[i]
 	}
-	// The keys claimed by the batch's writes that stayed: a key-taken
-	// refusal that lost to one of them is answered after the commit only.
-	claimed := map[[2]string]bool{}
-	undo := false
-	var intents []audit.Event
-	for _, op := range ops {
-		w := op.w
-		// The budget first (the policy's answer comes first): decided
-		// here, it writes nothing when refused.
-		var r *reservation
-		if w.Budget != nil {
-			r = &reservation{atN: clampNano(w.Budget.At), amount: w.Budget.Amount, claims: w.Budget.Claims, summed: true}
-			r.used = make([]decimal.Decimal, len(r.claims))
-			for i, c := range r.claims {
-				r.used[i] = view.used(c)
-			}
-			if err := r.check(); err != nil {
-				op.answer = err
-				if !view.mixed(r.claims) {
-					op.deferOK = true
-					op.done <- err
-				}
-				continue
-			}
-		}
-		if r != nil || w.Key != nil {
-			res, err := runLedgerWrite(ctx, tx, op, r, undo)
-			if err != nil {
-				return nil, err
-			}
-			undo = res != nil
-			switch {
-			case res == nil:
-			case errors.Is(res, ledger.ErrKeyTaken):
-				op.answer = res
-				if !claimed[[2]string{w.Key.Record.Scope, w.Key.Record.Key}] {
-					op.deferOK = true
-					w.Key.Stored = op.stored
-					op.done <- res
-				}
-				continue
-			default:
-				op.answer = res
-				continue
-			}
-		}
-		if err := admitIntent(log, w); err != nil {
-			op.answer = err
-			undo = undo || r != nil || w.Key != nil
-			continue
-		}
-		op.stayed = true
-		if r != nil {
-			view.add(r)
-			op.ids = r.ids
-		}
-		if w.Key != nil {
-			claimed[[2]string{w.Key.Record.Scope, w.Key.Record.Key}] = true
-		}
-		if w.Intent != nil {
-			intents = append(intents, *w.Intent)
-		}
-	}
-	if undo {
-		if _, err := tx.Exec(ctx, qRollbackWrite); err != nil {
-			return nil, fmt.Errorf("roll back a write: %w", err)
-		}
-	}
-	if len(intents) == 0 {
-		return nil, nil
-	}
-	after, err := log.appendIntents(ctx, tx, intents)
-	if err != nil {
-		return nil, fmt.Errorf("intent records: %w", err)
-	}
-	return after, nil
+	return view, nil
 }
 
 // admitIntent asks the intent log whether w's intent can be appended.
@@ -378,62 +427,135 @@ func admitIntent(log intentLog, w *ledger.Write) error {
 	return nil
 }
 
-// runLedgerWrite writes op's reservation r (its budget already checked)
-// and claims its key in a savepoint of tx, in one round trip, first
-// undoing the write before if undo is set. It returns the write's refusal
-// (ErrKeyTaken) or error, after which its savepoint is to be rolled back,
-// or nil; err is the batch's error.
-func runLedgerWrite(ctx context.Context, tx pgx.Tx, op *ledgerOp, r *reservation, undo bool) (res, err error) {
-	w := op.w
+// claimKeys claims the keys of ops, in order, each in a savepoint, in one
+// pipeline. A claim that loses is answered ErrKeyTaken (w.Key.Stored
+// set), one that fails its error (op.answer): its savepoint is rolled
+// back (the server skipped the statements after it) and the rest sent
+// again. err is the batch's.
+func claimKeys(ctx context.Context, tx pgx.Tx, ops []*ledgerOp) error {
+	var pending []*ledgerOp
+	for _, op := range ops {
+		if op.w.Key != nil {
+			pending = append(pending, op)
+		}
+	}
+	for len(pending) > 0 {
+		b := &pgx.Batch{}
+		for _, op := range pending {
+			b.Queue(`SAVEPOINT w`)
+			b.Queue(qIdemClaim, op.claim...)
+			// The record a claim lost to is locked by the claim's
+			// statement: it is read as it stood.
+			b.Queue(qIdemGet, op.w.Key.Record.Scope, op.w.Key.Record.Key)
+		}
+		br := tx.SendBatch(ctx, b)
+		failed, err := readClaims(br, pending)
+		cerr := br.Close()
+		switch {
+		case err != nil:
+			return err
+		case failed < 0:
+			return cerr
+		}
+		// Without arguments, on the simple protocol: an aborted
+		// transaction prepares nothing.
+		if _, err := tx.Exec(ctx, qRollbackWrite); err != nil {
+			return fmt.Errorf("roll back a claim: %w", err)
+		}
+		pending = pending[failed+1:]
+	}
+	return nil
+}
+
+// readClaims reads claimKeys' pipeline. It returns the index of the
+// write whose claim failed, after which the server skipped the rest, or
+// -1; err is the batch's.
+func readClaims(br pgx.BatchResults, ops []*ledgerOp) (failed int, err error) {
+	for i, op := range ops {
+		if _, err := br.Exec(); err != nil {
+			return -1, fmt.Errorf("savepoint: %w", err)
+		}
+		var claimed bool
+		switch err := br.QueryRow().Scan(&claimed); {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			op.answer = fmt.Errorf("claim idempotency key: %w", err)
+			return i, nil
+		}
+		stored, err := scanIdem(br.QueryRow())
+		if err != nil {
+			op.answer = fmt.Errorf("read the stored idempotency key: %w", err)
+			return i, nil
+		}
+		if !claimed {
+			op.w.Key.Stored = stored
+			op.answer = ledger.ErrKeyTaken
+		}
+	}
+	return -1, nil
+}
+
+// reserve inserts the budget entries of ops (setting op.ids) and adds
+// them to the totals, per key and buckets.
+func reserve(ctx context.Context, tx pgx.Tx, ops []*ledgerOp) error {
 	b := &pgx.Batch{}
-	if undo {
-		b.Queue(qRollbackWrite)
+	type sum struct {
+		k   bucketsKey
+		amt decimal.Decimal
 	}
-	b.Queue(`SAVEPOINT w`)
-	if r != nil {
-		r.queue(b)
+	var sums []sum
+	at := map[bucketsKey]int{}
+	for _, op := range ops {
+		r := op.r
+		if r == nil {
+			continue
+		}
+		a := r.amount.String()
+		for _, c := range r.claims {
+			b.Queue(qInsertEntry, c.Key, r.atN, a)
+			if r.amount.IsZero() {
+				continue
+			}
+			// A key claimed twice counts twice, as it has two entries.
+			k := bucketsKey{c.Key, [3]int64{bucketOf(0, r.atN), bucketOf(1, r.atN), bucketOf(2, r.atN)}}
+			if i, ok := at[k]; ok {
+				sums[i].amt = sums[i].amt.Add(r.amount)
+			} else {
+				at[k] = len(sums)
+				sums = append(sums, sum{k, r.amount})
+			}
+		}
 	}
-	if w.Key != nil {
-		b.Queue(qIdemClaim, op.claim...)
-		// The record the claim lost to is locked by the claim's
-		// statement: it is read as it stood.
-		b.Queue(qIdemGet, w.Key.Record.Scope, w.Key.Record.Key)
+	for _, s := range sums {
+		b.Queue(qAddTotals, s.k.key, s.k.b[0], s.k.b[1], s.k.b[2], s.amt.String())
+	}
+	if b.Len() == 0 {
+		return nil
 	}
 	br := tx.SendBatch(ctx, b)
-	defer func() {
-		if cerr := br.Close(); err == nil && res == nil && cerr != nil {
-			res = cerr
+	err := readReserve(br, ops, len(sums))
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func readReserve(br pgx.BatchResults, ops []*ledgerOp, sums int) error {
+	for _, op := range ops {
+		if op.r == nil {
+			continue
 		}
-	}()
-	if undo {
+		op.ids = make([]int64, len(op.r.claims))
+		for i := range op.ids {
+			if err := br.QueryRow().Scan(&op.ids[i]); err != nil {
+				return fmt.Errorf("insert budget entry: %w", err)
+			}
+		}
+	}
+	for range sums {
 		if _, err := br.Exec(); err != nil {
-			return nil, fmt.Errorf("roll back a write: %w", err)
+			return fmt.Errorf("update budget totals: %w", err)
 		}
 	}
-	if _, err := br.Exec(); err != nil {
-		return nil, fmt.Errorf("savepoint: %w", err)
-	}
-	if r != nil {
-		if err := r.read(br); err != nil {
-			return err, nil
-		}
-	}
-	if w.Key == nil {
-		return nil, nil
-	}
-	var claimed bool
-	switch err := br.QueryRow().Scan(&claimed); {
-	case errors.Is(err, pgx.ErrNoRows):
-	case err != nil:
-		return fmt.Errorf("claim idempotency key: %w", err), nil
-	}
-	if claimed {
-		return nil, nil
-	}
-	stored, err := scanIdem(br.QueryRow())
-	if err != nil {
-		return fmt.Errorf("read the stored idempotency key: %w", err), nil
-	}
-	op.stored = stored
-	return ledger.ErrKeyTaken, nil
+	return nil
 }

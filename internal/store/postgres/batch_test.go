@@ -96,18 +96,18 @@ func TestLedgerBatchMixed(t *testing.T) {
 		t.Fatalf("pre-claim: %v %v", claimed, err)
 	}
 	ws := []*ledger.Write{
-		batchWrite(1, "r-k2", "k2", "20", b, "100"),                  // 90 + 20 > 100: refused (Used 90)
+		batchWrite(1, "r-k2", "k2", "20", b, "100"),                  // 100 + 20 > 100: refused (Used 100)
 		batchWrite(2, "r-k1", "k1", "30", b, "100"),                  // fits: 60 + 30
-		batchWrite(3, "r-a", "a-taken", "60", b, "100"),              // fits, but its key was claimed before
-		batchWrite(4, "r-b", "b-fits", "60", b, "100"),               // fits: the write before it was undone
-		batchWrite(5, "r-k1-twin", "k1", "10", b, "100"),             // fits, but r-k1 has its key
+		batchWrite(3, "r-a", "a-taken", "0", b, "100"),               // fits, but its key was claimed before
+		batchWrite(4, "r-b", "b-fits", "60", b, "100"),               // fits: 0 + 60
+		batchWrite(5, "r-k1-twin", "k1", "0", b, "100"),              // fits, but r-k1 has its key
 		batchWrite(6, "r-k6", "k6", "200", other, "100"),             // over its own budget
 		batchWrite(7, "r-k3", "k3", "10", b, "100"),                  // fits: 90 + 10
 		batchWrite(8, "r-none", "k8", "0.000001", "token:zero", "0"), // over a zero limit
 	}
 	errs := openBatch(t, d, ws)
 	var ex *policy.ExceededError
-	for i, want := range []string{"exceeded 90", "ok", "taken o-pre", "ok", "taken o-r-k1", "exceeded 0", "ok", "exceeded 0"} {
+	for i, want := range []string{"exceeded 100", "ok", "taken o-pre", "ok", "taken o-r-k1", "exceeded 0", "ok", "exceeded 0"} {
 		var got string
 		switch err := errs[i]; {
 		case err == nil:
@@ -159,6 +159,83 @@ func TestLedgerBatchMixed(t *testing.T) {
 	}
 	if rep, err := verifyAudit(t, d); err != nil || rep.Records != 3 {
 		t.Fatalf("verify: %+v, %v", rep, err)
+	}
+}
+
+// TestLedgerBatchAgain: a write refused for a budget only because a
+// write before it in the batch counted, which then lost its key, is run
+// again (in the next batch) and opens.
+func TestLedgerBatchAgain(t *testing.T) {
+	ctx := context.Background()
+	d := auditReplica(t, auditDSN(t))
+	if _, err := UseTestIntents(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	pre := storetest.LedgerWrite(1, "100")
+	pre.Key.Record.Key = "a-first"
+	if _, _, err := d.Idempotency().Claim(ctx, pre.Key.Record, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	const b = "token:tok_1/daily/USDT"
+	// The batch runs them by key: a-first (taken), then b-second.
+	ws := []*ledger.Write{batchWrite(2, "r-b", "b-second", "60", b, "100"), batchWrite(1, "r-a", "a-first", "60", b, "100")}
+	errs := openBatch(t, d, ws)
+	if !errors.Is(errs[1], ledger.ErrKeyTaken) || ws[1].Key.Stored.Owner != "o1" {
+		t.Fatalf("taken key: %v, %q", errs[1], ws[1].Key.Stored.Owner)
+	}
+	if errs[0] != nil || len(ws[0].Budget.IDs) != 1 {
+		t.Fatalf("the write after it: %v, ids %v", errs[0], ws[0].Budget.IDs)
+	}
+	if u := usedOf(t, d, b); !u.Equal(decimal.RequireFromString("60")) {
+		t.Errorf("used %s, want 60", u)
+	}
+	if got, err := StoredTestIntents(ctx, d); err != nil || len(got) != 1 || !got["r-b"] {
+		t.Errorf("intents %v (%v), want r-b", got, err)
+	}
+}
+
+// TestLedgerBatchClaimFails: a claim the server refuses (a trigger here)
+// is undone alone: its write is answered with the error and stores
+// nothing, the other writes of the batch (before and after it) are
+// stored, also when the failing claim is the batch's last.
+func TestLedgerBatchClaimFails(t *testing.T) {
+	ctx := context.Background()
+	d := auditReplica(t, auditDSN(t))
+	if _, err := UseTestIntents(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.pool.Exec(ctx, `CREATE FUNCTION bad_key() RETURNS trigger LANGUAGE plpgsql AS $$
+			BEGIN IF NEW.key LIKE '%bad' THEN RAISE EXCEPTION 'bad key'; END IF; RETURN NEW; END $$;
+		CREATE TRIGGER bad_key BEFORE INSERT ON idempotency FOR EACH ROW EXECUTE FUNCTION bad_key()`); err != nil {
+		t.Fatal(err)
+	}
+	const b = "token:tok_1/daily/USDT"
+	ws := []*ledger.Write{
+		batchWrite(1, "r1", "k1", "10", b, "1000"),
+		batchWrite(2, "r2", "k2-bad", "10", b, "1000"),
+		batchWrite(3, "r3", "k3", "10", b, "1000"),
+		batchWrite(4, "r4", "z-bad", "10", b, "1000"),
+	}
+	errs := openBatch(t, d, ws)
+	var ex *policy.ExceededError
+	for i, bad := range []bool{false, true, false, true} {
+		switch err := errs[i]; {
+		case bad && (err == nil || errors.As(err, &ex) || errors.Is(err, ledger.ErrKeyTaken)):
+			t.Errorf("write %d with a failing claim: %v", i, err)
+		case !bad && err != nil:
+			t.Errorf("write %d: %v", i, err)
+		}
+	}
+	if u := usedOf(t, d, b); !u.Equal(decimal.RequireFromString("20")) {
+		t.Errorf("used %s, want 20", u)
+	}
+	for key, owner := range map[string]string{"k1": "o-r1", "k2-bad": "", "k3": "o-r3", "z-bad": ""} {
+		if got := storedOwner(t, d, key); got != owner {
+			t.Errorf("key %s held by %q, want %q", key, got, owner)
+		}
+	}
+	if got, err := StoredTestIntents(ctx, d); err != nil || len(got) != 2 || !got["r1"] || !got["r3"] {
+		t.Errorf("intents %v (%v), want r1 and r3", got, err)
 	}
 }
 

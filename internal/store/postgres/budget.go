@@ -141,10 +141,6 @@ type reservation struct {
 	atN    int64
 	amount decimal.Decimal
 	claims []policy.Claim
-	// summed: the transaction holds the claims' keys' locks already and
-	// used is set (a ledger batch locks every key of its writes and sums
-	// their windows first, batch.go); queue and read skip both.
-	summed bool
 
 	// Set by read.
 	used []decimal.Decimal
@@ -160,10 +156,8 @@ func (r *reservation) queue(b *pgx.Batch) {
 	// The sums run after the lock statement has returned, each with a
 	// snapshot of its own (READ COMMITTED): they see every reservation
 	// committed by the lock's previous holders.
-	if !r.summed {
-		b.Queue(qLockBudgets, budgetLockClass, lockIDs(keys))
-		queueSums(b, r.claims)
-	}
+	b.Queue(qLockBudgets, budgetLockClass, lockIDs(keys))
+	queueSums(b, r.claims)
 	a := r.amount.String()
 	for _, c := range r.claims {
 		b.Queue(qInsertEntry, c.Key, r.atN, a)
@@ -187,13 +181,11 @@ func (r *reservation) queue(b *pgx.Batch) {
 
 // read reads the results of queue's statements from br.
 func (r *reservation) read(br pgx.BatchResults) error {
-	if !r.summed {
-		if _, err := br.Exec(); err != nil {
-			return fmt.Errorf("lock budgets: %w", err)
-		}
-		if err := r.readSums(br); err != nil {
-			return err
-		}
+	if _, err := br.Exec(); err != nil {
+		return fmt.Errorf("lock budgets: %w", err)
+	}
+	if err := r.readSums(br); err != nil {
+		return err
 	}
 	r.ids = make([]int64, len(r.claims))
 	for i := range r.claims {

@@ -47,7 +47,7 @@ func (l *Ledger) Open(ctx context.Context, w *ledger.Write) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	l.d.submitLedger(op)
+	l.d.submitLedger(false, op)
 	select {
 	case err = <-op.done:
 	case <-ctx.Done():

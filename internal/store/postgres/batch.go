@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -36,9 +37,9 @@ import (
 //     it: the budgets are decided here, in the batch's order, without a
 //     statement. A write over a limit writes nothing;
 //  2. it claims the keys of the writes that fit, in one pipeline, each in
-//     its own savepoint (SAVEPOINT, claim, read of the stored record), in
-//     ascending key order: two batches claiming the same keys lock their
-//     rows in one order. A claim that loses writes nothing; a claim that
+//     its own savepoint, in ascending key order: two batches claiming the
+//     same keys lock their rows in one order. A claim that loses writes
+//     nothing (the records claims lost to are read after); a claim that
 //     fails is undone alone (ROLLBACK TO its savepoint) and the claims
 //     after it sent again;
 //  3. it inserts the budget entries of the writes that stayed and adds
@@ -130,6 +131,9 @@ func (d *DB) submitLedger(again bool, ops ...*ledgerOp) {
 func (d *DB) runLedger() {
 	q := &d.ledgerQ
 	for {
+		// Let the callers answered by the last batch queue their next
+		// writes (a yield, not a wait).
+		runtime.Gosched()
 		q.mu.Lock()
 		if len(q.ops) == 0 {
 			q.ops = nil
@@ -430,10 +434,10 @@ func admitIntent(log intentLog, w *ledger.Write) error {
 // claimKeys claims the keys of ops, in order, each in a savepoint, in one
 // pipeline. A claim that loses is answered ErrKeyTaken (w.Key.Stored
 // set), one that fails its error (op.answer): its savepoint is rolled
-// back (the server skipped the statements after it) and the rest sent
-// again. err is the batch's.
+// back (the server skipped the statements after it) and the claims after
+// it sent again. err is the batch's.
 func claimKeys(ctx context.Context, tx pgx.Tx, ops []*ledgerOp) error {
-	var pending []*ledgerOp
+	var pending, lost []*ledgerOp
 	for _, op := range ops {
 		if op.w.Key != nil {
 			pending = append(pending, op)
@@ -444,18 +448,18 @@ func claimKeys(ctx context.Context, tx pgx.Tx, ops []*ledgerOp) error {
 		for _, op := range pending {
 			b.Queue(`SAVEPOINT w`)
 			b.Queue(qIdemClaim, op.claim...)
-			// The record a claim lost to is locked by the claim's
-			// statement: it is read as it stood.
-			b.Queue(qIdemGet, op.w.Key.Record.Scope, op.w.Key.Record.Key)
 		}
 		br := tx.SendBatch(ctx, b)
-		failed, err := readClaims(br, pending)
+		failed, err := readClaims(br, pending, &lost)
 		cerr := br.Close()
 		switch {
 		case err != nil:
 			return err
-		case failed < 0:
+		case failed < 0 && cerr != nil:
 			return cerr
+		case failed < 0:
+			pending = nil
+			continue
 		}
 		// Without arguments, on the simple protocol: an aborted
 		// transaction prepares nothing.
@@ -464,13 +468,34 @@ func claimKeys(ctx context.Context, tx pgx.Tx, ops []*ledgerOp) error {
 		}
 		pending = pending[failed+1:]
 	}
-	return nil
+	if len(lost) == 0 {
+		return nil
+	}
+	// The record a claim lost to is locked by the claim's statement: it
+	// is read as it stood.
+	b := &pgx.Batch{}
+	for _, op := range lost {
+		b.Queue(qIdemGet, op.w.Key.Record.Scope, op.w.Key.Record.Key)
+	}
+	br := tx.SendBatch(ctx, b)
+	var err error
+	for _, op := range lost {
+		if op.w.Key.Stored, err = scanIdem(br.QueryRow()); err != nil {
+			err = fmt.Errorf("read the stored idempotency key: %w", err)
+			break
+		}
+		op.answer = ledger.ErrKeyTaken
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
-// readClaims reads claimKeys' pipeline. It returns the index of the
-// write whose claim failed, after which the server skipped the rest, or
-// -1; err is the batch's.
-func readClaims(br pgx.BatchResults, ops []*ledgerOp) (failed int, err error) {
+// readClaims reads claimKeys' pipeline, adding the writes whose claim
+// lost to lost. It returns the index of the write whose claim failed,
+// after which the server skipped the rest, or -1; err is the batch's.
+func readClaims(br pgx.BatchResults, ops []*ledgerOp, lost *[]*ledgerOp) (failed int, err error) {
 	for i, op := range ops {
 		if _, err := br.Exec(); err != nil {
 			return -1, fmt.Errorf("savepoint: %w", err)
@@ -478,18 +503,10 @@ func readClaims(br pgx.BatchResults, ops []*ledgerOp) (failed int, err error) {
 		var claimed bool
 		switch err := br.QueryRow().Scan(&claimed); {
 		case errors.Is(err, pgx.ErrNoRows):
+			*lost = append(*lost, op)
 		case err != nil:
 			op.answer = fmt.Errorf("claim idempotency key: %w", err)
 			return i, nil
-		}
-		stored, err := scanIdem(br.QueryRow())
-		if err != nil {
-			op.answer = fmt.Errorf("read the stored idempotency key: %w", err)
-			return i, nil
-		}
-		if !claimed {
-			op.w.Key.Stored = stored
-			op.answer = ledger.ErrKeyTaken
 		}
 	}
 	return -1, nil

@@ -239,6 +239,46 @@ func TestLedgerBatchClaimFails(t *testing.T) {
 	}
 }
 
+// TestLedgerGivesUpQueued: a caller whose context ends while its write
+// waits in the queue gets the context's error, and the batch that takes
+// the queue then leaves the write out.
+func TestLedgerGivesUpQueued(t *testing.T) {
+	ctx := context.Background()
+	d := auditReplica(t, auditDSN(t))
+	if _, err := UseTestIntents(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	// A batch runs already (as far as the queue knows): Open waits.
+	d.ledgerQ.mu.Lock()
+	d.ledgerQ.running = true
+	d.ledgerQ.mu.Unlock()
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	w := storetest.LedgerWrite(1, "1000")
+	if err := d.Ledger().Open(cctx, w); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Open = %v, want the context's error", err)
+	}
+	d.ledgerQ.mu.Lock()
+	ops := d.ledgerQ.ops
+	d.ledgerQ.ops, d.ledgerQ.running = nil, false
+	d.ledgerQ.mu.Unlock()
+	if len(ops) != 1 {
+		t.Fatalf("%d writes queued, want 1", len(ops))
+	}
+	d.ledgerBatch(ops)
+	select {
+	case err := <-ops[0].done:
+		t.Fatalf("an abandoned write was answered: %v", err)
+	default:
+	}
+	if o := storedOwner(t, d, "k1"); o != "" {
+		t.Fatalf("the abandoned write's key is stored (%s)", o)
+	}
+	if err := d.Ledger().Open(ctx, storetest.LedgerWrite(1, "1000")); err != nil {
+		t.Fatalf("the same write again: %v", err)
+	}
+}
+
 // TestLedgerBatchCommitFails: the server refuses a batch's COMMIT (a
 // deferred constraint broken by one write's intent): every write of it
 // is answered with an error and none is stored; the refusals answered

@@ -70,10 +70,12 @@ type intentLog interface {
 	appendIntent(ctx context.Context, tx pgx.Tx, e audit.Event) (after func(committed bool), err error)
 	// checkIntent tells, without the database, whether e can be
 	// appended; a refusal fails e's write alone. The ledger's batch asks
-	// it for each write that stays, before appendIntents.
+	// it for each write that fits its budgets, before claiming its key.
 	checkIntent(e audit.Event) error
 	// appendIntents is appendIntent for the intents of a ledger batch, in
 	// order, under one lock of the chain's head; after is called once.
+	// The ledger appends through it (appendIntent: one intent, as the
+	// audit log's tests drive it).
 	appendIntents(ctx context.Context, tx pgx.Tx, es []audit.Event) (after func(committed bool), err error)
 }
 

@@ -343,6 +343,39 @@ func (l *AuditLog) appendIntent(ctx context.Context, tx pgx.Tx, e audit.Event) (
 	}, nil
 }
 
+// checkIntent implements intentLog: a closed log refuses.
+func (l *AuditLog) checkIntent(audit.Event) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return audit.ErrClosed
+	}
+	return nil
+}
+
+// appendIntents implements intentLog: the intents of a ledger batch,
+// sealed in order under one lock of the head, which the ledger takes
+// last, just before committing.
+func (l *AuditLog) appendIntents(ctx context.Context, tx pgx.Tx, es []audit.Event) (func(committed bool), error) {
+	if err := l.checkIntent(audit.Event{}); err != nil {
+		return nil, err
+	}
+	recs := make([]audit.Record, len(es))
+	for i, e := range es {
+		recs[i] = l.rec.Record(e, audit.KindIntent)
+	}
+	began := time.Now()
+	cps, err := l.appendTx(ctx, tx, recs)
+	if err != nil {
+		return nil, fmt.Errorf("audit: intents: %w", err)
+	}
+	return func(committed bool) {
+		if committed {
+			l.committed(recs, cps, time.Since(began))
+		}
+	}, nil
+}
+
 // Intent writes an intent record and returns once it is durable. An error
 // means it may not be: the caller must refuse the write operation (503).
 // It waits at most AuditOptions.IntentTimeout.

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/keystile/keystile/internal/audit"
+	"github.com/keystile/keystile/internal/ledger"
 )
 
 // The audit tests are in the package so that they can drive appendIntent,
@@ -736,8 +737,9 @@ func BenchmarkAuditIntent(b *testing.B) {
 	}
 }
 
-// BenchmarkAuditLedgerIntent: the ledger's path, one transaction per
-// intent, parallel over replicas: the head row lock serializes them.
+// BenchmarkAuditLedgerIntent: the ledger's path (Ledger.Open of a write
+// with only an intent), parallel over replicas: the head row lock
+// serializes their transactions, each replica's batches share one.
 func BenchmarkAuditLedgerIntent(b *testing.B) {
 	const replicas = 3
 	dsn := auditDSN(b)
@@ -756,7 +758,7 @@ func BenchmarkAuditLedgerIntent(b *testing.B) {
 		d := dbs[int(next.Add(1))%replicas]
 		e := auditEvent("bench")
 		for pb.Next() {
-			if err := ledgerIntent(ctx, d, e, nil); err != nil {
+			if err := d.Ledger().Open(ctx, &ledger.Write{Intent: &e}); err != nil {
 				b.Error(err)
 				return
 			}

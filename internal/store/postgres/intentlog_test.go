@@ -36,6 +36,34 @@ func (l *testIntentLog) appendIntent(ctx context.Context, tx pgx.Tx, e audit.Eve
 	}, nil
 }
 
+func (l *testIntentLog) checkIntent(e audit.Event) error {
+	if strings.HasPrefix(e.RequestID, "fail") {
+		return errTestIntent
+	}
+	return nil
+}
+
+func (l *testIntentLog) appendIntents(ctx context.Context, tx pgx.Tx, es []audit.Event) (func(bool), error) {
+	ids := make([]string, len(es))
+	for i, e := range es {
+		if err := l.checkIntent(e); err != nil {
+			return nil, err
+		}
+		ids[i] = e.RequestID
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO test_intents (request_id) SELECT unnest($1::text[])`, ids); err != nil {
+		return nil, err
+	}
+	n := int64(len(es))
+	return func(committed bool) {
+		if committed {
+			l.committed.Add(n)
+		} else {
+			l.rolledBack.Add(n)
+		}
+	}, nil
+}
+
 // TestIntents is what the external tests see of a test intent log.
 type TestIntents struct{ l *testIntentLog }
 

@@ -14,132 +14,82 @@ import (
 
 // Ledger implements ledger.Store on the database: a write request's budget
 // reservation, idempotency claim and intent record (in the audit log kept
-// in the database) are one transaction. The budget keys are locked first
-// (budget.go), so the check sees every reservation committed before and a
-// limit holds across replicas; the claim is the idempotency store's
-// INSERT ... ON CONFLICT, so a key has one claim. A transaction whose
-// COMMIT got no answer is looked up by its transaction id before Open
-// returns: Open never reports a failure for a write that is stored, nor
-// success for one that is not.
+// in the database) are one transaction, shared with the other writes the
+// process has queued meanwhile (batch.go: each write in its own savepoint,
+// one commit). The budget keys are locked first (budget.go), so the check
+// sees every reservation committed before and a limit holds across
+// replicas; the claim is the idempotency store's INSERT ... ON CONFLICT,
+// so a key has one claim. A transaction whose COMMIT got no answer is
+// looked up by its transaction id before Open returns: Open never reports
+// a failure for a write that is stored, nor success for one that is not.
 //
 // Locks are taken in one order by every writer: budget keys (advisory,
-// ascending), then the key's row, then whatever the audit log locks to
-// append; releases and prunes lock budget keys before rows too. Writes
-// against one budget run one after another, each holding the budget's
-// lock through its COMMIT, so a busy budget admits about one order per
-// WAL flush across all replicas; writes against different budgets
-// overlap and share flushes.
+// ascending, all of a batch's at once), then the keys' rows (ascending),
+// then the audit log's head; releases and prunes lock budget keys before
+// rows too. Batches against one budget run one after another, each
+// holding the budget's lock through its COMMIT, so a busy budget admits
+// about one batch per WAL flush across all replicas.
 type Ledger struct{ d *DB }
 
 // Ledger returns the database's ledger. Writes with an intent record need
 // the audit log to be open in the database.
 func (d *DB) Ledger() *Ledger { return &Ledger{d: d} }
 
-// Open implements ledger.Store.
+// Open implements ledger.Store. The write joins the process's next batch
+// (batch.go): one transaction and one commit for the writes queued
+// together. It gives up with ctx's error only while the write waits in
+// the queue; once its batch has taken it, Open returns the outcome.
 func (l *Ledger) Open(ctx context.Context, w *ledger.Write) error {
-	var log intentLog
-	if w.Intent != nil {
-		if log = l.d.intentLog(); log == nil {
-			return ledger.ErrNoAuditLog
+	op, err := l.newOp(w)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	l.d.submitLedger(false, op)
+	select {
+	case err = <-op.done:
+	case <-ctx.Done():
+		if op.state.CompareAndSwap(opQueued, opAbandoned) {
+			return ctx.Err()
 		}
+		err = <-op.done
+	}
+	return op.result(err)
+}
+
+// newOp checks w and makes its queued write.
+func (l *Ledger) newOp(w *ledger.Write) (*ledgerOp, error) {
+	if w.Intent != nil && l.d.intentLog() == nil {
+		return nil, ledger.ErrNoAuditLog
 	}
 	if w.Budget != nil {
 		if err := checkAmount(w.Budget.Amount, w.Budget.Claims); err != nil {
-			return err
+			return nil, err
 		}
 		w.Budget.IDs = nil
 	}
-	var (
-		ids   []int64
-		after func(committed bool)
-	)
-	err := l.d.inTxChecked(ctx, func(tx pgx.Tx, xid *int64) error {
-		// One round trip: the transaction id, the reservation (locks,
-		// sums, entries) and the claim; the refusals are decided after,
-		// in order (budget, then key), and roll back what was written.
-		b := &pgx.Batch{}
-		b.Queue(qTxID)
-		var r *reservation
-		if w.Budget != nil {
-			r = &reservation{atN: clampNano(w.Budget.At), amount: w.Budget.Amount, claims: w.Budget.Claims}
-			r.queue(b)
-		}
-		if w.Key != nil {
-			args, err := idemRow(w.Key.Record)
-			if err != nil {
-				return fmt.Errorf("claim idempotency key: %w", err)
-			}
-			b.Queue(qIdemClaim, append(args, idemNano(w.Key.NotBefore))...)
-		}
-		br := tx.SendBatch(ctx, b)
-		claimed, err := readLedgerBatch(br, xid, r, w.Key != nil)
-		if cerr := br.Close(); err == nil {
-			err = cerr
-		}
+	op := &ledgerOp{w: w, done: make(chan error, 1)}
+	if w.Key != nil {
+		args, err := idemRow(w.Key.Record)
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("postgres: ledger: claim idempotency key: %w", err)
 		}
-		if r != nil {
-			if err := r.check(); err != nil {
-				return err
-			}
-		}
-		if w.Key != nil && !claimed {
-			// The record the claim lost to is locked by the claim's
-			// statement: it is read as it stood.
-			stored, err := scanIdem(tx.QueryRow(ctx, qIdemGet, w.Key.Record.Scope, w.Key.Record.Key))
-			if err != nil {
-				return fmt.Errorf("read the stored idempotency key: %w", err)
-			}
-			w.Key.Stored = stored
-			return ledger.ErrKeyTaken
-		}
-		if r != nil {
-			ids = r.ids
-		}
-		if log != nil {
-			var err error
-			after, err = log.appendIntent(ctx, tx, *w.Intent)
-			if err != nil {
-				return fmt.Errorf("intent record: %w", err)
-			}
-		}
-		return nil
-	})
-	if after != nil {
-		after(err == nil)
+		op.claim = append(args, idemNano(w.Key.NotBefore))
 	}
+	return op, nil
+}
+
+// result is Open's answer once op's batch answered err.
+func (op *ledgerOp) result(err error) error {
 	if err != nil {
 		return fmt.Errorf("postgres: ledger: %w", err)
 	}
-	if w.Budget != nil {
-		w.Budget.IDs = ids
+	if op.w.Budget != nil {
+		op.w.Budget.IDs = op.ids
 	}
 	return nil
-}
-
-// readLedgerBatch reads the results of Open's batch: the transaction id
-// into xid, the reservation's into r, and whether the key was claimed.
-func readLedgerBatch(br pgx.BatchResults, xid *int64, r *reservation, key bool) (claimed bool, err error) {
-	if err := br.QueryRow().Scan(xid); err != nil {
-		return false, err
-	}
-	if r != nil {
-		if err := r.read(br); err != nil {
-			return false, err
-		}
-	}
-	if !key {
-		return false, nil
-	}
-	err = br.QueryRow().Scan(&claimed)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("claim idempotency key: %w", err)
-	}
-	return claimed, nil
 }
 
 const qTxID = `SELECT txid_current()`

@@ -55,6 +55,9 @@ type DB struct {
 	// inside its own transaction through it.
 	intentsMu sync.RWMutex
 	intents   intentLog
+
+	// ledgerQ queues the ledger's writes for its group commit (batch.go).
+	ledgerQ ledgerQueue
 }
 
 // intentLog seals an intent record into the audit chain kept in the
@@ -65,6 +68,15 @@ type intentLog interface {
 	// back. after, when not nil, is called once the transaction has
 	// ended, with whether it committed (mirrors, metrics, health).
 	appendIntent(ctx context.Context, tx pgx.Tx, e audit.Event) (after func(committed bool), err error)
+	// checkIntent tells, without the database, whether e can be
+	// appended; a refusal fails e's write alone. The ledger's batch asks
+	// it for each write that fits its budgets, before claiming its key.
+	checkIntent(e audit.Event) error
+	// appendIntents is appendIntent for the intents of a ledger batch, in
+	// order, under one lock of the chain's head; after is called once.
+	// The ledger appends through it (appendIntent: one intent, as the
+	// audit log's tests drive it).
+	appendIntents(ctx context.Context, tx pgx.Tx, es []audit.Event) (after func(committed bool), err error)
 }
 
 func (d *DB) setIntentLog(l intentLog) {

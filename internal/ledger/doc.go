@@ -10,8 +10,9 @@
 // (a commit of the audit log). Store.Open makes all three one atomic write,
 // group-committed with the other orders in flight: in the embedded store
 // one transaction of the main database, in which the audit log is kept
-// (store/sqlite); in PostgreSQL one transaction (each replica appending to
-// its own chain).
+// (store/sqlite); in PostgreSQL one transaction per batch of a replica's
+// orders, appending to the one audit chain all replicas share
+// (store/postgres).
 //
 // Open checks before it writes, in this order: every budget claim must fit
 // under its limit (else *policy.ExceededError: the policy's answer comes

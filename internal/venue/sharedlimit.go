@@ -37,7 +37,7 @@ type SharedOptions struct {
 	// account (credential name), the same on every replica.
 	Key string
 	// Refresh is how old the last known shared deadline may be before
-	// Allow asks Store again. If 0, 200 ms.
+	// Allow asks Store again. If 0, 150 ms.
 	Refresh time.Duration
 	// Wait bounds how long Allow waits for that answer; past it, Allow
 	// decides with what it knows and the answer is kept when it comes.
@@ -79,7 +79,7 @@ type SharedLimiter struct {
 // Share wraps a venue's RateLimiter with the shared back-off of o.
 func Share(inner RateLimiter, o SharedOptions) *SharedLimiter {
 	if o.Refresh <= 0 {
-		o.Refresh = 200 * time.Millisecond
+		o.Refresh = 150 * time.Millisecond
 	}
 	if o.Wait <= 0 {
 		o.Wait = 50 * time.Millisecond

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ func tooMany(retryAfter string) *http.Response {
 
 // TestVenueBackoffSharedAcrossReplicas: a 429 with Retry-After: 2 seen by
 // replica A makes replica B refuse within 250 ms (its refresh interval is
-// 200 ms), and a replica that was idle refuses at once; all refuse until
+// 150 ms), and a replica that was idle refuses at once; all refuse until
 // the deadline and allow again after it.
 func TestVenueBackoffSharedAcrossReplicas(t *testing.T) {
 	o := testOptions(t)
@@ -66,9 +67,11 @@ func TestVenueBackoffSharedAcrossReplicas(t *testing.T) {
 	if refusedAt.IsZero() {
 		t.Fatal("B never refused")
 	}
-	if d := refusedAt.Sub(seen); d > 250*time.Millisecond {
+	d := refusedAt.Sub(seen)
+	if d > 250*time.Millisecond {
 		t.Errorf("B refused %v after A's 429, want <= 250 ms", d)
 	}
+	t.Logf("B refused %v after A's 429", d)
 	if _, ok := idle.Allow("trade", time.Now()); ok {
 		t.Error("an idle replica allowed its first request during the back-off")
 	}
@@ -220,5 +223,34 @@ func TestVenueBackoffRedisDown(t *testing.T) {
 				t.Errorf("outage logged %d times by two limiters, want once each:\n%s", got, logs)
 			}
 		})
+	}
+}
+
+// countingBackoffs counts the reads of a real store.
+type countingBackoffs struct {
+	*redisstore.Backoffs
+	reads atomic.Int64
+}
+
+func (c *countingBackoffs) Until(ctx context.Context, key string) (time.Time, error) {
+	c.reads.Add(1)
+	return c.Backoffs.Until(ctx, key)
+}
+
+// TestVenueBackoffCached: the shared deadline is read at most once per
+// Refresh, not once per request: 1000 requests over one second ask Redis
+// at most 7 times (every 150 ms).
+func TestVenueBackoffCached(t *testing.T) {
+	store := &countingBackoffs{Backoffs: open(t, testOptions(t)).Backoffs()}
+	model := &venue.WindowLimiter{Window: time.Minute, Limit: func(string) int { return 1 << 20 }, Backoff: time.Second}
+	l := venue.Share(model, venue.SharedOptions{Store: store, Key: "okx/main"})
+	t0 := time.Now()
+	for i := range 1000 {
+		if _, ok := l.Allow("x", t0.Add(time.Duration(i)*time.Millisecond)); !ok {
+			t.Fatalf("request %d refused", i)
+		}
+	}
+	if n := store.reads.Load(); n < 1 || n > 7 {
+		t.Fatalf("%d reads of Redis for 1000 requests over 1 s, want 1 to 7", n)
 	}
 }

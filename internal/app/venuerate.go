@@ -1,6 +1,9 @@
 package app
 
 import (
+	"time"
+
+	"github.com/keystile/keystile/internal/config"
 	"github.com/keystile/keystile/internal/venue"
 )
 
@@ -29,10 +32,28 @@ func (s *Server) sharedLimits(id string, b builtVenue) builtVenue {
 	if account == "" {
 		account = id
 	}
-	b.gv.Limiter = venue.Share(lim, venue.SharedOptions{
+	o := venue.SharedOptions{
 		Store:  s.scale.redis.Backoffs(),
 		Key:    id + "/" + account,
 		Logger: s.log.With("venue", id),
-	})
+	}
+	o.Backoff, o.MaxBackoff = sharedBackoff(b.cfg.Type)
+	b.gv.Limiter = venue.Share(lim, o)
 	return b
+}
+
+// sharedBackoff is the back-off the other replicas take after a 429
+// without Retry-After, and the longest Retry-After they honour: the venue
+// model's own (0: venue.Share's defaults, 1 s and 10 min).
+func sharedBackoff(typ string) (def, maxBackoff time.Duration) {
+	switch typ {
+	case config.TypeBinance:
+		// A 418 ban's Retry-After runs from 2 minutes to 3 days.
+		return time.Minute, 72 * time.Hour
+	case config.TypeKraken:
+		return time.Minute, 0
+	case config.TypeOKX:
+		return 2 * time.Second, time.Hour
+	}
+	return 0, 0
 }

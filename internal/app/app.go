@@ -419,6 +419,7 @@ func NewServer(ctx context.Context, env Env, o ServerOptions) (*Server, error) {
 			s.closeStores(ctx)
 			return nil, err
 		}
+		b = s.sharedLimits(id, b)
 		s.venues[id] = b
 		venues = append(venues, b.gv)
 	}

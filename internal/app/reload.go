@@ -115,7 +115,7 @@ func (s *Server) reload(path string) (*policy.Set, error) {
 		if err != nil {
 			return abort(err)
 		}
-		b = s.gated(id, b)
+		b = s.gated(id, s.sharedLimits(id, b))
 		fresh = append(fresh, b)
 		next[id] = b
 		if _, ok := s.venues[id]; ok {

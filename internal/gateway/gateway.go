@@ -74,6 +74,9 @@ type Venue struct {
 	// Account names the venue account (its credential) for per-account
 	// budgets and rates. "" means the venue id.
 	Account string
+	// Limiter, if set, models the venue's rate limits in place of Impl's
+	// own venue.RateLimiter (e.g. Impl's wrapped in venue.Share).
+	Limiter venue.RateLimiter
 }
 
 // Options configure New. Zero values of optional fields are safe.
@@ -242,6 +245,9 @@ func (g *Gateway) serve(v Venue) (*served, error) {
 	}
 	s.carrier, _ = v.Impl.(venue.TokenCarrier)
 	s.limiter, _ = v.Impl.(venue.RateLimiter)
+	if v.Limiter != nil {
+		s.limiter = v.Limiter
+	}
 	s.normalizer, _ = v.Impl.(venue.Normalizer)
 	s.clientIDs, _ = v.Impl.(venue.ClientOrderIDs)
 	s.lookup, _ = v.Impl.(venue.OrderLookup)

@@ -313,6 +313,7 @@ type WindowLimiter struct {
 	MaxBackoff time.Duration
 
 	mu     sync.Mutex
+	share  int // replicas sharing the key (0, 1: none)
 	counts map[string]int
 	starts map[string]time.Time
 	until  time.Time
@@ -329,6 +330,9 @@ func (l *WindowLimiter) Allow(class string, now time.Time) (time.Duration, bool)
 		l.counts, l.starts = map[string]int{}, map[string]time.Time{}
 	}
 	limit := l.Limit(class)
+	if l.share > 1 {
+		limit = max(1, limit/l.share)
+	}
 	if start, ok := l.starts[class]; !ok || now.Sub(start) >= l.Window || now.Before(start) {
 		l.starts[class], l.counts[class] = now, 0
 	}
@@ -337,6 +341,16 @@ func (l *WindowLimiter) Allow(class string, now time.Time) (time.Duration, bool)
 	}
 	l.counts[class]++
 	return 0, true
+}
+
+// ShareLimits makes l allow 1/n of each class's limit (at least one
+// request per window): this replica's share when n replicas use one API
+// key and each counts only its own requests. n <= 1 restores the whole
+// limit.
+func (l *WindowLimiter) ShareLimits(n int) {
+	l.mu.Lock()
+	l.share = n
+	l.mu.Unlock()
 }
 
 // Observe starts a back-off on HTTP 429.

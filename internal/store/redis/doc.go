@@ -12,12 +12,18 @@
 //     Replicas also poll PostgreSQL's version (fanout.Watcher), so a lost
 //     message or an outage delays a revocation by at most the poll
 //     interval.
+//   - Backoffs implements venue.BackoffStore: a venue's 429/418 back-off
+//     seen by one replica is a key whose expiry is its end, extended only
+//     to a later end; venue.Share makes every replica's rate-limit model
+//     refuse until then. While Redis fails, each replica's own model
+//     decides alone.
 //   - Client.Ready and Client.Status report health for readyz and
 //     `keystile status`.
 //
-// Security model: Redis holds no secrets, only counters, version numbers
-// and rate-bucket times keyed by policy, token id and account name. The
-// Redis password is a secret.Value, handed to the driver only when it
-// connects, and never appears in an error or a log line; errors name the
-// server by host:port/db.
+// Security model: Redis holds no secrets, only counters, version numbers,
+// rate-bucket times and venue back-off expiries keyed by policy, token id,
+// venue id and account (credential) name. The Redis password is a
+// secret.Value, handed to the driver only when it connects, and never
+// appears in an error or a log line; errors name the server by
+// host:port/db.
 package redisstore

@@ -333,9 +333,15 @@ func classLimit(class string) int {
 // Retry-After seconds (at most 10 minutes), or 1 second.
 func (v *Venue) Observe(resp *http.Response, now time.Time) { v.rl.Observe(resp, now) }
 
+// ShareLimits implements venue.LimitSharer: Coinbase sends no usage
+// headers, so each of n replicas on one API key counts its own requests
+// against 1/n of every limit.
+func (v *Venue) ShareLimits(n int) { v.rl.ShareLimits(n) }
+
 var (
 	_ venue.Venue        = (*Venue)(nil)
 	_ venue.Normalizer   = (*Venue)(nil)
 	_ venue.TokenCarrier = (*Venue)(nil)
 	_ venue.RateLimiter  = (*Venue)(nil)
+	_ venue.LimitSharer  = (*Venue)(nil)
 )

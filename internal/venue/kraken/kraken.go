@@ -320,11 +320,17 @@ func (v *Venue) Allow(op string, now time.Time) (time.Duration, bool) { return v
 // Observe implements venue.RateLimiter.
 func (v *Venue) Observe(resp *http.Response, now time.Time) { v.rl.observe(resp, now) }
 
+// ShareLimits implements venue.LimitSharer: Kraken sends no usage
+// headers, so each of n replicas on one API key counts its own calls
+// against 1/n of each counter (its maximum and its decay).
+func (v *Venue) ShareLimits(n int) { v.rl.share(n) }
+
 var (
 	_ venue.Venue        = (*Venue)(nil)
 	_ venue.Normalizer   = (*Venue)(nil)
 	_ venue.TokenCarrier = (*Venue)(nil)
 	_ venue.RateLimiter  = (*Venue)(nil)
+	_ venue.LimitSharer  = (*Venue)(nil)
 )
 
 // Sequence implements venue.Sequencer: private requests are signed and sent

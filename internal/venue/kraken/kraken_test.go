@@ -447,3 +447,39 @@ func TestRateLimiter(t *testing.T) {
 		t.Fatal("after back-off")
 	}
 }
+
+// TestShareLimits: with two replicas on one key, each allows half of each
+// counter (starter: REST 15 → 7.5, trading 60 → 30, less 5%).
+func TestShareLimits(t *testing.T) {
+	v, _ := kraken.New(kraken.Options{Credentials: creds(nil)})
+	v.ShareLimits(2)
+	t0 := time.Unix(1700000000, 0)
+	count := func(op string) int {
+		n := 0
+		for range 1000 {
+			if _, ok := v.Allow(op, t0); !ok {
+				return n
+			}
+			n++
+		}
+		return n
+	}
+	if n := count(venue.OpAccountRead); n != 7 {
+		t.Errorf("REST calls allowed: %d, want 7", n)
+	}
+	if n := count(venue.OpOrderPlace); n != 28 {
+		t.Errorf("orders allowed: %d, want 28", n)
+	}
+	// Half the decay too (0.165 per s): one REST call comes back after
+	// 5.3 s, not after 2.7 s as alone.
+	if _, ok := v.Allow(venue.OpAccountRead, t0.Add(3100*time.Millisecond)); ok {
+		t.Error("a REST call allowed after 3.1 s: the decay is not shared")
+	}
+	if _, ok := v.Allow(venue.OpAccountRead, t0.Add(6200*time.Millisecond)); !ok {
+		t.Error("no REST call allowed after 6.2 s")
+	}
+	u := v.RateUsage(t0)
+	if len(u) != 2 || u[0].Limit != 7.5 || u[1].Limit != 30 {
+		t.Errorf("usage limits: %+v", u)
+	}
+}

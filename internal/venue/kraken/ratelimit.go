@@ -39,8 +39,9 @@ const headroom = 0.95
 const defaultBackoff = 60 * time.Second
 
 type limiter struct {
-	lim  tierLimits
-	none bool // tier "none": no local counter model (429 back-off still applies)
+	lim  tierLimits // this replica's share of base
+	base tierLimits // the tier's limits for the whole API key
+	none bool       // tier "none": no local counter model (429 back-off still applies)
 
 	mu           sync.Mutex
 	rest, trade  float64
@@ -56,7 +57,19 @@ func newLimiter(tier string) (*limiter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &limiter{lim: l}, nil
+	return &limiter{lim: l, base: l}, nil
+}
+
+// share makes l count against 1/n of each counter: its maximum and its
+// decay (n replicas on one API key, each counting only its own calls).
+func (l *limiter) share(n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lim = l.base
+	if n > 1 {
+		f := float64(n)
+		l.lim = tierLimits{l.base.restMax / f, l.base.restDecay / f, l.base.tradeMax / f, l.base.tradeDecay / f}
+	}
 }
 
 // decay brings the counters to now.

@@ -324,9 +324,15 @@ func (v *Venue) Allow(op string, now time.Time) (time.Duration, bool) { return v
 // (one window).
 func (v *Venue) Observe(resp *http.Response, now time.Time) { v.rl.Observe(resp, now) }
 
+// ShareLimits implements venue.LimitSharer: OKX sends no usage headers,
+// so each of n replicas on one API key counts its own requests against
+// 1/n of every Limit.
+func (v *Venue) ShareLimits(n int) { v.rl.ShareLimits(n) }
+
 var (
 	_ venue.Venue        = (*Venue)(nil)
 	_ venue.Normalizer   = (*Venue)(nil)
 	_ venue.TokenCarrier = (*Venue)(nil)
 	_ venue.RateLimiter  = (*Venue)(nil)
+	_ venue.LimitSharer  = (*Venue)(nil)
 )

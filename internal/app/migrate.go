@@ -41,7 +41,7 @@ func PostgresOptions(ctx context.Context, env Env, cfg *config.Config, ref strin
 		return postgres.Options{}, err
 	}
 	defer dsn.Wipe()
-	return postgres.Options{DSN: string(dsn.Reveal()), MaxConns: int32(p.MaxConns), StatementTimeout: p.StatementTimeout}, nil
+	return postgres.Options{DSN: string(dsn.Reveal()), MaxConns: int32(min(max(p.MaxConns, 0), 1000)), StatementTimeout: p.StatementTimeout}, nil // #nosec G115 -- clamped to the 0..1000 the config allows
 }
 
 // MigrateResult reports keystile migrate.

@@ -79,7 +79,11 @@ type StoreRedis struct {
 	// its share, the limit divided by store.redis.replicas).
 	RateLimitFallback string `yaml:"rate_limit_fallback"`
 	// Replicas (store.redis.replicas) is the number of replicas sharing
-	// the limits, for local_share (required there).
+	// the venues' keys: venues whose rate-limit model counts keystile's
+	// own requests (OKX, Coinbase, Kraken) give each replica 1/replicas
+	// of their limits, and with local_share each replica allows that
+	// share of a policy rate limit while Redis is down (required there).
+	// Default 0: limits are not divided.
 	Replicas int `yaml:"replicas"`
 }
 
@@ -148,8 +152,6 @@ func (ck *checker) store(s Store) {
 		ck.add("store.redis.replicas", "must be between 1 and 1000, got %d", r.Replicas)
 	case r.RateLimitFallback == RateLimitLocalShare && r.Replicas == 0:
 		ck.add("store.redis.replicas", "required with rate_limit_fallback local_share: each replica allows the limit divided by it")
-	case r.RateLimitFallback != RateLimitLocalShare && r.Replicas != 0:
-		ck.add("store.redis.replicas", "only used with rate_limit_fallback local_share")
 	}
 
 	ck.positive("store.poll_interval", s.PollInterval)

@@ -54,7 +54,6 @@ func TestStoreErrors(t *testing.T) {
 		{"ca without tls", pg + "  redis:\n    addr: r:6379\n    ca_file: /ca.pem\n", `s.yaml:6:5: store.redis.ca_file: only used with store.redis.tls: true`},
 		{"fallback", pg + "  redis:\n    addr: r:6379\n    rate_limit_fallback: open\n", `store.redis.rate_limit_fallback: must be one of fail_closed|local_share, got "open"`},
 		{"local share needs replicas", pg + "  redis:\n    addr: r:6379\n    rate_limit_fallback: local_share\n", `store.redis.replicas: required with rate_limit_fallback local_share`},
-		{"replicas without local share", pg + "  redis:\n    addr: r:6379\n    replicas: 3\n", `s.yaml:6:5: store.redis.replicas: only used with rate_limit_fallback local_share`},
 		{"db", pg + "  redis:\n    addr: r:6379\n    db: -1\n", `store.redis.db: must be between 0 and 65536, got -1`},
 		{"poll interval", "store:\n  poll_interval: 10ms\n", `s.yaml:2:3: store.poll_interval: must be between 50ms and 1m, got 10ms`},
 		{"replica id", "store:\n  replica_id: Gw A\n", `s.yaml:2:3: store.replica_id: must match [a-z0-9][a-z0-9_.-]{0,63}, got "Gw A"`},
@@ -70,5 +69,17 @@ func TestStoreErrors(t *testing.T) {
 				t.Fatalf("error repeats the secret: %v", err)
 			}
 		})
+	}
+}
+
+// TestStoreReplicasWithFailClosed: replicas divides the venues' own limits
+// whatever the rate-limit fallback, so it is accepted with fail_closed.
+func TestStoreReplicasWithFailClosed(t *testing.T) {
+	c, err := Parse("s.yaml", []byte("store:\n  postgres:\n    dsn: env:PG\n  redis:\n    addr: r:6379\n    replicas: 3\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Store.Redis.Replicas != 3 || c.Store.Redis.RateLimitFallback != "" && c.Store.Redis.RateLimitFallback != RateLimitFailClosed {
+		t.Fatalf("redis = %+v", c.Store.Redis)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/keystile/keystile/internal/alert"
 	"github.com/keystile/keystile/internal/audit"
 	"github.com/keystile/keystile/internal/config"
+	"github.com/keystile/keystile/internal/detect"
 	"github.com/keystile/keystile/internal/fanout"
 	"github.com/keystile/keystile/internal/idem"
 	"github.com/keystile/keystile/internal/killswitch"
@@ -44,7 +45,7 @@ func (s *pgStores) Nonces() kraken.NonceStore     { return s.db.Nonces() }
 func (s *pgStores) MFA() mfa.Store                { return s.db.MFA() }
 func (s *pgStores) Alerts() alert.DigestStore     { return s.db.Alerts() }
 func (s *pgStores) LossLedger() killswitch.Ledger { return s.db.LossLedger() }
-func (s *pgStores) Detect() DetectStore           { return s.db.Detect() }
+func (s *pgStores) Detect() DetectStore           { return publishingDetect{DetectStore: s.db.Detect(), p: s} }
 func (s *pgStores) Budgets() policy.BudgetStore   { return s.db.Budgets() }
 func (s *pgStores) Idempotency() idem.Store       { return s.db.Idempotency() }
 func (s *pgStores) Ledger() ledger.Store          { return s.db.Ledger() }
@@ -225,6 +226,29 @@ func (t publishingTrips) Clear(ctx context.Context, f killswitch.Filter, by, rea
 	return got, err
 }
 
+// publishingDetect announces the detector's holds put or released once
+// committed.
+type publishingDetect struct {
+	DetectStore
+	p *pgStores
+}
+
+func (d publishingDetect) PutHold(ctx context.Context, h detect.Hold) error {
+	err := d.DetectStore.PutHold(ctx, h)
+	if err == nil {
+		d.p.publish(ctx, postgres.TopicDetectHolds)
+	}
+	return err
+}
+
+func (d publishingDetect) DeleteHold(ctx context.Context, kind, subject string) error {
+	err := d.DetectStore.DeleteHold(ctx, kind, subject)
+	if err == nil {
+		d.p.publish(ctx, postgres.TopicDetectHolds)
+	}
+	return err
+}
+
 // purposeRedisPrefix derives the installation's Redis key prefix.
 const purposeRedisPrefix = "redis.prefix.v1"
 
@@ -361,6 +385,10 @@ func (s *Server) watchChanges(ctx context.Context) []<-chan struct{} {
 		s.scale.bus.Watch(ctx, postgres.TopicTokens, refresh("tokens", s.tokens.Reload)),
 		s.scale.bus.Watch(ctx, postgres.TopicKillSwitch, refresh("kill switch", s.kill.Refresh)),
 		s.scale.bus.Watch(ctx, postgres.TopicVault, refresh("vault", s.vault.Refresh)),
+	}
+	if s.detect != nil {
+		done = append(done, s.scale.bus.Watch(ctx, postgres.TopicDetectHolds, refresh("detector holds", s.detect.ReloadHolds)))
+		refresh("detector holds", s.detect.ReloadHolds)(0)
 	}
 	// A change between loading and the watches' baselines is not missed.
 	refresh("tokens", s.tokens.Reload)(0)

@@ -214,7 +214,7 @@ func (d *Detector) publishHolds(list []Hold) {
 		switch h.Kind {
 		case HoldThrottle:
 			if old != nil {
-				if t := old.throttles[h.Subject]; t != nil && t.hold == h {
+				if t := old.throttles[h.Subject]; t != nil && sameHold(t.hold, h) {
 					n.throttles[h.Subject] = t
 					continue
 				}
@@ -228,6 +228,19 @@ func (d *Detector) publishHolds(list []Hold) {
 	}
 	d.holds.Store(n)
 }
+
+// sameHold reports whether a and b are the same hold, whatever clock
+// reading or location their times carry (one read back from a store keeps
+// its throttle's bucket).
+func sameHold(a, b Hold) bool {
+	return a.Kind == b.Kind && a.Subject == b.Subject && a.Since.Equal(b.Since) && a.Until.Equal(b.Until) &&
+		a.Requests == b.Requests && a.Per == b.Per && a.Detector == b.Detector && a.Finding == b.Finding
+}
+
+// ReloadHolds re-reads the holds from the store: replicas sharing one
+// call it when another process put or released a hold. A throttle that
+// did not change keeps its bucket.
+func (d *Detector) ReloadHolds(ctx context.Context) error { return d.loadHolds(ctx) }
 
 func (d *Detector) loadHolds(ctx context.Context) error {
 	var list []Hold

@@ -235,3 +235,58 @@ func TestManyProfilesSaved(t *testing.T) {
 		t.Fatalf("first stored %q: the least recently active were not the ones deleted", stored[0].Key)
 	}
 }
+
+// TestReloadHoldsSeesAnotherProcess: two detectors on one store stand for
+// two replicas. A hold another process put (or released) takes effect on
+// ReloadHolds; a throttle that did not change keeps its spent bucket.
+func TestReloadHoldsSeesAnotherProcess(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t, filepath.Join(t.TempDir(), "keystile.db"))
+	s := settings(t, "")
+	b := newRig(t, s, db.Detect())
+	other := db.Detect() // replica A's writes
+	now := t0.Add(time.Minute)
+	if rule, _ := b.d.Admit("tok_a", "binance", now); rule != "" {
+		t.Fatalf("before any hold: %q", rule)
+	}
+	if err := other.PutHold(ctx, detect.Hold{Kind: detect.HoldFreezeVenue, Subject: "binance", Since: t0, Detector: "order_size", Finding: "f1"}); err != nil {
+		t.Fatal(err)
+	}
+	if rule, _ := b.d.Admit("tok_a", "binance", now); rule != "" {
+		t.Fatalf("before ReloadHolds: %q (the test would not show its effect)", rule)
+	}
+	if err := b.d.ReloadHolds(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rule, _ := b.d.Admit("tok_a", "binance", now); rule != detect.RuleFrozenVenue {
+		t.Fatalf("after ReloadHolds: %q, want %s", rule, detect.RuleFrozenVenue)
+	}
+	// A throttle of 2 per hour: spend it, reload, still spent.
+	th := detect.Hold{Kind: detect.HoldThrottle, Subject: "tok_b", Since: t0, Until: t0.Add(time.Hour), Requests: 2, Per: time.Hour, Detector: "rate", Finding: "f2"}
+	if err := other.PutHold(ctx, th); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.d.ReloadHolds(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if rule, _ := b.d.Admit("tok_b", "kraken", now); rule != "" {
+			t.Fatalf("throttled request %d of 2: %q", i+1, rule)
+		}
+	}
+	if rule, _ := b.d.Admit("tok_b", "kraken", now); rule != detect.RuleThrottle {
+		t.Fatalf("third request: %q, want %s", rule, detect.RuleThrottle)
+	}
+	if err := other.DeleteHold(ctx, detect.HoldFreezeVenue, "binance"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.d.ReloadHolds(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rule, _ := b.d.Admit("tok_a", "binance", now); rule != "" {
+		t.Fatalf("after the release elsewhere and ReloadHolds: %q", rule)
+	}
+	if rule, _ := b.d.Admit("tok_b", "kraken", now); rule != detect.RuleThrottle {
+		t.Fatalf("a reload refilled an unchanged throttle: %q", rule)
+	}
+}

@@ -88,11 +88,17 @@ func (s *DetectStore) Holds(ctx context.Context) ([]detect.Hold, error) {
 
 // PutHold implements detect.HoldStore.
 func (s *DetectStore) PutHold(ctx context.Context, h detect.Hold) error {
-	_, err := s.d.pool.Exec(ctx, `INSERT INTO detect_holds(kind, subject, since, until, requests, per, detector, finding)
+	err := s.d.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO detect_holds(kind, subject, since, until, requests, per, detector, finding)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (kind, subject) DO UPDATE SET since = excluded.since, until = excluded.until,
 			requests = excluded.requests, per = excluded.per, detector = excluded.detector, finding = excluded.finding`,
-		h.Kind, h.Subject, nanos(h.Since), nanos(h.Until), h.Requests, int64(h.Per), h.Detector, h.Finding)
+			h.Kind, h.Subject, nanos(h.Since), nanos(h.Until), h.Requests, int64(h.Per), h.Detector, h.Finding)
+		if err != nil {
+			return err
+		}
+		return bump(ctx, tx, TopicDetectHolds)
+	})
 	if err != nil {
 		return fmt.Errorf("postgres: store detect hold: %w", err)
 	}
@@ -101,7 +107,14 @@ func (s *DetectStore) PutHold(ctx context.Context, h detect.Hold) error {
 
 // DeleteHold implements detect.HoldStore.
 func (s *DetectStore) DeleteHold(ctx context.Context, kind, subject string) error {
-	if _, err := s.d.pool.Exec(ctx, `DELETE FROM detect_holds WHERE kind = $1 AND subject = $2`, kind, subject); err != nil {
+	err := s.d.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM detect_holds WHERE kind = $1 AND subject = $2`, kind, subject)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		return bump(ctx, tx, TopicDetectHolds)
+	})
+	if err != nil {
 		return fmt.Errorf("postgres: delete detect hold: %w", err)
 	}
 	return nil

@@ -21,6 +21,9 @@ const (
 	TopicVault = "vault"
 	// TopicKillSwitch moves when a trip is engaged or cleared.
 	TopicKillSwitch = "killswitch"
+	// TopicDetectHolds moves when the detector puts or releases a hold
+	// (throttle, frozen venue or credential).
+	TopicDetectHolds = "detect_holds"
 )
 
 // Version returns the change version of topic: 0 if it was never bumped,

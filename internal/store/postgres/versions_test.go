@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keystile/keystile/internal/detect"
 	"github.com/keystile/keystile/internal/store"
 	"github.com/keystile/keystile/internal/store/postgres"
 	"github.com/keystile/keystile/internal/store/storetest"
@@ -161,5 +162,33 @@ func TestVersionConcurrentWriters(t *testing.T) {
 		if v := mustVersion(t, db, postgres.TopicTokens); v != want {
 			t.Fatalf("replica %d sees tokens version %d, want %d", i, v, want)
 		}
+	}
+}
+
+// TestDetectHoldsBumpVersion: a hold put or released moves the
+// detect_holds version (replicas reload their holds on it); releasing an
+// absent hold does not.
+func TestDetectHoldsBumpVersion(t *testing.T) {
+	ctx := context.Background()
+	pools := replicaPools(t, 2)
+	a, b := pools[0].Detect(), pools[1]
+	h := detect.Hold{Kind: detect.HoldFreezeVenue, Subject: "binance", Since: time.Unix(1_700_000_000, 0), Detector: "order_size", Finding: "f"}
+	if err := a.PutHold(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if v := mustVersion(t, b, postgres.TopicDetectHolds); v != 1 {
+		t.Fatalf("after a put: %d", v)
+	}
+	if got, err := b.Detect().Holds(ctx); err != nil || len(got) != 1 || got[0].Subject != "binance" {
+		t.Fatalf("other replica's holds: %+v, %v", got, err)
+	}
+	if err := a.DeleteHold(ctx, h.Kind, h.Subject); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.DeleteHold(ctx, h.Kind, h.Subject); err != nil {
+		t.Fatalf("releasing an absent hold: %v", err)
+	}
+	if v := mustVersion(t, b, postgres.TopicDetectHolds); v != 2 {
+		t.Fatalf("after a release and a no-op release: %d, want 2", v)
 	}
 }

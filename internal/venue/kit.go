@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/keystile/keystile/internal/secret"
 )
@@ -196,6 +197,12 @@ func (t Ticker) Request(instrument string) (method, path, rawQuery string) {
 func (t Ticker) Parse(instrument string, body []byte) (string, error) {
 	fail := func(format string, a ...any) (string, error) {
 		return "", fmt.Errorf(t.Venue+": ticker: "+format, a...)
+	}
+	// JSON text is UTF-8 (RFC 8259 §8.1). encoding/json would replace
+	// invalid bytes with U+FFFD, and the price would no longer be the
+	// venue's own text.
+	if !utf8.Valid(body) {
+		return fail("answer is not valid UTF-8")
 	}
 	var doc any
 	dec := json.NewDecoder(bytes.NewReader(body))

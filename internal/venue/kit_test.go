@@ -118,6 +118,7 @@ func TestTickerParse(t *testing.T) {
 		{"price of another type", plain, "BTCUSDT", `{"price":{"x":1}}`, "", "no price"},
 		{"not JSON", plain, "BTCUSDT", `nope`, "", "not a single JSON object"},
 		{"trailing data", plain, "BTCUSDT", `{"price":"1"} {}`, "", "not a single JSON object"},
+		{"invalid UTF-8", plain, "BTCUSDT", "{\"price\":\"1\xe2\"}", "", "not valid UTF-8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

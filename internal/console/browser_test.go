@@ -1,7 +1,9 @@
 package console_test
 
 import (
+	"bytes"
 	"context"
+	"image/png"
 	"io"
 	"net/http"
 	"os"
@@ -17,9 +19,10 @@ import (
 	"github.com/keystile/keystile/internal/admin"
 )
 
-// screenshotsEnv, when "1", makes the browser test write a screenshot of
-// every page to docs/console/ (off in CI, so that runs leave the tree
-// clean).
+// screenshotsEnv, when "1", makes the browser test write its screenshot of
+// every page to docs/console/; otherwise they go to the test's temporary
+// directory (so that runs leave the tree clean). Either way each one is
+// taken and checked to be a PNG of a rendered page.
 const screenshotsEnv = "KEYSTILE_CONSOLE_SCREENSHOTS"
 
 // browser starts one headless Debian chromium for the test (the package
@@ -82,17 +85,22 @@ func get[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
 func TestConsoleBrowser(t *testing.T) {
 	ctx := browser(t)
 	r := startRig(t, rigOptions{})
-	shots := os.Getenv(screenshotsEnv) == "1"
+	shotDir := t.TempDir()
+	if os.Getenv(screenshotsEnv) == "1" {
+		shotDir = filepath.Join("..", "..", "docs", "console")
+	}
 	var seen []string // every page's HTML, for the sweep
 	snap := func(name string) {
 		t.Helper()
 		html := get(t, ctx, chromedp.OuterHTML(chromedp.CSS("html")))
 		seen = append(seen, name+"\n"+html)
-		if shots {
-			png := get(t, ctx, chromedp.FullScreenshot(100))
-			if err := os.WriteFile(filepath.Join("..", "..", "docs", "console", name+".png"), png, 0o600); err != nil {
-				t.Fatalf("screenshot: %v", err)
-			}
+		shot := get(t, ctx, chromedp.FullScreenshot(100))
+		cfg, err := png.DecodeConfig(bytes.NewReader(shot))
+		if err != nil || cfg.Width < 200 || cfg.Height < 100 {
+			t.Fatalf("screenshot of %s: %v, %dx%d", name, err, cfg.Width, cfg.Height)
+		}
+		if err := os.WriteFile(filepath.Join(shotDir, name+".png"), shot, 0o600); err != nil {
+			t.Fatalf("screenshot: %v", err)
 		}
 	}
 

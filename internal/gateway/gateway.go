@@ -426,11 +426,12 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 // A venue.HostRouter picks the host of each path (Binance's futures
 // hosts); the transport's allowlist must hold them.
 func (g *Gateway) proxy(base *url.URL, rt http.RoundTripper, lim venue.RateLimiter, router venue.HostRouter) *httputil.ReverseProxy {
-	modify := g.modifyResponse
+	modify := func(resp *http.Response) error { return g.modifyResponse(resp, nil) }
 	if lim != nil {
+		ao, _ := lim.(venue.AnswerObserver) // rate limits reported in the body
 		modify = func(resp *http.Response) error {
 			lim.Observe(resp, g.now())
-			return g.modifyResponse(resp)
+			return g.modifyResponse(resp, ao)
 		}
 	}
 	basePath := strings.TrimSuffix(base.EscapedPath(), "/")
@@ -548,8 +549,9 @@ func (s *signer) RoundTrip(req *http.Request) (*http.Response, error) {
 	return s.next.RoundTrip(out)
 }
 
-// modifyResponse buffers and scrubs the answer.
-func (g *Gateway) modifyResponse(resp *http.Response) error {
+// modifyResponse buffers and scrubs the answer; ao, if set, sees the
+// answer as the venue sent it.
+func (g *Gateway) modifyResponse(resp *http.Response, ao venue.AnswerObserver) error {
 	st := stateOf(resp.Request.Context())
 	var sent [][]byte
 	if st != nil {
@@ -581,6 +583,9 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 			return &upstream.UnknownOutcomeError{Method: req.Method, Host: req.URL.Host, Err: err}
 		}
 		return err
+	}
+	if ao != nil {
+		ao.ObserveAnswer(resp, data, g.now())
 	}
 	data = scrub.body(data, resp.Header.Get("Content-Type"))
 	if st != nil && st.deferUnknown {

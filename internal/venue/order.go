@@ -76,6 +76,17 @@ type RateLimiter interface {
 	Observe(resp *http.Response, now time.Time)
 }
 
+// AnswerObserver is implemented by RateLimiters of venues that report
+// rate limiting in the body of an answer rather than (only) in its status:
+// Kraken's "EAPI:Rate limit exceeded" in an HTTP 200, Bybit's retCode
+// 10006. The gateway calls ObserveAnswer with each answer's body as the
+// venue sent it, after Observe (it must not keep body). It returns the
+// back-off it took for the whole API key, 0 if none (SharedLimiter
+// passes it on to the other replicas).
+type AnswerObserver interface {
+	ObserveAnswer(resp *http.Response, body []byte, now time.Time) time.Duration
+}
+
 // RateUsage is implemented by venues whose RateLimiter models the
 // exchange's published limits: Usage reports, per limit window, how much
 // of it the shared key has used, as the venue last reported it or as

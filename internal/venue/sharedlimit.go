@@ -128,7 +128,27 @@ func (s *SharedLimiter) Observe(resp *http.Response, now time.Time) {
 	default:
 		return
 	}
-	u := now.Add(d)
+	s.share(now.Add(d))
+}
+
+// ObserveAnswer implements AnswerObserver: it passes the answer to the
+// venue's own model when that reads bodies, and publishes the back-off
+// that model took (capped at MaxBackoff) to the other replicas.
+func (s *SharedLimiter) ObserveAnswer(resp *http.Response, body []byte, now time.Time) time.Duration {
+	ao, ok := s.inner.(AnswerObserver)
+	if !ok {
+		return 0
+	}
+	d := min(ao.ObserveAnswer(resp, body, now), s.o.MaxBackoff)
+	if d > 0 {
+		s.share(now.Add(d))
+	}
+	return d
+}
+
+// share makes u the shared deadline if it is later than the one known,
+// and publishes it in the background.
+func (s *SharedLimiter) share(u time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if u.After(s.until) {
@@ -215,4 +235,7 @@ func (s *SharedLimiter) outcome(step string, err error) {
 	}
 }
 
-var _ RateLimiter = (*SharedLimiter)(nil)
+var (
+	_ RateLimiter    = (*SharedLimiter)(nil)
+	_ AnswerObserver = (*SharedLimiter)(nil)
+)

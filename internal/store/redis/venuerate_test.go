@@ -12,6 +12,7 @@ import (
 
 	redisstore "github.com/keystile/keystile/internal/store/redis"
 	"github.com/keystile/keystile/internal/venue"
+	"github.com/keystile/keystile/internal/venue/kraken"
 )
 
 // roomy is a venue model that allows 1000 requests a minute per class and
@@ -254,5 +255,50 @@ func TestVenueBackoffCached(t *testing.T) {
 	}
 	if n := store.reads.Load(); n < 1 || n > 7 {
 		t.Fatalf("%d reads of Redis for 1000 requests over 1 s, want 1 to 7", n)
+	}
+}
+
+// TestVenueBackoffFromAnswer: a rate limit the venue reports in the body
+// of an HTTP 200 (Kraken's EAPI:Rate limit exceeded) seen by replica A
+// backs replica B off too, for the decay of the REST counter; Kraken's
+// trading-counter error stays A's own.
+func TestVenueBackoffFromAnswer(t *testing.T) {
+	o := testOptions(t)
+	noCreds := venue.Credentials(func(context.Context, func(venue.Credential) error) error { return nil })
+	replica := func() (*venue.SharedLimiter, *kraken.Venue) {
+		v, err := kraken.New(kraken.Options{Credentials: noCreds})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return venue.Share(v, venue.SharedOptions{Store: open(t, o).Backoffs(), Key: "kraken/main", Refresh: 10 * time.Millisecond}), v
+	}
+	a, _ := replica()
+	b, _ := replica()
+	ok200 := &http.Response{StatusCode: http.StatusOK, Header: http.Header{}}
+
+	a.Observe(ok200, time.Now())
+	if d := a.ObserveAnswer(ok200, []byte(`{"error":["EOrder:Rate limit exceeded"]}`), time.Now()); d != 0 {
+		t.Fatalf("trading counter shared: %v", d)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if _, ok := b.Allow(venue.OpOrderPlace, time.Now()); !ok {
+		t.Fatal("B refused an order after A's trading-counter error")
+	}
+
+	seen := time.Now()
+	d := a.ObserveAnswer(ok200, []byte(`{"error":["EAPI:Rate limit exceeded"],"result":{}}`), seen)
+	if d < 5*time.Second || d > 6*time.Second {
+		t.Fatalf("A's shared back-off %v, want the starter REST counter's 5.4 s", d)
+	}
+	var wait time.Duration
+	ok := true
+	for range 50 {
+		if wait, ok = b.Allow(venue.OpAccountRead, time.Now()); !ok {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if ok || wait < 4*time.Second || wait > d+250*time.Millisecond {
+		t.Fatalf("B after A's EAPI:Rate limit exceeded: %v %v, want about %v", wait, ok, d)
 	}
 }

@@ -305,8 +305,9 @@ func (v *Venue) Observe(resp *http.Response, now time.Time) {
 }
 
 var (
-	_ venue.Venue        = (*Venue)(nil)
-	_ venue.Normalizer   = (*Venue)(nil)
-	_ venue.TokenCarrier = (*Venue)(nil)
-	_ venue.RateLimiter  = (*Venue)(nil)
+	_ venue.Venue          = (*Venue)(nil)
+	_ venue.Normalizer     = (*Venue)(nil)
+	_ venue.TokenCarrier   = (*Venue)(nil)
+	_ venue.RateLimiter    = (*Venue)(nil)
+	_ venue.AnswerObserver = (*Venue)(nil)
 )

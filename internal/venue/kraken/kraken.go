@@ -320,17 +320,24 @@ func (v *Venue) Allow(op string, now time.Time) (time.Duration, bool) { return v
 // Observe implements venue.RateLimiter.
 func (v *Venue) Observe(resp *http.Response, now time.Time) { v.rl.observe(resp, now) }
 
+// ObserveAnswer implements venue.AnswerObserver: Kraken's rate-limit
+// errors come in an HTTP 200's error list.
+func (v *Venue) ObserveAnswer(_ *http.Response, body []byte, now time.Time) time.Duration {
+	return v.rl.observeAnswer(body, now)
+}
+
 // ShareLimits implements venue.LimitSharer: Kraken sends no usage
 // headers, so each of n replicas on one API key counts its own calls
 // against 1/n of each counter (its maximum and its decay).
 func (v *Venue) ShareLimits(n int) { v.rl.share(n) }
 
 var (
-	_ venue.Venue        = (*Venue)(nil)
-	_ venue.Normalizer   = (*Venue)(nil)
-	_ venue.TokenCarrier = (*Venue)(nil)
-	_ venue.RateLimiter  = (*Venue)(nil)
-	_ venue.LimitSharer  = (*Venue)(nil)
+	_ venue.Venue          = (*Venue)(nil)
+	_ venue.Normalizer     = (*Venue)(nil)
+	_ venue.TokenCarrier   = (*Venue)(nil)
+	_ venue.RateLimiter    = (*Venue)(nil)
+	_ venue.AnswerObserver = (*Venue)(nil)
+	_ venue.LimitSharer    = (*Venue)(nil)
 )
 
 // Sequence implements venue.Sequencer: private requests are signed and sent

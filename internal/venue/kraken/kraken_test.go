@@ -483,3 +483,88 @@ func TestShareLimits(t *testing.T) {
 		t.Errorf("usage limits: %+v", u)
 	}
 }
+
+// TestObserveAnswer: Kraken's rate-limit errors arrive in an HTTP 200's
+// error list. EAPI:Rate limit exceeded fills the REST counter (calls wait
+// for its decay, and the wait is shared with other replicas);
+// EOrder:Rate limit exceeded fills the trading counter only;
+// EService:Throttled waits for the time it names (capped); a lockout backs
+// off a minute; other answers change nothing.
+func TestObserveAnswer(t *testing.T) {
+	t0 := time.Unix(1700000000, 0)
+	ok200 := &http.Response{StatusCode: http.StatusOK, Header: http.Header{}}
+	tests := []struct {
+		name   string
+		tier   string
+		body   string
+		shared time.Duration
+		read   time.Duration // wait of an account read (0: allowed)
+		order  time.Duration // wait of an order
+	}{
+		// Starter: (15+1-14.25)/0.33 s = 5.30 s, rounded up to 100 ms.
+		{"REST counter", "", `{"error":["EAPI:Rate limit exceeded"],"result":{}}`, 5400 * time.Millisecond, 5400 * time.Millisecond, 0},
+		{"REST counter, pro", "pro", `{"error":["EAPI:Rate limit exceeded"]}`, 2 * time.Second, 2 * time.Second, 0},
+		{"trading counter", "", `{"error":["EOrder:Rate limit exceeded"]}`, 0, 0, 4 * time.Second},
+		{"throttled until", "", `{"error":["EService: Throttled: 1700000042"]}`, 42 * time.Second, 42 * time.Second, 42 * time.Second},
+		{"throttled, no time", "", `{"error":["EService:Throttled"]}`, 5 * time.Second, 5 * time.Second, 5 * time.Second},
+		{"throttled past the cap", "", `{"error":["EService:Throttled: 1800000000"]}`, 10 * time.Minute, 10 * time.Minute, 10 * time.Minute},
+		{"lockout", "", `{"error":["EGeneral:Temporary lockout"]}`, time.Minute, time.Minute, time.Minute},
+		{"no model: REST", "none", `{"error":["EAPI:Rate limit exceeded"]}`, 5 * time.Second, 5 * time.Second, 5 * time.Second},
+		{"no model: trading", "none", `{"error":["EOrder:Rate limit exceeded"]}`, 0, 5 * time.Second, 5 * time.Second},
+		{"success", "", `{"error":[],"result":{"descr":"Rate limit exceeded"}}`, 0, 0, 0},
+		{"another error", "", `{"error":["EOrder:Insufficient funds"]}`, 0, 0, 0},
+		{"not JSON", "", `EAPI:Rate limit exceeded`, 0, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, err := kraken.New(kraken.Options{Credentials: creds(nil), Tier: tt.tier})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := v.ObserveAnswer(ok200, []byte(tt.body), t0); d != tt.shared {
+				t.Errorf("shared back-off %v, want %v", d, tt.shared)
+			}
+			for _, c := range []struct {
+				op   string
+				wait time.Duration
+			}{{venue.OpAccountRead, tt.read}, {venue.OpOrderPlace, tt.order}} {
+				if d, ok := v.Allow(c.op, t0); ok != (c.wait == 0) || (c.wait > 0 && d != c.wait) {
+					t.Errorf("%s: Allow = %v, %v; want a wait of %v", c.op, d, ok, c.wait)
+				}
+			}
+			if _, ok := v.Allow(venue.OpOrderPlace, t0.Add(max(tt.read, tt.order))); !ok {
+				t.Errorf("orders still refused after %v", max(tt.read, tt.order))
+			}
+		})
+	}
+}
+
+// FuzzObserveAnswer: any answer body is read without panicking, and no
+// back-off it causes is longer than the 10-minute cap (a lockout's minute
+// and the REST counter's decay are below it).
+func FuzzObserveAnswer(f *testing.F) {
+	for _, s := range []string{`{"error":["EAPI:Rate limit exceeded"]}`, `{"error":["EService: Throttled: 1700000042"]}`,
+		`{"error":["EOrder:Rate limit exceeded","EGeneral:Temporary lockout"]}`, `{"error":[],"result":{}}`, `Throttled`, `{"error":"x"}`} {
+		f.Add(s, "")
+		f.Add(s, "none")
+	}
+	t0 := time.Unix(1700000000, 0)
+	f.Fuzz(func(t *testing.T, body, tier string) {
+		if tier != "none" {
+			tier = ""
+		}
+		v, err := kraken.New(kraken.Options{Credentials: creds(nil), Tier: tier})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := v.ObserveAnswer(&http.Response{StatusCode: http.StatusOK, Header: http.Header{}}, []byte(body), t0)
+		if d < 0 || d > 10*time.Minute {
+			t.Fatalf("shared back-off %v", d)
+		}
+		for _, op := range []string{venue.OpAccountRead, venue.OpOrderPlace} {
+			if wait, ok := v.Allow(op, t0); !ok && (wait <= 0 || wait > 10*time.Minute) {
+				t.Fatalf("%s: wait %v", op, wait)
+			}
+		}
+	})
+}

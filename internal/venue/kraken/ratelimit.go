@@ -1,10 +1,13 @@
 package kraken
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -101,10 +104,8 @@ func (l *limiter) allow(op string, now time.Time) (time.Duration, bool) {
 	case venue.OpOrderPlace, venue.OpOrderCancel, venue.OpOrderCancelAll:
 		cnt, limit, decay = &l.trade, l.lim.tradeMax*headroom, l.lim.tradeDecay
 	}
-	if *cnt+1 > limit {
-		// Rounded up to 100 ms so that waiting that long is enough.
-		wait := time.Duration(math.Ceil((*cnt+1-limit)/decay*10)) * 100 * time.Millisecond
-		return max(wait, time.Second), false
+	if wait := fullWait(*cnt, limit, decay); wait > 0 {
+		return wait, false
 	}
 	*cnt++
 	return 0, true
@@ -123,6 +124,104 @@ func (l *limiter) observe(resp *http.Response, now time.Time) {
 		l.backoffUntil = u
 	}
 	l.mu.Unlock()
+}
+
+// Kraken reports rate limiting inside an HTTP 200, in the answer's error
+// list ("Spot REST Rate Limits", "API errors"):
+//   - EAPI:Rate limit exceeded: the key's REST call counter is over its
+//     maximum; calls stay restricted for a few seconds, longer if they go on;
+//   - EOrder:Rate limit exceeded: the matching engine's trading counter
+//     (per pair; modelled here per account);
+//   - EService:Throttled: <unix time>: too many concurrent requests, try
+//     again after that time;
+//   - EGeneral:Temporary lockout: too many failed calls; a few minutes.
+const (
+	// restrictedBackoff is the back-off of a rate-limit error when no
+	// counter is modelled (tier "none").
+	restrictedBackoff = 5 * time.Second
+	// maxThrottle caps the time an EService:Throttled answer asks for.
+	maxThrottle = 10 * time.Minute
+)
+
+// rateMarkers pre-filter answers: only those holding one are decoded.
+var rateMarkers = [][]byte{[]byte("Rate limit exceeded"), []byte("Throttled"), []byte("Temporary lockout")}
+
+// observeAnswer reads Kraken's rate-limit errors from an answer's body.
+// It returns the back-off taken for the whole key (REST counter,
+// throttling, lockout), 0 for none or for the trading counter alone.
+func (l *limiter) observeAnswer(body []byte, now time.Time) time.Duration {
+	found := false
+	for _, m := range rateMarkers {
+		if bytes.Contains(body, m) {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return 0
+	}
+	var a struct {
+		Error []string `json:"error"`
+	}
+	if json.Unmarshal(body, &a) != nil {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var shared time.Duration
+	block := func(d time.Duration, whole bool) {
+		if u := now.Add(d); u.After(l.backoffUntil) {
+			l.backoffUntil = u
+		}
+		if whole {
+			shared = max(shared, d)
+		}
+	}
+	for _, e := range a.Error {
+		code, detail, _ := strings.Cut(e, ":")
+		detail = strings.TrimSpace(detail)
+		switch {
+		case code == "EAPI" && detail == "Rate limit exceeded":
+			if l.none {
+				block(restrictedBackoff, true)
+				continue
+			}
+			// The venue's counter is full whatever keystile counted
+			// (another client of the key, a restart): so is the model's.
+			l.decay(now)
+			l.rest = max(l.rest, l.lim.restMax)
+			shared = max(shared, fullWait(l.rest, l.lim.restMax*headroom, l.lim.restDecay))
+		case code == "EOrder" && detail == "Rate limit exceeded":
+			if l.none {
+				block(restrictedBackoff, false)
+				continue
+			}
+			l.decay(now)
+			l.trade = max(l.trade, l.lim.tradeMax)
+		case code == "EService" && strings.HasPrefix(detail, "Throttled"):
+			d := restrictedBackoff
+			if ts, err := strconv.ParseInt(strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(detail, "Throttled"), ":")), 10, 64); err == nil {
+				if t := time.Unix(ts, 0); t.After(now) {
+					d = min(t.Sub(now), maxThrottle)
+				}
+			}
+			block(d, true)
+		case code == "EGeneral" && detail == "Temporary lockout":
+			block(defaultBackoff, true)
+		}
+	}
+	return shared
+}
+
+// fullWait is how long a counter at cnt takes to decay to where one more
+// call fits under limit (rounded up to 100 ms, at least a second), as
+// allow answers.
+func fullWait(cnt, limit, decay float64) time.Duration {
+	if cnt+1 <= limit || decay <= 0 {
+		return 0
+	}
+	wait := time.Duration(math.Ceil((cnt+1-limit)/decay*10)) * 100 * time.Millisecond
+	return max(wait, time.Second)
 }
 
 // RateUsage implements venue.RateUsage: keystile's model of Kraken's

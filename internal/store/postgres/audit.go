@@ -85,7 +85,22 @@ type AuditLog struct {
 
 	records, checkpoints, batches, failures, dropped atomic.Uint64
 	maxBatch                                         atomic.Int64
+
+	// retry holds the outcome and detect records of failed batches, oldest
+	// first, for the writer to try again (owned by the writer goroutine).
+	retry []*auditPending
 }
+
+// A failed batch's outcome and detect records are tried again, after
+// retryFirst doubling up to retryMax (or with the next record queued),
+// while the log is open; at most maxRetained are kept, the newest beyond
+// that are dropped (counted and logged), and those still kept when the
+// log closes are dropped.
+const (
+	retryFirst  = 200 * time.Millisecond
+	retryMax    = 2 * time.Second
+	maxRetained = 8192
+)
 
 type auditPending struct {
 	rec    audit.Record
@@ -425,8 +440,9 @@ func (l *AuditLog) waitErr(ctx context.Context) error {
 }
 
 // Record implements audit.Sink: it queues an outcome record without
-// waiting. A record that cannot be queued (closed log, queue full for
-// QueueWait) or whose batch fails is dropped, counted and logged.
+// waiting. A record whose batch fails is kept and written again when the
+// database answers (see retryFirst); one that cannot be queued (closed
+// log, queue full for QueueWait) or kept is dropped, counted and logged.
 func (l *AuditLog) Record(ctx context.Context, e audit.Event) {
 	l.enqueue(ctx, l.rec.Record(e, audit.KindOutcome), e.RequestID)
 }
@@ -471,14 +487,44 @@ func (l *AuditLog) drop(ctx context.Context, n int, why, requestID string) {
 func (l *AuditLog) run() {
 	defer close(l.done)
 	batch := make([]*auditPending, 0, l.o.MaxBatch)
+	wait := retryFirst
 	for {
-		p, ok := <-l.queue
-		if !ok {
-			break
+		batch = batch[:0]
+		open, retrying := true, len(l.retry) > 0
+		if !retrying {
+			p, ok := <-l.queue
+			if !ok {
+				break
+			}
+			batch = append(batch, p)
+			wait = retryFirst
+		} else {
+			// The records of a failed batch go first, after a pause or
+			// with the next record queued, whichever comes first.
+			var fresh *auditPending
+			t := time.NewTimer(wait)
+			select {
+			case p, ok := <-l.queue:
+				if ok {
+					fresh = p
+				} else {
+					open = false // one last try
+				}
+			case <-t.C:
+			}
+			t.Stop()
+			wait = min(2*wait, retryMax)
+			n := min(len(l.retry), l.o.MaxBatch-1)
+			batch = append(batch, l.retry[:n]...)
+			l.retry = l.retry[n:]
+			if fresh != nil {
+				batch = append(batch, fresh)
+			}
 		}
-		batch = append(batch[:0], p)
-		open := l.drain(&batch)
-		if open && l.o.Linger > 0 && len(batch) < l.o.MaxBatch && !anyWaited(batch) {
+		if open {
+			open = l.drain(&batch)
+		}
+		if open && !retrying && l.o.Linger > 0 && len(batch) < l.o.MaxBatch && !anyWaited(batch) {
 			open = l.linger(&batch)
 		}
 		open = l.commit(&batch, open)
@@ -486,6 +532,10 @@ func (l *AuditLog) run() {
 		if !open {
 			break
 		}
+	}
+	if n := len(l.retry); n > 0 {
+		l.drop(context.Background(), n, "write failed; log closed before a retry succeeded", "")
+		l.retry = nil
 	}
 	l.closeErr = l.finish()
 }
@@ -558,7 +608,7 @@ func (l *AuditLog) commit(batch *[]*auditPending, open bool) bool {
 		err = fmt.Errorf("audit: write: %s: %w", l.d.where, err)
 		l.setFailure(err)
 	}
-	outcomes := 0
+	var failed []*auditPending
 	for _, p := range *batch {
 		switch {
 		case p.gaveUp:
@@ -566,11 +616,18 @@ func (l *AuditLog) commit(batch *[]*auditPending, open bool) bool {
 		case p.done != nil:
 			p.done <- err
 		case err != nil:
-			outcomes++
+			failed = append(failed, p)
 		}
 	}
-	if outcomes > 0 {
-		l.drop(context.Background(), outcomes, "write failed", "")
+	if len(failed) > 0 {
+		// Older than anything still kept: they go first.
+		l.retry = append(failed, l.retry...)
+		if over := len(l.retry) - maxRetained; over > 0 {
+			clear(l.retry[maxRetained:])
+			l.retry = l.retry[:maxRetained]
+			l.drop(context.Background(), over, "write failed; retry buffer full", "")
+		}
+		l.o.Logger.Warn("audit: records kept to write again", slog.Int("records", len(failed)), slog.Int("kept", len(l.retry)))
 	}
 	if err == nil && len(recs) > 0 {
 		l.committed(recs, cps, time.Since(began))

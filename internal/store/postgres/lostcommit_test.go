@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 type cutProxy struct {
 	ln       net.Listener
 	upstream string
+	down     atomic.Bool // new connections are closed at once (the server is "down")
 	mu       sync.Mutex
 	conns    []net.Conn
 }
@@ -52,6 +54,10 @@ func (p *cutProxy) serve() {
 }
 
 func (p *cutProxy) forward(c net.Conn) {
+	if p.down.Load() {
+		_ = c.Close()
+		return
+	}
 	var head [8]byte
 	if _, err := io.ReadFull(c, head[:]); err != nil || binary.BigEndian.Uint32(head[4:]) == 80877102 { // CancelRequest
 		_ = c.Close()

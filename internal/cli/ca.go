@@ -140,7 +140,7 @@ func newCAExport(g *globals) *cobra.Command {
 NODE_EXTRA_CA_CERTS (Node), SSL_CERT_FILE (Go, OpenSSL), REQUESTS_CA_BUNDLE (Python requests):
 
   keystile ca export > keystile-ca.pem
-  HTTPS_PROXY=http://kst_...@127.0.0.1:7879 NODE_EXTRA_CA_CERTS=keystile-ca.pem node bot.js
+  HTTPS_PROXY=http://keystile:kst_...@127.0.0.1:7879 REQUESTS_CA_BUNDLE=keystile-ca.pem python bot.py
 
 The certificate is public; the key never leaves the vault.`,
 		Args: noArgs,

@@ -209,7 +209,7 @@ func (t GatewayTLS) Enabled() bool { return t.LocalCA || t.CertFile != "" }
 // Proxy configures the forward-proxy listener.
 type Proxy struct {
 	// Listen (proxy.listen) is the TCP host:port of the forward proxy bots
-	// reach with HTTPS_PROXY=http://kst_...@<listen>; "" (the default)
+	// reach with HTTPS_PROXY=http://keystile:kst_...@<listen>; "" (the default)
 	// serves none. Keep it on loopback: the CONNECT request carries the
 	// token in clear.
 	Listen string `yaml:"listen"`

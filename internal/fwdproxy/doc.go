@@ -1,6 +1,6 @@
 // Package fwdproxy is keystile's forward-proxy listener: the second way in
 // for a bot, for SDKs that cannot change their base URL. The bot runs with
-// HTTPS_PROXY=http://kst_...@127.0.0.1:7879 and trusts keystile's local CA
+// HTTPS_PROXY=http://keystile:kst_...@127.0.0.1:7879 and trusts keystile's local CA
 // (NODE_EXTRA_CA_CERTS, SSL_CERT_FILE, REQUESTS_CA_BUNDLE); its SDK keeps
 // the venue's real URLs.
 //
@@ -14,8 +14,8 @@
 //     through the gateway's upstream transport, which reaches only the
 //     venue's configured hosts. Nothing is ever tunnelled blind.
 //   - The CONNECT must carry the bot's kst_ token in Proxy-Authorization
-//     (Basic with the token as user name, as HTTPS_PROXY userinfo makes
-//     clients send, or Bearer); without a valid one it gets 407, and
+//     (Basic with the token as the password or as the user name, as
+//     HTTPS_PROXY userinfo makes clients send, or Bearer); without a valid one it gets 407, and
 //     failures count against the same per-source limit as the gateway's.
 //     The tunnel is bound to that token, to the venue the host names (a
 //     host served by several venues is resolved by the token's venues) and

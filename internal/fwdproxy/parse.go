@@ -25,9 +25,11 @@ var (
 const maxAuthorization = 1024
 
 // ParseProxyAuthorization returns the kst_ token of a Proxy-Authorization
-// value: "Basic base64(token:)" (what clients send for
-// HTTPS_PROXY=http://kst_...@host:port; the token may also be the
-// password, with any user name) or "Bearer token". The scheme is
+// value: "Basic base64(user:token)" (what clients send for
+// HTTPS_PROXY=http://keystile:kst_...@host:port: the token as the
+// password, with any user name), "Basic base64(token:)" (the token as
+// the user, which Go and httpx send for http://kst_...@host:port; Python's
+// requests sends nothing for such a URL) or "Bearer token". The scheme is
 // case-insensitive. It checks only the shape: the token itself is
 // verified by the caller.
 func ParseProxyAuthorization(v string) (string, error) {

@@ -260,7 +260,7 @@ var (
 	errNotProxied   = refusal{http.StatusBadRequest, "bad_request", "this is keystile's forward proxy: send CONNECT host:443 (HTTPS_PROXY)"}
 	errBadTarget    = refusal{http.StatusBadRequest, "bad_request", "malformed CONNECT target: expected host:port"}
 	errNotVenue     = refusal{http.StatusForbidden, "not_a_venue", "CONNECT refused: the host is not a configured venue's address"}
-	errProxyAuth    = refusal{http.StatusProxyAuthRequired, "proxy_auth_required", "a keystile token is required in Proxy-Authorization (HTTPS_PROXY=http://kst_...@host:port)"}
+	errProxyAuth    = refusal{http.StatusProxyAuthRequired, "proxy_auth_required", "a keystile token is required in Proxy-Authorization (HTTPS_PROXY=http://keystile:kst_...@host:port)"}
 	errTokenRefused = refusal{http.StatusForbidden, "forbidden", "this keystile token may not open a tunnel to this venue"}
 	errAmbiguous    = refusal{http.StatusForbidden, "ambiguous_venue", "several venues this token may use share this host; mint a token for one of them"}
 	errAuthBlocked  = refusal{http.StatusTooManyRequests, "too_many_failures", "too many failed authentications; retry later"}

@@ -103,7 +103,8 @@ type Log struct {
 	records, checkpoints, batches, failures, dropped atomic.Uint64
 	maxBatch                                         atomic.Int64
 
-	chain *Chain // writer-owned
+	chain *Chain             // writer-owned
+	retry Retained[*pending] // writer-owned: outcome records of failed batches
 	rec   *Recorder
 }
 
@@ -321,14 +322,36 @@ func (l *Log) run() {
 	defer close(l.done)
 	batch := make([]*pending, 0, l.o.MaxBatch)
 	for {
-		p, ok := <-l.queue
-		if !ok {
-			break
+		batch = batch[:0]
+		open, retrying := true, l.retry.Len() > 0
+		if !retrying {
+			p, ok := <-l.queue
+			if !ok {
+				break
+			}
+			batch = append(batch, p)
+		} else {
+			// The records of a failed batch go first, after a pause or
+			// with the next record queued, whichever comes first.
+			var fresh *pending
+			t := time.NewTimer(l.retry.Pause())
+			select {
+			case p, ok := <-l.queue:
+				if ok {
+					fresh = p
+				} else {
+					open = false // one last try
+				}
+			case <-t.C:
+			}
+			t.Stop()
+			batch = l.retry.Take(batch, l.o.MaxBatch-1)
+			if fresh != nil {
+				batch = append(batch, fresh)
+			}
 		}
-		batch = append(batch[:0], p)
-		open := true
 	drain:
-		for len(batch) < l.o.MaxBatch {
+		for open && len(batch) < l.o.MaxBatch {
 			select {
 			case p, ok := <-l.queue:
 				if !ok {
@@ -340,7 +363,7 @@ func (l *Log) run() {
 				break drain
 			}
 		}
-		if open && l.o.Linger > 0 && len(batch) < l.o.MaxBatch && !waited(batch) {
+		if open && !retrying && l.o.Linger > 0 && len(batch) < l.o.MaxBatch && !waited(batch) {
 			open = l.linger(&batch)
 		}
 		l.commit(batch)
@@ -348,6 +371,9 @@ func (l *Log) run() {
 		if !open {
 			break
 		}
+	}
+	if n := l.retry.Drain(); n > 0 {
+		l.drop(context.Background(), n, "write failed; log closed before a retry succeeded", "")
 	}
 	l.closeErr = l.finish()
 }
@@ -417,19 +443,23 @@ func (l *Log) commit(batch []*pending) {
 		l.chain.Reset(mark)
 		err = fmt.Errorf("audit: write: %w", err)
 		l.setFailure(err)
-		outcomes := 0
+		var failed []*pending
 		for _, p := range live {
 			if p.done != nil {
 				p.done <- err
 			} else {
-				outcomes++
+				failed = append(failed, p)
 			}
 		}
-		if outcomes > 0 {
-			l.drop(context.Background(), outcomes, "write failed", "")
+		if len(failed) > 0 {
+			if over := l.retry.Keep(failed); over > 0 {
+				l.drop(context.Background(), over, "write failed; retry buffer full", "")
+			}
+			l.o.Logger.Warn("audit: records kept to write again", slog.Int("records", len(failed)), slog.Int("kept", l.retry.Len()))
 		}
 		return
 	}
+	l.retry.Reset()
 	l.health.Store(nil)
 	for _, p := range live {
 		if p.done != nil {

@@ -86,21 +86,10 @@ type AuditLog struct {
 	records, checkpoints, batches, failures, dropped atomic.Uint64
 	maxBatch                                         atomic.Int64
 
-	// retry holds the outcome and detect records of failed batches, oldest
-	// first, for the writer to try again (owned by the writer goroutine).
-	retry []*auditPending
+	// retry holds the outcome and detect records of failed batches for
+	// the writer to try again (audit.Retained; writer-owned).
+	retry audit.Retained[*auditPending]
 }
-
-// A failed batch's outcome and detect records are tried again, after
-// retryFirst doubling up to retryMax (or with the next record queued),
-// while the log is open; at most maxRetained are kept, the newest beyond
-// that are dropped (counted and logged), and those still kept when the
-// log closes are dropped.
-const (
-	retryFirst  = 200 * time.Millisecond
-	retryMax    = 2 * time.Second
-	maxRetained = 8192
-)
 
 type auditPending struct {
 	rec    audit.Record
@@ -441,7 +430,7 @@ func (l *AuditLog) waitErr(ctx context.Context) error {
 
 // Record implements audit.Sink: it queues an outcome record without
 // waiting. A record whose batch fails is kept and written again when the
-// database answers (see retryFirst); one that cannot be queued (closed
+// database answers (audit.Retained); one that cannot be queued (closed
 // log, queue full for QueueWait) or kept is dropped, counted and logged.
 func (l *AuditLog) Record(ctx context.Context, e audit.Event) {
 	l.enqueue(ctx, l.rec.Record(e, audit.KindOutcome), e.RequestID)
@@ -487,22 +476,20 @@ func (l *AuditLog) drop(ctx context.Context, n int, why, requestID string) {
 func (l *AuditLog) run() {
 	defer close(l.done)
 	batch := make([]*auditPending, 0, l.o.MaxBatch)
-	wait := retryFirst
 	for {
 		batch = batch[:0]
-		open, retrying := true, len(l.retry) > 0
+		open, retrying := true, l.retry.Len() > 0
 		if !retrying {
 			p, ok := <-l.queue
 			if !ok {
 				break
 			}
 			batch = append(batch, p)
-			wait = retryFirst
 		} else {
 			// The records of a failed batch go first, after a pause or
 			// with the next record queued, whichever comes first.
 			var fresh *auditPending
-			t := time.NewTimer(wait)
+			t := time.NewTimer(l.retry.Pause())
 			select {
 			case p, ok := <-l.queue:
 				if ok {
@@ -513,10 +500,7 @@ func (l *AuditLog) run() {
 			case <-t.C:
 			}
 			t.Stop()
-			wait = min(2*wait, retryMax)
-			n := min(len(l.retry), l.o.MaxBatch-1)
-			batch = append(batch, l.retry[:n]...)
-			l.retry = l.retry[n:]
+			batch = l.retry.Take(batch, l.o.MaxBatch-1)
 			if fresh != nil {
 				batch = append(batch, fresh)
 			}
@@ -533,9 +517,8 @@ func (l *AuditLog) run() {
 			break
 		}
 	}
-	if n := len(l.retry); n > 0 {
+	if n := l.retry.Drain(); n > 0 {
 		l.drop(context.Background(), n, "write failed; log closed before a retry succeeded", "")
-		l.retry = nil
 	}
 	l.closeErr = l.finish()
 }
@@ -620,14 +603,12 @@ func (l *AuditLog) commit(batch *[]*auditPending, open bool) bool {
 		}
 	}
 	if len(failed) > 0 {
-		// Older than anything still kept: they go first.
-		l.retry = append(failed, l.retry...)
-		if over := len(l.retry) - maxRetained; over > 0 {
-			clear(l.retry[maxRetained:])
-			l.retry = l.retry[:maxRetained]
+		if over := l.retry.Keep(failed); over > 0 {
 			l.drop(context.Background(), over, "write failed; retry buffer full", "")
 		}
-		l.o.Logger.Warn("audit: records kept to write again", slog.Int("records", len(failed)), slog.Int("kept", len(l.retry)))
+		l.o.Logger.Warn("audit: records kept to write again", slog.Int("records", len(failed)), slog.Int("kept", l.retry.Len()))
+	} else if err == nil {
+		l.retry.Reset()
 	}
 	if err == nil && len(recs) > 0 {
 		l.committed(recs, cps, time.Since(began))

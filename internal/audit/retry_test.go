@@ -102,3 +102,39 @@ func TestOutcomesKeptThroughStoreFailure(t *testing.T) {
 		}
 	}
 }
+
+// TestRetained: failed records go before those kept earlier; beyond
+// MaxRetained the newest are dropped; Take hands out the oldest; pauses
+// double from RetryFirst to RetryMax and start over after Reset.
+func TestRetained(t *testing.T) {
+	var r audit.Retained[int]
+	if r.Keep([]int{3, 4}) != 0 || r.Keep([]int{1, 2}) != 0 || r.Len() != 4 {
+		t.Fatalf("len %d", r.Len())
+	}
+	if got := r.Take(nil, 3); len(got) != 3 || got[0] != 1 || got[2] != 3 || r.Len() != 1 {
+		t.Fatalf("take %v, left %d", got, r.Len())
+	}
+	big := make([]int, audit.MaxRetained+9)
+	for i := range big {
+		big[i] = 100 + i
+	}
+	if over := r.Keep(big); over != 10 || r.Len() != audit.MaxRetained {
+		t.Fatalf("over %d, len %d", over, r.Len())
+	}
+	if got := r.Take(nil, 1); got[0] != 100 {
+		t.Fatalf("oldest %v", got)
+	}
+	want := []time.Duration{audit.RetryFirst, 2 * audit.RetryFirst, 4 * audit.RetryFirst, 8 * audit.RetryFirst, audit.RetryMax, audit.RetryMax}
+	for i, w := range want {
+		if d := r.Pause(); d != w {
+			t.Fatalf("pause %d: %v, want %v", i, d, w)
+		}
+	}
+	r.Reset()
+	if d := r.Pause(); d != audit.RetryFirst {
+		t.Fatalf("after Reset: %v", d)
+	}
+	if n := r.Drain(); n != audit.MaxRetained-1 || r.Len() != 0 {
+		t.Fatalf("drain %d, len %d", n, r.Len())
+	}
+}

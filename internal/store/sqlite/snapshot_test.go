@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/keystile/keystile/internal/store/sqlite"
+	"github.com/keystile/keystile/internal/store/storetest"
 )
 
 // TestSnapshotWhileWriting: snapshots taken while tokens are being
@@ -39,7 +40,7 @@ func TestSnapshotWhileWriting(t *testing.T) {
 				return
 			default:
 			}
-			if err := db.Tokens().Create(ctx, rec(fmt.Sprintf("tok_%05d", i))); err != nil {
+			if err := db.Tokens().Create(ctx, storetest.TokenRecord(fmt.Sprintf("tok_%05d", i))); err != nil {
 				t.Error(err)
 				return
 			}

@@ -320,95 +320,16 @@ func (l *Log) Close(ctx context.Context) error {
 // and commits each batch with one Append.
 func (l *Log) run() {
 	defer close(l.done)
-	batch := make([]*pending, 0, l.o.MaxBatch)
-	for {
-		batch = batch[:0]
-		open, retrying := true, l.retry.Len() > 0
-		if !retrying {
-			p, ok := <-l.queue
-			if !ok {
-				break
-			}
-			batch = append(batch, p)
-		} else {
-			// The records of a failed batch go first, after a pause or
-			// with the next record queued, whichever comes first.
-			var fresh *pending
-			t := time.NewTimer(l.retry.Pause())
-			select {
-			case p, ok := <-l.queue:
-				if ok {
-					fresh = p
-				} else {
-					open = false // one last try
-				}
-			case <-t.C:
-			}
-			t.Stop()
-			batch = l.retry.Take(batch, l.o.MaxBatch-1)
-			if fresh != nil {
-				batch = append(batch, fresh)
-			}
-		}
-	drain:
-		for open && len(batch) < l.o.MaxBatch {
-			select {
-			case p, ok := <-l.queue:
-				if !ok {
-					open = false
-					break drain
-				}
-				batch = append(batch, p)
-			default:
-				break drain
-			}
-		}
-		if open && !retrying && l.o.Linger > 0 && len(batch) < l.o.MaxBatch && !waited(batch) {
-			open = l.linger(&batch)
-		}
-		l.commit(batch)
-		clear(batch)
-		if !open {
-			break
-		}
-	}
+	b := Batcher[*pending]{Queue: l.queue, Max: l.o.MaxBatch, Linger: l.o.Linger, Kept: &l.retry,
+		Waited: func(p *pending) bool { return p.done != nil }}
+	b.Run(func(batch *[]*pending, open bool) bool {
+		l.commit(*batch)
+		return open
+	})
 	if n := l.retry.Drain(); n > 0 {
 		l.drop(context.Background(), n, "write failed; log closed before a retry succeeded", "")
 	}
 	l.closeErr = l.finish()
-}
-
-// waited reports whether anyone waits for batch to be durable (an intent).
-func waited(batch []*pending) bool {
-	for _, p := range batch {
-		if p.done != nil {
-			return true
-		}
-	}
-	return false
-}
-
-// linger adds records to a batch of outcome records for up to Linger,
-// until the batch is full or an intent arrives. It reports whether the
-// queue is still open.
-func (l *Log) linger(batch *[]*pending) bool {
-	t := time.NewTimer(l.o.Linger)
-	defer t.Stop()
-	for len(*batch) < l.o.MaxBatch {
-		select {
-		case p, ok := <-l.queue:
-			if !ok {
-				return false
-			}
-			*batch = append(*batch, p)
-			if p.done != nil {
-				return true
-			}
-		case <-t.C:
-			return true
-		}
-	}
-	return true
 }
 
 func (l *Log) commit(batch []*pending) {

@@ -86,9 +86,10 @@ type AuditLog struct {
 	records, checkpoints, batches, failures, dropped atomic.Uint64
 	maxBatch                                         atomic.Int64
 
-	// retry holds the outcome and detect records of failed batches for
-	// the writer to try again (audit.Retained; writer-owned).
-	retry audit.Retained[*auditPending]
+	// The writer's loop (audit.Batcher) and the outcome and detect
+	// records of failed batches it tries again (writer-owned).
+	batcher audit.Batcher[*auditPending]
+	retry   audit.Retained[*auditPending]
 }
 
 type auditPending struct {
@@ -149,6 +150,8 @@ func (d *DB) OpenAuditLog(ctx context.Context, o AuditOptions) (*AuditLog, error
 	}
 	d.intents = l
 	d.intentsMu.Unlock()
+	l.batcher = audit.Batcher[*auditPending]{Queue: l.queue, Max: o.MaxBatch, Linger: o.Linger, Kept: &l.retry,
+		Waited: func(p *auditPending) bool { return p.done != nil }}
 	go l.run()
 	return l, nil
 }
@@ -475,85 +478,11 @@ func (l *AuditLog) drop(ctx context.Context, n int, why, requestID string) {
 // and commits each batch in one transaction.
 func (l *AuditLog) run() {
 	defer close(l.done)
-	batch := make([]*auditPending, 0, l.o.MaxBatch)
-	for {
-		batch = batch[:0]
-		open, retrying := true, l.retry.Len() > 0
-		if !retrying {
-			p, ok := <-l.queue
-			if !ok {
-				break
-			}
-			batch = append(batch, p)
-		} else {
-			// The records of a failed batch go first, after a pause or
-			// with the next record queued, whichever comes first.
-			var fresh *auditPending
-			t := time.NewTimer(l.retry.Pause())
-			select {
-			case p, ok := <-l.queue:
-				if ok {
-					fresh = p
-				} else {
-					open = false // one last try
-				}
-			case <-t.C:
-			}
-			t.Stop()
-			batch = l.retry.Take(batch, l.o.MaxBatch-1)
-			if fresh != nil {
-				batch = append(batch, fresh)
-			}
-		}
-		if open {
-			open = l.drain(&batch)
-		}
-		if open && !retrying && l.o.Linger > 0 && len(batch) < l.o.MaxBatch && !anyWaited(batch) {
-			open = l.linger(&batch)
-		}
-		open = l.commit(&batch, open)
-		clear(batch)
-		if !open {
-			break
-		}
-	}
+	l.batcher.Run(l.commit)
 	if n := l.retry.Drain(); n > 0 {
 		l.drop(context.Background(), n, "write failed; log closed before a retry succeeded", "")
 	}
 	l.closeErr = l.finish()
-}
-
-// anyWaited reports whether anyone waits for batch to be durable.
-func anyWaited(batch []*auditPending) bool {
-	for _, p := range batch {
-		if p.done != nil {
-			return true
-		}
-	}
-	return false
-}
-
-// linger adds records to a batch nobody waits for, for up to Linger,
-// until the batch is full or a waited record arrives. It reports whether
-// the queue is still open.
-func (l *AuditLog) linger(batch *[]*auditPending) bool {
-	t := time.NewTimer(l.o.Linger)
-	defer t.Stop()
-	for len(*batch) < l.o.MaxBatch {
-		select {
-		case p, ok := <-l.queue:
-			if !ok {
-				return false
-			}
-			*batch = append(*batch, p)
-			if p.done != nil {
-				return true
-			}
-		case <-t.C:
-			return true
-		}
-	}
-	return true
 }
 
 // commit writes batch in one transaction and tells the waiters. Once
@@ -572,7 +501,7 @@ func (l *AuditLog) commit(batch *[]*auditPending, open bool) bool {
 			return err
 		}
 		if open {
-			open = l.drain(batch)
+			open = l.batcher.Drain(batch)
 		}
 		recs = recs[:0]
 		for _, p := range *batch {
@@ -614,23 +543,6 @@ func (l *AuditLog) commit(batch *[]*auditPending, open bool) bool {
 		l.committed(recs, cps, time.Since(began))
 	}
 	return open
-}
-
-// drain adds what is queued to batch, up to MaxBatch, without waiting. It
-// reports whether the queue is still open.
-func (l *AuditLog) drain(batch *[]*auditPending) bool {
-	for len(*batch) < l.o.MaxBatch {
-		select {
-		case p, ok := <-l.queue:
-			if !ok {
-				return false
-			}
-			*batch = append(*batch, p)
-		default:
-			return true
-		}
-	}
-	return true
 }
 
 // committed counts a commit that stored recs and cps and mirrors them.

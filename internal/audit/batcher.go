@@ -17,8 +17,9 @@ type Batcher[T any] struct {
 
 // Run hands each batch to commit until the queue is closed. commit may
 // add to the batch (Drain) and reports whether the queue is still open;
-// it must not keep the batch, which Run reuses. After the queue closes
-// with records still kept, they are in one last batch.
+// it must not keep the batch, which Run reuses. If the queue closes
+// while Run waits to retry kept records, they get one last batch; what
+// is still kept when Run returns is the caller's to drop.
 func (b *Batcher[T]) Run(commit func(batch *[]T, open bool) bool) {
 	batch := make([]T, 0, b.Max)
 	for {

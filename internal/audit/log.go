@@ -326,10 +326,16 @@ func (l *Log) run() {
 		l.commit(*batch)
 		return open
 	})
+	l.dropKept()
+	l.closeErr = l.finish()
+}
+
+// dropKept drops (counts and logs) the records of failed batches still
+// kept when the writer ends.
+func (l *Log) dropKept() {
 	if n := l.retry.Drain(); n > 0 {
 		l.drop(context.Background(), n, "write failed; log closed before a retry succeeded", "")
 	}
-	l.closeErr = l.finish()
 }
 
 func (l *Log) commit(batch []*pending) {

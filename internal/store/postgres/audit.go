@@ -479,10 +479,16 @@ func (l *AuditLog) drop(ctx context.Context, n int, why, requestID string) {
 func (l *AuditLog) run() {
 	defer close(l.done)
 	l.batcher.Run(l.commit)
+	l.dropKept()
+	l.closeErr = l.finish()
+}
+
+// dropKept drops (counts and logs) the records of failed batches still
+// kept when the writer ends.
+func (l *AuditLog) dropKept() {
 	if n := l.retry.Drain(); n > 0 {
 		l.drop(context.Background(), n, "write failed; log closed before a retry succeeded", "")
 	}
-	l.closeErr = l.finish()
 }
 
 // commit writes batch in one transaction and tells the waiters. Once

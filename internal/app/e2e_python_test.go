@@ -192,4 +192,36 @@ func TestE2EForwardProxyPython(t *testing.T) {
 	if !strings.Contains(h.log.String(), `"rule":"proxy.tunnel"`) {
 		t.Error("no proxy.tunnel event was logged: the clients did not use the proxy")
 	}
+
+	// What the README warns of: with the token as the proxy user alone,
+	// requests sends no Proxy-Authorization (keystile answers 407); httpx
+	// does send it.
+	one := func(lib string) pyResult {
+		t.Helper()
+		in, err := json.Marshal(map[string]any{"requests": []pyRequest{{Lib: lib, Method: "GET", Headers: map[string]string{},
+			URL: h.info.Venues[sandbox.VenueBinance].BaseURL + "/api/v3/ticker/price?symbol=BTCUSDT"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.CommandContext(ctx, py, script) // #nosec G204 -- the test's own script
+		userOnly := "http://" + tok + "@" + h.srv.ProxyAddr()
+		cmd.Env = append(os.Environ(), "HTTPS_PROXY="+userOnly, "https_proxy="+userOnly, "NO_PROXY=", "no_proxy=",
+			"REQUESTS_CA_BUNDLE="+caFile, "SSL_CERT_FILE="+caFile, "CURL_CA_BUNDLE=")
+		cmd.Stdin = bytes.NewReader(in)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: %v", script, err)
+		}
+		var r pyResult
+		if err := json.Unmarshal([]byte(strings.SplitN(string(out), "\n", 2)[0]), &r); err != nil {
+			t.Fatalf("%s printed %q: %v", script, out, err)
+		}
+		return r
+	}
+	if r := one("requests"); r.Error == "" || !strings.Contains(r.Error, "407") {
+		t.Errorf("requests with the token as proxy user alone: %+v, want a 407 proxy error (README)", r)
+	}
+	if r := one("httpx"); r.Error != "" || r.Status != http.StatusOK {
+		t.Errorf("httpx with the token as proxy user alone: %+v, want 200", r)
+	}
 }

@@ -191,9 +191,6 @@ func startHarness(t *testing.T, o harnessOptions) *harness {
 	for _, v := range h.venues {
 		fields := map[string][]byte{}
 		for k, val := range h.info.Venues[v.id].Credentials {
-			if v.id == sandbox.VenueKraken && k == "tier" {
-				continue // the emulator's rate-limit setting, not a credential field
-			}
 			fields[k] = []byte(val)
 		}
 		if _, err := h.admin.SetSecret(ctx, "e2e-"+v.id, admin.SetSecretRequest{Fields: fields}); err != nil {

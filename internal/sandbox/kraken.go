@@ -74,7 +74,9 @@ func VerifyKraken(uriPath string, body []byte, headers http.Header, apiKey strin
 }
 
 // krakenTier returns Kraken's REST rate counter of a tier (max, decay per
-// second). The emulator enforces it only when the credentials name a "tier".
+// second). The emulator enforces it only when Options.Credentials name a
+// "tier" for it: an emulator setting, not a credential field, so it is not
+// in VenueInfo.Credentials (which are stored in the vault as they are).
 func krakenTier(name string) ([2]float64, bool) {
 	switch name {
 	case "starter":
@@ -125,9 +127,6 @@ func newKraken(vs *venueServer, creds map[string]string) (*kraken, error) {
 
 func (k *kraken) credentials() map[string]string {
 	c := map[string]string{"api_key": k.apiKey, "secret": base64.StdEncoding.EncodeToString(k.secret)}
-	if k.tier != "" {
-		c["tier"] = k.tier
-	}
 	return c
 }
 func (k *kraken) credentialHeaders() []string { return []string{"API-Key", "API-Sign"} }

@@ -3,7 +3,9 @@ package sandbox
 import (
 	"encoding/base64"
 	"errors"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -138,6 +140,11 @@ func TestKrakenRateCounter(t *testing.T) {
 	s := startSandbox(t, Options{Venues: []string{VenueKraken}, Clock: clk.Now, Credentials: map[string]map[string]string{
 		VenueKraken: {"tier": "starter"}}})
 	vi := s.Info().Venues[VenueKraken]
+	// The tier is the emulator's setting, not a field of the credential
+	// keystile stores (its kraken type refuses unknown fields).
+	if _, ok := vi.Credentials["tier"]; ok || len(vi.Credentials) != 2 {
+		t.Fatalf("credentials %v: want api_key and secret only", slices.Collect(maps.Keys(vi.Credentials)))
+	}
 	sec, _ := base64.StdEncoding.DecodeString(vi.Credentials["secret"])
 	n := uint64(1)
 	call := func() string {

@@ -98,7 +98,9 @@ type Options struct {
 	Clock func() time.Time
 	// Credentials optionally fix the credentials of a venue, keyed by venue
 	// then by field name (see VenueInfo.Credentials); fields not given are
-	// generated.
+	// generated. Kraken also reads "tier" here (starter, intermediate,
+	// pro: the emulator then enforces that tier's REST counter); it is a
+	// setting, left out of VenueInfo.Credentials.
 	Credentials map[string]map[string]string
 	// BetfairSessionTTL is the lifetime of a Betfair session token (each
 	// keepAlive restarts it); default 12h, the international exchange's.

@@ -21,8 +21,10 @@ const (
 )
 
 var (
-	markTooManyVisits = []byte(strconv.Itoa(codeTooManyVisits))
-	markTooFrequent   = []byte("too frequent")
+	// successes are how Bybit writes a successful answer's code; any
+	// other answer is decoded (a code spelled otherwise is read too).
+	successes       = [][]byte{[]byte(`"retCode":0,`), []byte(`"retCode":0}`)}
+	markTooFrequent = []byte("too frequent")
 )
 
 // ObserveAnswer implements venue.AnswerObserver. A retCode 10006 blocks
@@ -44,13 +46,18 @@ func (v *Venue) ObserveAnswer(resp *http.Response, body []byte, now time.Time) t
 		v.mu.Unlock()
 		return 0
 	}
-	if !bytes.Contains(body, markTooManyVisits) {
-		return 0
+	for _, m := range successes {
+		if bytes.Contains(body, m) {
+			return 0
+		}
 	}
 	var a struct {
 		RetCode json.Number `json:"retCode"`
 	}
-	if json.Unmarshal(body, &a) != nil || a.RetCode.String() != string(markTooManyVisits) {
+	if json.Unmarshal(body, &a) != nil {
+		return 0
+	}
+	if code, err := strconv.ParseFloat(a.RetCode.String(), 64); err != nil || code != codeTooManyVisits {
 		return 0
 	}
 	until := now.Add(time.Second)

@@ -503,6 +503,7 @@ func TestObserveAnswer(t *testing.T) {
 	}{
 		// Starter: (15+1-14.25)/0.33 s = 5.30 s, rounded up to 100 ms.
 		{"REST counter", "", `{"error":["EAPI:Rate limit exceeded"],"result":{}}`, 5400 * time.Millisecond, 5400 * time.Millisecond, 0},
+		{"REST counter, escaped", "", `{"error":["EAPI:Rate limit exceed\u0065d"],"result":{}}`, 5400 * time.Millisecond, 5400 * time.Millisecond, 0},
 		{"REST counter, pro", "pro", `{"error":["EAPI:Rate limit exceeded"]}`, 2 * time.Second, 2 * time.Second, 0},
 		{"trading counter", "", `{"error":["EOrder:Rate limit exceeded"]}`, 0, 0, 4 * time.Second},
 		{"throttled until", "", `{"error":["EService: Throttled: 1700000042"]}`, 42 * time.Second, 42 * time.Second, 42 * time.Second},

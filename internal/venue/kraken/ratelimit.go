@@ -143,21 +143,15 @@ const (
 	maxThrottle = 10 * time.Minute
 )
 
-// rateMarkers pre-filter answers: only those holding one are decoded.
-var rateMarkers = [][]byte{[]byte("Rate limit exceeded"), []byte("Throttled"), []byte("Temporary lockout")}
+// noErrors is how Kraken writes an answer without errors; any other
+// answer is decoded (so an error spelled with JSON escapes is read too).
+var noErrors = []byte(`"error":[]`)
 
 // observeAnswer reads Kraken's rate-limit errors from an answer's body.
 // It returns the back-off taken for the whole key (REST counter,
 // throttling, lockout), 0 for none or for the trading counter alone.
 func (l *limiter) observeAnswer(body []byte, now time.Time) time.Duration {
-	found := false
-	for _, m := range rateMarkers {
-		if bytes.Contains(body, m) {
-			found = true
-			break
-		}
-	}
-	if !found {
+	if bytes.Contains(body, noErrors) {
 		return 0
 	}
 	var a struct {

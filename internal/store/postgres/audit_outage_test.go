@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
-	"net/url"
 	"testing"
 	"time"
 
@@ -20,13 +19,7 @@ func TestAuditOutcomesSurviveOutage(t *testing.T) {
 	ctx := context.Background()
 	dsn := testDSN(t)
 	direct := openDSN(t, dsn)
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := newCutProxy(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
-	db := openDSN(t, u.String())
+	proxy, db := openThroughProxy(t, dsn)
 	keys := audit.Keys{Checkpoint: ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize)), Identity: bytes.Repeat([]byte{9}, 32)}
 	l, err := db.OpenAuditLog(ctx, postgres.AuditOptions{Keys: keys, CheckpointEvery: 8})
 	if err != nil {

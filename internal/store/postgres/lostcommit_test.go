@@ -43,6 +43,18 @@ func newCutProxy(t *testing.T, upstream string) *cutProxy {
 	return p
 }
 
+// openThroughProxy opens dsn's database through a new cutProxy.
+func openThroughProxy(t *testing.T, dsn string) (*cutProxy, *postgres.DB) {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newCutProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	return proxy, openDSN(t, u.String())
+}
+
 func (p *cutProxy) serve() {
 	for {
 		c, err := p.ln.Accept()
@@ -113,13 +125,7 @@ func TestLedgerLostCommitAnswer(t *testing.T) {
 			FOR EACH ROW EXECUTE FUNCTION slow_commit()`); err != nil {
 		t.Fatal(err)
 	}
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := newCutProxy(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
-	db := openDSN(t, u.String())
+	proxy, db := openThroughProxy(t, dsn)
 	ti, err := postgres.UseTestIntents(ctx, db)
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"github.com/keystile/keystile/internal/alert/alerttest"
 	"github.com/keystile/keystile/internal/alert/email"
 	"github.com/keystile/keystile/internal/secret"
+	"github.com/keystile/keystile/internal/testnet"
 )
 
 const password = "CANARY-smtp-password-41c9e2"
@@ -181,7 +182,7 @@ func TestStalledServerHonoursDeadline(t *testing.T) {
 	// A listener that accepts and never speaks.
 	s := start(t, alerttest.SMTPOptions{})
 	_ = s.Close()
-	ln := stallListener(t)
+	ln := testnet.Stalled(t).Port
 	k, err := email.New(email.Options{Host: "127.0.0.1", Port: ln, From: "a@example.org", To: []string{"b@example.org"}})
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package redisstore_test
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	redisstore "github.com/keystile/keystile/internal/store/redis"
+	"github.com/keystile/keystile/internal/testnet"
 	"github.com/keystile/keystile/internal/venue"
 	"github.com/keystile/keystile/internal/venue/kraken"
 )
@@ -142,36 +142,6 @@ func TestBackoffsKeepLater(t *testing.T) {
 	}
 }
 
-// silent is a server that accepts connections and never answers: a Redis
-// that hangs.
-func silent(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			cn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, cn)
-		}
-	}()
-	t.Cleanup(func() {
-		_ = l.Close()
-		<-done
-		for _, cn := range conns {
-			_ = cn.Close()
-		}
-	})
-	return l.Addr().String()
-}
-
 // TestVenueBackoffRedisDown: with Redis refusing connections, or accepting
 // them and never answering, each replica keeps its own model (its count,
 // its own 429 back-off), Allow never waits much longer than Wait, and the
@@ -183,7 +153,7 @@ func TestVenueBackoffRedisDown(t *testing.T) {
 		addr string
 	}{
 		{"refused", closedAddr(t)},
-		{"silent", silent(t)},
+		{"silent", testnet.Stalled(t).String()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bo := o

@@ -65,6 +65,7 @@ const storeTimeout = time.Second
 // is safe for concurrent use.
 type SharedLimiter struct {
 	inner RateLimiter
+	ao    AnswerObserver // inner, if it reads answers' bodies
 	o     SharedOptions
 
 	mu       sync.Mutex
@@ -96,7 +97,8 @@ func Share(inner RateLimiter, o SharedOptions) *SharedLimiter {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &SharedLimiter{inner: inner, o: o}
+	ao, _ := inner.(AnswerObserver)
+	return &SharedLimiter{inner: inner, ao: ao, o: o}
 }
 
 // Allow refuses while the shared back-off lasts, and otherwise asks the
@@ -135,11 +137,10 @@ func (s *SharedLimiter) Observe(resp *http.Response, now time.Time) {
 // venue's own model when that reads bodies, and publishes the back-off
 // that model took (capped at MaxBackoff) to the other replicas.
 func (s *SharedLimiter) ObserveAnswer(resp *http.Response, body []byte, now time.Time) time.Duration {
-	ao, ok := s.inner.(AnswerObserver)
-	if !ok {
+	if s.ao == nil {
 		return 0
 	}
-	d := min(ao.ObserveAnswer(resp, body, now), s.o.MaxBackoff)
+	d := min(s.ao.ObserveAnswer(resp, body, now), s.o.MaxBackoff)
 	if d > 0 {
 		s.share(now.Add(d))
 	}
